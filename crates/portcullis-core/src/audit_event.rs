@@ -1,0 +1,252 @@
+//! Audit events: one for every step of the lifecycle. The audit crate chains and signs them;
+//! this module only says what they are and how they read as JSON for a SIEM.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::time::Timestamp;
+
+/// What happened. Variants are only ever appended (bincode stores the variant index).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    ApproverStarted {
+        version: String,
+    },
+    ConfigLoaded {
+        path: String,
+        sha256: String,
+    },
+    ConfigRefused {
+        path: String,
+        error: String,
+    },
+    RequestCreated {
+        policy: String,
+        duration: Duration,
+    },
+    RequestApproved {
+        approvals: u32,
+        needed: u32,
+    },
+    RequestDenied,
+    RequestExpired,
+    GrantIssued {
+        expires_at: Timestamp,
+        approvers: Vec<String>,
+        automatic: bool,
+    },
+    GrantExpired,
+    GrantRevoked,
+    /// A command refused for lack of permission (wrong group, own request, …).
+    Refused {
+        command: String,
+        error: String,
+    },
+    SessionStarted {
+        session: String,
+        gateway: String,
+        client: String,
+        fingerprint: String,
+        channel: String,
+    },
+    SessionEnded {
+        session: String,
+        gateway: String,
+        bytes_in: u64,
+        bytes_out: u64,
+        duration: Duration,
+        reason: String,
+        exit_status: Option<u32>,
+        recording_sha256: Option<String>,
+        recording_size: Option<u64>,
+    },
+    SessionKilled {
+        session: String,
+    },
+}
+
+impl EventKind {
+    /// The dotted name a SIEM filters on.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::ApproverStarted { .. } => "approver.started",
+            EventKind::ConfigLoaded { .. } => "config.loaded",
+            EventKind::ConfigRefused { .. } => "config.refused",
+            EventKind::RequestCreated { .. } => "request.created",
+            EventKind::RequestApproved { .. } => "request.approved",
+            EventKind::RequestDenied => "request.denied",
+            EventKind::RequestExpired => "request.expired",
+            EventKind::GrantIssued { .. } => "grant.issued",
+            EventKind::GrantExpired => "grant.expired",
+            EventKind::GrantRevoked => "grant.revoked",
+            EventKind::Refused { .. } => "command.refused",
+            EventKind::SessionStarted { .. } => "session.started",
+            EventKind::SessionEnded { .. } => "session.ended",
+            EventKind::SessionKilled { .. } => "session.killed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Who did it: a user, a gateway, or `approver` for the daemon's own steps.
+    pub actor: String,
+    pub kind: EventKind,
+    /// The user the event is about (the requester, the grant holder).
+    pub user: Option<String>,
+    pub target: Option<String>,
+    pub request: Option<u64>,
+    pub grant: Option<u64>,
+    pub reason: Option<String>,
+    pub note: Option<String>,
+}
+
+impl AuditEvent {
+    pub fn new(actor: impl Into<String>, kind: EventKind) -> Self {
+        AuditEvent {
+            actor: actor.into(),
+            kind,
+            user: None,
+            target: None,
+            request: None,
+            grant: None,
+            reason: None,
+            note: None,
+        }
+    }
+    pub fn user(mut self, u: impl Into<String>) -> Self {
+        self.user = Some(u.into());
+        self
+    }
+    pub fn target(mut self, t: impl Into<String>) -> Self {
+        self.target = Some(t.into());
+        self
+    }
+    pub fn request(mut self, id: u64) -> Self {
+        self.request = Some(id);
+        self
+    }
+    pub fn grant(mut self, id: u64) -> Self {
+        self.grant = Some(id);
+        self
+    }
+    pub fn reason(mut self, r: Option<String>) -> Self {
+        self.reason = r;
+        self
+    }
+    pub fn note(mut self, n: Option<String>) -> Self {
+        self.note = n;
+        self
+    }
+
+    /// Flat JSON fields (absent values left out), `event` first.
+    pub fn to_json(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("event".into(), json!(self.kind.name()));
+        m.insert("actor".into(), json!(self.actor));
+        let mut opt = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                m.insert(k.into(), v);
+            }
+        };
+        opt("user", self.user.as_ref().map(|v| json!(v)));
+        opt("target", self.target.as_ref().map(|v| json!(v)));
+        opt("request", self.request.map(|v| json!(v)));
+        opt("grant", self.grant.map(|v| json!(v)));
+        opt("reason", self.reason.as_ref().map(|v| json!(v)));
+        opt("note", self.note.as_ref().map(|v| json!(v)));
+        let details = match &self.kind {
+            EventKind::ApproverStarted { version } => json!({ "version": version }),
+            EventKind::ConfigLoaded { path, sha256 } => json!({ "path": path, "sha256": sha256 }),
+            EventKind::ConfigRefused { path, error } => json!({ "path": path, "error": error }),
+            EventKind::RequestCreated { policy, duration } => {
+                json!({ "policy": policy, "duration_secs": duration.as_secs() })
+            }
+            EventKind::RequestApproved { approvals, needed } => {
+                json!({ "approvals": approvals, "needed": needed })
+            }
+            EventKind::GrantIssued {
+                expires_at,
+                approvers,
+                automatic,
+            } => json!({
+                "expires_at": expires_at.rfc3339(),
+                "approvers": approvers,
+                "automatic": automatic,
+            }),
+            EventKind::Refused { command, error } => json!({ "command": command, "error": error }),
+            EventKind::SessionStarted {
+                session,
+                gateway,
+                client,
+                fingerprint,
+                channel,
+            } => json!({
+                "session": session, "gateway": gateway, "client": client,
+                "fingerprint": fingerprint, "channel": channel,
+            }),
+            EventKind::SessionEnded {
+                session,
+                gateway,
+                bytes_in,
+                bytes_out,
+                duration,
+                reason,
+                exit_status,
+                recording_sha256,
+                recording_size,
+            } => json!({
+                "session": session, "gateway": gateway, "bytes_in": bytes_in,
+                "bytes_out": bytes_out, "duration_ms": duration.as_millis() as u64,
+                "end_reason": reason, "exit_status": exit_status,
+                "recording_sha256": recording_sha256, "recording_size": recording_size,
+            }),
+            EventKind::SessionKilled { session } => json!({ "session": session }),
+            EventKind::RequestDenied
+            | EventKind::RequestExpired
+            | EventKind::GrantExpired
+            | EventKind::GrantRevoked => json!({}),
+        };
+        if let Value::Object(d) = details {
+            for (k, v) in d {
+                if !v.is_null() {
+                    m.insert(k, v);
+                }
+            }
+        }
+        m
+    }
+
+    /// One human line: `request.created alice → pg-prod request=17 reason="INC-42"`.
+    pub fn summary(&self) -> String {
+        let mut s = format!("{:<17} {}", self.kind.name(), self.actor);
+        let j = self.to_json();
+        for (k, v) in j.iter().skip(2) {
+            match v {
+                Value::String(t) => s.push_str(&format!(" {k}={t:?}")),
+                other => s.push_str(&format!(" {k}={other}")),
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_flat_and_named() {
+        let e = AuditEvent::new("alice", EventKind::RequestDenied)
+            .user("alice")
+            .request(3)
+            .note(Some("no".into()));
+        let j = e.to_json();
+        assert_eq!(j["event"], "request.denied");
+        assert_eq!(j["request"], 3);
+        assert!(!j.contains_key("grant"));
+        assert!(e.summary().contains("note=\"no\""));
+    }
+}

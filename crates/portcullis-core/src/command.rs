@@ -1,0 +1,216 @@
+//! The control-command grammar: what `ssh -p 2223 alice@approver COMMAND …` accepts. The
+//! approver parses exec lines with it; the thin clients parse with it first so that `--help`
+//! and typos are answered locally, then send the same words.
+
+use clap::{Args, Parser, Subcommand};
+
+/// A parsed control line.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "portcullis",
+    no_binary_name = true,
+    disable_version_flag = true,
+    about = "portcullis control plane: ask for access, decide, revoke, audit",
+    after_help = "Examples:\n  request pg-prod --for 1h --reason \"INC-42\"\n  wait 17\n  approve 17 --note \"checked with on-call\"\n  grants --active\n  audit log --since 1h --json"
+)]
+pub struct ControlLine {
+    /// Print one JSON document on stdout (JSON Lines for `audit log`).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: ControlCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ControlCommand {
+    /// Ask for access to a target; policy may approve it at once.
+    #[command(after_help = "Example:\n  request pg-prod --for 1h --reason \"INC-42\"")]
+    Request(RequestArgs),
+
+    /// List requests: yours, and those you may decide.
+    #[command(after_help = "Example:\n  requests --pending")]
+    Requests {
+        /// Only undecided requests (the default).
+        #[arg(long, conflicts_with = "all")]
+        pending: bool,
+        /// Every request, decided or not.
+        #[arg(long)]
+        all: bool,
+    },
+
+    /// Approve a request (approvers of its policy; never your own).
+    #[command(after_help = "Example:\n  approve 17 --note \"checked with on-call\"")]
+    Approve(DecideArgs),
+
+    /// Deny a request (approvers of its policy; never your own).
+    #[command(after_help = "Example:\n  deny 17 --note \"use staging\"")]
+    Deny(DecideArgs),
+
+    /// Block until a request is decided; exit 0 only when approved.
+    #[command(
+        after_help = "Example:\n  wait 17 && ssh -p 2222 -N -L 15432:pg-prod:5432 alice@bastion"
+    )]
+    Wait {
+        /// The request id.
+        id: u64,
+    },
+
+    /// List grants with their remaining time: yours, or anyone's for admins.
+    #[command(after_help = "Example:\n  grants --active --target pg-prod")]
+    Grants {
+        /// Only grants in force now.
+        #[arg(long)]
+        active: bool,
+        /// Only this user's grants (admins).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only grants on this target.
+        #[arg(long)]
+        target: Option<String>,
+    },
+
+    /// End a grant now; every session on it is cut (admins, approvers of its policy).
+    #[command(after_help = "Example:\n  revoke 17 --reason \"incident closed\"")]
+    Revoke {
+        /// The grant id.
+        grant: u64,
+        /// Why (kept in the audit log).
+        #[arg(long, allow_hyphen_values = true)]
+        reason: Option<String>,
+    },
+
+    /// Sessions through the gateways (admins, auditors).
+    #[command(after_help = "Example:\n  sessions --live")]
+    Sessions {
+        /// Only sessions still open.
+        #[arg(long)]
+        live: bool,
+    },
+
+    /// Cut one session now (admins).
+    #[command(after_help = "Example:\n  kill s-gw-1-42")]
+    Kill {
+        /// The session id, as `sessions` shows it.
+        session: String,
+    },
+
+    /// Your targets, active grants and pending requests.
+    Status,
+
+    /// Who you are authenticated as, and your groups.
+    Whoami,
+
+    /// Targets you can request, and the policy that covers each.
+    Targets,
+
+    /// Re-read the config file; a bad file is refused and the old one kept (admins).
+    Reload,
+
+    /// The audit trail (admins, auditors).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+
+    /// Stream signed catalog and grant changes after a revision (gateway identities only).
+    #[command(hide = true)]
+    Watch {
+        /// Resume after this revision (0 for everything).
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RequestArgs {
+    /// The target's name, as `targets` lists it.
+    pub target: String,
+    /// How long, e.g. 30m, 1h, 1h30m (default: the policy's default_duration).
+    #[arg(long = "for", value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Why you need it: a ticket or incident id.
+    #[arg(long, allow_hyphen_values = true)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DecideArgs {
+    /// The request id.
+    pub id: u64,
+    /// A note kept with the decision in the audit log.
+    #[arg(long, allow_hyphen_values = true)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AuditCommand {
+    /// Print audit events, oldest first.
+    #[command(
+        after_help = "Examples:\n  audit log --since 24h\n  audit log --json > events.jsonl"
+    )]
+    Log {
+        /// Only events newer than this, e.g. 1h, 7d.
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+    },
+    /// Check the hash chain and every signature; name the first bad record.
+    #[command(after_help = "Example:\n  audit verify")]
+    Verify,
+}
+
+/// Parse an exec line as the approver receives it (shell-style words).
+pub fn parse_line(line: &str) -> Result<ControlLine, clap::Error> {
+    let words = shell_words::split(line).map_err(|e| {
+        clap::Error::raw(
+            clap::error::ErrorKind::InvalidValue,
+            format!("cannot split the command line: {e}\n"),
+        )
+    })?;
+    ControlLine::try_parse_from(words)
+}
+
+/// Join words into an exec line that [`parse_line`] splits back into the same words.
+pub fn join_words<S: AsRef<str>>(words: &[S]) -> String {
+    shell_words::join(words.iter().map(|w| w.as_ref()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_the_spec_examples() {
+        let l = parse_line("request pg-prod --for 1h --reason \"INC-42\"").unwrap();
+        match l.command {
+            ControlCommand::Request(r) => {
+                assert_eq!(r.target, "pg-prod");
+                assert_eq!(r.duration.as_deref(), Some("1h"));
+                assert_eq!(r.reason.as_deref(), Some("INC-42"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse_line("approve 17 --note ok --json").unwrap().json);
+        assert!(matches!(
+            parse_line("audit log --since 1h").unwrap().command,
+            ControlCommand::Audit(AuditCommand::Log { .. })
+        ));
+        assert!(parse_line("approve seventeen").is_err());
+        assert!(parse_line("").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,80}") { let _ = parse_line(&s); }
+
+        #[test]
+        fn join_then_split_keeps_words(words in proptest::collection::vec("\\PC{0,12}", 1..5)) {
+            let mut all = vec!["request".to_string(), "t".to_string(), "--reason".to_string()];
+            all.push(words.join(" "));
+            let l = parse_line(&join_words(&all)).unwrap();
+            match l.command {
+                ControlCommand::Request(r) => prop_assert_eq!(r.reason, Some(words.join(" "))),
+                _ => prop_assert!(false),
+            }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! Requests, approvals and grants: the records of the access lifecycle.
+//!
+//! These are stored with [`crate::codec`] (bincode): no `skip_serializing_if`, `flatten` or
+//! tagged enums here, and new fields only ever go at the end of a new format version.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::signing::{Purpose, SignatureError, Signed};
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub by: String,
+    pub at: Timestamp,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestState {
+    Pending,
+    Approved { grant: u64 },
+    Denied { by: String, note: Option<String> },
+    Expired,
+}
+
+impl RequestState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::Approved { .. } => "approved",
+            RequestState::Denied { .. } => "denied",
+            RequestState::Expired => "expired",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: u64,
+    pub user: String,
+    pub target: String,
+    pub policy: String,
+    pub duration: Duration,
+    pub reason: Option<String>,
+    pub created_at: Timestamp,
+    /// When an undecided request lapses (`request_ttl` after creation).
+    pub expires_at: Timestamp,
+    /// Distinct approvers count: one entry per approver.
+    pub approvals: Vec<Approval>,
+    pub needed: u32,
+    pub state: RequestState,
+    pub decided_at: Option<Timestamp>,
+}
+
+impl Request {
+    pub fn is_pending(&self) -> bool {
+        self.state == RequestState::Pending
+    }
+    pub fn approved_by(&self, user: &str) -> bool {
+        self.approvals.iter().any(|a| a.by == user)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub at: Timestamp,
+    pub by: String,
+    pub reason: Option<String>,
+}
+
+/// The signed part of a grant: what a gateway enforces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub id: u64,
+    pub request: u64,
+    pub user: String,
+    pub target: String,
+    pub policy: String,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub approvers: Vec<String>,
+    pub revoked: Option<Revocation>,
+}
+
+/// Where a grant stands at an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantStatus {
+    Active,
+    Expired,
+    Revoked,
+}
+
+impl GrantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantStatus::Active => "active",
+            GrantStatus::Expired => "expired",
+            GrantStatus::Revoked => "revoked",
+        }
+    }
+}
+
+impl Grant {
+    /// The instant the grant stops: its expiry or its revocation, whichever came first.
+    pub fn ends_at(&self) -> Timestamp {
+        match &self.revoked {
+            Some(r) => r.at.min(self.expires_at),
+            None => self.expires_at,
+        }
+    }
+
+    pub fn status(&self, now: Timestamp) -> GrantStatus {
+        if self.revoked.as_ref().is_some_and(|r| r.at <= now) {
+            GrantStatus::Revoked
+        } else if now >= self.expires_at {
+            GrantStatus::Expired
+        } else {
+            GrantStatus::Active
+        }
+    }
+
+    pub fn is_active(&self, now: Timestamp) -> bool {
+        self.status(now) == GrantStatus::Active
+    }
+
+    pub fn remaining(&self, now: Timestamp) -> Duration {
+        now.until(self.ends_at())
+    }
+
+    pub fn sign(&self, key: &ed25519_dalek::SigningKey) -> SignedGrant {
+        SignedGrant(Signed::seal(key, Purpose::Grant, self))
+    }
+}
+
+/// A grant as the approver signed it. Gateways verify it against the pinned signing key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedGrant(pub Signed);
+
+impl SignedGrant {
+    pub fn verify(&self, key: &ed25519_dalek::VerifyingKey) -> Result<Grant, SignatureError> {
+        self.0.open(key, Purpose::Grant)
+    }
+    /// Decode without verifying: for the approver's own store only.
+    pub fn grant(&self) -> Result<Grant, crate::codec::CodecError> {
+        self.0.peek()
+    }
+}
+
+/// What the approver stores per grant: the signed grant plus bookkeeping of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRecord {
+    pub signed: SignedGrant,
+    /// Whether the expiry audit event has been written.
+    pub end_recorded: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant() -> Grant {
+        Grant {
+            id: 1,
+            request: 1,
+            user: "alice".into(),
+            target: "db".into(),
+            policy: "p".into(),
+            issued_at: Timestamp(1_000),
+            expires_at: Timestamp(61_000),
+            approvers: vec![],
+            revoked: None,
+        }
+    }
+
+    #[test]
+    fn status_follows_time_and_revocation() {
+        let mut g = grant();
+        assert_eq!(g.status(Timestamp(60_999)), GrantStatus::Active);
+        assert_eq!(g.status(Timestamp(61_000)), GrantStatus::Expired);
+        assert_eq!(g.remaining(Timestamp(1_000)), Duration::from_secs(60));
+        g.revoked = Some(Revocation {
+            at: Timestamp(5_000),
+            by: "root".into(),
+            reason: None,
+        });
+        assert_eq!(g.status(Timestamp(5_000)), GrantStatus::Revoked);
+        assert_eq!(g.ends_at(), Timestamp(5_000));
+    }
+
+    #[test]
+    fn signed_grants_verify_only_unaltered() {
+        let k = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let s = grant().sign(&k);
+        assert_eq!(s.verify(&k.verifying_key()).unwrap(), grant());
+        let mut forged = s.clone();
+        let mut g = grant();
+        g.expires_at = Timestamp(u64::MAX);
+        forged.0.body = crate::codec::body_bytes(&g);
+        assert!(forged.verify(&k.verifying_key()).is_err());
+    }
+}

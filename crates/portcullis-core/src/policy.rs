@@ -1,0 +1,317 @@
+//! Policy evaluation: which policy a request falls under, for how long, and whether it is
+//! approved at once. Deny by default: a target no policy covers cannot be requested.
+
+use std::time::Duration;
+
+use crate::catalog::{Catalog, Policy, User};
+use crate::time::{format_duration, Timestamp};
+
+/// What a new request becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission<'a> {
+    /// Approved by policy on the spot.
+    AutoApproved {
+        policy: &'a Policy,
+        duration: Duration,
+    },
+    /// Waits for `approvals` distinct approvers from the policy's groups.
+    NeedsApproval {
+        policy: &'a Policy,
+        duration: Duration,
+    },
+}
+
+impl<'a> Admission<'a> {
+    pub fn policy(&self) -> &'a Policy {
+        match self {
+            Admission::AutoApproved { policy, .. } | Admission::NeedsApproval { policy, .. } => {
+                policy
+            }
+        }
+    }
+    pub fn duration(&self) -> Duration {
+        match self {
+            Admission::AutoApproved { duration, .. }
+            | Admission::NeedsApproval { duration, .. } => *duration,
+        }
+    }
+}
+
+/// Why a request is refused; each says what to do instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("unknown target {target:?} — run `targets` to list the ones you can request")]
+    UnknownTarget { target: String },
+    #[error("no policy allows requests for {target:?} — ask an admin to add one")]
+    NoPolicy { target: String },
+    #[error(
+        "{requested} is over the {max} maximum of policy {policy:?} — ask for --for {max} or less"
+    )]
+    OverMaxDuration {
+        policy: String,
+        requested: String,
+        max: String,
+    },
+    #[error("the duration must be longer than zero")]
+    ZeroDuration,
+    #[error("policy {policy:?} requires a reason — add --reason \"…\" (a ticket or incident id)")]
+    ReasonRequired { policy: String },
+    #[error("policy {policy:?} only auto-approves {who}{when}, and it has no approvers")]
+    NotAutoApproved {
+        policy: String,
+        who: String,
+        when: String,
+    },
+}
+
+fn auto_approves(policy: &Policy, user: &User, now: Timestamp) -> bool {
+    policy.auto_approve.as_ref().is_some_and(|a| {
+        a.groups.iter().any(|g| user.in_group(g))
+            && (a.windows.is_empty() || a.windows.iter().any(|w| w.contains(now)))
+    })
+}
+
+fn admit<'a>(
+    policy: &'a Policy,
+    user: &User,
+    requested: Option<Duration>,
+    reason: Option<&str>,
+    now: Timestamp,
+) -> Result<Admission<'a>, Refusal> {
+    let duration = requested.unwrap_or(policy.default_duration);
+    if duration.is_zero() {
+        return Err(Refusal::ZeroDuration);
+    }
+    if duration > policy.max_duration {
+        return Err(Refusal::OverMaxDuration {
+            policy: policy.name.clone(),
+            requested: format_duration(duration),
+            max: format_duration(policy.max_duration),
+        });
+    }
+    if policy.require_reason && reason.is_none_or(|r| r.trim().is_empty()) {
+        return Err(Refusal::ReasonRequired {
+            policy: policy.name.clone(),
+        });
+    }
+    if auto_approves(policy, user, now) {
+        return Ok(Admission::AutoApproved { policy, duration });
+    }
+    if !policy.approvers.is_empty() {
+        return Ok(Admission::NeedsApproval { policy, duration });
+    }
+    let (who, when) = match &policy.auto_approve {
+        Some(a) => (
+            format!("groups {}", a.groups.join(", ")),
+            if a.windows.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " during {}",
+                    a.windows
+                        .iter()
+                        .map(|w| w.text.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
+        ),
+        None => ("nobody".into(), String::new()),
+    };
+    Err(Refusal::NotAutoApproved {
+        policy: policy.name.clone(),
+        who,
+        when,
+    })
+}
+
+/// Decide what a request by `user` for `target` becomes at `now`.
+///
+/// Among the policies covering the target (in file order), the first that approves the request
+/// on the spot wins; failing that, the first under which approvers can grant it; failing that,
+/// the first policy's refusal is returned, since it is the one an operator most likely meant.
+pub fn evaluate<'a>(
+    catalog: &'a Catalog,
+    user: &User,
+    target: &str,
+    requested: Option<Duration>,
+    reason: Option<&str>,
+    now: Timestamp,
+) -> Result<Admission<'a>, Refusal> {
+    let target = catalog
+        .targets
+        .get(target)
+        .ok_or_else(|| Refusal::UnknownTarget {
+            target: target.to_string(),
+        })?;
+    let mut first_refusal = None;
+    let mut needs_approval = None;
+    for policy in catalog.policies_for(target) {
+        match admit(policy, user, requested, reason, now) {
+            Ok(a @ Admission::AutoApproved { .. }) => return Ok(a),
+            Ok(a) => {
+                needs_approval.get_or_insert(a);
+            }
+            Err(r) => {
+                first_refusal.get_or_insert(r);
+            }
+        }
+    }
+    if let Some(a) = needs_approval {
+        return Ok(a);
+    }
+    Err(first_refusal.unwrap_or(Refusal::NoPolicy {
+        target: target.name.clone(),
+    }))
+}
+
+/// Whether `approver` may decide a request by `requester` under `policy`.
+pub fn may_decide(policy: &Policy, approver: &User, requester: &str) -> bool {
+    approver.name != requester && policy.is_approver(approver)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use crate::time::{Clock, ManualClock};
+
+    const ALICE: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGoHkF4rbbzfHvvGr0tPbMM1bFsHr3OxCzNd0R3dTNNb";
+    const BOB: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHwH4DnFWu5s5SxdKbJLxTGIbWKs/x6HZfq9J0zS4DzT";
+
+    fn catalog() -> Catalog {
+        config::parse(&format!(
+            r#"
+[[users]]
+name = "alice"
+keys = ["{ALICE}"]
+groups = ["dev"]
+[[users]]
+name = "bob"
+keys = ["{BOB}"]
+groups = ["dba"]
+[[targets]]
+name = "pg-prod"
+kind = "tcp"
+address = "10.0.0.5:5432"
+labels = {{ env = "prod" }}
+[[targets]]
+name = "pg-staging"
+kind = "tcp"
+address = "10.0.0.6:5432"
+labels = {{ env = "staging" }}
+[[targets]]
+name = "lonely"
+kind = "tcp"
+address = "10.0.0.9:5432"
+[[policies]]
+name = "prod"
+match = {{ env = "prod" }}
+approvers = ["dba"]
+approvals = 2
+max_duration = "4h"
+default_duration = "1h"
+require_reason = true
+[[policies]]
+name = "staging"
+match = {{ env = "staging" }}
+auto_approve = {{ groups = ["dev"], windows = ["Mon-Fri 08:00-18:00 UTC"] }}
+max_duration = "8h"
+default_duration = "2h"
+"#
+        ))
+        .unwrap()
+        .catalog
+    }
+
+    // 2026-11-23 is a Monday.
+    const MONDAY_NOON: Timestamp = Timestamp(1_795_392_000_000 + 12 * 3_600_000);
+    const SATURDAY_NOON: Timestamp = Timestamp(1_795_392_000_000 + (5 * 24 + 12) * 3_600_000);
+
+    #[test]
+    fn deny_by_default() {
+        let c = catalog();
+        let alice = &c.users["alice"];
+        assert!(matches!(
+            evaluate(&c, alice, "lonely", None, None, MONDAY_NOON),
+            Err(Refusal::NoPolicy { .. })
+        ));
+        assert!(matches!(
+            evaluate(&c, alice, "nope", None, None, MONDAY_NOON),
+            Err(Refusal::UnknownTarget { .. })
+        ));
+    }
+
+    #[test]
+    fn max_duration_refused_not_shortened() {
+        let c = catalog();
+        let alice = &c.users["alice"];
+        let e = evaluate(
+            &c,
+            alice,
+            "pg-prod",
+            Some(Duration::from_secs(5 * 3600)),
+            Some("INC-1"),
+            MONDAY_NOON,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("over the 4h maximum"), "{e}");
+        let ok = evaluate(&c, alice, "pg-prod", None, Some("INC-1"), MONDAY_NOON).unwrap();
+        assert_eq!(ok.duration(), Duration::from_secs(3600), "default_duration");
+    }
+
+    #[test]
+    fn reason_required() {
+        let c = catalog();
+        let alice = &c.users["alice"];
+        for reason in [None, Some("  ")] {
+            assert!(matches!(
+                evaluate(&c, alice, "pg-prod", None, reason, MONDAY_NOON),
+                Err(Refusal::ReasonRequired { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn auto_approval_follows_the_window_and_the_group() {
+        let c = catalog();
+        let clock = ManualClock::new(MONDAY_NOON);
+        let alice = &c.users["alice"];
+        let bob = &c.users["bob"];
+        assert!(matches!(
+            evaluate(&c, alice, "pg-staging", None, None, clock.now()),
+            Ok(Admission::AutoApproved { .. })
+        ));
+        clock.set(SATURDAY_NOON);
+        let e = evaluate(&c, alice, "pg-staging", None, None, clock.now()).unwrap_err();
+        assert!(e.to_string().contains("Mon-Fri 08:00-18:00 UTC"), "{e}");
+        clock.set(MONDAY_NOON);
+        assert!(matches!(
+            evaluate(&c, bob, "pg-staging", None, None, clock.now()),
+            Err(Refusal::NotAutoApproved { .. })
+        ));
+    }
+
+    #[test]
+    fn approvers_exclude_the_requester() {
+        let c = catalog();
+        let prod = c.policy("prod").unwrap();
+        assert!(may_decide(prod, &c.users["bob"], "alice"));
+        assert!(!may_decide(prod, &c.users["bob"], "bob"));
+        assert!(!may_decide(prod, &c.users["alice"], "bob"));
+    }
+
+    #[test]
+    fn auto_approving_policy_wins_over_an_earlier_manual_one() {
+        let mut c = catalog();
+        let mut auto = c.policy("staging").unwrap().clone();
+        auto.name = "prod-oncall".into();
+        auto.selector = c.policy("prod").unwrap().selector.clone();
+        auto.auto_approve.as_mut().unwrap().windows.clear();
+        c.policies.push(auto);
+        let a = evaluate(&c, &c.users["alice"], "pg-prod", None, None, MONDAY_NOON).unwrap();
+        assert_eq!(a.policy().name, "prod-oncall");
+    }
+}
