@@ -1,1 +1,284 @@
-//! stub
+//! The audit log's integrity: records chained by SHA-256 and signed by the approver, and the
+//! verifier that proves a log untouched or names the first bad record.
+//!
+//! This crate owns the record format and the chain rules. It must not touch storage or the
+//! network: the store keeps the bytes, the approver decides when to seal, and both hand this
+//! crate plain values. (Session recordings join this crate with the recorded-sessions work.)
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use portcullis_core::audit_event::AuditEvent;
+use portcullis_core::codec::{self, CodecError};
+use portcullis_core::signing::{self, Purpose};
+use portcullis_core::Timestamp;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The hash the first record points back to.
+pub const GENESIS: [u8; 32] = [0u8; 32];
+
+/// One sealed audit record. `hash` covers `seq`, `at`, `prev` and `event`; `signature` covers
+/// `hash`. Changing, removing or reordering any record breaks the chain after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub seq: u64,
+    pub at: Timestamp,
+    pub prev: [u8; 32],
+    pub event: AuditEvent,
+    pub hash: [u8; 32],
+    pub signature: Vec<u8>,
+}
+
+#[derive(Serialize)]
+struct Hashed<'a> {
+    seq: u64,
+    at: Timestamp,
+    prev: &'a [u8; 32],
+    event: &'a AuditEvent,
+}
+
+fn digest(seq: u64, at: Timestamp, prev: &[u8; 32], event: &AuditEvent) -> [u8; 32] {
+    let bytes = codec::body_bytes(&Hashed {
+        seq,
+        at,
+        prev,
+        event,
+    });
+    Sha256::digest(&bytes).into()
+}
+
+impl AuditRecord {
+    /// The record as JSON for `audit log --json`: the event's fields plus the chain's.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        m.insert("seq".into(), self.seq.into());
+        m.insert("at".into(), self.at.rfc3339().into());
+        m.insert("at_ms".into(), self.at.0.into());
+        for (k, v) in self.event.to_json() {
+            m.insert(k, v);
+        }
+        m.insert("hash".into(), hex::encode(self.hash).into());
+        m.insert("prev".into(), hex::encode(self.prev).into());
+        m.insert("signature".into(), hex::encode(&self.signature).into());
+        serde_json::Value::Object(m)
+    }
+}
+
+/// The head of a chain: the next sequence number and the hash to link to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chain {
+    pub next_seq: u64,
+    pub prev: [u8; 32],
+}
+
+impl Chain {
+    /// A chain that continues after `last` (or starts afresh).
+    pub fn after(last: Option<&AuditRecord>) -> Chain {
+        match last {
+            Some(r) => Chain {
+                next_seq: r.seq + 1,
+                prev: r.hash,
+            },
+            None => Chain {
+                next_seq: 1,
+                prev: GENESIS,
+            },
+        }
+    }
+
+    /// Seal the next record and advance the head.
+    pub fn seal(&mut self, key: &SigningKey, at: Timestamp, event: AuditEvent) -> AuditRecord {
+        let hash = digest(self.next_seq, at, &self.prev, &event);
+        let signature = signing::sign(key, Purpose::Audit, &hash).to_vec();
+        let record = AuditRecord {
+            seq: self.next_seq,
+            at,
+            prev: self.prev,
+            event,
+            hash,
+            signature,
+        };
+        self.next_seq += 1;
+        self.prev = hash;
+        record
+    }
+}
+
+/// The first thing wrong with a log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Broken {
+    #[error("record at position {position} does not decode: {error}")]
+    Undecodable { position: u64, error: CodecError },
+    #[error("record {seq} is out of place: expected record {expected} here (a record was removed or reordered)")]
+    Sequence { seq: u64, expected: u64 },
+    #[error("record {seq} does not link to record {}: a record before it was altered, removed or reordered", seq.saturating_sub(1))]
+    Link { seq: u64 },
+    #[error("record {seq} was altered: its content does not match its hash")]
+    Altered { seq: u64 },
+    #[error("record {seq} has a bad signature: not signed by this approver's key")]
+    Signature { seq: u64 },
+    #[error("the log ends at record {last} but the approver's head is record {head}: records were removed from the end")]
+    Truncated { last: u64, head: u64 },
+}
+
+impl Broken {
+    /// The sequence number of the first bad record.
+    pub fn first_bad(&self) -> u64 {
+        match self {
+            Broken::Undecodable { position, .. } => *position,
+            Broken::Sequence { seq, .. }
+            | Broken::Link { seq }
+            | Broken::Altered { seq }
+            | Broken::Signature { seq } => *seq,
+            Broken::Truncated { last, .. } => last + 1,
+        }
+    }
+}
+
+/// What a successful verification covered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub records: u64,
+    pub head: [u8; 32],
+}
+
+/// Verify records in stored order. `position` is the storage key (1-based); `expected_head`
+/// is the last sequence number the writer acknowledged, when known, so that records cut off
+/// the end are caught too.
+pub fn verify<I>(
+    key: &VerifyingKey,
+    records: I,
+    expected_head: Option<u64>,
+) -> Result<Verified, Broken>
+where
+    I: IntoIterator<Item = (u64, Result<AuditRecord, CodecError>)>,
+{
+    let mut chain = Chain::after(None);
+    let mut count = 0;
+    for (position, record) in records {
+        let record = record.map_err(|error| Broken::Undecodable { position, error })?;
+        if record.seq != chain.next_seq || position != record.seq {
+            return Err(Broken::Sequence {
+                seq: record.seq,
+                expected: chain.next_seq,
+            });
+        }
+        if record.prev != chain.prev {
+            return Err(Broken::Link { seq: record.seq });
+        }
+        if digest(record.seq, record.at, &record.prev, &record.event) != record.hash {
+            return Err(Broken::Altered { seq: record.seq });
+        }
+        if signing::verify(key, Purpose::Audit, &record.hash, &record.signature).is_err() {
+            return Err(Broken::Signature { seq: record.seq });
+        }
+        chain.next_seq += 1;
+        chain.prev = record.hash;
+        count += 1;
+    }
+    if let Some(head) = expected_head {
+        if head > count {
+            return Err(Broken::Truncated { last: count, head });
+        }
+    }
+    Ok(Verified {
+        records: count,
+        head: chain.prev,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_core::audit_event::EventKind;
+    use proptest::prelude::*;
+
+    fn log(n: u64) -> (SigningKey, Vec<AuditRecord>) {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let mut chain = Chain::after(None);
+        let records = (0..n)
+            .map(|i| {
+                chain.seal(
+                    &key,
+                    Timestamp(i * 1000),
+                    AuditEvent::new("alice", EventKind::RequestDenied).request(i),
+                )
+            })
+            .collect();
+        (key, records)
+    }
+
+    fn check(
+        key: &SigningKey,
+        records: &[AuditRecord],
+        head: Option<u64>,
+    ) -> Result<Verified, Broken> {
+        verify(
+            &key.verifying_key(),
+            records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (i as u64 + 1, Ok(r.clone()))),
+            head,
+        )
+    }
+
+    #[test]
+    fn an_untouched_log_verifies() {
+        let (key, records) = log(5);
+        assert_eq!(check(&key, &records, Some(5)).unwrap().records, 5);
+    }
+
+    #[test]
+    fn altered_removed_reordered_and_truncated_are_named() {
+        let (key, records) = log(5);
+
+        let mut altered = records.clone();
+        altered[2].event.note = Some("edited".into());
+        assert_eq!(check(&key, &altered, None), Err(Broken::Altered { seq: 3 }));
+
+        let mut removed = records.clone();
+        removed.remove(1);
+        assert_eq!(
+            check(&key, &removed, None).unwrap_err().first_bad(),
+            3,
+            "the record after the gap is the first bad one"
+        );
+
+        let mut reordered = records.clone();
+        reordered.swap(1, 2);
+        assert_eq!(check(&key, &reordered, None).unwrap_err().first_bad(), 3);
+
+        assert_eq!(
+            check(&key, &records[..3], Some(5)),
+            Err(Broken::Truncated { last: 3, head: 5 })
+        );
+
+        let other = SigningKey::from_bytes(&[6; 32]);
+        assert_eq!(
+            check(&other, &records, None),
+            Err(Broken::Signature { seq: 1 })
+        );
+    }
+
+    #[test]
+    fn rehashed_forgery_fails_on_the_signature() {
+        let (key, mut records) = log(3);
+        records[1].event.actor = "mallory".into();
+        records[1].hash = digest(2, records[1].at, &records[1].prev, &records[1].event);
+        let r = check(&key, &records, None).unwrap_err();
+        assert_eq!(r, Broken::Signature { seq: 2 });
+    }
+
+    proptest! {
+        #[test]
+        fn any_byte_flip_in_a_stored_record_is_caught(which in 0usize..4, pos in 0usize..10_000, bit in 0u8..8) {
+            let (key, records) = log(4);
+            let mut stored: Vec<Vec<u8>> = records.iter().map(codec::encode).collect();
+            let rec = &mut stored[which];
+            let pos = pos % rec.len();
+            rec[pos] ^= 1 << bit;
+            let decoded = stored.iter().enumerate().map(|(i, b)| (i as u64 + 1, codec::decode::<AuditRecord>(b)));
+            prop_assert!(verify(&key.verifying_key(), decoded, Some(4)).is_err());
+        }
+    }
+}

@@ -14,7 +14,7 @@ pub const FORMAT_VERSION: u8 = 1;
 pub const MAX_RECORD_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Why bytes could not be decoded.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CodecError {
     #[error("empty record")]
     Empty,
