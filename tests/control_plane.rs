@@ -1,1 +1,25 @@
+//! End-to-end tests of the control plane: the real `portcullis approver` process, driven with
+//! the stock OpenSSH client and with `portcullis admin`. One file per behaviour.
 
+mod support;
+
+#[path = "control_plane/approvals.rs"]
+mod approvals;
+#[path = "control_plane/audit_verify.rs"]
+mod audit_verify;
+#[path = "control_plane/crash.rs"]
+mod crash;
+#[path = "control_plane/expiry.rs"]
+mod expiry;
+#[path = "control_plane/permissions.rs"]
+mod permissions;
+#[path = "control_plane/reload.rs"]
+mod reload;
+#[path = "control_plane/requests.rs"]
+mod requests;
+#[path = "control_plane/revoke.rs"]
+mod revoke;
+#[path = "control_plane/thin_client.rs"]
+mod thin_client;
+#[path = "control_plane/watch.rs"]
+mod watch;

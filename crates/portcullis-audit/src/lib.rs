@@ -106,7 +106,7 @@ impl Chain {
 /// The first thing wrong with a log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Broken {
-    #[error("record at position {position} does not decode: {error}")]
+    #[error("record {position} does not decode (bytes altered or cut): {error}")]
     Undecodable { position: u64, error: CodecError },
     #[error("record {seq} is out of place: expected record {expected} here (a record was removed or reordered)")]
     Sequence { seq: u64, expected: u64 },

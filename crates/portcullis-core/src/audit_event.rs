@@ -223,7 +223,7 @@ impl AuditEvent {
     pub fn summary(&self) -> String {
         let mut s = format!("{:<17} {}", self.kind.name(), self.actor);
         let j = self.to_json();
-        for (k, v) in j.iter().skip(2) {
+        for (k, v) in j.iter().filter(|(k, _)| *k != "event" && *k != "actor") {
             match v {
                 Value::String(t) => s.push_str(&format!(" {k}={t:?}")),
                 other => s.push_str(&format!(" {k}={other}")),

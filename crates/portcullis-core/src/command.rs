@@ -75,9 +75,9 @@ pub enum ControlCommand {
     Revoke {
         /// The grant id.
         grant: u64,
-        /// Why (kept in the audit log).
-        #[arg(long, allow_hyphen_values = true)]
-        reason: Option<String>,
+        /// Why (kept in the audit log). Several words are fine.
+        #[arg(long, num_args = 1.., value_name = "TEXT")]
+        reason: Vec<String>,
     },
 
     /// Sessions through the gateways (admins, auditors).
@@ -127,18 +127,18 @@ pub struct RequestArgs {
     /// How long, e.g. 30m, 1h, 1h30m (default: the policy's default_duration).
     #[arg(long = "for", value_name = "DURATION")]
     pub duration: Option<String>,
-    /// Why you need it: a ticket or incident id.
-    #[arg(long, allow_hyphen_values = true)]
-    pub reason: Option<String>,
+    /// Why you need it: a ticket or incident id. Several words are fine (put it last).
+    #[arg(long, num_args = 1.., value_name = "TEXT")]
+    pub reason: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct DecideArgs {
     /// The request id.
     pub id: u64,
-    /// A note kept with the decision in the audit log.
-    #[arg(long, allow_hyphen_values = true)]
-    pub note: Option<String>,
+    /// A note kept with the decision in the audit log. Several words are fine.
+    #[arg(long, num_args = 1.., value_name = "TEXT")]
+    pub note: Vec<String>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -155,6 +155,128 @@ pub enum AuditCommand {
     /// Check the hash chain and every signature; name the first bad record.
     #[command(after_help = "Example:\n  audit verify")]
     Verify,
+}
+
+impl ControlLine {
+    /// The words that [`parse_line`] reads back as this same line: what a thin client sends
+    /// after parsing its own command line.
+    pub fn to_words(&self) -> Vec<String> {
+        let mut w: Vec<String> = Vec::new();
+        let mut push = |s: &str| w.push(s.to_string());
+        match &self.command {
+            ControlCommand::Request(r) => {
+                push("request");
+                push(&r.target);
+                if let Some(d) = &r.duration {
+                    push("--for");
+                    push(d);
+                }
+                if let Some(x) = text(&r.reason) {
+                    push("--reason");
+                    push(&x);
+                }
+            }
+            ControlCommand::Requests { pending, all } => {
+                push("requests");
+                if *pending {
+                    push("--pending");
+                }
+                if *all {
+                    push("--all");
+                }
+            }
+            ControlCommand::Approve(d) | ControlCommand::Deny(d) => {
+                push(if matches!(self.command, ControlCommand::Approve(_)) {
+                    "approve"
+                } else {
+                    "deny"
+                });
+                push(&d.id.to_string());
+                if let Some(n) = text(&d.note) {
+                    push("--note");
+                    push(&n);
+                }
+            }
+            ControlCommand::Wait { id } => {
+                push("wait");
+                push(&id.to_string());
+            }
+            ControlCommand::Grants {
+                active,
+                user,
+                target,
+            } => {
+                push("grants");
+                if *active {
+                    push("--active");
+                }
+                if let Some(u) = user {
+                    push("--user");
+                    push(u);
+                }
+                if let Some(t) = target {
+                    push("--target");
+                    push(t);
+                }
+            }
+            ControlCommand::Revoke { grant, reason } => {
+                push("revoke");
+                push(&grant.to_string());
+                if let Some(r) = text(reason) {
+                    push("--reason");
+                    push(&r);
+                }
+            }
+            ControlCommand::Sessions { live } => {
+                push("sessions");
+                if *live {
+                    push("--live");
+                }
+            }
+            ControlCommand::Kill { session } => {
+                push("kill");
+                push(session);
+            }
+            ControlCommand::Status => push("status"),
+            ControlCommand::Whoami => push("whoami"),
+            ControlCommand::Targets => push("targets"),
+            ControlCommand::Reload => push("reload"),
+            ControlCommand::Audit(AuditCommand::Log { since }) => {
+                push("audit");
+                push("log");
+                if let Some(s) = since {
+                    push("--since");
+                    push(s);
+                }
+            }
+            ControlCommand::Audit(AuditCommand::Verify) => {
+                push("audit");
+                push("verify");
+            }
+            ControlCommand::Watch { since } => {
+                push("watch");
+                push("--since");
+                push(&since.to_string());
+            }
+        }
+        if self.json {
+            w.push("--json".to_string());
+        }
+        w
+    }
+
+    /// The exec line for [`ControlLine::to_words`].
+    pub fn to_line(&self) -> String {
+        join_words(&self.to_words())
+    }
+}
+
+/// Free text given as one or more words (`--reason INC 42` over plain ssh arrives as two
+/// words): joined with single spaces, `None` when blank.
+pub fn text(words: &[String]) -> Option<String> {
+    let t = words.join(" ");
+    let t = t.trim();
+    (!t.is_empty()).then(|| t.to_string())
 }
 
 /// Parse an exec line as the approver receives it (shell-style words).
@@ -185,7 +307,7 @@ mod tests {
             ControlCommand::Request(r) => {
                 assert_eq!(r.target, "pg-prod");
                 assert_eq!(r.duration.as_deref(), Some("1h"));
-                assert_eq!(r.reason.as_deref(), Some("INC-42"));
+                assert_eq!(text(&r.reason).as_deref(), Some("INC-42"));
             }
             other => panic!("{other:?}"),
         }
@@ -198,17 +320,43 @@ mod tests {
         assert!(parse_line("").is_err());
     }
 
+    #[test]
+    fn to_words_reads_back_the_same() {
+        for line in [
+            "request pg-prod --for 1h --reason 'INC 42'",
+            "requests --all",
+            "approve 17 --note 'ok then'",
+            "deny 3",
+            "wait 9 --json",
+            "grants --active --user bob --target db",
+            "revoke 4 --reason done",
+            "sessions --live",
+            "kill s-1",
+            "status",
+            "whoami",
+            "targets",
+            "reload",
+            "audit log --since 1h",
+            "audit verify",
+            "watch --since 12",
+        ] {
+            let a = parse_line(line).unwrap();
+            let b = parse_line(&a.to_line()).unwrap();
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{line}");
+        }
+    }
+
     proptest! {
         #[test]
         fn parse_never_panics(s in "\\PC{0,80}") { let _ = parse_line(&s); }
 
         #[test]
-        fn join_then_split_keeps_words(words in proptest::collection::vec("\\PC{0,12}", 1..5)) {
+        fn join_then_split_keeps_words(words in proptest::collection::vec("[^-\\s][^\\s]{0,11}", 1..5)) {
             let mut all = vec!["request".to_string(), "t".to_string(), "--reason".to_string()];
             all.push(words.join(" "));
             let l = parse_line(&join_words(&all)).unwrap();
             match l.command {
-                ControlCommand::Request(r) => prop_assert_eq!(r.reason, Some(words.join(" "))),
+                ControlCommand::Request(r) => prop_assert_eq!(text(&r.reason), Some(words.join(" "))),
                 _ => prop_assert!(false),
             }
         }

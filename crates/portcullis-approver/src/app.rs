@@ -1,0 +1,370 @@
+//! The approver's state and its one write path.
+//!
+//! Every change goes through [`Approver::write`]: one writer at a time, everything a decision
+//! produces (records, signed changes, audit events) committed atomically and flushed before
+//! anyone is told. Readers read the store directly.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use ed25519_dalek::SigningKey;
+use portcullis_audit::{AuditRecord, Chain};
+use portcullis_core::audit_event::{AuditEvent, EventKind};
+use portcullis_core::config::{self, ApproverSettings};
+use portcullis_core::model::{Grant, GrantRecord, Request};
+use portcullis_core::stream::{Change, ChangeBody, SignedChange};
+use portcullis_core::{Catalog, Clock, Timestamp};
+use portcullis_store::{Batch, Store};
+use russh::keys::PrivateKey;
+use sha2::{Digest, Sha256};
+use tokio::sync::{watch, Notify};
+
+use crate::errors::ApproverError;
+use portcullis_ssh::keyfile::names;
+
+/// The approver's keys: its SSH host key and its grant-signing key.
+pub struct ApproverKeys {
+    pub host: PrivateKey,
+    pub signing: SigningKey,
+}
+
+impl ApproverKeys {
+    /// Load the keys in `data_dir`, making any that are missing.
+    pub fn load_or_create(data_dir: &Path) -> Result<ApproverKeys, ApproverError> {
+        let (host, _) =
+            portcullis_ssh::keyfile::load_or_create(&data_dir.join(names::APPROVER_HOST))
+                .map_err(|e| ApproverError::Config(e.to_string()))?;
+        let (signing, _) =
+            portcullis_ssh::keyfile::load_or_create_signing(&data_dir.join(names::GRANT_SIGNING))
+                .map_err(|e| ApproverError::Config(e.to_string()))?;
+        Ok(ApproverKeys { host, signing })
+    }
+}
+
+/// Something with a deadline the scheduler must act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Deadline {
+    Request(u64),
+    Grant(u64),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct WriterState {
+    chain: Chain,
+    last_rev: u64,
+    last_request: u64,
+}
+
+pub struct Approver {
+    pub(crate) store: Store,
+    catalog: RwLock<Arc<Catalog>>,
+    pub(crate) settings: ApproverSettings,
+    config_path: PathBuf,
+    pub(crate) keys: ApproverKeys,
+    pub(crate) clock: Arc<dyn Clock>,
+    writer: tokio::sync::Mutex<WriterState>,
+    /// Bumped after every commit; `wait` and `watch` sleep on it.
+    changed: watch::Sender<u64>,
+    pub(crate) deadlines: Mutex<BTreeSet<(Timestamp, Deadline)>>,
+    pub(crate) wake: Notify,
+}
+
+/// One write in progress: what it will commit.
+pub(crate) struct Tx<'a> {
+    app: &'a Approver,
+    state: WriterState,
+    batch: Batch,
+    deadlines: Vec<(Timestamp, Deadline)>,
+    pub now: Timestamp,
+}
+
+impl Tx<'_> {
+    pub fn audit(&mut self, event: AuditEvent) {
+        let rec: AuditRecord = self
+            .state
+            .chain
+            .seal(&self.app.keys.signing, self.now, event);
+        self.batch.audit.push(rec);
+    }
+
+    pub fn next_request_id(&mut self) -> u64 {
+        self.state.last_request += 1;
+        self.state.last_request
+    }
+
+    pub fn put_request(&mut self, r: Request) {
+        if r.is_pending() {
+            self.deadlines.push((r.expires_at, Deadline::Request(r.id)));
+        }
+        self.batch.requests.retain(|x| x.id != r.id);
+        self.batch.requests.push(r);
+    }
+
+    /// Sign a grant, store it, and put it on the gateway stream.
+    pub fn put_grant(&mut self, grant: &Grant, end_recorded: bool) {
+        let signed = grant.sign(&self.app.keys.signing);
+        if !end_recorded {
+            self.deadlines
+                .push((grant.expires_at, Deadline::Grant(grant.id)));
+        }
+        self.batch.grants.push((
+            grant.id,
+            GrantRecord {
+                signed: signed.clone(),
+                end_recorded,
+            },
+        ));
+        self.push_change(ChangeBody::Grant(signed));
+    }
+
+    /// Note that a grant's end is in the audit log; the grant itself (and the stream) is
+    /// unchanged.
+    pub fn mark_end_recorded(&mut self, id: u64, mut record: GrantRecord) {
+        record.end_recorded = true;
+        self.batch.grants.push((id, record));
+    }
+
+    pub fn put_catalog(&mut self, catalog: &Catalog) {
+        self.push_change(ChangeBody::Catalog(catalog.clone()));
+    }
+
+    fn push_change(&mut self, body: ChangeBody) {
+        self.state.last_rev += 1;
+        let change = Change {
+            rev: self.state.last_rev,
+            at: self.now,
+            body,
+        };
+        let signed = SignedChange::seal(&self.app.keys.signing, &change);
+        self.batch.changes.push((change.rev, signed));
+    }
+}
+
+impl Approver {
+    /// Open the store, load keys, and start from the config at `config_path`.
+    pub fn open(config_path: &Path, clock: Arc<dyn Clock>) -> Result<Arc<Approver>, ApproverError> {
+        let (_, cfg) = read_config(config_path)?;
+        let settings = cfg.approver.ok_or_else(|| {
+            ApproverError::Config(format!(
+                "{}: has no [approver] section (it needs at least data_dir)",
+                config_path.display()
+            ))
+        })?;
+        std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+            ApproverError::Config(format!(
+                "cannot create data_dir {}: {e}",
+                settings.data_dir.display()
+            ))
+        })?;
+        let keys = ApproverKeys::load_or_create(&settings.data_dir)?;
+        let store = Store::open(&settings.data_dir.join("store"))?;
+        let state = WriterState {
+            chain: Chain::after(store.last_audit()?.as_ref()),
+            last_rev: store.last_rev()?,
+            last_request: store.last_request_id()?,
+        };
+        let app = Arc::new(Approver {
+            store,
+            catalog: RwLock::new(Arc::new(cfg.catalog)),
+            settings,
+            config_path: config_path.to_path_buf(),
+            keys,
+            clock,
+            writer: tokio::sync::Mutex::new(state),
+            changed: watch::channel(0).0,
+            deadlines: Mutex::new(BTreeSet::new()),
+            wake: Notify::new(),
+        });
+        app.load_deadlines()?;
+        Ok(app)
+    }
+
+    /// Record the start: the version, the config's digest (so auditors can tell which rules
+    /// were in force), and the catalog on the stream if it changed.
+    pub async fn record_start(&self) -> Result<(), ApproverError> {
+        let (text, _) = read_config(&self.config_path)?;
+        let catalog = self.catalog();
+        let path = self.config_path.display().to_string();
+        let stream_catalog = self.streamed_catalog()? != Some((*catalog).clone());
+        self.write(|tx| {
+            tx.audit(AuditEvent::new(
+                "approver",
+                EventKind::ApproverStarted {
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                },
+            ));
+            tx.audit(AuditEvent::new(
+                "approver",
+                EventKind::ConfigLoaded {
+                    path,
+                    sha256: hex::encode(Sha256::digest(text.as_bytes())),
+                },
+            ));
+            if stream_catalog {
+                tx.put_catalog(&catalog);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The newest catalog on the stream, to avoid re-sending an unchanged one at start.
+    fn streamed_catalog(&self) -> Result<Option<Catalog>, ApproverError> {
+        let mut rev = self.store.last_rev()?;
+        while rev > 0 {
+            let batch = self.store.changes_after(rev - 1, 1)?;
+            if let Some((_, c)) = batch.first() {
+                if let Ok(Change {
+                    body: ChangeBody::Catalog(cat),
+                    ..
+                }) = c.peek()
+                {
+                    return Ok(Some(cat));
+                }
+            }
+            rev -= 1;
+        }
+        Ok(None)
+    }
+
+    fn load_deadlines(&self) -> Result<(), ApproverError> {
+        let mut d = self
+            .deadlines
+            .lock()
+            .map_err(|_| ApproverError::Config("deadline table poisoned".into()))?;
+        for r in self.store.requests()? {
+            if r.is_pending() {
+                d.insert((r.expires_at, Deadline::Request(r.id)));
+            }
+        }
+        for (id, g) in self.store.grants()? {
+            if !g.end_recorded {
+                if let Ok(grant) = g.signed.grant() {
+                    d.insert((grant.expires_at, Deadline::Grant(id)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// A receiver that sees every commit.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Run `f` as the only writer, then commit what it produced and flush. Nothing `f` did is
+    /// visible or acknowledged unless the commit succeeds.
+    pub(crate) async fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, ApproverError>,
+    ) -> Result<T, ApproverError> {
+        let mut guard = self.writer.lock().await;
+        let mut tx = Tx {
+            app: self,
+            state: *guard,
+            batch: Batch::default(),
+            deadlines: Vec::new(),
+            now: self.clock.now(),
+        };
+        let out = f(&mut tx)?;
+        if tx.batch.is_empty() {
+            return Ok(out);
+        }
+        self.store.commit(&tx.batch).await?;
+        *guard = tx.state;
+        drop(guard);
+        if !tx.deadlines.is_empty() {
+            if let Ok(mut d) = self.deadlines.lock() {
+                d.extend(tx.deadlines);
+            }
+            self.wake.notify_one();
+        }
+        self.changed.send_modify(|n| *n += 1);
+        Ok(out)
+    }
+
+    /// Re-read the config file. A bad file is refused (and logged) and the old catalog kept.
+    pub async fn reload(&self, actor: &str) -> Result<String, ApproverError> {
+        let path = self.config_path.display().to_string();
+        match read_config(&self.config_path) {
+            Ok((text, cfg)) => {
+                let catalog = cfg.catalog;
+                let summary = format!(
+                    "reloaded {path}: {} users, {} targets, {} policies, {} gateways",
+                    catalog.users.len(),
+                    catalog.targets.len(),
+                    catalog.policies.len(),
+                    catalog.gateways.len()
+                );
+                let sha = hex::encode(Sha256::digest(text.as_bytes()));
+                self.write(|tx| {
+                    tx.audit(AuditEvent::new(
+                        actor,
+                        EventKind::ConfigLoaded {
+                            path: path.clone(),
+                            sha256: sha,
+                        },
+                    ));
+                    tx.put_catalog(&catalog);
+                    Ok(())
+                })
+                .await?;
+                if let Ok(mut c) = self.catalog.write() {
+                    *c = Arc::new(catalog);
+                }
+                tracing::info!("{summary}");
+                Ok(summary)
+            }
+            Err(e) => {
+                let error = e.to_string();
+                tracing::warn!("reload refused, keeping the old config: {error}");
+                self.write(|tx| {
+                    tx.audit(AuditEvent::new(
+                        actor,
+                        EventKind::ConfigRefused {
+                            path: path.clone(),
+                            error: error.clone(),
+                        },
+                    ));
+                    Ok(())
+                })
+                .await?;
+                Err(ApproverError::Config(format!(
+                    "reload refused, the old config stays in force:\n{error}"
+                )))
+            }
+        }
+    }
+}
+
+/// Read and validate a config file; errors name the file.
+pub fn read_config(path: &Path) -> Result<(String, config::Config), ApproverError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ApproverError::Config(format!("cannot read {}: {e}", path.display())))?;
+    let cfg = config::parse(&text).map_err(|e| {
+        ApproverError::Config(
+            e.problems
+                .iter()
+                .map(|p| format!("{}: {p}", path.display()))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
+    Ok((text, cfg))
+}

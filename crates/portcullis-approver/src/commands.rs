@@ -1,0 +1,915 @@
+//! The control-plane commands: parse an exec line, check who may run it, do it, say what
+//! happened (text, or one JSON document with `--json`).
+
+use std::sync::Arc;
+
+use portcullis_core::audit_event::{AuditEvent, EventKind};
+use portcullis_core::catalog::{Principal, User};
+use portcullis_core::command::{self, AuditCommand, ControlCommand, DecideArgs, RequestArgs};
+use portcullis_core::model::{Approval, Grant, Request, RequestState, Revocation};
+use portcullis_core::policy::{self, Admission};
+use portcullis_core::time::{format_duration, parse_duration};
+use serde_json::{json, Value};
+
+use crate::app::Approver;
+use crate::errors::ApproverError;
+use crate::render;
+
+/// Who is asking: what their key proved, and from where.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub principal: Principal,
+    pub fingerprint: String,
+}
+
+/// A finished command's output.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Reply {
+    pub out: String,
+    pub err: String,
+    pub code: u32,
+}
+
+impl Reply {
+    fn text(out: String) -> Reply {
+        Reply {
+            out,
+            ..Default::default()
+        }
+    }
+    fn failure(err: String, code: u32) -> Reply {
+        Reply {
+            err,
+            code,
+            ..Default::default()
+        }
+    }
+}
+
+/// What the server should do with a command.
+pub(crate) enum Outcome {
+    Done(Reply),
+    Wait { id: u64, json: bool },
+    Watch { since: u64 },
+}
+
+fn out(json: bool, value: Value, text: String) -> Reply {
+    if json {
+        Reply::text(format!("{value}\n"))
+    } else {
+        Reply::text(text)
+    }
+}
+
+/// Run one exec line for `caller`.
+pub(crate) async fn execute(app: &Arc<Approver>, caller: &Caller, line: &str) -> Outcome {
+    let parsed = match command::parse_line(line) {
+        Ok(p) => p,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let text = e.render().to_string();
+            return Outcome::Done(match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Reply::text(text),
+                _ => Reply::failure(text, 2),
+            });
+        }
+    };
+    let json = parsed.json;
+    let command_name = line.split_whitespace().next().unwrap_or("").to_string();
+    let result = match (&caller.principal, parsed.command) {
+        (Principal::Gateway(_), ControlCommand::Watch { since }) => {
+            return Outcome::Watch { since };
+        }
+        (Principal::Gateway(name), _) => Err(ApproverError::Forbidden(format!(
+            "gateway {name} may only `watch`; commands run as the users it authenticated"
+        ))),
+        (Principal::User(_), ControlCommand::Watch { .. }) => Err(ApproverError::Forbidden(
+            "`watch` is only for [[gateways]] identities".into(),
+        )),
+        (Principal::User(name), cmd) => match app.catalog().users.get(name).cloned() {
+            None => Err(ApproverError::Forbidden(format!(
+                "user {name} is no longer configured"
+            ))),
+            Some(user) => match cmd {
+                ControlCommand::Wait { id } => match may_see_request(app, &user, id) {
+                    Ok(()) => return Outcome::Wait { id, json },
+                    Err(e) => Err(e),
+                },
+                cmd => run_user_command(app, caller, &user, cmd, json).await,
+            },
+        },
+    };
+    Outcome::Done(match result {
+        Ok(r) => r,
+        Err(e) => {
+            if let ApproverError::Forbidden(msg) = &e {
+                let actor = match &caller.principal {
+                    Principal::User(n) | Principal::Gateway(n) => n.clone(),
+                };
+                let event = AuditEvent::new(
+                    actor,
+                    EventKind::Refused {
+                        command: command_name,
+                        error: msg.clone(),
+                    },
+                );
+                if let Err(store) = app.write(|tx| Ok(tx.audit(event))).await {
+                    tracing::error!("could not record a refusal: {store}");
+                }
+            }
+            error_reply(&e, json)
+        }
+    })
+}
+
+pub(crate) fn error_reply(e: &ApproverError, json: bool) -> Reply {
+    let kind = match e {
+        ApproverError::Refused(_) => "refused",
+        ApproverError::Forbidden(_) => "forbidden",
+        ApproverError::NotFound(_) => "not_found",
+        ApproverError::Conflict(_) => "conflict",
+        ApproverError::BadInput(_) => "bad_input",
+        ApproverError::Store(_) => "store",
+        ApproverError::Config(_) => "config",
+    };
+    let mut r = Reply::failure(format!("portcullis: {e}\n"), 1);
+    if json {
+        r.out = format!("{}\n", json!({"error": kind, "message": e.to_string()}));
+    }
+    r
+}
+
+async fn run_user_command(
+    app: &Arc<Approver>,
+    caller: &Caller,
+    user: &User,
+    cmd: ControlCommand,
+    json: bool,
+) -> Result<Reply, ApproverError> {
+    match cmd {
+        ControlCommand::Request(args) => request(app, user, args, json).await,
+        ControlCommand::Requests { all, .. } => requests(app, user, all, json),
+        ControlCommand::Approve(args) => decide(app, user, args, true, json).await,
+        ControlCommand::Deny(args) => decide(app, user, args, false, json).await,
+        ControlCommand::Grants {
+            active,
+            user: for_user,
+            target,
+        } => grants(app, user, active, for_user, target, json),
+        ControlCommand::Revoke { grant, reason } => {
+            revoke(app, user, grant, command::text(&reason), json).await
+        }
+        ControlCommand::Sessions { live } => {
+            require_auditor(user, "sessions")?;
+            let _ = live;
+            // Gateways report sessions once they exist; until one has, there are none to show.
+            Ok(out(json, json!({"sessions": []}), "no sessions\n".into()))
+        }
+        ControlCommand::Kill { session } => {
+            require_admin(user, "kill")?;
+            Err(ApproverError::NotFound(format!(
+                "no live session {session:?} — `sessions --live` lists them"
+            )))
+        }
+        ControlCommand::Status => status(app, user, json),
+        ControlCommand::Whoami => Ok(whoami(app, caller, user, json)),
+        ControlCommand::Targets => Ok(targets(app, user, json)),
+        ControlCommand::Reload => {
+            require_admin(user, "reload")?;
+            let summary = app.reload(&user.name).await?;
+            Ok(out(
+                json,
+                json!({"reloaded": true, "summary": summary}),
+                format!("{summary}\n"),
+            ))
+        }
+        ControlCommand::Audit(a) => {
+            require_auditor(user, "audit")?;
+            audit(app, a, json)
+        }
+        ControlCommand::Wait { .. } | ControlCommand::Watch { .. } => Err(ApproverError::BadInput(
+            "this command cannot run here".into(),
+        )),
+    }
+}
+
+fn require_admin(user: &User, what: &str) -> Result<(), ApproverError> {
+    if user.is_admin() {
+        Ok(())
+    } else {
+        Err(ApproverError::Forbidden(format!(
+            "`{what}` is for members of admins; {} is not one",
+            user.name
+        )))
+    }
+}
+
+fn require_auditor(user: &User, what: &str) -> Result<(), ApproverError> {
+    if user.is_auditor() {
+        Ok(())
+    } else {
+        Err(ApproverError::Forbidden(format!(
+            "`{what}` is for members of admins or auditors; {} is neither",
+            user.name
+        )))
+    }
+}
+
+async fn request(
+    app: &Arc<Approver>,
+    user: &User,
+    args: RequestArgs,
+    json: bool,
+) -> Result<Reply, ApproverError> {
+    let duration = args
+        .duration
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(ApproverError::BadInput)?;
+    let reason = command::text(&args.reason);
+    let catalog = app.catalog();
+    let ttl = app.settings.request_ttl;
+    let (req, grant) = app
+        .write(|tx| {
+            let admission = policy::evaluate(
+                &catalog,
+                user,
+                &args.target,
+                duration,
+                reason.as_deref(),
+                tx.now,
+            )?;
+            let policy = admission.policy();
+            let id = tx.next_request_id();
+            let mut req = Request {
+                id,
+                user: user.name.clone(),
+                target: args.target.clone(),
+                policy: policy.name.clone(),
+                duration: admission.duration(),
+                reason: reason.clone(),
+                created_at: tx.now,
+                expires_at: tx.now.add(ttl),
+                approvals: Vec::new(),
+                needed: policy.approvals,
+                state: RequestState::Pending,
+                decided_at: None,
+            };
+            tx.audit(
+                AuditEvent::new(
+                    &user.name,
+                    EventKind::RequestCreated {
+                        policy: policy.name.clone(),
+                        duration: req.duration,
+                    },
+                )
+                .user(&user.name)
+                .target(&req.target)
+                .request(id)
+                .reason(reason.clone()),
+            );
+            let grant = match admission {
+                Admission::AutoApproved { .. } => Some(issue(tx, &mut req, true)),
+                Admission::NeedsApproval { .. } => None,
+            };
+            tx.put_request(req.clone());
+            Ok((req, grant))
+        })
+        .await?;
+    let now = app.now();
+    let value = json!({
+        "request": render::request_json(&req, now),
+        "grant": grant.as_ref().map(|g| render::grant_json(g, now)),
+    });
+    let text = match &grant {
+        Some(g) => format!(
+            "request {} approved by policy {:?}: grant {} on {} for {}, until {}\n",
+            req.id,
+            req.policy,
+            g.id,
+            g.target,
+            format_duration(req.duration),
+            g.expires_at
+        ),
+        None => {
+            let groups = catalog
+                .policy(&req.policy)
+                .map(|p| p.approvers.join(" or "))
+                .unwrap_or_default();
+            format!(
+                "request {} is pending: policy {:?} needs {} approval{} from {}; it lapses in {} if undecided.\nwait for the decision: wait {}\n",
+                req.id,
+                req.policy,
+                req.needed,
+                if req.needed == 1 { "" } else { "s" },
+                groups,
+                format_duration(ttl),
+                req.id
+            )
+        }
+    };
+    Ok(out(json, value, text))
+}
+
+/// Issue the grant for an approved request: its clock starts now.
+fn issue(tx: &mut crate::app::Tx<'_>, req: &mut Request, automatic: bool) -> Grant {
+    let grant = Grant {
+        id: req.id,
+        request: req.id,
+        user: req.user.clone(),
+        target: req.target.clone(),
+        policy: req.policy.clone(),
+        issued_at: tx.now,
+        expires_at: tx.now.add(req.duration),
+        approvers: req.approvals.iter().map(|a| a.by.clone()).collect(),
+        revoked: None,
+    };
+    req.state = RequestState::Approved { grant: grant.id };
+    req.decided_at = Some(tx.now);
+    tx.audit(
+        AuditEvent::new(
+            "approver",
+            EventKind::GrantIssued {
+                expires_at: grant.expires_at,
+                approvers: grant.approvers.clone(),
+                automatic,
+            },
+        )
+        .user(&grant.user)
+        .target(&grant.target)
+        .request(req.id)
+        .grant(grant.id),
+    );
+    tx.put_grant(&grant, false);
+    grant
+}
+
+fn visible_requests(app: &Approver, user: &User) -> Result<Vec<Request>, ApproverError> {
+    let catalog = app.catalog();
+    Ok(app
+        .store
+        .requests()?
+        .into_iter()
+        .filter(|r| {
+            r.user == user.name
+                || user.is_admin()
+                || catalog
+                    .policy(&r.policy)
+                    .is_some_and(|p| policy::may_decide(p, user, &r.user))
+        })
+        .collect())
+}
+
+fn may_see_request(app: &Approver, user: &User, id: u64) -> Result<(), ApproverError> {
+    if visible_requests(app, user)?.iter().any(|r| r.id == id) {
+        Ok(())
+    } else {
+        Err(not_found_request(id))
+    }
+}
+
+fn not_found_request(id: u64) -> ApproverError {
+    ApproverError::NotFound(format!(
+        "no request {id} that you can see — `requests --all` lists yours and those you may decide"
+    ))
+}
+
+fn requests(app: &Approver, user: &User, all: bool, json: bool) -> Result<Reply, ApproverError> {
+    let now = app.now();
+    let list: Vec<Request> = visible_requests(app, user)?
+        .into_iter()
+        .filter(|r| all || r.is_pending())
+        .collect();
+    let value =
+        json!({"requests": list.iter().map(|r| render::request_json(r, now)).collect::<Vec<_>>()});
+    let mut text = String::new();
+    if list.is_empty() {
+        text.push_str(if all {
+            "no requests\n"
+        } else {
+            "no pending requests\n"
+        });
+    }
+    for r in &list {
+        text.push_str(&render::request_line(r, now));
+        text.push('\n');
+    }
+    Ok(out(json, value, text))
+}
+
+async fn decide(
+    app: &Arc<Approver>,
+    user: &User,
+    args: DecideArgs,
+    approve: bool,
+    json: bool,
+) -> Result<Reply, ApproverError> {
+    let verb = if approve { "approve" } else { "deny" };
+    let catalog = app.catalog();
+    let note = command::text(&args.note);
+    let (req, grant, repeated) = app
+        .write(|tx| {
+            let mut req = app
+                .store
+                .request(args.id)?
+                .ok_or_else(|| not_found_request(args.id))?;
+            if req.user == user.name {
+                return Err(ApproverError::Forbidden(format!(
+                    "you cannot {verb} your own request {} — another approver of policy {:?} must",
+                    req.id, req.policy
+                )));
+            }
+            let policy = catalog.policy(&req.policy).ok_or_else(|| {
+                ApproverError::Conflict(format!(
+                    "policy {:?} of request {} no longer exists; ask for a new request",
+                    req.policy, req.id
+                ))
+            })?;
+            if !policy.is_approver(user) {
+                return Err(ApproverError::Forbidden(format!(
+                    "not an approver: requests under policy {:?} are decided by members of {}",
+                    req.policy,
+                    policy.approvers.join(", ")
+                )));
+            }
+            match &req.state {
+                RequestState::Pending if tx.now >= req.expires_at => {
+                    return Err(ApproverError::Conflict(format!(
+                        "request {} has expired (it lapsed at {}) — the requester must ask again",
+                        req.id, req.expires_at
+                    )))
+                }
+                RequestState::Pending => {}
+                RequestState::Approved { grant } => {
+                    return Err(ApproverError::Conflict(format!(
+                        "request {} is already decided: approved, grant {grant}",
+                        req.id
+                    )))
+                }
+                RequestState::Denied { by, .. } => {
+                    return Err(ApproverError::Conflict(format!(
+                        "request {} is already decided: denied by {by}",
+                        req.id
+                    )))
+                }
+                RequestState::Expired => {
+                    return Err(ApproverError::Conflict(format!(
+                        "request {} has expired undecided — the requester must ask again",
+                        req.id
+                    )))
+                }
+            }
+            let event = |kind| {
+                AuditEvent::new(&user.name, kind)
+                    .user(&req.user)
+                    .target(&req.target)
+                    .request(req.id)
+                    .note(note.clone())
+            };
+            if !approve {
+                tx.audit(event(EventKind::RequestDenied));
+                req.state = RequestState::Denied {
+                    by: user.name.clone(),
+                    note: note.clone(),
+                };
+                req.decided_at = Some(tx.now);
+                tx.put_request(req.clone());
+                return Ok((req, None, false));
+            }
+            if req.approved_by(&user.name) {
+                // Counted once: a second approval by the same person changes nothing.
+                return Ok((req, None, true));
+            }
+            req.approvals.push(Approval {
+                by: user.name.clone(),
+                at: tx.now,
+                note: note.clone(),
+            });
+            tx.audit(event(EventKind::RequestApproved {
+                approvals: req.approvals.len() as u32,
+                needed: req.needed,
+            }));
+            let grant = if req.approvals.len() as u32 >= req.needed {
+                Some(issue(tx, &mut req, false))
+            } else {
+                None
+            };
+            tx.put_request(req.clone());
+            Ok((req, grant, false))
+        })
+        .await?;
+    let now = app.now();
+    let value = json!({
+        "request": render::request_json(&req, now),
+        "grant": grant.as_ref().map(|g| render::grant_json(g, now)),
+        "already_counted": repeated,
+    });
+    let text = if !approve {
+        format!("request {} denied\n", req.id)
+    } else if repeated {
+        format!(
+            "your approval of request {} was already counted ({} of {})\n",
+            req.id,
+            req.approvals.len(),
+            req.needed
+        )
+    } else if let Some(g) = &grant {
+        format!(
+            "request {} approved: grant {} for {} on {} until {}\n",
+            req.id, g.id, g.user, g.target, g.expires_at
+        )
+    } else {
+        format!(
+            "approval recorded: request {} has {} of {} approvals\n",
+            req.id,
+            req.approvals.len(),
+            req.needed
+        )
+    };
+    Ok(out(json, value, text))
+}
+
+/// Block until request `id` is decided. Exit 0 only when approved.
+pub(crate) async fn wait(app: &Approver, id: u64, json: bool) -> Reply {
+    let mut changes = app.subscribe();
+    loop {
+        let req = match app.store.request(id) {
+            Ok(Some(r)) => r,
+            Ok(None) => return error_reply(&not_found_request(id), json),
+            Err(e) => return error_reply(&ApproverError::Store(e), json),
+        };
+        let now = app.now();
+        if !req.is_pending() {
+            let value = render::request_json(&req, now);
+            let (text, code) = match &req.state {
+                RequestState::Approved { grant } => {
+                    let until = app
+                        .store
+                        .grant(*grant)
+                        .ok()
+                        .flatten()
+                        .and_then(|g| g.signed.grant().ok())
+                        .map(|g| format!(" until {}", g.expires_at))
+                        .unwrap_or_default();
+                    (format!("request {id} approved: grant {grant}{until}\n"), 0)
+                }
+                RequestState::Denied { by, note } => (
+                    format!(
+                        "request {id} denied by {by}{}\n",
+                        note.as_ref().map(|n| format!(": {n}")).unwrap_or_default()
+                    ),
+                    1,
+                ),
+                _ => (format!("request {id} expired undecided\n"), 1),
+            };
+            let mut r = out(json, value, text);
+            r.code = code;
+            return r;
+        }
+        if changes.changed().await.is_err() {
+            return error_reply(
+                &ApproverError::Conflict("the approver is shutting down".into()),
+                json,
+            );
+        }
+    }
+}
+
+fn grants(
+    app: &Approver,
+    user: &User,
+    active: bool,
+    for_user: Option<String>,
+    target: Option<String>,
+    json: bool,
+) -> Result<Reply, ApproverError> {
+    if let Some(u) = &for_user {
+        if u != &user.name && !user.is_admin() {
+            return Err(ApproverError::Forbidden(format!(
+                "only admins may list another user's grants ({} asked for {u})",
+                user.name
+            )));
+        }
+    }
+    let now = app.now();
+    let catalog = app.catalog();
+    let mut list = Vec::new();
+    for (_, rec) in app.store.grants()? {
+        let g = rec
+            .signed
+            .grant()
+            .map_err(|e| ApproverError::Conflict(format!("unreadable grant record: {e}")))?;
+        let visible = g.user == user.name
+            || user.is_admin()
+            || catalog
+                .policy(&g.policy)
+                .is_some_and(|p| p.is_approver(user));
+        let wanted = for_user.as_ref().is_none_or(|u| &g.user == u)
+            && target.as_ref().is_none_or(|t| &g.target == t)
+            && (!active || g.is_active(now));
+        if visible && wanted {
+            list.push(g);
+        }
+    }
+    let value =
+        json!({"grants": list.iter().map(|g| render::grant_json(g, now)).collect::<Vec<_>>()});
+    let mut text = String::new();
+    if list.is_empty() {
+        text.push_str("no grants\n");
+    }
+    for g in &list {
+        text.push_str(&render::grant_line(g, now));
+        text.push('\n');
+    }
+    Ok(out(json, value, text))
+}
+
+async fn revoke(
+    app: &Arc<Approver>,
+    user: &User,
+    id: u64,
+    reason: Option<String>,
+    json: bool,
+) -> Result<Reply, ApproverError> {
+    let catalog = app.catalog();
+    let grant = app
+        .write(|tx| {
+            let rec = app.store.grant(id)?.ok_or_else(|| {
+                ApproverError::NotFound(format!("no grant {id} — `grants` lists them"))
+            })?;
+            let mut g = rec
+                .signed
+                .grant()
+                .map_err(|e| ApproverError::Conflict(format!("unreadable grant {id}: {e}")))?;
+            let allowed = user.is_admin()
+                || g.user == user.name
+                || catalog
+                    .policy(&g.policy)
+                    .is_some_and(|p| p.is_approver(user));
+            if !allowed {
+                return Err(ApproverError::Forbidden(format!(
+                    "`revoke` of grant {id} is for admins and approvers of policy {:?}",
+                    g.policy
+                )));
+            }
+            if !g.is_active(tx.now) {
+                return Err(ApproverError::Conflict(format!(
+                    "grant {id} has already ended ({})",
+                    g.status(tx.now).as_str()
+                )));
+            }
+            g.revoked = Some(Revocation {
+                at: tx.now,
+                by: user.name.clone(),
+                reason: reason.clone(),
+            });
+            tx.audit(
+                AuditEvent::new(&user.name, EventKind::GrantRevoked)
+                    .user(&g.user)
+                    .target(&g.target)
+                    .request(g.request)
+                    .grant(g.id)
+                    .reason(reason.clone()),
+            );
+            tx.put_grant(&g, true);
+            Ok(g)
+        })
+        .await?;
+    let now = app.now();
+    Ok(out(
+        json,
+        render::grant_json(&grant, now),
+        format!(
+            "grant {} revoked: {} no longer has {}; sessions on it are cut\n",
+            grant.id, grant.user, grant.target
+        ),
+    ))
+}
+
+fn status(app: &Approver, user: &User, json: bool) -> Result<Reply, ApproverError> {
+    let now = app.now();
+    let mut active = Vec::new();
+    for (_, rec) in app.store.grants()? {
+        if let Ok(g) = rec.signed.grant() {
+            if g.user == user.name && g.is_active(now) {
+                active.push(g);
+            }
+        }
+    }
+    let pending: Vec<Request> = app
+        .store
+        .requests()?
+        .into_iter()
+        .filter(|r| r.user == user.name && r.is_pending())
+        .collect();
+    let targets = requestable(app, user);
+    let value = json!({
+        "user": user.name,
+        "grants": active.iter().map(|g| render::grant_json(g, now)).collect::<Vec<_>>(),
+        "pending": pending.iter().map(|r| render::request_json(r, now)).collect::<Vec<_>>(),
+        "targets": targets.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(),
+    });
+    let mut text = format!("{}\n", user.name);
+    if active.is_empty() {
+        text.push_str("active grants: none\n");
+    } else {
+        text.push_str("active grants:\n");
+        for g in &active {
+            text.push_str(&format!(
+                "  {:<16} grant {:<5} {} left (until {})\n",
+                g.target,
+                g.id,
+                format_duration(g.remaining(now)),
+                g.expires_at
+            ));
+        }
+    }
+    if !pending.is_empty() {
+        text.push_str("pending requests:\n");
+        for r in &pending {
+            text.push_str(&format!(
+                "  {:<16} request {:<5} {}/{} approvals\n",
+                r.target,
+                r.id,
+                r.approvals.len(),
+                r.needed
+            ));
+        }
+    }
+    text.push_str(&format!(
+        "targets you can request: {}\n",
+        if targets.is_empty() {
+            "none".to_string()
+        } else {
+            targets
+                .iter()
+                .map(|(t, _)| t.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    ));
+    Ok(out(json, value, text))
+}
+
+/// Targets with the policy a request by `user` would fall under (ignoring duration and reason).
+fn requestable(app: &Approver, user: &User) -> Vec<(String, String)> {
+    let catalog = app.catalog();
+    let now = app.now();
+    catalog
+        .targets
+        .values()
+        .filter_map(|t| {
+            let p = catalog.policies_for(t).find(|p| {
+                !p.approvers.is_empty()
+                    || p.auto_approve.as_ref().is_some_and(|a| {
+                        a.groups.iter().any(|g| user.in_group(g))
+                            && (a.windows.is_empty() || a.windows.iter().any(|w| w.contains(now)))
+                    })
+            })?;
+            Some((t.name.clone(), p.name.clone()))
+        })
+        .collect()
+}
+
+fn whoami(app: &Approver, caller: &Caller, user: &User, json: bool) -> Reply {
+    let catalog = app.catalog();
+    let approves: Vec<&str> = catalog
+        .policies
+        .iter()
+        .filter(|p| p.is_approver(user))
+        .map(|p| p.name.as_str())
+        .collect();
+    let groups: Vec<&str> = user.groups.iter().map(|g| g.as_str()).collect();
+    out(
+        json,
+        json!({"user": user.name, "groups": groups, "key": caller.fingerprint, "approver_of": approves}),
+        format!(
+            "{} (key {})\ngroups: {}\napprover of policies: {}\n",
+            user.name,
+            caller.fingerprint,
+            if groups.is_empty() {
+                "none".into()
+            } else {
+                groups.join(", ")
+            },
+            if approves.is_empty() {
+                "none".into()
+            } else {
+                approves.join(", ")
+            }
+        ),
+    )
+}
+
+fn targets(app: &Approver, user: &User, json: bool) -> Reply {
+    let catalog = app.catalog();
+    let reachable = requestable(app, user);
+    let mut rows = Vec::new();
+    let mut text = String::new();
+    for t in catalog.targets.values() {
+        let policy = reachable
+            .iter()
+            .find(|(n, _)| n == &t.name)
+            .map(|(_, p)| p.clone());
+        let Some(policy) = policy else { continue };
+        let how = catalog
+            .policy(&policy)
+            .map(|p| {
+                if p.auto_approve
+                    .as_ref()
+                    .is_some_and(|a| a.groups.iter().any(|g| user.in_group(g)))
+                {
+                    "auto-approved for you".to_string()
+                } else {
+                    format!("{} approval(s) from {}", p.approvals, p.approvers.join("/"))
+                }
+            })
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "{:<16} {:<4} policy {:<20} {}\n",
+            t.name,
+            t.kind.as_str(),
+            policy,
+            how
+        ));
+        rows.push(json!({"name": t.name, "kind": t.kind.as_str(), "labels": t.labels, "policy": policy, "approval": how}));
+    }
+    if rows.is_empty() {
+        text.push_str("no targets you can request\n");
+    }
+    out(json, json!({"targets": rows}), text)
+}
+
+fn audit(app: &Approver, cmd: AuditCommand, json: bool) -> Result<Reply, ApproverError> {
+    match cmd {
+        AuditCommand::Log { since } => {
+            let cutoff = since
+                .as_deref()
+                .map(parse_duration)
+                .transpose()
+                .map_err(ApproverError::BadInput)?
+                .map(|d| app.now().sub(d));
+            let mut text = String::new();
+            for (seq, rec) in app.store.audit_records() {
+                let rec = match rec {
+                    Ok(r) => r,
+                    Err(e) => {
+                        text.push_str(&format!(
+                            "{}\n",
+                            if json {
+                                json!({"seq": seq, "error": e.to_string()}).to_string()
+                            } else {
+                                format!("{seq:>6}  <unreadable record: {e}>")
+                            }
+                        ));
+                        continue;
+                    }
+                };
+                if cutoff.is_some_and(|c| rec.at < c) {
+                    continue;
+                }
+                if json {
+                    text.push_str(&rec.to_json().to_string());
+                } else {
+                    text.push_str(&format!(
+                        "{:>6}  {}  {}",
+                        rec.seq,
+                        rec.at,
+                        rec.event.summary()
+                    ));
+                }
+                text.push('\n');
+            }
+            Ok(Reply::text(text))
+        }
+        AuditCommand::Verify => {
+            let head = app.store.audit_head()?;
+            let key = app.keys.signing.verifying_key();
+            match portcullis_audit::verify(&key, app.store.audit_records(), head) {
+                Ok(v) => Ok(out(
+                    json,
+                    json!({"ok": true, "records": v.records, "head": hex::encode(v.head)}),
+                    format!(
+                        "audit log verified: {} records, chain intact, every signature valid (head {})\n",
+                        v.records,
+                        hex::encode(v.head)
+                    ),
+                )),
+                Err(broken) => {
+                    let mut r = Reply::failure(
+                        format!("portcullis: audit log verification FAILED: {broken}\n"),
+                        1,
+                    );
+                    if json {
+                        r.out = format!(
+                            "{}\n",
+                            json!({"ok": false, "first_bad": broken.first_bad(), "error": broken.to_string()})
+                        );
+                    }
+                    Ok(r)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! The control port: a russh server that authenticates configured users and gateways by public
+//! key and runs one control command per exec channel.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_core::catalog::Principal;
+use portcullis_core::keys;
+use portcullis_core::stream::Frame;
+use russh::server::{
+    self, Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
+};
+use russh::{Channel, ChannelId, ChannelMsg, MethodKind, MethodSet};
+use tokio::net::TcpListener;
+
+use crate::app::Approver;
+use crate::commands::{self, Caller, Outcome, Reply};
+use crate::errors::ApproverError;
+use crate::scheduler;
+
+/// How often an idle `watch` stream says it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Changes sent per store read on a `watch` stream.
+const WATCH_BATCH: usize = 256;
+
+/// The russh settings of the control port.
+fn ssh_config(app: &Approver) -> server::Config {
+    server::Config {
+        methods: MethodSet::from(&[MethodKind::PublicKey][..]),
+        keys: vec![app.keys.host.clone()],
+        // OpenSSH probes with "none" first: answer it at once, delay real failures.
+        auth_rejection_time: Duration::from_millis(300),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        max_auth_attempts: 6,
+        // Long `wait`s and `watch` streams are idle by design; keepalives find dead peers.
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(15)),
+        keepalive_max: 3,
+        nodelay: true,
+        preferred: russh::Preferred {
+            compression: std::borrow::Cow::Borrowed(&[russh::compression::NONE]),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Serve the control port until the process ends. Writes the bound address to
+/// `DATA_DIR/approver.addr` (useful with `listen = "127.0.0.1:0"`), starts the deadline
+/// scheduler, and reloads the config on SIGHUP.
+pub async fn serve(app: Arc<Approver>) -> Result<(), ApproverError> {
+    let listen = app.settings.listen.clone();
+    let listener = TcpListener::bind(&listen)
+        .await
+        .map_err(|e| ApproverError::Config(format!("cannot listen on {listen}: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| ApproverError::Config(format!("cannot read the bound address: {e}")))?;
+    let addr_file = app.settings.data_dir.join("approver.addr");
+    std::fs::write(&addr_file, format!("{bound}\n"))
+        .map_err(|e| ApproverError::Config(format!("cannot write {}: {e}", addr_file.display())))?;
+    tracing::info!(
+        "approver listening on {bound} (host key {})",
+        keys::fingerprint(app.keys.host.public_key())
+    );
+
+    tokio::spawn(scheduler::run(app.clone()));
+    #[cfg(unix)]
+    tokio::spawn(reload_on_sighup(app.clone()));
+
+    let config = Arc::new(ssh_config(&app));
+    let mut server = ControlServer { app };
+    use russh::server::Server as _;
+    server
+        .run_on_socket(config, &listener)
+        .await
+        .map_err(|e| ApproverError::Config(format!("control port failed: {e}")))
+}
+
+#[cfg(unix)]
+async fn reload_on_sighup(app: Arc<Approver>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; use `portcullis admin reload`");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading {}", app.config_path().display());
+        if let Err(e) = app.reload("SIGHUP").await {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+struct ControlServer {
+    app: Arc<Approver>,
+}
+
+impl server::Server for ControlServer {
+    type Handler = Connection;
+    fn new_client(&mut self, peer: Option<SocketAddr>) -> Connection {
+        Connection {
+            app: self.app.clone(),
+            peer: peer.map(|p| p.to_string()).unwrap_or_default(),
+            caller: None,
+            channels: HashMap::new(),
+        }
+    }
+}
+
+/// One client connection.
+struct Connection {
+    app: Arc<Approver>,
+    peer: String,
+    caller: Option<Caller>,
+    channels: HashMap<ChannelId, Channel<Msg>>,
+}
+
+impl Connection {
+    fn identify(&self, user: &str, key: &russh::keys::PublicKey) -> Option<Principal> {
+        self.app.catalog().authenticate(user, &keys::normalize(key))
+    }
+}
+
+impl server::Handler for Connection {
+    type Error = russh::Error;
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        // An offer only invites a signature: identity is decided in `auth_publickey`, after
+        // russh has verified it (FIELD-NOTES: Warpgate GHSA-3cjp-w4cp-m9c8).
+        self.caller = None;
+        Ok(match self.identify(user, offer.public_key) {
+            Some(_) => Auth::Accept,
+            None => Auth::reject(),
+        })
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        self.caller = None;
+        match self.identify(user, key.public_key) {
+            Some(principal) => {
+                let fingerprint = keys::fingerprint(key.public_key);
+                tracing::info!(
+                    "{} authenticated as {principal:?} ({fingerprint})",
+                    self.peer
+                );
+                self.caller = Some(Caller {
+                    principal,
+                    fingerprint,
+                });
+                Ok(Auth::Accept)
+            }
+            None => {
+                tracing::info!("{}: key refused for {user:?}", self.peer);
+                Ok(Auth::reject())
+            }
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.caller.is_none() || self.channels.len() >= 8 {
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        self.channels.insert(channel.id(), channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // Accepted so that `ssh -t` works; output is the same either way.
+        session.channel_success(channel)
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        _name: &str,
+        _value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.start(channel, "--help".to_string(), session)
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let line = String::from_utf8_lossy(data).into_owned();
+        self.start(channel, line, session)
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        _name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)
+    }
+}
+
+impl Connection {
+    fn start(
+        &mut self,
+        id: ChannelId,
+        line: String,
+        session: &mut Session,
+    ) -> Result<(), russh::Error> {
+        let (Some(channel), Some(caller)) = (self.channels.remove(&id), self.caller.clone()) else {
+            return session.channel_failure(id);
+        };
+        session.channel_success(id)?;
+        let app = self.app.clone();
+        let peer = self.peer.clone();
+        tokio::spawn(async move {
+            tracing::debug!("{peer} {:?}: {line}", caller.principal);
+            run_channel(app, caller, line, channel).await;
+        });
+        Ok(())
+    }
+}
+
+async fn run_channel(app: Arc<Approver>, caller: Caller, line: String, channel: Channel<Msg>) {
+    let (mut read, write) = channel.split();
+    // Resolves when the client goes away, so that blocking commands stop with it.
+    let gone = async move {
+        while let Some(msg) = read.wait().await {
+            if matches!(msg, ChannelMsg::Close) {
+                break;
+            }
+        }
+    };
+    let reply = match commands::execute(&app, &caller, &line).await {
+        Outcome::Done(reply) => reply,
+        Outcome::Wait { id, json } => tokio::select! {
+            r = commands::wait(&app, id, json) => r,
+            _ = gone => return,
+        },
+        Outcome::Watch { since } => {
+            tokio::select! {
+                r = stream(&app, since, &write) => {
+                    if let Err(e) = r {
+                        let _ = write
+                            .extended_data_bytes(1, format!("portcullis: watch ended: {e}\n").into_bytes())
+                            .await;
+                        let _ = write.exit_status(1).await;
+                    }
+                }
+                _ = gone => {}
+            }
+            let _ = write.eof().await;
+            let _ = write.close().await;
+            return;
+        }
+    };
+    send_reply(&write, reply).await;
+}
+
+async fn send_reply(write: &russh::ChannelWriteHalf<Msg>, reply: Reply) {
+    if !reply.out.is_empty() {
+        let _ = write.data_bytes(reply.out.into_bytes()).await;
+    }
+    if !reply.err.is_empty() {
+        let _ = write.extended_data_bytes(1, reply.err.into_bytes()).await;
+    }
+    let _ = write.exit_status(reply.code).await;
+    let _ = write.eof().await;
+    let _ = write.close().await;
+}
+
+/// Send every change after `since`, then each new one as it is committed, with heartbeats
+/// while idle. Never buffers more than one batch: the channel's window paces the store reads.
+async fn stream(
+    app: &Approver,
+    since: u64,
+    write: &russh::ChannelWriteHalf<Msg>,
+) -> Result<(), ApproverError> {
+    let mut changes = app.subscribe();
+    let newest = app.store.last_rev()?;
+    if since > newest {
+        return Err(ApproverError::Conflict(format!(
+            "revision {since} is ahead of this approver's newest ({newest}): the replica belongs to another approver's store; start it afresh"
+        )));
+    }
+    let mut last = since;
+    loop {
+        changes.borrow_and_update();
+        let batch = app.store.changes_after(last, WATCH_BATCH)?;
+        let full = batch.len() == WATCH_BATCH;
+        for (rev, change) in batch {
+            write
+                .data_bytes(Frame::Change(change).to_wire())
+                .await
+                .map_err(|e| ApproverError::Conflict(format!("gateway went away: {e}")))?;
+            last = rev;
+        }
+        if full {
+            continue;
+        }
+        tokio::select! {
+            r = changes.changed() => {
+                if r.is_err() { return Ok(()); }
+            }
+            _ = tokio::time::sleep(HEARTBEAT) => {
+                let beat = Frame::Heartbeat { rev: last, at: app.now() };
+                write
+                    .data_bytes(beat.to_wire())
+                    .await
+                    .map_err(|e| ApproverError::Conflict(format!("gateway went away: {e}")))?;
+            }
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! Outgoing SSH connections: to the approver (thin clients, gateways) and, later, to targets.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client::{self, Handle, Msg};
+use russh::keys::agent::client::AgentClient;
+use russh::keys::agent::AgentIdentity;
+use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{Channel, ChannelMsg, Disconnect};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("timed out connecting to {addr} after {secs}s")]
+    Timeout { addr: String, secs: u64 },
+    #[error("{0}")]
+    HostKey(String),
+    #[error("ssh: {0}")]
+    Ssh(#[from] russh::Error),
+    #[error("{0}")]
+    Identity(String),
+    #[error("permission denied: {user}@{addr} did not accept {tried}")]
+    Denied {
+        user: String,
+        addr: String,
+        tried: String,
+    },
+    #[error("output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// How the server's host key is checked.
+#[derive(Debug, Clone)]
+pub enum HostKeyPolicy {
+    /// Exactly this key, or refuse.
+    Pinned(PublicKey),
+    /// As `ssh` does with `StrictHostKeyChecking=accept-new`: learn an unknown host, refuse a
+    /// changed key.
+    KnownHosts(PathBuf),
+}
+
+/// Which key proves who we are.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// A private key file (unencrypted; encrypted keys belong in ssh-agent).
+    KeyFile(PathBuf),
+    /// A key already loaded (a gateway's own client key).
+    Key(Arc<russh::keys::PrivateKey>),
+    /// ssh-agent (`SSH_AUTH_SOCK`) first, then these files in order.
+    AgentThenFiles(Vec<PathBuf>),
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// `HOST:PORT`.
+    pub addr: String,
+    pub user: String,
+    pub identity: Identity,
+    pub host_key: HostKeyPolicy,
+    pub connect_timeout: Duration,
+}
+
+struct Checker {
+    host: String,
+    port: u16,
+    policy: HostKeyPolicy,
+    verdict: Arc<Mutex<Option<String>>>,
+}
+
+impl Checker {
+    fn check(&self, key: &PublicKey) -> Result<(), String> {
+        match &self.policy {
+            HostKeyPolicy::Pinned(pinned) => {
+                if pinned.key_data() == key.key_data() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "host key of {}:{} does not match the pinned key (got {}, pinned {}): refusing to connect",
+                        self.host,
+                        self.port,
+                        key.fingerprint(Default::default()),
+                        pinned.fingerprint(Default::default())
+                    ))
+                }
+            }
+            HostKeyPolicy::KnownHosts(path) => {
+                match russh::keys::check_known_hosts_path(&self.host, self.port, key, path) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => {
+                        russh::keys::known_hosts::learn_known_hosts_path(
+                            &self.host, self.port, key, path,
+                        )
+                        .map_err(|e| format!("cannot record host key in {}: {e}", path.display()))?;
+                        eprintln!(
+                            "portcullis: learned host key {} for [{}]:{} into {}",
+                            key.fingerprint(Default::default()),
+                            self.host,
+                            self.port,
+                            path.display()
+                        );
+                        Ok(())
+                    }
+                    Err(russh::keys::Error::KeyChanged { line }) => Err(format!(
+                        "HOST KEY CHANGED for [{}]:{} (now {}); {} line {line} holds another key. \
+                         If the approver's key was rotated on purpose, remove that line; otherwise someone may be intercepting",
+                        self.host,
+                        self.port,
+                        key.fingerprint(Default::default()),
+                        path.display()
+                    )),
+                    Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+                }
+            }
+        }
+    }
+}
+
+impl client::Handler for Checker {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_public_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = match server_public_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            PublicKeyOrCertificate::Certificate(c) => c.public_key().clone().into(),
+        };
+        match self.check(&key) {
+            Ok(()) => Ok(true),
+            Err(why) => {
+                if let Ok(mut v) = self.verdict.lock() {
+                    *v = Some(why);
+                }
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// The algorithms we offer: no compression (FIELD-NOTES: zlib bombs), the rest russh's defaults.
+pub fn client_config() -> client::Config {
+    client::Config {
+        preferred: russh::Preferred {
+            compression: std::borrow::Cow::Borrowed(&[russh::compression::NONE]),
+            ..Default::default()
+        },
+        nodelay: true,
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(15)),
+        keepalive_max: 3,
+        ..Default::default()
+    }
+}
+
+/// An authenticated connection.
+pub struct Connection {
+    handle: Handle<Checker>,
+}
+
+/// What a finished exec returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// The remote exit status; `None` when the channel closed without one.
+    pub exit_status: Option<u32>,
+}
+
+fn split_addr(addr: &str) -> (String, u16) {
+    match addr.rsplit_once(':') {
+        Some((h, p)) => (
+            h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            p.parse().unwrap_or(22),
+        ),
+        None => (addr.to_string(), 22),
+    }
+}
+
+impl Connection {
+    /// Connect, check the host key, authenticate.
+    pub async fn connect(opts: &ConnectOptions) -> Result<Connection, SshError> {
+        let (host, port) = split_addr(&opts.addr);
+        let verdict = Arc::new(Mutex::new(None));
+        let checker = Checker {
+            host,
+            port,
+            policy: opts.host_key.clone(),
+            verdict: verdict.clone(),
+        };
+        let tcp = tokio::time::timeout(
+            opts.connect_timeout,
+            tokio::net::TcpStream::connect(&opts.addr),
+        )
+        .await
+        .map_err(|_| SshError::Timeout {
+            addr: opts.addr.clone(),
+            secs: opts.connect_timeout.as_secs(),
+        })?
+        .map_err(|source| SshError::Connect {
+            addr: opts.addr.clone(),
+            source,
+        })?;
+        let _ = tcp.set_nodelay(true);
+        let handshake = client::connect_stream(Arc::new(client_config()), tcp, checker);
+        let mut handle = match tokio::time::timeout(opts.connect_timeout, handshake).await {
+            Err(_) => {
+                return Err(SshError::Timeout {
+                    addr: opts.addr.clone(),
+                    secs: opts.connect_timeout.as_secs(),
+                })
+            }
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => {
+                let why = verdict.lock().ok().and_then(|mut v| v.take());
+                return Err(match why {
+                    Some(why) => SshError::HostKey(why),
+                    None => SshError::Ssh(e),
+                });
+            }
+        };
+        authenticate(&mut handle, opts).await?;
+        Ok(Connection { handle })
+    }
+
+    /// Open a session channel and start `line` on it.
+    pub async fn exec(&self, line: &str) -> Result<Channel<Msg>, SshError> {
+        let channel = self.handle.channel_open_session().await?;
+        channel.exec(true, line.as_bytes()).await?;
+        Ok(channel)
+    }
+
+    /// Run `line`, copying its stdout and stderr as they arrive.
+    pub async fn run<O, E>(
+        &self,
+        line: &str,
+        out: &mut O,
+        err: &mut E,
+    ) -> Result<ExecOutput, SshError>
+    where
+        O: AsyncWrite + Unpin,
+        E: AsyncWrite + Unpin,
+    {
+        let mut channel = self.exec(line).await?;
+        let mut exit_status = None;
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => {
+                    out.write_all(&data).await?;
+                    out.flush().await?;
+                }
+                ChannelMsg::ExtendedData { data, .. } => {
+                    err.write_all(&data).await?;
+                    err.flush().await?;
+                }
+                ChannelMsg::ExitStatus { exit_status: s } => exit_status = Some(s),
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        Ok(ExecOutput { exit_status })
+    }
+
+    pub async fn close(self) {
+        let _ = self
+            .handle
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await;
+    }
+}
+
+async fn authenticate(handle: &mut Handle<Checker>, opts: &ConnectOptions) -> Result<(), SshError> {
+    let denied = |tried: String| SshError::Denied {
+        user: opts.user.clone(),
+        addr: opts.addr.clone(),
+        tried,
+    };
+    match &opts.identity {
+        Identity::Key(key) => {
+            if try_key(handle, &opts.user, key.clone()).await? {
+                return Ok(());
+            }
+            Err(denied(format!(
+                "key {}",
+                key.public_key().fingerprint(Default::default())
+            )))
+        }
+        Identity::KeyFile(path) => {
+            let key = load_identity(path)?;
+            if try_key(handle, &opts.user, Arc::new(key)).await? {
+                return Ok(());
+            }
+            Err(denied(format!("key {}", path.display())))
+        }
+        Identity::AgentThenFiles(files) => {
+            let mut tried = Vec::new();
+            if std::env::var_os("SSH_AUTH_SOCK").is_some() {
+                if let Ok(mut agent) = AgentClient::connect_env().await {
+                    let ids = agent.request_identities().await.unwrap_or_default();
+                    for id in ids {
+                        let AgentIdentity::PublicKey { key, .. } = id else {
+                            continue;
+                        };
+                        let ok = handle
+                            .authenticate_publickey_with(&opts.user, key.clone(), None, &mut agent)
+                            .await
+                            .map(|r| r.success())
+                            .unwrap_or(false);
+                        if ok {
+                            return Ok(());
+                        }
+                    }
+                    tried.push("the keys in ssh-agent".to_string());
+                }
+            }
+            for path in files.iter().filter(|p| p.exists()) {
+                let key = load_identity(path)?;
+                if try_key(handle, &opts.user, Arc::new(key)).await? {
+                    return Ok(());
+                }
+                tried.push(path.display().to_string());
+            }
+            if tried.is_empty() {
+                return Err(SshError::Identity(
+                    "no key to log in with: pass -i KEYFILE, set PORTCULLIS_IDENTITY, load a key into ssh-agent, or create ~/.ssh/id_ed25519".into(),
+                ));
+            }
+            Err(denied(tried.join(", ")))
+        }
+    }
+}
+
+fn load_identity(path: &std::path::Path) -> Result<russh::keys::PrivateKey, SshError> {
+    russh::keys::load_secret_key(path, None).map_err(|e| {
+        let hint = if e.to_string().to_lowercase().contains("encrypt") {
+            " (it is encrypted: add it to ssh-agent with `ssh-add` and leave out -i)"
+        } else {
+            ""
+        };
+        SshError::Identity(format!("cannot use key {}: {e}{hint}", path.display()))
+    })
+}
+
+async fn try_key(
+    handle: &mut Handle<Checker>,
+    user: &str,
+    key: Arc<russh::keys::PrivateKey>,
+) -> Result<bool, SshError> {
+    let res = handle
+        .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, None))
+        .await?;
+    Ok(res.success())
+}

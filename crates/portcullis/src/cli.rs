@@ -1,0 +1,227 @@
+//! The command line: what each subcommand takes, and which part of portcullis runs it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use portcullis_core::command::{AuditCommand, ControlCommand, ControlLine, RequestArgs};
+
+use crate::{client_cmd, setup};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "An SSH bastion with no standing access: every session rests on a time-bound, approved, recorded grant.",
+    after_help = "Examples:\n  portcullis init --dir ./pc                      # a working single-host config with fresh keys\n  portcullis approver --config ./pc/portcullis.toml\n  portcullis request pg-prod --for 1h --reason \"INC-42\"\n  portcullis admin approve 17 --note \"ok\"\n  portcullis audit verify"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the approval daemon (control plane on port 2223 by default).
+    #[command(
+        after_help = "Example:\n  portcullis approver --config /etc/portcullis/portcullis.toml\n\nSIGHUP or `portcullis admin reload` re-reads the file; a bad file is refused and the old one kept."
+    )]
+    Approver {
+        /// The config file.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+    },
+
+    /// Operator commands against the approver: approve, deny, revoke, grants, reload, …
+    #[command(
+        after_help = "Examples:\n  portcullis admin requests --pending\n  portcullis admin approve 17 --note \"checked with on-call\"\n  portcullis admin revoke 17 --reason \"incident closed\"\n  portcullis admin reload"
+    )]
+    Admin {
+        #[command(flatten)]
+        conn: ClientOpts,
+        #[command(subcommand)]
+        command: ControlCommand,
+    },
+
+    /// Ask for access to a target (same as `ssh -p 2222 USER@bastion request …`).
+    #[command(after_help = "Example:\n  portcullis request pg-prod --for 1h --reason \"INC-42\"")]
+    Request {
+        #[command(flatten)]
+        conn: ClientOpts,
+        #[command(flatten)]
+        args: RequestArgs,
+    },
+
+    /// Compliance commands: print and verify the audit trail.
+    #[command(
+        after_help = "Examples:\n  portcullis audit log --since 24h\n  portcullis audit log --json > events.jsonl\n  portcullis audit verify\n  portcullis audit verify --data-dir /var/lib/portcullis/approver   # offline, approver stopped"
+    )]
+    Audit {
+        #[command(flatten)]
+        conn: ClientOpts,
+        #[command(subcommand)]
+        command: AuditCli,
+    },
+
+    /// Create any missing key of a config and print the public ones, one a line.
+    #[command(
+        after_help = "Example:\n  portcullis keys --config portcullis.toml\n\nPrints `gateway-host …`, `gateway-client …`, `approver-host …`, `grant-signing …`:\nthe gateway client key goes into targets' authorized_keys and [[gateways]]; the approver\nhost key and the grant-signing key are what [gateway] pins."
+    )]
+    Keys {
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+    },
+
+    /// Validate a config file; exit non-zero naming each problem.
+    #[command(after_help = "Example:\n  portcullis check --config portcullis.toml")]
+    Check {
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+    },
+
+    /// Write a working single-host config with fresh keys into DIR.
+    #[command(
+        after_help = "Example:\n  portcullis init --dir ./pc && portcullis approver --config ./pc/portcullis.toml"
+    )]
+    Init {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The first admin's name (default: $USER).
+        #[arg(long)]
+        user: Option<String>,
+        /// The first admin's public key file (default: ~/.ssh/id_ed25519.pub, or a new key in DIR).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCli {
+    /// Print audit events, oldest first (`--json`: JSON Lines for a SIEM).
+    Log {
+        /// Only events newer than this, e.g. 1h, 7d.
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+    },
+    /// Check the hash chain and every signature; exit non-zero naming the first bad record.
+    Verify {
+        /// Verify a stopped approver's store directly instead of asking the approver.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// How the thin clients reach and authenticate to the approver.
+#[derive(Debug, Clone, Args)]
+pub struct ClientOpts {
+    /// The approver's control port.
+    #[arg(
+        long,
+        env = "PORTCULLIS_APPROVER",
+        default_value = "127.0.0.1:2223",
+        value_name = "HOST:PORT",
+        global = true
+    )]
+    pub approver: String,
+    /// Private key to log in with (default: ssh-agent, then ~/.ssh/id_ed25519).
+    #[arg(
+        short = 'i',
+        long = "identity",
+        env = "PORTCULLIS_IDENTITY",
+        value_name = "KEYFILE",
+        global = true
+    )]
+    pub identity: Option<PathBuf>,
+    /// Your portcullis user name (default: $USER).
+    #[arg(
+        short = 'l',
+        long = "user",
+        env = "PORTCULLIS_USER",
+        value_name = "NAME",
+        global = true
+    )]
+    pub user: Option<String>,
+    /// Pin the approver's host key (`ssh-ed25519 AAAA…`) instead of using known_hosts.
+    #[arg(
+        long,
+        env = "PORTCULLIS_APPROVER_HOST_KEY",
+        value_name = "KEY",
+        global = true
+    )]
+    pub approver_host_key: Option<String>,
+    /// known_hosts file for accept-new (default: ~/.config/portcullis/known_hosts).
+    #[arg(
+        long,
+        env = "PORTCULLIS_KNOWN_HOSTS",
+        value_name = "FILE",
+        global = true
+    )]
+    pub known_hosts: Option<PathBuf>,
+    /// Print one JSON document on stdout (JSON Lines for `audit log`).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Approver { config } => {
+            init_logging();
+            let app = portcullis_approver::Approver::open(
+                &config,
+                Arc::new(portcullis_core::SystemClock),
+            )?;
+            app.record_start().await?;
+            portcullis_approver::serve(app).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Admin { conn, command } => {
+            let line = ControlLine {
+                json: conn.json,
+                command,
+            };
+            client_cmd::run(&conn, &line).await
+        }
+        Command::Request { conn, args } => {
+            let line = ControlLine {
+                json: conn.json,
+                command: ControlCommand::Request(args),
+            };
+            client_cmd::run(&conn, &line).await
+        }
+        Command::Audit { conn, command } => match command {
+            AuditCli::Verify {
+                data_dir: Some(dir),
+            } => setup::verify_offline(&dir),
+            AuditCli::Verify { data_dir: None } => {
+                let line = ControlLine {
+                    json: conn.json,
+                    command: ControlCommand::Audit(AuditCommand::Verify),
+                };
+                client_cmd::run(&conn, &line).await
+            }
+            AuditCli::Log { since } => {
+                let line = ControlLine {
+                    json: conn.json,
+                    command: ControlCommand::Audit(AuditCommand::Log { since }),
+                };
+                client_cmd::run(&conn, &line).await
+            }
+        },
+        Command::Keys { config } => setup::keys(&config),
+        Command::Check { config } => setup::check(&config),
+        Command::Init { dir, user, key } => {
+            setup::init(&dir, user, key).with_context(|| format!("init {}", dir.display()))
+        }
+    }
+}

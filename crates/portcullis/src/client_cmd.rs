@@ -1,0 +1,79 @@
+//! The thin clients: send one control line to the approver over SSH and relay its output and
+//! exit status.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use portcullis_core::command::ControlLine;
+use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity};
+
+use crate::cli::ClientOpts;
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(PathBuf::from)
+}
+
+fn default_known_hosts() -> anyhow::Result<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME") {
+        return Ok(PathBuf::from(x).join("portcullis/known_hosts"));
+    }
+    home()
+        .map(|h| h.join(".config/portcullis/known_hosts"))
+        .context("HOME is not set: pass --known-hosts FILE or --approver-host-key KEY")
+}
+
+pub fn connect_options(opts: &ClientOpts) -> anyhow::Result<ConnectOptions> {
+    let user = match &opts.user {
+        Some(u) => u.clone(),
+        None => {
+            std::env::var("USER").context("no user name: pass -l NAME or set PORTCULLIS_USER")?
+        }
+    };
+    let identity = match &opts.identity {
+        Some(path) => Identity::KeyFile(path.clone()),
+        None => Identity::AgentThenFiles(
+            home()
+                .map(|h| vec![h.join(".ssh/id_ed25519")])
+                .unwrap_or_default(),
+        ),
+    };
+    let host_key = match &opts.approver_host_key {
+        Some(k) => HostKeyPolicy::Pinned(
+            portcullis_core::keys::parse_public_key(k)
+                .map_err(|e| anyhow::anyhow!("--approver-host-key: {e}"))?,
+        ),
+        None => HostKeyPolicy::KnownHosts(match &opts.known_hosts {
+            Some(p) => p.clone(),
+            None => default_known_hosts()?,
+        }),
+    };
+    Ok(ConnectOptions {
+        addr: opts.approver.clone(),
+        user,
+        identity,
+        host_key,
+        connect_timeout: Duration::from_secs(15),
+    })
+}
+
+/// Run `line` on the approver; exit with its status.
+pub async fn run(opts: &ClientOpts, line: &ControlLine) -> anyhow::Result<ExitCode> {
+    let options = connect_options(opts)?;
+    let conn = Connection::connect(&options)
+        .await
+        .with_context(|| format!("approver {}", options.addr))?;
+    let mut out = tokio::io::stdout();
+    let mut err = tokio::io::stderr();
+    let result = conn.run(&line.to_line(), &mut out, &mut err).await?;
+    conn.close().await;
+    Ok(match result.exit_status {
+        Some(0) => ExitCode::SUCCESS,
+        Some(n) => ExitCode::from(u8::try_from(n).unwrap_or(1).max(1)),
+        None => {
+            eprintln!("portcullis: the approver closed the channel without an exit status");
+            ExitCode::from(1)
+        }
+    })
+}

@@ -1,0 +1,98 @@
+//! Requesting: deny by default, durations, reasons, auto-approval in and out of its window.
+
+use crate::support::{request_id, Env};
+
+#[test]
+fn deny_by_default_and_unknown_targets() {
+    let env = Env::start();
+    env.ssh("alice", &["request", "lonely"])
+        .fails_with("no policy allows requests for \"lonely\"");
+    env.ssh("alice", &["request", "nowhere"])
+        .fails_with("unknown target \"nowhere\"");
+    // Nothing was created by either refusal.
+    let out = env.ssh("alice", &["requests", "--all", "--json"]);
+    out.ok();
+    assert_eq!(out.json()["requests"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn max_duration_is_refused_not_shortened_and_defaults_apply() {
+    let env = Env::start();
+    env.ssh(
+        "alice",
+        &["request", "pg-prod", "--for", "5h", "--reason", "INC-1"],
+    )
+    .fails_with("over the 4h maximum");
+    env.ssh(
+        "alice",
+        &["request", "pg-prod", "--for", "soon", "--reason", "INC-1"],
+    )
+    .fails_with("bad duration");
+    let out = env.ssh(
+        "alice",
+        &["request", "pg-prod", "--reason", "INC-1", "--json"],
+    );
+    let j = out.json();
+    assert_eq!(j["request"]["duration_secs"], 3600, "default_duration");
+    assert_eq!(j["request"]["state"], "pending");
+    assert_eq!(j["request"]["needed"], 2);
+    let _ = request_id(&out);
+}
+
+#[test]
+fn reason_required() {
+    let env = Env::start();
+    env.ssh("alice", &["request", "pg-prod"])
+        .fails_with("requires a reason");
+    // Through the thin client too, with the same words.
+    env.portcullis("alice", "request", &["pg-prod"])
+        .fails_with("requires a reason");
+    env.portcullis(
+        "alice",
+        "request",
+        &["pg-prod", "--reason", "INC 42: disk full"],
+    )
+    .ok();
+    let out = env.ssh("alice", &["requests", "--json"]);
+    assert_eq!(out.json()["requests"][0]["reason"], "INC 42: disk full");
+}
+
+#[test]
+fn auto_approval_in_and_out_of_its_window() {
+    let env = Env::start();
+    // Staging auto-approves dev during a window that spans today.
+    let out = env.ssh(
+        "alice",
+        &["request", "pg-staging", "--for", "30m", "--json"],
+    );
+    let j = out.json();
+    assert_eq!(j["request"]["state"], "approved");
+    assert_eq!(j["grant"]["status"], "active");
+    assert_eq!(j["grant"]["remaining_secs"].as_u64().unwrap() / 60, 29);
+    // Not for someone outside the group: the policy has no approvers, so it is refused.
+    env.ssh("bob", &["request", "pg-staging"])
+        .fails_with("only auto-approves groups dev");
+    // The weekend-only policy's window is three days from now.
+    env.ssh("alice", &["request", "pg-weekend"])
+        .fails_with("only auto-approves groups dev during");
+    let status = env.ssh("alice", &["status"]);
+    status.ok();
+    assert!(status.stdout.contains("pg-staging"), "{}", status.stdout);
+    // The auto-approval is in the audit log as such.
+    assert!(env.has_event("grant.issued", "automatic", serde_json::json!(true)));
+}
+
+#[test]
+fn help_teaches_and_bad_words_are_usage_errors() {
+    let env = Env::start();
+    let out = env.ssh("alice", &["help"]);
+    out.ok();
+    assert!(out.stdout.contains("request"), "{}", out.stdout);
+    let out = env.ssh("alice", &["help", "request"]);
+    out.ok();
+    assert!(out.stdout.contains("Example"), "{}", out.stdout);
+    let out = env.ssh("alice", &["approve", "seventeen"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let out = env.ssh("alice", &["frobnicate"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+}

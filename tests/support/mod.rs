@@ -1,0 +1,394 @@
+//! Test harness: a temp directory with user keys made by `ssh-keygen`, a config, and a real
+//! approver process; helpers to run the stock `ssh` and `portcullis` against it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+/// Generous bound for anything that should happen "soon" on a loaded 2-core machine.
+pub const SOON: Duration = Duration::from_secs(20);
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub approver: Option<Child>,
+    pub addr: String,
+    pub host_key: String,
+}
+
+/// The users every test config has, with their groups.
+pub const USERS: &[(&str, &[&str])] = &[
+    ("alice", &["dev"]),
+    ("bob", &["dba"]),
+    ("carol", &["dba"]),
+    ("dave", &["dev"]),
+    ("ada", &["admins"]),
+    ("audrey", &["auditors"]),
+];
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    fn from(o: Output) -> Out {
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+    pub fn ok(&self) -> &Self {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+    pub fn fails_with(&self, needle: &str) -> &Self {
+        assert_ne!(
+            self.code, 0,
+            "expected failure\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\nstdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+}
+
+/// Today's weekday name, counted from the clock, offset by `days`.
+pub fn weekday(days: i64) -> &'static str {
+    const NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let day = secs / 86_400 + days;
+    NAMES[((day + 3).rem_euclid(7)) as usize]
+}
+
+pub fn keygen(dir: &Path, name: &str) -> String {
+    let path = dir.join(format!("{name}_key"));
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .status()
+        .expect("ssh-keygen");
+    assert!(st.success());
+    std::fs::read_to_string(path.with_extension("pub"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// The standard test policies; `extra` is appended (more targets or policies).
+pub fn standard_config(env_dir: &Path, request_ttl: &str, extra: &str) -> String {
+    let mut t = format!(
+        r#"
+[approver]
+listen = "127.0.0.1:0"
+data_dir = "{dir}/approver"
+request_ttl = "{request_ttl}"
+
+[gateway]
+data_dir = "{dir}/gateway"
+
+[[gateways]]
+name = "gw-1"
+key = "{gw}"
+"#,
+        dir = env_dir.display(),
+        gw = gateway_client_key(env_dir),
+    );
+    for (name, groups) in USERS {
+        let key = std::fs::read_to_string(env_dir.join(format!("{name}_key.pub"))).unwrap();
+        t.push_str(&format!(
+            "\n[[users]]\nname = \"{name}\"\nkeys = [\"{}\"]\ngroups = [{}]\n",
+            key.trim(),
+            groups
+                .iter()
+                .map(|g| format!("\"{g}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    t.push_str(&format!(
+        r#"
+[[targets]]
+name = "pg-prod"
+kind = "tcp"
+address = "127.0.0.1:15432"
+labels = {{ env = "prod" }}
+
+[[targets]]
+name = "pg-staging"
+kind = "tcp"
+address = "127.0.0.1:25432"
+labels = {{ env = "staging" }}
+
+[[targets]]
+name = "pg-weekend"
+kind = "tcp"
+address = "127.0.0.1:35432"
+labels = {{ env = "weekend" }}
+
+[[targets]]
+name = "lonely"
+kind = "tcp"
+address = "127.0.0.1:45432"
+
+[[policies]]
+name = "prod"
+match = {{ env = "prod" }}
+approvers = ["dba"]
+approvals = 2
+max_duration = "4h"
+default_duration = "1h"
+require_reason = true
+
+[[policies]]
+name = "staging"
+match = {{ env = "staging" }}
+auto_approve = {{ groups = ["dev"], windows = ["{in_from}-{in_to} 00:00-24:00 UTC"] }}
+max_duration = "8h"
+default_duration = "2h"
+
+[[policies]]
+name = "weekend-only"
+match = {{ env = "weekend" }}
+auto_approve = {{ groups = ["dev"], windows = ["{out_day} 00:00-24:00 UTC"] }}
+max_duration = "8h"
+{extra}"#,
+        in_from = weekday(-1),
+        in_to = weekday(1),
+        out_day = weekday(3),
+    ));
+    t
+}
+
+fn gateway_client_key(dir: &Path) -> String {
+    // `portcullis keys` makes it; read it back from the .pub file.
+    std::fs::read_to_string(dir.join("gateway/client_key.pub"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+impl Env {
+    /// A fresh environment with the standard config and a running approver.
+    pub fn start() -> Env {
+        Env::start_with("24h", "")
+    }
+
+    pub fn start_with(request_ttl: &str, extra: &str) -> Env {
+        let mut env = Env::prepare(request_ttl, extra);
+        env.start_approver();
+        env
+    }
+
+    /// Keys and config, but no approver yet.
+    pub fn prepare(request_ttl: &str, extra: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, _) in USERS {
+            keygen(dir.path(), name);
+        }
+        // A placeholder config so `portcullis keys` can make the gateway and approver keys.
+        let config = dir.path().join("portcullis.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[approver]\ndata_dir = \"{d}/approver\"\n[gateway]\ndata_dir = \"{d}/gateway\"\n",
+                d = dir.path().display()
+            ),
+        )
+        .unwrap();
+        let keys = run(Command::new(BIN).args(["keys", "--config"]).arg(&config));
+        keys.ok();
+        let host_key = keys
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("approver-host "))
+            .unwrap()
+            .to_string();
+        std::fs::write(&config, standard_config(dir.path(), request_ttl, extra)).unwrap();
+        Env {
+            dir,
+            config,
+            approver: None,
+            addr: String::new(),
+            host_key,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn key(&self, user: &str) -> PathBuf {
+        self.path().join(format!("{user}_key"))
+    }
+
+    pub fn start_approver(&mut self) {
+        let addr_file = self.path().join("approver/approver.addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path().join("approver.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["approver", "--config"])
+            .arg(&self.config)
+            .env("PORTCULLIS_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn approver");
+        self.approver = Some(child);
+        let deadline = Instant::now() + SOON;
+        loop {
+            if let Ok(a) = std::fs::read_to_string(&addr_file) {
+                if !a.trim().is_empty() && std::net::TcpStream::connect(a.trim()).is_ok() {
+                    self.addr = a.trim().to_string();
+                    break;
+                }
+            }
+            if let Some(status) = self.approver.as_mut().unwrap().try_wait().unwrap() {
+                panic!("approver exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "approver did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let port = self.addr.rsplit(':').next().unwrap();
+        std::fs::write(
+            self.path().join("known_hosts"),
+            format!("[127.0.0.1]:{port} {}\n", self.host_key),
+        )
+        .unwrap();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path().join("approver.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL the approver: no chance to flush anything it has not already flushed.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.approver.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.approver.as_ref().unwrap().id()
+    }
+
+    /// Stock OpenSSH: `ssh -p PORT USER@127.0.0.1 ARGS…` with the user's key and the pinned
+    /// host key.
+    pub fn ssh(&self, user: &str, args: &[&str]) -> Out {
+        let port = self.addr.rsplit(':').next().unwrap();
+        let mut c = Command::new("ssh");
+        c.args(["-p", port, "-i"])
+            .arg(self.key(user))
+            .args([
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+            ])
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.path().join("known_hosts").display()
+            ))
+            .args(["-o", "LogLevel=ERROR", "-F", "/dev/null", "-n"])
+            .arg(format!("{user}@127.0.0.1"))
+            .args(args);
+        run(&mut c)
+    }
+
+    /// `portcullis admin …` as `user`, host key pinned.
+    pub fn admin(&self, user: &str, args: &[&str]) -> Out {
+        self.portcullis(user, "admin", args)
+    }
+
+    /// `portcullis SUB …` (admin, request, audit) as `user`.
+    pub fn portcullis(&self, user: &str, sub: &str, args: &[&str]) -> Out {
+        let mut c = Command::new(BIN);
+        c.arg(sub)
+            .args(["--approver", &self.addr, "-l", user, "-i"])
+            .arg(self.key(user))
+            .args(["--approver-host-key", &self.host_key])
+            .args(args)
+            .env_remove("SSH_AUTH_SOCK");
+        run(&mut c)
+    }
+
+    /// Wait until `f` holds, checking on a short interval, up to [`SOON`].
+    pub fn eventually(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + SOON;
+        while !f() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Audit events (JSON Lines) as read by an auditor.
+    pub fn audit_events(&self) -> Vec<serde_json::Value> {
+        let out = self.admin("audrey", &["--json", "audit", "log"]);
+        out.ok();
+        out.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    pub fn has_event(&self, event: &str, field: &str, value: serde_json::Value) -> bool {
+        self.audit_events()
+            .iter()
+            .any(|e| e["event"] == event && e[field] == value)
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.approver.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn run(c: &mut Command) -> Out {
+    Out::from(c.stdin(Stdio::null()).output().expect("run command"))
+}
+
+/// The request id in `request` JSON output.
+pub fn request_id(out: &Out) -> u64 {
+    out.ok();
+    out.json()["request"]["id"].as_u64().unwrap()
+}
