@@ -1,6 +1,9 @@
 //! End-to-end tests of the control plane: the real `portcullis approver` process, driven with
 //! the stock OpenSSH client and with `portcullis admin`. One file per behaviour.
 
+// Test code: unwrap and panic are how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 #[path = "control_plane/approvals.rs"]

@@ -113,7 +113,13 @@ pub(crate) async fn execute(app: &Arc<Approver>, caller: &Caller, line: &str) ->
                         error: msg.clone(),
                     },
                 );
-                if let Err(store) = app.write(|tx| Ok(tx.audit(event))).await {
+                let recorded = app
+                    .write(|tx| {
+                        tx.audit(event);
+                        Ok(())
+                    })
+                    .await;
+                if let Err(store) = recorded {
                     tracing::error!("could not record a refusal: {store}");
                 }
             }
@@ -250,7 +256,7 @@ async fn request(
                 duration: admission.duration(),
                 reason: reason.clone(),
                 created_at: tx.now,
-                expires_at: tx.now.add(ttl),
+                expires_at: tx.now.plus(ttl),
                 approvals: Vec::new(),
                 needed: policy.approvals,
                 state: RequestState::Pending,
@@ -321,7 +327,7 @@ fn issue(tx: &mut crate::app::Tx<'_>, req: &mut Request, automatic: bool) -> Gra
         target: req.target.clone(),
         policy: req.policy.clone(),
         issued_at: tx.now,
-        expires_at: tx.now.add(req.duration),
+        expires_at: tx.now.plus(req.duration),
         approvers: req.approvals.iter().map(|a| a.by.clone()).collect(),
         revoked: None,
     };
@@ -849,7 +855,7 @@ fn audit(app: &Approver, cmd: AuditCommand, json: bool) -> Result<Reply, Approve
                 .map(parse_duration)
                 .transpose()
                 .map_err(ApproverError::BadInput)?
-                .map(|d| app.now().sub(d));
+                .map(|d| app.now().minus(d));
             let mut text = String::new();
             for (seq, rec) in app.store.audit_records() {
                 let rec = match rec {

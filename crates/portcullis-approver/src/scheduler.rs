@@ -96,7 +96,7 @@ async fn fire_due(app: &Approver) {
             // Put it back so the event is not lost; try again shortly.
             tracing::error!("could not record a deadline ({what:?}): {e}; retrying");
             if let Ok(mut d) = app.deadlines.lock() {
-                d.insert((now.add(std::time::Duration::from_secs(1)), what));
+                d.insert((now.plus(std::time::Duration::from_secs(1)), what));
             }
         }
     }

@@ -496,7 +496,7 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
             }
         } else if t.login.is_some() || t.host_key.is_some() {
             p.push(
-                format!("{field}"),
+                field.to_string(),
                 "login and host_key only apply to kind = \"ssh\"",
             );
         }

@@ -11,7 +11,7 @@ pub struct Timestamp(pub u64);
 
 impl Timestamp {
     /// The instant `d` after this one (saturating).
-    pub fn add(self, d: Duration) -> Timestamp {
+    pub fn plus(self, d: Duration) -> Timestamp {
         Timestamp(
             self.0
                 .saturating_add(d.as_millis().min(u64::MAX as u128) as u64),
@@ -19,7 +19,7 @@ impl Timestamp {
     }
 
     /// The instant `d` before this one (saturating at the epoch).
-    pub fn sub(self, d: Duration) -> Timestamp {
+    pub fn minus(self, d: Duration) -> Timestamp {
         Timestamp(
             self.0
                 .saturating_sub(d.as_millis().min(u64::MAX as u128) as u64),
