@@ -4,7 +4,7 @@
 //! produces (records, signed changes, audit events) committed atomically and flushed before
 //! anyone is told. Readers read the store directly.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -12,6 +12,7 @@ use ed25519_dalek::SigningKey;
 use portcullis_audit::{AuditRecord, Chain};
 use portcullis_core::audit_event::{AuditEvent, EventKind};
 use portcullis_core::config::{self, ApproverSettings};
+use portcullis_core::grant_index::GrantIndex;
 use portcullis_core::model::{Grant, GrantRecord, Request};
 use portcullis_core::stream::{Change, ChangeBody, SignedChange};
 use portcullis_core::{Catalog, Clock, Timestamp};
@@ -68,6 +69,34 @@ pub struct Approver {
     changed: watch::Sender<u64>,
     pub(crate) deadlines: Mutex<BTreeSet<(Timestamp, Deadline)>>,
     pub(crate) wake: Notify,
+    /// What is open now, so that `status`, `requests` and `grants --active` cost what the
+    /// caller has, not what the store has accumulated.
+    pub(crate) live: RwLock<Live>,
+}
+
+/// Pending requests and grants not yet ended, mirrored from the store after every commit.
+#[derive(Debug, Default)]
+pub(crate) struct Live {
+    pub pending: BTreeMap<u64, Request>,
+    pub grants: GrantIndex,
+}
+
+impl Live {
+    fn apply(&mut self, batch: &Batch, now: Timestamp) {
+        for r in &batch.requests {
+            if r.is_pending() {
+                self.pending.insert(r.id, r.clone());
+            } else {
+                self.pending.remove(&r.id);
+            }
+        }
+        for (_, rec) in &batch.grants {
+            if let Ok(g) = rec.signed.grant() {
+                self.grants.upsert(g);
+            }
+        }
+        self.grants.prune(now);
+    }
 }
 
 /// One write in progress: what it will commit.
@@ -175,6 +204,7 @@ impl Approver {
             changed: watch::channel(0).0,
             deadlines: Mutex::new(BTreeSet::new()),
             wake: Notify::new(),
+            live: RwLock::new(Live::default()),
         });
         app.load_deadlines()?;
         Ok(app)
@@ -228,21 +258,28 @@ impl Approver {
         Ok(None)
     }
 
+    /// One scan of the store at start: what is open, and when it is due.
     fn load_deadlines(&self) -> Result<(), ApproverError> {
-        let mut d = self
-            .deadlines
-            .lock()
-            .map_err(|_| ApproverError::Config("deadline table poisoned".into()))?;
+        let poisoned = || ApproverError::Config("approver state poisoned".into());
+        let mut d = self.deadlines.lock().map_err(|_| poisoned())?;
+        let mut live = self.live.write().map_err(|_| poisoned())?;
+        let now = self.clock.now();
         for r in self.store.requests()? {
             if r.is_pending() {
                 d.insert((r.expires_at, Deadline::Request(r.id)));
+                live.pending.insert(r.id, r);
             }
         }
         for (id, g) in self.store.grants()? {
+            let Ok(grant) = g.signed.grant() else {
+                tracing::error!("grant {id} in the store does not decode; it is not enforced");
+                continue;
+            };
             if !g.end_recorded {
-                if let Ok(grant) = g.signed.grant() {
-                    d.insert((grant.expires_at, Deadline::Grant(id)));
-                }
+                d.insert((grant.expires_at, Deadline::Grant(id)));
+            }
+            if grant.is_active(now) {
+                live.grants.upsert(grant);
             }
         }
         Ok(())
@@ -288,6 +325,9 @@ impl Approver {
         }
         self.store.commit(&tx.batch).await?;
         *guard = tx.state;
+        if let Ok(mut live) = self.live.write() {
+            live.apply(&tx.batch, tx.now);
+        }
         drop(guard);
         if !tx.deadlines.is_empty() {
             if let Ok(mut d) = self.deadlines.lock() {

@@ -351,27 +351,36 @@ fn issue(tx: &mut crate::app::Tx<'_>, req: &mut Request, automatic: bool) -> Gra
     grant
 }
 
-fn visible_requests(app: &Approver, user: &User) -> Result<Vec<Request>, ApproverError> {
+/// Requesters see their own requests; approvers those they may decide; admins all.
+fn may_view(catalog: &portcullis_core::Catalog, user: &User, r: &Request) -> bool {
+    r.user == user.name
+        || user.is_admin()
+        || catalog
+            .policy(&r.policy)
+            .is_some_and(|p| policy::may_decide(p, user, &r.user))
+}
+
+/// The requests `user` may see: pending ones from memory, or every one from the store.
+fn visible_requests(app: &Approver, user: &User, all: bool) -> Result<Vec<Request>, ApproverError> {
     let catalog = app.catalog();
-    Ok(app
-        .store
-        .requests()?
+    let candidates = if all {
+        app.store.requests()?
+    } else {
+        app.live
+            .read()
+            .map(|l| l.pending.values().cloned().collect())
+            .unwrap_or_default()
+    };
+    Ok(candidates
         .into_iter()
-        .filter(|r| {
-            r.user == user.name
-                || user.is_admin()
-                || catalog
-                    .policy(&r.policy)
-                    .is_some_and(|p| policy::may_decide(p, user, &r.user))
-        })
+        .filter(|r| may_view(&catalog, user, r))
         .collect())
 }
 
 fn may_see_request(app: &Approver, user: &User, id: u64) -> Result<(), ApproverError> {
-    if visible_requests(app, user)?.iter().any(|r| r.id == id) {
-        Ok(())
-    } else {
-        Err(not_found_request(id))
+    match app.store.request(id)? {
+        Some(r) if may_view(&app.catalog(), user, &r) => Ok(()),
+        _ => Err(not_found_request(id)),
     }
 }
 
@@ -383,10 +392,7 @@ fn not_found_request(id: u64) -> ApproverError {
 
 fn requests(app: &Approver, user: &User, all: bool, json: bool) -> Result<Reply, ApproverError> {
     let now = app.now();
-    let list: Vec<Request> = visible_requests(app, user)?
-        .into_iter()
-        .filter(|r| all || r.is_pending())
-        .collect();
+    let list: Vec<Request> = visible_requests(app, user, all)?;
     let value =
         json!({"requests": list.iter().map(|r| render::request_json(r, now)).collect::<Vec<_>>()});
     let mut text = String::new();
@@ -600,12 +606,23 @@ fn grants(
     }
     let now = app.now();
     let catalog = app.catalog();
+    let all: Vec<Grant> =
+        if active {
+            app.live
+                .read()
+                .map(|l| l.grants.iter().cloned().collect())
+                .unwrap_or_default()
+        } else {
+            let mut v = Vec::new();
+            for (_, rec) in app.store.grants()? {
+                v.push(rec.signed.grant().map_err(|e| {
+                    ApproverError::Conflict(format!("unreadable grant record: {e}"))
+                })?);
+            }
+            v
+        };
     let mut list = Vec::new();
-    for (_, rec) in app.store.grants()? {
-        let g = rec
-            .signed
-            .grant()
-            .map_err(|e| ApproverError::Conflict(format!("unreadable grant record: {e}")))?;
+    for g in all {
         let visible = g.user == user.name
             || user.is_admin()
             || catalog
@@ -618,6 +635,7 @@ fn grants(
             list.push(g);
         }
     }
+    list.sort_by_key(|g| g.id);
     let value =
         json!({"grants": list.iter().map(|g| render::grant_json(g, now)).collect::<Vec<_>>()});
     let mut text = String::new();
@@ -695,20 +713,26 @@ async fn revoke(
 
 fn status(app: &Approver, user: &User, json: bool) -> Result<Reply, ApproverError> {
     let now = app.now();
-    let mut active = Vec::new();
-    for (_, rec) in app.store.grants()? {
-        if let Ok(g) = rec.signed.grant() {
-            if g.user == user.name && g.is_active(now) {
-                active.push(g);
-            }
-        }
-    }
-    let pending: Vec<Request> = app
-        .store
-        .requests()?
-        .into_iter()
-        .filter(|r| r.user == user.name && r.is_pending())
-        .collect();
+    let (active, pending): (Vec<Grant>, Vec<Request>) = app
+        .live
+        .read()
+        .map(|l| {
+            (
+                l.grants
+                    .for_user(&user.name)
+                    .filter(|g| g.is_active(now))
+                    .cloned()
+                    .collect(),
+                l.pending
+                    .values()
+                    .filter(|r| r.user == user.name)
+                    .cloned()
+                    .collect(),
+            )
+        })
+        .unwrap_or_default();
+    let mut active = active;
+    active.sort_by_key(|g| g.id);
     let targets = requestable(app, user);
     let value = json!({
         "user": user.name,

@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod codec;
 pub mod command;
 pub mod config;
+pub mod grant_index;
 pub mod keys;
 pub mod model;
 pub mod policy;
