@@ -12,6 +12,8 @@ mod approvals;
 mod audit_verify;
 #[path = "control_plane/crash.rs"]
 mod crash;
+#[path = "control_plane/examples.rs"]
+mod examples;
 #[path = "control_plane/expiry.rs"]
 mod expiry;
 #[path = "control_plane/permissions.rs"]
