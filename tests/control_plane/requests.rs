@@ -68,7 +68,8 @@ fn auto_approval_in_and_out_of_its_window() {
     let j = out.json();
     assert_eq!(j["request"]["state"], "approved");
     assert_eq!(j["grant"]["status"], "active");
-    assert_eq!(j["grant"]["remaining_secs"].as_u64().unwrap() / 60, 29);
+    let remaining = j["grant"]["remaining_secs"].as_u64().unwrap();
+    assert!((1700..=1800).contains(&remaining), "{remaining}");
     // Not for someone outside the group: the policy has no approvers, so it is refused.
     env.ssh("bob", &["request", "pg-staging"])
         .fails_with("only auto-approves groups dev");
