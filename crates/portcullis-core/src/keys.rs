@@ -72,6 +72,16 @@ mod tests {
         assert!(parse_signing_key("ssh-ed25519 AAAA").is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn key_parsers_never_panic(s in "\\PC{0,120}") {
+            let _ = parse_public_key(&s);
+            let _ = parse_signing_key(&s);
+            let _ = parse_public_key(&format!("ssh-ed25519 {s}"));
+            let _ = parse_signing_key(&format!("ed25519:{s}"));
+        }
+    }
+
     #[test]
     fn signing_key_round_trip() {
         let sk = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
