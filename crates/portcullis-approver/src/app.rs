@@ -13,7 +13,7 @@ use portcullis_audit::{AuditRecord, Chain};
 use portcullis_core::audit_event::{AuditEvent, EventKind};
 use portcullis_core::config::{self, ApproverSettings};
 use portcullis_core::grant_index::GrantIndex;
-use portcullis_core::model::{Grant, GrantRecord, Request};
+use portcullis_core::model::{Grant, GrantRecord, Request, SessionRecord};
 use portcullis_core::stream::{Change, ChangeBody, SignedChange};
 use portcullis_core::{Catalog, Clock, Timestamp};
 use portcullis_store::{Batch, Store};
@@ -152,6 +152,22 @@ impl Tx<'_> {
     pub fn mark_end_recorded(&mut self, id: u64, mut record: GrantRecord) {
         record.end_recorded = true;
         self.batch.grants.push((id, record));
+    }
+
+    pub fn put_session(&mut self, record: SessionRecord) {
+        self.batch.sessions.retain(|s| s.id != record.id);
+        self.batch.sessions.push(record);
+    }
+
+    pub fn set_counter(&mut self, name: String, value: u64) {
+        self.batch.counters.push((name, value));
+    }
+
+    /// Tell the gateways to cut a session.
+    pub fn kill_session(&mut self, session: &str) {
+        self.push_change(ChangeBody::KillSession {
+            session: session.to_string(),
+        });
     }
 
     pub fn put_catalog(&mut self, catalog: &Catalog) {

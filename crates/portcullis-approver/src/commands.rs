@@ -80,25 +80,115 @@ pub(crate) async fn execute(app: &Arc<Approver>, caller: &Caller, line: &str) ->
         (Principal::Gateway(_), ControlCommand::Watch { since }) => {
             return Outcome::Watch { since };
         }
+        (Principal::Gateway(gw), ControlCommand::Report { seq, data }) => {
+            crate::sessions::report(app, gw, seq, &data)
+                .await
+                .map(|m| Reply::text(format!("{m}\n")))
+        }
+        (Principal::Gateway(gw), ControlCommand::As { user, key, words }) => {
+            return on_behalf(app, gw, &user, &key, &words).await;
+        }
         (Principal::Gateway(name), _) => Err(ApproverError::Forbidden(format!(
-            "gateway {name} may only `watch`; commands run as the users it authenticated"
+            "gateway {name} may only `watch`, `report` and `as`; commands run as the users it authenticated"
         ))),
-        (Principal::User(_), ControlCommand::Watch { .. }) => Err(ApproverError::Forbidden(
-            "`watch` is only for [[gateways]] identities".into(),
-        )),
-        (Principal::User(name), cmd) => match app.catalog().users.get(name).cloned() {
-            None => Err(ApproverError::Forbidden(format!(
-                "user {name} is no longer configured"
-            ))),
-            Some(user) => match cmd {
-                ControlCommand::Wait { id } => match may_see_request(app, &user, id) {
-                    Ok(()) => return Outcome::Wait { id, json },
-                    Err(e) => Err(e),
-                },
-                cmd => run_user_command(app, caller, &user, cmd, json).await,
+        (Principal::User(_), ControlCommand::Watch { .. } | ControlCommand::Report { .. } | ControlCommand::As { .. }) => {
+            Err(ApproverError::Forbidden(
+                "`watch`, `report` and `as` are only for [[gateways]] identities".into(),
+            ))
+        }
+        (Principal::User(name), cmd) => return run_as_user(app, caller, name, cmd, json, command_name).await,
+    };
+    finish(app, caller, result, json, command_name).await
+}
+
+/// A command a gateway relays for a user it authenticated. The approver checks that the key
+/// the gateway names belongs to that user, then runs the words with the user's own rights.
+async fn on_behalf(
+    app: &Arc<Approver>,
+    gateway: &str,
+    user: &str,
+    key: &str,
+    words: &[String],
+) -> Outcome {
+    let catalog = app.catalog();
+    let key_ok = catalog.users.get(user).is_some_and(|u| {
+        u.keys.iter().any(|k| {
+            portcullis_core::keys::parse_public_key(k)
+                .map(|pk| portcullis_core::keys::fingerprint(&pk) == key)
+                .unwrap_or(false)
+        })
+    });
+    if !key_ok {
+        let gw_caller = Caller {
+            principal: Principal::Gateway(gateway.to_string()),
+            fingerprint: String::new(),
+        };
+        let e = ApproverError::Forbidden(format!(
+            "gateway {gateway} relayed a command for {user} with a key that is not {user}'s"
+        ));
+        return finish(app, &gw_caller, Err(e), false, "as".into()).await;
+    }
+    let line = command::join_words(words);
+    let caller = Caller {
+        principal: Principal::User(user.to_string()),
+        fingerprint: key.to_string(),
+    };
+    match command::parse_line(&line) {
+        Ok(parsed) => {
+            let name = words.first().cloned().unwrap_or_default();
+            match parsed.command {
+                ControlCommand::Watch { .. }
+                | ControlCommand::As { .. }
+                | ControlCommand::Report { .. } => {
+                    finish(
+                        app,
+                        &caller,
+                        Err(ApproverError::Forbidden(format!(
+                            "`{name}` is not a user command"
+                        ))),
+                        parsed.json,
+                        name,
+                    )
+                    .await
+                }
+                cmd => run_as_user(app, &caller, user, cmd, parsed.json, name).await,
+            }
+        }
+        Err(_) => Box::pin(execute(app, &caller, &line)).await,
+    }
+}
+
+async fn run_as_user(
+    app: &Arc<Approver>,
+    caller: &Caller,
+    name: &str,
+    cmd: ControlCommand,
+    json: bool,
+    command_name: String,
+) -> Outcome {
+    let result = match app.catalog().users.get(name).cloned() {
+        None => Err(ApproverError::Forbidden(format!(
+            "user {name} is no longer configured"
+        ))),
+        Some(user) => match cmd {
+            ControlCommand::Wait { id } => match may_see_request(app, &user, id) {
+                Ok(()) => return Outcome::Wait { id, json },
+                Err(e) => Err(e),
             },
+            cmd => run_user_command(app, caller, &user, cmd, json).await,
         },
     };
+    finish(app, caller, result, json, command_name).await
+}
+
+/// Turn a result into the reply; refusals for lack of permission are audit events.
+async fn finish(
+    app: &Arc<Approver>,
+    caller: &Caller,
+    result: Result<Reply, ApproverError>,
+    json: bool,
+    command_name: String,
+) -> Outcome {
     Outcome::Done(match result {
         Ok(r) => r,
         Err(e) => {
@@ -167,15 +257,41 @@ async fn run_user_command(
         }
         ControlCommand::Sessions { live } => {
             require_auditor(user, "sessions")?;
-            let _ = live;
-            // Gateways report sessions once they exist; until one has, there are none to show.
-            Ok(out(json, json!({"sessions": []}), "no sessions\n".into()))
+            let list: Vec<_> = app
+                .store
+                .sessions()?
+                .into_iter()
+                .filter(|s| !live || s.end.is_none())
+                .collect();
+            let mut text = String::new();
+            if list.is_empty() {
+                text.push_str(if live {
+                    "no live sessions\n"
+                } else {
+                    "no sessions\n"
+                });
+            }
+            for s in &list {
+                text.push_str(&crate::sessions::session_line(s));
+                text.push('\n');
+            }
+            Ok(out(
+                json,
+                json!({"sessions": list.iter().map(crate::sessions::session_json).collect::<Vec<_>>()}),
+                text,
+            ))
         }
         ControlCommand::Kill { session } => {
             require_admin(user, "kill")?;
-            Err(ApproverError::NotFound(format!(
-                "no live session {session:?} — `sessions --live` lists them"
-            )))
+            let rec = crate::sessions::kill(app, &user.name, &session).await?;
+            Ok(out(
+                json,
+                crate::sessions::session_json(&rec),
+                format!(
+                    "session {} ({} on {}) is being cut by gateway {}\n",
+                    rec.id, rec.user, rec.target, rec.gateway
+                ),
+            ))
         }
         ControlCommand::Status => status(app, user, json),
         ControlCommand::Whoami => Ok(whoami(app, caller, user, json)),
@@ -193,7 +309,10 @@ async fn run_user_command(
             require_auditor(user, "audit")?;
             audit(app, a, json)
         }
-        ControlCommand::Wait { .. } | ControlCommand::Watch { .. } => Err(ApproverError::BadInput(
+        ControlCommand::Wait { .. }
+        | ControlCommand::Watch { .. }
+        | ControlCommand::As { .. }
+        | ControlCommand::Report { .. } => Err(ApproverError::BadInput(
             "this command cannot run here".into(),
         )),
     }

@@ -14,6 +14,7 @@ mod errors;
 mod render;
 mod scheduler;
 mod server;
+mod sessions;
 
 pub use app::{read_config, Approver, ApproverKeys};
 pub use errors::ApproverError;

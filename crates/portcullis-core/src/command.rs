@@ -111,6 +111,31 @@ pub enum ControlCommand {
     #[command(subcommand)]
     Audit(AuditCommand),
 
+    /// Run a command for a user the gateway authenticated (gateway identities only).
+    #[command(hide = true)]
+    As {
+        /// The user the gateway authenticated.
+        #[arg(long)]
+        user: String,
+        /// The fingerprint of the key that user proved to the gateway.
+        #[arg(long)]
+        key: String,
+        /// The user's command words.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        words: Vec<String>,
+    },
+
+    /// Deliver one session report (gateway identities only).
+    #[command(hide = true)]
+    Report {
+        /// The gateway's sequence number for this report.
+        #[arg(long)]
+        seq: u64,
+        /// The report: base64 of its versioned encoding.
+        #[arg(long)]
+        data: String,
+    },
+
     /// Stream signed catalog and grant changes after a revision (gateway identities only).
     #[command(hide = true)]
     Watch {
@@ -253,6 +278,24 @@ impl ControlLine {
                 push("audit");
                 push("verify");
             }
+            ControlCommand::As { user, key, words } => {
+                push("as");
+                push("--user");
+                push(user);
+                push("--key");
+                push(key);
+                push("--");
+                for word in words {
+                    push(word);
+                }
+            }
+            ControlCommand::Report { seq, data } => {
+                push("report");
+                push("--seq");
+                push(&seq.to_string());
+                push("--data");
+                push(data);
+            }
             ControlCommand::Watch { since } => {
                 push("watch");
                 push("--since");
@@ -339,6 +382,8 @@ mod tests {
             "audit log --since 1h",
             "audit verify",
             "watch --since 12",
+            "as --user alice --key SHA256:x -- request db --reason 'a b' --json",
+            "report --seq 3 --data AAAA",
         ] {
             let a = parse_line(line).unwrap();
             let b = parse_line(&a.to_line()).unwrap();

@@ -201,3 +201,66 @@ mod tests {
         assert!(forged.verify(&k.verifying_key()).is_err());
     }
 }
+
+/// What a gateway reports about a session. Sent in order with a per-gateway sequence number;
+/// the approver records each sequence number once, so a report retried after a lost
+/// acknowledgement is not counted twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionReport {
+    Started {
+        session: String,
+        user: String,
+        target: String,
+        grant: u64,
+        client: String,
+        fingerprint: String,
+        /// `direct-tcpip`, `shell`, `exec`, `subsystem:sftp`, …
+        channel: String,
+        at: Timestamp,
+    },
+    Ended {
+        session: String,
+        bytes_in: u64,
+        bytes_out: u64,
+        duration: Duration,
+        /// `closed`, `expired`, `revoked`, `killed`, `gateway restart`, …
+        reason: String,
+        exit_status: Option<u32>,
+        at: Timestamp,
+    },
+}
+
+impl SessionReport {
+    pub fn session(&self) -> &str {
+        match self {
+            SessionReport::Started { session, .. } | SessionReport::Ended { session, .. } => {
+                session
+            }
+        }
+    }
+}
+
+/// A session as the approver knows it, for `sessions [--live]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub id: String,
+    pub gateway: String,
+    pub user: String,
+    pub target: String,
+    pub grant: u64,
+    pub client: String,
+    pub fingerprint: String,
+    pub channel: String,
+    pub started_at: Timestamp,
+    pub end: Option<SessionEnd>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEnd {
+    pub at: Timestamp,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration: Duration,
+    pub reason: String,
+    pub exit_status: Option<u32>,
+}

@@ -25,6 +25,8 @@ pub enum ChangeBody {
     Catalog(Catalog),
     /// A grant issued, or the same grant again once revoked.
     Grant(SignedGrant),
+    /// An admin's `kill SESSION`: the gateway holding it cuts it.
+    KillSession { session: String },
 }
 
 /// A change as stored and sent: the signed bytes of a [`Change`].
@@ -90,6 +92,22 @@ pub enum Verified {
         rev: u64,
         at: Timestamp,
     },
+    Kill {
+        rev: u64,
+        session: String,
+    },
+}
+
+impl Verified {
+    /// The revision this change brings the follower to.
+    pub fn rev(&self) -> u64 {
+        match self {
+            Verified::Catalog { rev, .. }
+            | Verified::Grant { rev, .. }
+            | Verified::Heartbeat { rev, .. }
+            | Verified::Kill { rev, .. } => *rev,
+        }
+    }
 }
 
 /// Follows a stream: verifies every frame against the pinned key and checks that revisions
@@ -127,6 +145,10 @@ impl Follower {
                     ChangeBody::Catalog(catalog) => Verified::Catalog {
                         rev: change.rev,
                         catalog,
+                    },
+                    ChangeBody::KillSession { session } => Verified::Kill {
+                        rev: change.rev,
+                        session,
                     },
                     ChangeBody::Grant(signed) => {
                         let grant =

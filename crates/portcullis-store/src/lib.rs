@@ -11,7 +11,7 @@ use std::path::Path;
 
 use portcullis_audit::AuditRecord;
 use portcullis_core::codec::{self, CodecError};
-use portcullis_core::model::{GrantRecord, Request};
+use portcullis_core::model::{GrantRecord, Request, SessionRecord};
 use portcullis_core::stream::SignedChange;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
@@ -43,6 +43,9 @@ pub struct Batch {
     pub grants: Vec<(u64, GrantRecord)>,
     pub changes: Vec<(u64, SignedChange)>,
     pub audit: Vec<AuditRecord>,
+    pub sessions: Vec<SessionRecord>,
+    /// Small named counters (per-gateway report sequence numbers).
+    pub counters: Vec<(String, u64)>,
 }
 
 impl Batch {
@@ -51,6 +54,8 @@ impl Batch {
             && self.grants.is_empty()
             && self.changes.is_empty()
             && self.audit.is_empty()
+            && self.sessions.is_empty()
+            && self.counters.is_empty()
     }
 }
 
@@ -65,6 +70,7 @@ pub struct Store {
     changes: sled::Tree,
     audit: sled::Tree,
     meta: sled::Tree,
+    sessions: sled::Tree,
 }
 
 fn key(id: u64) -> [u8; 8] {
@@ -111,6 +117,7 @@ impl Store {
             changes: db.open_tree("changes")?,
             audit: db.open_tree("audit")?,
             meta: db.open_tree("meta")?,
+            sessions: db.open_tree("sessions")?,
             db,
         })
     }
@@ -142,14 +149,31 @@ impl Store {
             .map(|r| (key(r.seq), codec::encode(r)))
             .collect();
         let head = batch.audit.last().map(|r| key(r.seq));
+        let sessions: Vec<_> = batch
+            .sessions
+            .iter()
+            .map(|r| (r.id.as_bytes().to_vec(), codec::encode(r)))
+            .collect();
+        let counters: Vec<_> = batch
+            .counters
+            .iter()
+            .map(|(name, v)| (counter_key(name), v.to_be_bytes()))
+            .collect();
         (
             &self.requests,
             &self.grants,
             &self.changes,
             &self.audit,
             &self.meta,
+            &self.sessions,
         )
-            .transaction(|(rq, gr, ch, au, me)| {
+            .transaction(|(rq, gr, ch, au, me, se)| {
+                for (k, v) in &sessions {
+                    se.insert(k.as_slice(), v.as_slice())?;
+                }
+                for (k, v) in &counters {
+                    me.insert(k.as_slice(), &v[..])?;
+                }
                 for (k, v) in &requests {
                     rq.insert(k, v.as_slice())?;
                 }
@@ -258,6 +282,34 @@ impl Store {
             .map(u64::from_be_bytes))
     }
 
+    /// A named counter (0 when never set).
+    pub fn counter(&self, name: &str) -> Result<u64> {
+        Ok(self
+            .meta
+            .get(counter_key(name))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    pub fn session(&self, id: &str) -> Result<Option<SessionRecord>> {
+        match self.sessions.get(id.as_bytes())? {
+            Some(v) => Ok(Some(decode("sessions", 0, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every session the gateways reported, in id order.
+    pub fn sessions(&self) -> Result<Vec<SessionRecord>> {
+        self.sessions
+            .iter()
+            .map(|kv| {
+                let (_, v) = kv?;
+                decode("sessions", 0, &v)
+            })
+            .collect()
+    }
+
     /// Every audit record in stored order, each decoded on its own so that one corrupt record
     /// is reported by position instead of hiding the rest.
     pub fn audit_records(
@@ -277,6 +329,10 @@ impl Store {
     pub fn tamper(&self) -> Tamper<'_> {
         Tamper(self)
     }
+}
+
+fn counter_key(name: &str) -> Vec<u8> {
+    format!("counter/{name}").into_bytes()
 }
 
 fn last_key(tree: &sled::Tree, name: &'static str) -> Result<u64> {

@@ -1,0 +1,191 @@
+//! Sessions as gateways report them: recorded once each (by per-gateway sequence number), with
+//! their audit events; listed by `sessions`; cut by `kill` through the signed stream.
+
+use base64::Engine as _;
+use portcullis_core::audit_event::{AuditEvent, EventKind};
+use portcullis_core::codec;
+use portcullis_core::model::{SessionEnd, SessionRecord, SessionReport};
+use portcullis_core::time::format_duration;
+use serde_json::{json, Value};
+
+use crate::app::Approver;
+use crate::errors::ApproverError;
+
+fn counter(gateway: &str) -> String {
+    format!("report/{gateway}")
+}
+
+/// Record report `seq` from `gateway`. A sequence number at or below the last one recorded is
+/// acknowledged without recording it again: the gateway retried after a lost acknowledgement.
+pub(crate) async fn report(
+    app: &Approver,
+    gateway: &str,
+    seq: u64,
+    data: &str,
+) -> Result<String, ApproverError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| ApproverError::BadInput(format!("report is not base64: {e}")))?;
+    let report: SessionReport = codec::decode(&bytes)
+        .map_err(|e| ApproverError::BadInput(format!("report does not decode: {e}")))?;
+    app.write(|tx| {
+        let last = app.store.counter(&counter(gateway))?;
+        if seq <= last {
+            return Ok(format!("report {seq} already recorded"));
+        }
+        match report {
+            SessionReport::Started {
+                session,
+                user,
+                target,
+                grant,
+                client,
+                fingerprint,
+                channel,
+                at,
+            } => {
+                tx.audit(
+                    AuditEvent::new(
+                        gateway,
+                        EventKind::SessionStarted {
+                            session: session.clone(),
+                            gateway: gateway.to_string(),
+                            client: client.clone(),
+                            fingerprint: fingerprint.clone(),
+                            channel: channel.clone(),
+                        },
+                    )
+                    .user(&user)
+                    .target(&target)
+                    .grant(grant),
+                );
+                tx.put_session(SessionRecord {
+                    id: session,
+                    gateway: gateway.to_string(),
+                    user,
+                    target,
+                    grant,
+                    client,
+                    fingerprint,
+                    channel,
+                    started_at: at,
+                    end: None,
+                });
+            }
+            SessionReport::Ended {
+                session,
+                bytes_in,
+                bytes_out,
+                duration,
+                reason,
+                exit_status,
+                at,
+            } => {
+                let mut rec = app.store.session(&session)?.ok_or_else(|| {
+                    ApproverError::BadInput(format!("end of unknown session {session}"))
+                })?;
+                tx.audit(
+                    AuditEvent::new(
+                        gateway,
+                        EventKind::SessionEnded {
+                            session: session.clone(),
+                            gateway: gateway.to_string(),
+                            bytes_in,
+                            bytes_out,
+                            duration,
+                            reason: reason.clone(),
+                            exit_status,
+                            recording_sha256: None,
+                            recording_size: None,
+                        },
+                    )
+                    .user(&rec.user)
+                    .target(&rec.target)
+                    .grant(rec.grant),
+                );
+                rec.end = Some(SessionEnd {
+                    at,
+                    bytes_in,
+                    bytes_out,
+                    duration,
+                    reason,
+                    exit_status,
+                });
+                tx.put_session(rec);
+            }
+        }
+        tx.set_counter(counter(gateway), seq);
+        Ok(format!("report {seq} recorded"))
+    })
+    .await
+}
+
+pub(crate) fn session_json(s: &SessionRecord) -> Value {
+    json!({
+        "id": s.id,
+        "gateway": s.gateway,
+        "user": s.user,
+        "target": s.target,
+        "grant": s.grant,
+        "client": s.client,
+        "fingerprint": s.fingerprint,
+        "channel": s.channel,
+        "started_at": s.started_at.rfc3339(),
+        "live": s.end.is_none(),
+        "ended_at": s.end.as_ref().map(|e| e.at.rfc3339()),
+        "end_reason": s.end.as_ref().map(|e| e.reason.clone()),
+        "bytes_in": s.end.as_ref().map(|e| e.bytes_in),
+        "bytes_out": s.end.as_ref().map(|e| e.bytes_out),
+    })
+}
+
+pub(crate) fn session_line(s: &SessionRecord) -> String {
+    let state = match &s.end {
+        None => "live".to_string(),
+        Some(e) => format!(
+            "ended {} ({}, {} in, {} out, {})",
+            e.at,
+            e.reason,
+            e.bytes_in,
+            e.bytes_out,
+            format_duration(e.duration)
+        ),
+    };
+    format!(
+        "{:<12} {:<10} {:<16} grant {:<5} {:<12} since {}  {}",
+        s.id, s.user, s.target, s.grant, s.channel, s.started_at, state
+    )
+}
+
+/// Cut a live session: a signed kill on the stream, and an audit event.
+pub(crate) async fn kill(
+    app: &Approver,
+    actor: &str,
+    id: &str,
+) -> Result<SessionRecord, ApproverError> {
+    app.write(|tx| {
+        let rec = app
+            .store
+            .session(id)?
+            .filter(|s| s.end.is_none())
+            .ok_or_else(|| {
+                ApproverError::NotFound(format!(
+                    "no live session {id:?} — `sessions --live` lists them"
+                ))
+            })?;
+        tx.kill_session(id);
+        tx.audit(
+            AuditEvent::new(
+                actor,
+                EventKind::SessionKilled {
+                    session: id.to_string(),
+                },
+            )
+            .user(&rec.user)
+            .target(&rec.target)
+            .grant(rec.grant),
+        );
+        Ok(rec)
+    })
+    .await
+}
