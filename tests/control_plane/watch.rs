@@ -92,13 +92,7 @@ fn stream_is_signed_ordered_and_resumable() {
         .ok();
     env.ssh("ada", &["revoke", "1"]).ok();
     let more = rt.block_on(follow(&env, &mut follower, 2));
-    let revs: Vec<u64> = more
-        .iter()
-        .map(|v| match v {
-            Verified::Catalog { rev, .. } | Verified::Grant { rev, .. } => *rev,
-            Verified::Heartbeat { rev, .. } => *rev,
-        })
-        .collect();
+    let revs: Vec<u64> = more.iter().map(Verified::rev).collect();
     assert_eq!(
         revs,
         vec![seen + 1, seen + 2],
