@@ -1,6 +1,7 @@
-//! The approver's durable store, on sled: requests, grants, the signed change feed and the
+//! The durable stores, on sled. The approver's [`Store`]: requests, grants, the signed change feed and the
 //! audit log, each in its own tree, every record in the versioned codec of
-//! [`portcullis_core::codec`].
+//! [`portcullis_core::codec`]. A gateway's [`Replica`]: the signed catalog and grants it
+//! follows, and the spool of session reports not yet delivered.
 //!
 //! This crate owns bytes at rest: keys, trees, atomic multi-tree commits and the flush that
 //! must happen before anything is acknowledged. It must not decide anything: policy, signing
@@ -8,6 +9,9 @@
 //! records. One process owns a store (sled takes an exclusive lock); everyone else asks it.
 
 use std::path::Path;
+
+pub mod replica;
+pub use replica::Replica;
 
 use portcullis_audit::AuditRecord;
 use portcullis_core::codec::{self, CodecError};
@@ -93,24 +97,7 @@ fn decode<T: serde::de::DeserializeOwned>(tree: &'static str, k: u64, v: &[u8]) 
 impl Store {
     /// Open (or create) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Store> {
-        let db = sled::Config::new()
-            .path(dir)
-            // We flush explicitly before every acknowledgement; the background flush only
-            // bounds how much unacknowledged work a crash can lose.
-            .flush_every_ms(Some(1000))
-            .open()
-            .map_err(|source| match source {
-                sled::Error::Io(ref e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.to_string().contains("could not acquire lock") =>
-                {
-                    StoreError::Locked {
-                        path: dir.display().to_string(),
-                        source,
-                    }
-                }
-                other => StoreError::Sled(other),
-            })?;
+        let db = open_db(dir)?;
         Ok(Store {
             requests: db.open_tree("requests")?,
             grants: db.open_tree("grants")?,
@@ -329,6 +316,28 @@ impl Store {
     pub fn tamper(&self) -> Tamper<'_> {
         Tamper(self)
     }
+}
+
+/// Open a sled database with our settings, telling a locked store apart from other errors.
+fn open_db(dir: &Path) -> Result<sled::Db> {
+    sled::Config::new()
+        .path(dir)
+        // We flush explicitly before every acknowledgement; the background flush only bounds
+        // how much unacknowledged work a crash can lose.
+        .flush_every_ms(Some(1000))
+        .open()
+        .map_err(|source| match source {
+            sled::Error::Io(ref e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.to_string().contains("could not acquire lock") =>
+            {
+                StoreError::Locked {
+                    path: dir.display().to_string(),
+                    source,
+                }
+            }
+            other => StoreError::Sled(other),
+        })
 }
 
 fn counter_key(name: &str) -> Vec<u8> {

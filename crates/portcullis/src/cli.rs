@@ -34,6 +34,14 @@ pub enum Command {
         config: PathBuf,
     },
 
+    /// Run the gateway developers ssh to (port 2222 by default): enforces signed grants.
+    #[command(after_help = "Example:\n  portcullis gateway --config /etc/portcullis/portcullis.toml\n\nDevelopers then use stock OpenSSH:\n  ssh -p 2222 alice@bastion request pg-prod --for 1h --reason INC-42\n  ssh -p 2222 -N -L 15432:pg-prod:5432 alice@bastion\n  ssh -J alice@bastion:2222 deploy@web-1")]
+    Gateway {
+        /// The config file (its [gateway] section, and pins of the approver's keys).
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+    },
+
     /// Operator commands against the approver: approve, deny, revoke, grants, reload, …
     #[command(
         after_help = "Examples:\n  portcullis admin requests --pending\n  portcullis admin approve 17 --note \"checked with on-call\"\n  portcullis admin revoke 17 --reason \"incident closed\"\n  portcullis admin reload"
@@ -183,6 +191,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?;
             app.record_start().await?;
             portcullis_approver::serve(app).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gateway { config } => {
+            init_logging();
+            portcullis_gateway::run(&config, Arc::new(portcullis_core::SystemClock)).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Admin { conn, command } => {

@@ -1,0 +1,93 @@
+//! Enforcement: every live session is bound to a grant. One timer for the earliest end among
+//! the grants sessions rest on; the stream wakes it when a revocation moves an end earlier.
+//! At an end, a session moves to another live grant for the same user and target, or is cut.
+
+use std::sync::Arc;
+
+use portcullis_core::Timestamp;
+use tokio::time::Instant;
+
+use crate::state::{EndReason, Gateway};
+
+pub(crate) async fn run(gw: Arc<Gateway>) {
+    loop {
+        match next_end(&gw) {
+            None => gw.enforce_wake.notified().await,
+            Some(at) => {
+                let now = gw.now();
+                if at > now {
+                    let sleep = tokio::time::sleep_until(Instant::now() + now.until(at));
+                    tokio::select! {
+                        _ = sleep => {}
+                        _ = gw.enforce_wake.notified() => {}
+                    }
+                }
+            }
+        }
+        sweep(&gw);
+    }
+}
+
+/// The earliest end among the grants live sessions rest on.
+fn next_end(gw: &Gateway) -> Option<Timestamp> {
+    let sessions = gw.sessions.lock().ok()?;
+    sessions
+        .live
+        .values()
+        .filter(|s| s.cut.borrow().is_none())
+        .map(|s| {
+            gw.grant(&s.user, s.grant)
+                .map(|g| g.ends_at())
+                .unwrap_or(Timestamp(0))
+        })
+        .min()
+}
+
+/// Rebind or cut every session whose grant has ended.
+fn sweep(gw: &Gateway) {
+    let now = gw.now();
+    let Ok(mut sessions) = gw.sessions.lock() else {
+        return;
+    };
+    for (id, s) in sessions.live.iter_mut() {
+        if s.cut.borrow().is_some() {
+            continue;
+        }
+        let current = gw.grant(&s.user, s.grant);
+        if current.as_ref().is_some_and(|g| g.is_active(now)) {
+            continue;
+        }
+        match gw.active_grant(&s.user, &s.target) {
+            Some(next) => {
+                tracing::info!(
+                    "session {id}: grant {} ended; continuing under grant {}",
+                    s.grant,
+                    next.id
+                );
+                s.grant = next.id;
+            }
+            None => {
+                let reason = match current {
+                    Some(g) if g.revoked.is_some() => EndReason::Revoked,
+                    _ => EndReason::Expired,
+                };
+                tracing::info!("session {id}: grant {} {}; cutting", s.grant, reason.as_str());
+                s.cut.send_replace(Some(reason));
+            }
+        }
+    }
+    drop(sessions);
+    if let Ok(mut v) = gw.view.write() {
+        v.grants.prune(now);
+    }
+}
+
+/// An admin's kill: cut the session if it is here.
+pub(crate) fn kill(gw: &Gateway, session: &str) {
+    if let Ok(sessions) = gw.sessions.lock() {
+        if let Some(s) = sessions.live.get(session) {
+            tracing::info!("session {session}: killed by an admin");
+            s.cut.send_replace(Some(EndReason::Killed));
+        }
+    }
+}

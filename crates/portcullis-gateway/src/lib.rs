@@ -1,0 +1,34 @@
+//! The gateway: `portcullis gateway --config FILE`.
+//!
+//! It owns enforcement. It follows the approver's signed stream into its own replica, lets a
+//! channel open only under a live grant that verifies against the pinned signing key, relays
+//! it with byte counts, binds each session to its grant and cuts it the moment that grant ends
+//! (or moves it to another live grant for the same user and target), and reports every session
+//! to the approver's audit log through a durable spool.
+//!
+//! It must not decide: it holds no policy, never signs anything, and trusts nothing from the
+//! approver link that does not verify against the pinned key.
+
+mod enforce;
+mod errors;
+mod link;
+mod relay;
+mod server;
+mod spool;
+mod state;
+
+pub use errors::GatewayError;
+pub use state::Gateway;
+
+use std::path::Path;
+use std::sync::Arc;
+
+/// Run a gateway until the process ends.
+pub async fn run(config: &Path, clock: Arc<dyn portcullis_core::Clock>) -> Result<(), GatewayError> {
+    let gw = Gateway::open(config, clock).await?;
+    gw.recover().await?;
+    tokio::spawn(link::run(gw.clone()));
+    tokio::spawn(spool::run(gw.clone()));
+    tokio::spawn(enforce::run(gw.clone()));
+    server::serve(gw).await
+}

@@ -1,0 +1,113 @@
+//! The approver link: follow the signed `watch` stream into the replica, reconnecting with
+//! backoff and resuming after the last revision applied. The same connection carries relayed
+//! commands and session reports.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_core::codec::FrameReader;
+use portcullis_core::stream::{Follower, Verified};
+use portcullis_ssh::{Connection, ConnectOptions, HostKeyPolicy, Identity};
+use russh::ChannelMsg;
+
+use crate::state::Gateway;
+
+/// Heartbeats come every 5 s; this much silence means the link is dead.
+const SILENCE: Duration = Duration::from_secs(20);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+pub(crate) async fn run(gw: Arc<Gateway>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match follow(&gw).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(e) => tracing::warn!("approver link: {e}; retrying in {backoff:?}"),
+        }
+        gw.link.send_replace(None);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+fn options(gw: &Gateway) -> ConnectOptions {
+    ConnectOptions {
+        addr: gw.settings.approver.clone(),
+        user: gw.name.clone(),
+        identity: Identity::Key(gw.client_key.clone()),
+        host_key: HostKeyPolicy::Pinned(gw.approver_host_key.clone()),
+        connect_timeout: Duration::from_secs(10),
+    }
+}
+
+async fn follow(gw: &Arc<Gateway>) -> Result<(), String> {
+    let conn = Arc::new(
+        Connection::connect(&options(gw))
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    let since = gw.replica.rev().map_err(|e| e.to_string())?;
+    let mut channel = conn
+        .exec(&format!("watch --since {since}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!("approver link up at {} (resuming after revision {since})", gw.settings.approver);
+    gw.link.send_replace(Some(conn.clone()));
+    let mut follower = Follower::new(gw.signing, since);
+    let mut reader = FrameReader::new();
+    loop {
+        let msg = tokio::time::timeout(SILENCE, channel.wait())
+            .await
+            .map_err(|_| format!("no word from the approver for {SILENCE:?}"))?;
+        match msg {
+            Some(ChannelMsg::Data { data }) => {
+                reader.push(&data);
+                while let Some(record) = reader.next_frame().map_err(|e| e.to_string())? {
+                    apply(gw, &mut follower, &record).await?;
+                }
+            }
+            Some(ChannelMsg::ExtendedData { data, .. }) => {
+                return Err(String::from_utf8_lossy(&data).trim().to_string());
+            }
+            Some(ChannelMsg::Close) | None => return Err("the approver closed the stream".into()),
+            Some(_) => {}
+        }
+    }
+}
+
+async fn apply(gw: &Gateway, follower: &mut Follower, record: &[u8]) -> Result<(), String> {
+    let verified = follower.accept(record).map_err(|e| {
+        tracing::error!("dropped a frame from the approver: {e}");
+        format!("bad frame: {e}")
+    })?;
+    let store = |e: portcullis_store::StoreError| format!("replica: {e}");
+    match verified {
+        Verified::Heartbeat { .. } => {}
+        Verified::Catalog { rev, catalog } => {
+            gw.replica.apply(rev, Some(&catalog), None).await.map_err(store)?;
+            tracing::info!(
+                "catalog at revision {rev}: {} users, {} targets",
+                catalog.users.len(),
+                catalog.targets.len()
+            );
+            if let Ok(mut v) = gw.view.write() {
+                v.catalog = Some(Arc::new(catalog));
+            }
+        }
+        Verified::Grant { rev, grant, signed } => {
+            gw.replica
+                .apply(rev, None, Some((grant.id, &signed)))
+                .await
+                .map_err(store)?;
+            tracing::debug!("grant {} for {} on {} at revision {rev}", grant.id, grant.user, grant.target);
+            if let Ok(mut v) = gw.view.write() {
+                v.grants.upsert(grant);
+            }
+            gw.enforce_wake.notify_one();
+        }
+        Verified::Kill { rev, session } => {
+            gw.replica.apply(rev, None, None).await.map_err(store)?;
+            crate::enforce::kill(gw, &session);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,596 @@
+//! The gateway's SSH server: public-key authentication of configured users, direct-tcpip
+//! forwarding under grants, and control commands relayed to the approver.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_core::keys;
+use portcullis_core::model::SessionReport;
+use russh::server::{self, Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, Disconnect, MethodKind, MethodSet};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::errors::GatewayError;
+use crate::relay::{self, Counters};
+use crate::spool;
+use crate::state::{EndReason, Gateway, LiveSession};
+
+/// A peer that has not authenticated by then is dropped.
+const PRE_AUTH_DEADLINE: Duration = Duration::from_secs(30);
+/// How long to wait for a target to accept a connection.
+const TARGET_CONNECT: Duration = Duration::from_secs(10);
+/// Channels one connection may hold open.
+const MAX_CHANNELS: usize = 64;
+
+fn ssh_config(gw: &Gateway) -> server::Config {
+    server::Config {
+        methods: MethodSet::from(&[MethodKind::PublicKey][..]),
+        keys: vec![gw.host_key.clone()],
+        auth_rejection_time: Duration::from_millis(300),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        max_auth_attempts: 6,
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 4,
+        nodelay: true,
+        preferred: russh::Preferred {
+            compression: std::borrow::Cow::Borrowed(&[russh::compression::NONE]),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+pub(crate) async fn serve(gw: Arc<Gateway>) -> Result<(), GatewayError> {
+    let listen = gw.settings.listen.clone();
+    let listener = TcpListener::bind(&listen)
+        .await
+        .map_err(|e| GatewayError::Config(format!("cannot listen on {listen}: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| GatewayError::Io(e.to_string()))?;
+    let addr_file = gw.settings.data_dir.join("gateway.addr");
+    std::fs::write(&addr_file, format!("{bound}\n"))
+        .map_err(|e| GatewayError::Io(format!("cannot write {}: {e}", addr_file.display())))?;
+    tracing::info!(
+        "gateway {} listening on {bound} (host key {})",
+        gw.name,
+        keys::fingerprint(gw.host_key.public_key())
+    );
+    let config = Arc::new(ssh_config(&gw));
+    let mut next_id = 0u64;
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        next_id += 1;
+        tokio::spawn(connection(gw.clone(), config.clone(), socket, peer, next_id));
+    }
+}
+
+async fn connection(
+    gw: Arc<Gateway>,
+    config: Arc<server::Config>,
+    socket: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+) {
+    let _ = socket.set_nodelay(true);
+    let local = socket.local_addr().ok();
+    let authed = Arc::new(AtomicBool::new(false));
+    let handler = Conn {
+        gw: gw.clone(),
+        id,
+        peer,
+        local,
+        user: None,
+        authed: authed.clone(),
+        channels: HashMap::new(),
+    };
+    let session = match tokio::time::timeout(
+        PRE_AUTH_DEADLINE,
+        server::run_stream(config, socket, handler),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!("{peer}: handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!("{peer}: no SSH handshake within {PRE_AUTH_DEADLINE:?}; dropped");
+            return;
+        }
+    };
+    let handle = session.handle();
+    if let Ok(mut s) = gw.sessions.lock() {
+        s.conns.insert(id, handle.clone());
+    }
+    let deadline = {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(PRE_AUTH_DEADLINE).await;
+            if !authed.load(Ordering::SeqCst) {
+                tracing::info!("{peer}: not authenticated within {PRE_AUTH_DEADLINE:?}; dropped");
+                let _ = handle
+                    .disconnect(
+                        Disconnect::ByApplication,
+                        "portcullis: authentication took too long".into(),
+                        "en".into(),
+                    )
+                    .await;
+            }
+        })
+    };
+    let _ = session.await;
+    deadline.abort();
+    if let Ok(mut s) = gw.sessions.lock() {
+        s.conns.remove(&id);
+    }
+}
+
+struct User {
+    name: String,
+    fingerprint: String,
+}
+
+struct Conn {
+    gw: Arc<Gateway>,
+    id: u64,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    user: Option<User>,
+    authed: Arc<AtomicBool>,
+    channels: HashMap<ChannelId, Channel<Msg>>,
+}
+
+impl Conn {
+    fn identify(&self, login: &str, key: &russh::keys::PublicKey) -> Option<String> {
+        let catalog = self.gw.catalog()?;
+        let user = catalog.users.get(login)?;
+        let norm = keys::normalize(key);
+        user.keys.iter().any(|k| k == &norm).then(|| user.name.clone())
+    }
+
+    /// How the user reaches this gateway, for the commands we suggest: `-p PORT USER@HOST`.
+    fn reach(&self, user: &str) -> String {
+        match self.local {
+            Some(a) => format!("ssh -p {} {user}@{}", a.port(), a.ip()),
+            None => format!("ssh {user}@bastion"),
+        }
+    }
+}
+
+impl server::Handler for Conn {
+    type Error = russh::Error;
+
+    async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
+        Ok(self.gw.catalog().is_none().then(|| {
+            "portcullis: this gateway has not heard from the approver yet; try again shortly\n".to_string()
+        }))
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        // An offer only invites a signature; identity is decided after it verifies.
+        self.user = None;
+        Ok(match self.identify(user, offer.public_key) {
+            Some(_) => Auth::Accept,
+            None => Auth::reject(),
+        })
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        self.user = None;
+        match self.identify(user, key.public_key) {
+            Some(name) => {
+                let fingerprint = keys::fingerprint(key.public_key);
+                tracing::info!("{}: authenticated {name} ({fingerprint})", self.peer);
+                self.user = Some(User { name, fingerprint });
+                self.authed.store(true, Ordering::SeqCst);
+                Ok(Auth::Accept)
+            }
+            None => {
+                tracing::info!("{}: key refused for {user:?}", self.peer);
+                Ok(Auth::reject())
+            }
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.user.is_none() || self.channels.len() >= MAX_CHANNELS {
+            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            return Ok(());
+        }
+        self.channels.insert(channel.id(), channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(user) = &self.user else {
+            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            return Ok(());
+        };
+        let request = Forward {
+            gw: self.gw.clone(),
+            conn: self.id,
+            user: user.name.clone(),
+            fingerprint: user.fingerprint.clone(),
+            client: self.peer.to_string(),
+            reach: self.reach(&user.name),
+            host: host_to_connect.to_string(),
+            port: port_to_connect,
+            handle: session.handle(),
+        };
+        tokio::spawn(request.run(channel, reply));
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        _name: &str,
+        _value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.relay_command(channel, "help".into(), session)
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let line = String::from_utf8_lossy(data).into_owned();
+        self.relay_command(channel, line, session)
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        _name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)
+    }
+}
+
+impl Conn {
+    /// Run a control command on the approver as this user.
+    fn relay_command(
+        &mut self,
+        id: ChannelId,
+        line: String,
+        session: &mut Session,
+    ) -> Result<(), russh::Error> {
+        let (Some(channel), Some(user)) = (self.channels.remove(&id), self.user.as_ref()) else {
+            return session.channel_failure(id);
+        };
+        session.channel_success(id)?;
+        let gw = self.gw.clone();
+        let name = user.name.clone();
+        let fingerprint = user.fingerprint.clone();
+        tokio::spawn(async move {
+            let (mut read, write) = channel.split();
+            let code = match relay_to_approver(&gw, &name, &fingerprint, &line, &write, &mut read).await {
+                Ok(code) => code,
+                Err(msg) => {
+                    let _ = write
+                        .extended_data_bytes(1, format!("portcullis: {msg}\n").into_bytes())
+                        .await;
+                    1
+                }
+            };
+            let _ = write.exit_status(code).await;
+            let _ = write.eof().await;
+            let _ = write.close().await;
+        });
+        Ok(())
+    }
+}
+
+async fn relay_to_approver(
+    gw: &Gateway,
+    user: &str,
+    fingerprint: &str,
+    line: &str,
+    write: &russh::ChannelWriteHalf<Msg>,
+    client: &mut russh::ChannelReadHalf,
+) -> Result<u32, String> {
+    let words = shell_words::split(line).map_err(|e| format!("cannot split the command line: {e}"))?;
+    let conn = gw.link().ok_or(
+        "the approver is unreachable right now: requests and decisions must wait; grants you already hold still work",
+    )?;
+    let mut relayed = vec![
+        "as".to_string(),
+        "--user".into(),
+        user.to_string(),
+        "--key".into(),
+        fingerprint.to_string(),
+        "--".into(),
+    ];
+    relayed.extend(words);
+    let mut channel = conn
+        .exec(&portcullis_core::command::join_words(&relayed))
+        .await
+        .map_err(|e| format!("the approver is unreachable right now: {e}"))?;
+    loop {
+        tokio::select! {
+            msg = channel.wait() => match msg {
+                Some(ChannelMsg::Data { data }) => {
+                    write.data_bytes(data).await.map_err(|e| e.to_string())?;
+                }
+                Some(ChannelMsg::ExtendedData { data, .. }) => {
+                    write.extended_data_bytes(1, data).await.map_err(|e| e.to_string())?;
+                }
+                Some(ChannelMsg::ExitStatus { exit_status }) => {
+                    // Drain what is left, then report the status.
+                    while let Some(m) = channel.wait().await {
+                        match m {
+                            ChannelMsg::Data { data } => { let _ = write.data_bytes(data).await; }
+                            ChannelMsg::ExtendedData { data, .. } => { let _ = write.extended_data_bytes(1, data).await; }
+                            ChannelMsg::Close => break,
+                            _ => {}
+                        }
+                    }
+                    return Ok(exit_status);
+                }
+                Some(ChannelMsg::Close) | None => return Err("the approver closed the command without a status".into()),
+                Some(_) => {}
+            },
+            m = client.wait() => {
+                if matches!(m, None | Some(ChannelMsg::Close)) {
+                    // The user went away (e.g. Ctrl-C during `wait`): stop the relayed command.
+                    let _ = channel.close().await;
+                    return Ok(130);
+                }
+            }
+        }
+    }
+}
+
+/// One direct-tcpip request, checked and then relayed.
+struct Forward {
+    gw: Arc<Gateway>,
+    conn: u64,
+    user: String,
+    fingerprint: String,
+    client: String,
+    reach: String,
+    host: String,
+    port: u32,
+    handle: server::Handle,
+}
+
+fn refuse(reason: String) -> ChannelOpenFailure {
+    ChannelOpenFailure::Other { code: 1, reason }
+}
+
+impl Forward {
+    async fn run(self, channel: Channel<Msg>, reply: ChannelOpenHandle) {
+        let target = match self.check() {
+            Ok(t) => t,
+            Err(why) => {
+                tracing::info!("{} {}: refused {}:{}: {why}", self.client, self.user, self.host, self.port);
+                reply.reject(refuse(why)).await;
+                return;
+            }
+        };
+        let (name, addr, grant) = target;
+        let tcp = match tokio::time::timeout(TARGET_CONNECT, TcpStream::connect(&addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                reply
+                    .reject(ChannelOpenFailure::Other {
+                        code: 2,
+                        reason: format!("portcullis: cannot reach {name}: {e}"),
+                    })
+                    .await;
+                return;
+            }
+            Err(_) => {
+                reply
+                    .reject(ChannelOpenFailure::Other {
+                        code: 2,
+                        reason: format!("portcullis: {name} did not answer within {TARGET_CONNECT:?}"),
+                    })
+                    .await;
+                return;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let gw = &self.gw;
+        let seq = match gw.replica.next_session().await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!("cannot number a session: {e}");
+                reply.reject(ChannelOpenFailure::ResourceShortage).await;
+                return;
+            }
+        };
+        let session_id = format!("{}-{seq}", gw.name);
+        let (cut_tx, cut_rx) = watch::channel(None);
+        if let Ok(mut s) = gw.sessions.lock() {
+            s.live.insert(
+                session_id.clone(),
+                LiveSession {
+                    user: self.user.clone(),
+                    target: name.clone(),
+                    grant,
+                    conn: self.conn,
+                    cut: cut_tx,
+                },
+            );
+        }
+        gw.enforce_wake.notify_one();
+        let started_at = gw.now();
+        let started = std::time::Instant::now();
+        // The start is durable in the spool, and normally in the approver's audit log,
+        // before the first byte moves.
+        let report = SessionReport::Started {
+            session: session_id.clone(),
+            user: self.user.clone(),
+            target: name.clone(),
+            grant,
+            client: self.client.clone(),
+            fingerprint: self.fingerprint.clone(),
+            channel: "direct-tcpip".into(),
+            at: started_at,
+        };
+        match spool::submit(gw, &report).await {
+            Ok(seq) => spool::await_delivery(gw, seq).await,
+            Err(e) => {
+                tracing::error!("cannot record session {session_id}: {e}; refusing it");
+                if let Ok(mut s) = gw.sessions.lock() {
+                    s.live.remove(&session_id);
+                }
+                reply.reject(ChannelOpenFailure::ResourceShortage).await;
+                return;
+            }
+        }
+        let channel_id = channel.id();
+        reply.accept().await;
+        tracing::info!("session {session_id}: {} → {name} under grant {grant}", self.user);
+        let counters = Arc::new(Counters::default());
+        let reason = relay::run(channel.into_stream(), tcp, counters.clone(), cut_rx).await;
+        let _ = self.handle.close(channel_id).await;
+        self.end(&session_id, &name, reason, &counters, started).await;
+    }
+
+    /// Which target, and under which grant: refused before any connection is made.
+    fn check(&self) -> Result<(String, String, u64), String> {
+        let gw = &self.gw;
+        let catalog = gw.catalog().ok_or_else(|| {
+            "portcullis: this gateway has not heard from the approver yet; try again shortly".to_string()
+        })?;
+        let port = u16::try_from(self.port).map_err(|_| format!("portcullis: bad port {}", self.port))?;
+        let target = match catalog.target_by_name_or_address(&self.host, port) {
+            Some(t) => t,
+            None => {
+                let same_host = catalog
+                    .targets
+                    .values()
+                    .find(|t| t.name == self.host || t.host == self.host);
+                return Err(match same_host {
+                    Some(t) => format!(
+                        "portcullis: {} is reachable on port {} only, not {}",
+                        t.name, t.port, self.port
+                    ),
+                    None => format!(
+                        "portcullis: {}:{} is not a configured target — list yours with: {} targets",
+                        self.host, self.port, self.reach
+                    ),
+                });
+            }
+        };
+        let grant = gw.active_grant(&self.user, &target.name).ok_or_else(|| {
+            format!(
+                "portcullis: no active grant for {} on {} — request one: {} request {} --for 1h --reason \"…\"",
+                self.user, target.name, self.reach, target.name
+            )
+        })?;
+        Ok((target.name.clone(), target.address.clone(), grant.id))
+    }
+
+    async fn end(
+        &self,
+        session_id: &str,
+        target: &str,
+        reason: EndReason,
+        counters: &Counters,
+        started: std::time::Instant,
+    ) {
+        let gw = &self.gw;
+        let (grant, others) = match gw.sessions.lock() {
+            Ok(mut s) => {
+                let grant = s.live.remove(session_id).map(|l| l.grant).unwrap_or(0);
+                let others = s.live.values().any(|l| l.conn == self.conn);
+                (grant, others)
+            }
+            Err(_) => (0, false),
+        };
+        let report = SessionReport::Ended {
+            session: session_id.to_string(),
+            bytes_in: counters.to_target.load(std::sync::atomic::Ordering::Relaxed),
+            bytes_out: counters.to_client.load(std::sync::atomic::Ordering::Relaxed),
+            duration: started.elapsed(),
+            reason: reason.as_str().to_string(),
+            exit_status: None,
+            at: gw.now(),
+        };
+        if let Err(e) = spool::submit(gw, &report).await {
+            tracing::error!("cannot record the end of session {session_id}: {e}");
+        }
+        tracing::info!("session {session_id}: ended ({})", reason.as_str());
+        if reason != EndReason::Closed && !others {
+            let why = match reason {
+                EndReason::Killed => format!("portcullis: session {session_id} was ended by an admin"),
+                _ => format!(
+                    "portcullis: grant {grant} for {} on {target} {} — request more: {} request {target} --for 1h --reason \"…\"",
+                    self.user,
+                    reason.as_str(),
+                    self.reach
+                ),
+            };
+            let _ = self
+                .handle
+                .disconnect(Disconnect::ByApplication, why, "en".into())
+                .await;
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The gateway's state: keys, pins, the replica and its in-memory view, live sessions.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use ed25519_dalek::VerifyingKey;
+use portcullis_core::catalog::Catalog;
+use portcullis_core::config::{self, GatewaySettings};
+use portcullis_core::grant_index::GrantIndex;
+use portcullis_core::model::{Grant, SessionReport};
+use portcullis_core::{keys, Clock, Timestamp};
+use portcullis_ssh::keyfile::{self, names};
+use portcullis_ssh::Connection;
+use portcullis_store::Replica;
+use russh::keys::{PrivateKey, PublicKey};
+use tokio::sync::{watch, Notify};
+
+use crate::errors::GatewayError;
+
+/// What the gateway enforces right now: the newest verified catalog and the grants in force.
+#[derive(Default)]
+pub(crate) struct View {
+    pub catalog: Option<Arc<Catalog>>,
+    pub grants: GrantIndex,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EndReason {
+    Closed,
+    Expired,
+    Revoked,
+    Killed,
+}
+
+impl EndReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EndReason::Closed => "closed",
+            EndReason::Expired => "expired",
+            EndReason::Revoked => "revoked",
+            EndReason::Killed => "killed",
+        }
+    }
+}
+
+/// A live session: one channel, bound to one grant at a time.
+pub(crate) struct LiveSession {
+    pub user: String,
+    pub target: String,
+    pub grant: u64,
+    pub conn: u64,
+    /// Set once to cut the session; the relay watches it.
+    pub cut: watch::Sender<Option<EndReason>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Sessions {
+    pub live: HashMap<String, LiveSession>,
+    /// Connection id to its SSH handle, for disconnecting it when its last session is cut.
+    pub conns: HashMap<u64, russh::server::Handle>,
+}
+
+pub struct Gateway {
+    pub(crate) name: String,
+    pub(crate) settings: GatewaySettings,
+    pub(crate) host_key: PrivateKey,
+    pub(crate) client_key: Arc<PrivateKey>,
+    pub(crate) approver_host_key: PublicKey,
+    pub(crate) signing: VerifyingKey,
+    pub(crate) replica: Replica,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) view: RwLock<View>,
+    pub(crate) sessions: Mutex<Sessions>,
+    pub(crate) enforce_wake: Notify,
+    pub(crate) spool_wake: Notify,
+    /// The current approver connection, `None` while the link is down.
+    pub(crate) link: watch::Sender<Option<Arc<Connection>>>,
+    /// The highest report sequence number the approver has acknowledged.
+    pub(crate) delivered: watch::Sender<u64>,
+}
+
+fn cfg_err(path: &Path, what: impl std::fmt::Display) -> GatewayError {
+    GatewayError::Config(format!("{}: {what}", path.display()))
+}
+
+impl Gateway {
+    pub async fn open(config_path: &Path, clock: Arc<dyn Clock>) -> Result<Arc<Gateway>, GatewayError> {
+        let text = std::fs::read_to_string(config_path)
+            .map_err(|e| cfg_err(config_path, format!("cannot read: {e}")))?;
+        let cfg = config::parse(&text).map_err(|e| {
+            GatewayError::Config(
+                e.problems
+                    .iter()
+                    .map(|p| format!("{}: {p}", config_path.display()))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })?;
+        let settings = cfg
+            .gateway
+            .ok_or_else(|| cfg_err(config_path, "has no [gateway] section"))?;
+        let name = match (&settings.name, cfg.catalog.gateways.len()) {
+            (Some(n), _) => n.clone(),
+            (None, 1) => cfg.catalog.gateways.keys().next().cloned().unwrap_or_default(),
+            (None, _) => {
+                return Err(cfg_err(
+                    config_path,
+                    "gateway.name is required: which [[gateways]] entry is this gateway?",
+                ))
+            }
+        };
+        let approver_host_key = keys::parse_public_key(settings.approver_host_key.as_deref().ok_or_else(|| {
+            cfg_err(config_path, "gateway.approver_host_key is required (`portcullis keys` prints it as approver-host)")
+        })?)
+        .map_err(|e| cfg_err(config_path, format!("gateway.approver_host_key: {e}")))?;
+        let signing = keys::parse_signing_key(settings.grant_signing_key.as_deref().ok_or_else(|| {
+            cfg_err(config_path, "gateway.grant_signing_key is required (`portcullis keys` prints it as grant-signing)")
+        })?)
+        .map_err(|e| cfg_err(config_path, format!("gateway.grant_signing_key: {e}")))?;
+        std::fs::create_dir_all(&settings.data_dir)
+            .map_err(|e| cfg_err(config_path, format!("cannot create data_dir: {e}")))?;
+        let (host_key, _) = keyfile::load_or_create(&settings.data_dir.join(names::GATEWAY_HOST))
+            .map_err(|e| GatewayError::Config(e.to_string()))?;
+        let (client_key, _) = keyfile::load_or_create(&settings.data_dir.join(names::GATEWAY_CLIENT))
+            .map_err(|e| GatewayError::Config(e.to_string()))?;
+        let replica = Replica::open(&settings.data_dir.join("replica"))?;
+
+        let mut view = View::default();
+        view.catalog = replica.catalog()?.map(Arc::new);
+        let now = clock.now();
+        for (id, signed) in replica.grants()? {
+            match signed.verify(&signing) {
+                Ok(g) if g.is_active(now) => view.grants.upsert(g),
+                Ok(_) => {}
+                Err(e) => tracing::error!("replica grant {id} does not verify ({e}); ignored"),
+            }
+        }
+        Ok(Arc::new(Gateway {
+            name,
+            settings,
+            host_key,
+            client_key: Arc::new(client_key),
+            approver_host_key,
+            signing,
+            replica,
+            clock,
+            view: RwLock::new(view),
+            sessions: Mutex::new(Sessions::default()),
+            enforce_wake: Notify::new(),
+            spool_wake: Notify::new(),
+            link: watch::channel(None).0,
+            delivered: watch::channel(0).0,
+        }))
+    }
+
+    /// After a crash, sessions that were open have ended: report them so.
+    pub async fn recover(&self) -> Result<(), GatewayError> {
+        let now = self.clock.now();
+        for open in self.replica.open_sessions()? {
+            if let SessionReport::Started { session, at, .. } = open {
+                tracing::info!("session {session} was open when the gateway stopped; reporting its end");
+                self.replica
+                    .spool(&SessionReport::Ended {
+                        session,
+                        bytes_in: 0,
+                        bytes_out: 0,
+                        duration: at.until(now),
+                        reason: "gateway restart".into(),
+                        exit_status: None,
+                        at: now,
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub(crate) fn catalog(&self) -> Option<Arc<Catalog>> {
+        self.view.read().ok().and_then(|v| v.catalog.clone())
+    }
+
+    /// The longest-lasting active grant for (user, target).
+    pub(crate) fn active_grant(&self, user: &str, target: &str) -> Option<Grant> {
+        let now = self.now();
+        self.view
+            .read()
+            .ok()
+            .and_then(|v| v.grants.active(user, target, now).cloned())
+    }
+
+    /// A grant by id, as last received.
+    pub(crate) fn grant(&self, user: &str, id: u64) -> Option<Grant> {
+        self.view
+            .read()
+            .ok()
+            .and_then(|v| v.grants.for_user(user).find(|g| g.id == id).cloned())
+    }
+
+    pub(crate) fn link(&self) -> Option<Arc<Connection>> {
+        self.link.borrow().clone()
+    }
+}

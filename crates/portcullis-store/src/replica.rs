@@ -1,0 +1,250 @@
+//! A gateway's own store: the replica of the approver's catalog and signed grants (with the
+//! revision it has reached), the spool of session reports not yet delivered, and the sessions
+//! open right now (so that a restart after a crash can report their end).
+
+use std::path::Path;
+
+use portcullis_core::codec;
+use portcullis_core::model::{SessionReport, SignedGrant};
+use portcullis_core::Catalog;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use crate::{decode, key, open_db, parse_key, Result, StoreError};
+
+const REV: &[u8] = b"rev";
+const CATALOG: &[u8] = b"catalog";
+const SESSION_SEQ: &[u8] = b"session_seq";
+const REPORT_SEQ: &[u8] = b"report_seq";
+
+#[derive(Clone)]
+pub struct Replica {
+    db: sled::Db,
+    meta: sled::Tree,
+    grants: sled::Tree,
+    spool: sled::Tree,
+    live: sled::Tree,
+}
+
+fn tx_err(e: TransactionError<()>) -> StoreError {
+    match e {
+        TransactionError::Storage(e) => StoreError::Sled(e),
+        TransactionError::Abort(()) => {
+            StoreError::Sled(sled::Error::Unsupported("transaction aborted".into()))
+        }
+    }
+}
+
+fn read_u64(tree: &sled::Tree, k: &[u8]) -> Result<u64> {
+    Ok(tree
+        .get(k)?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0))
+}
+
+impl Replica {
+    pub fn open(dir: &Path) -> Result<Replica> {
+        let db = open_db(dir)?;
+        Ok(Replica {
+            meta: db.open_tree("meta")?,
+            grants: db.open_tree("grants")?,
+            spool: db.open_tree("spool")?,
+            live: db.open_tree("live")?,
+            db,
+        })
+    }
+
+    /// The approver revision this replica has applied.
+    pub fn rev(&self) -> Result<u64> {
+        read_u64(&self.meta, REV)
+    }
+
+    pub fn catalog(&self) -> Result<Option<Catalog>> {
+        match self.meta.get(CATALOG)? {
+            Some(v) => Ok(Some(decode("meta", 0, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every signed grant held, to be verified again by the caller before use.
+    pub fn grants(&self) -> Result<Vec<(u64, SignedGrant)>> {
+        self.grants
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                let id = parse_key("grants", &k)?;
+                Ok((id, decode("grants", id, &v)?))
+            })
+            .collect()
+    }
+
+    /// Apply one verified change (catalog and/or grant, possibly neither for a kill) and move
+    /// to `rev`, atomically and durably.
+    pub async fn apply(
+        &self,
+        rev: u64,
+        catalog: Option<&Catalog>,
+        grant: Option<(u64, &SignedGrant)>,
+    ) -> Result<()> {
+        let cat = catalog.map(codec::encode);
+        let gr = grant.map(|(id, g)| (key(id), codec::encode(g)));
+        (&self.meta, &self.grants)
+            .transaction(|(me, gt)| {
+                if let Some(c) = &cat {
+                    me.insert(CATALOG, c.as_slice())?;
+                }
+                if let Some((k, v)) = &gr {
+                    gt.insert(k, v.as_slice())?;
+                }
+                me.insert(REV, &rev.to_be_bytes())?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(tx_err)?;
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Drop grants that ended before `cutoff` (they can never be enforced again).
+    pub fn forget_grant(&self, id: u64) -> Result<()> {
+        self.grants.remove(key(id))?;
+        Ok(())
+    }
+
+    /// A fresh session number, never reused across restarts.
+    pub async fn next_session(&self) -> Result<u64> {
+        let n = self
+            .meta
+            .update_and_fetch(SESSION_SEQ, |old| {
+                let v = old
+                    .and_then(|v| <[u8; 8]>::try_from(v).ok())
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0);
+                Some((v + 1).to_be_bytes().to_vec())
+            })?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(1);
+        self.db.flush_async().await?;
+        Ok(n)
+    }
+
+    /// Put a report in the spool (and track the session as open or closed), durably. Returns
+    /// the report's sequence number: the order of delivery.
+    pub async fn spool(&self, report: &SessionReport) -> Result<u64> {
+        let bytes = codec::encode(report);
+        let session = report.session().as_bytes().to_vec();
+        let started = matches!(report, SessionReport::Started { .. });
+        let seq = (&self.meta, &self.spool, &self.live)
+            .transaction(|(me, sp, lv)| {
+                let next = me
+                    .get(REPORT_SEQ)?
+                    .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0)
+                    + 1;
+                me.insert(REPORT_SEQ, &next.to_be_bytes())?;
+                sp.insert(&key(next), bytes.as_slice())?;
+                if started {
+                    lv.insert(session.as_slice(), bytes.as_slice())?;
+                } else {
+                    lv.remove(session.as_slice())?;
+                }
+                Ok::<u64, ConflictableTransactionError<()>>(next)
+            })
+            .map_err(tx_err)?;
+        self.db.flush_async().await?;
+        Ok(seq)
+    }
+
+    /// Undelivered reports, oldest first.
+    pub fn spooled(&self) -> Result<Vec<(u64, SessionReport)>> {
+        self.spool
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                let seq = parse_key("spool", &k)?;
+                Ok((seq, decode("spool", seq, &v)?))
+            })
+            .collect()
+    }
+
+    /// The approver acknowledged report `seq`.
+    pub async fn delivered(&self, seq: u64) -> Result<()> {
+        self.spool.remove(key(seq))?;
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Sessions that started and have not ended: after a crash, the ones to report ended.
+    pub fn open_sessions(&self) -> Result<Vec<SessionReport>> {
+        self.live
+            .iter()
+            .map(|kv| {
+                let (_, v) = kv?;
+                decode("live", 0, &v)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_core::Timestamp;
+    use std::time::Duration;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    fn started(id: &str) -> SessionReport {
+        SessionReport::Started {
+            session: id.into(),
+            user: "alice".into(),
+            target: "db".into(),
+            grant: 1,
+            client: "127.0.0.1:1".into(),
+            fingerprint: "SHA256:x".into(),
+            channel: "direct-tcpip".into(),
+            at: Timestamp(1),
+        }
+    }
+
+    #[test]
+    fn spool_survives_reopen_and_tracks_open_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let r = Replica::open(dir.path()).unwrap();
+            rt().block_on(async {
+                assert_eq!(r.next_session().await.unwrap(), 1);
+                assert_eq!(r.next_session().await.unwrap(), 2);
+                r.spool(&started("gw-1-1")).await.unwrap();
+                r.spool(&started("gw-1-2")).await.unwrap();
+                let end = SessionReport::Ended {
+                    session: "gw-1-1".into(),
+                    bytes_in: 1,
+                    bytes_out: 2,
+                    duration: Duration::from_secs(1),
+                    reason: "closed".into(),
+                    exit_status: None,
+                    at: Timestamp(2),
+                };
+                assert_eq!(r.spool(&end).await.unwrap(), 3);
+                r.delivered(1).await.unwrap();
+                r.apply(7, Some(&Catalog::default()), None).await.unwrap();
+            });
+        }
+        let r = Replica::open(dir.path()).unwrap();
+        assert_eq!(r.rev().unwrap(), 7);
+        assert!(r.catalog().unwrap().is_some());
+        let spooled: Vec<u64> = r.spooled().unwrap().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(spooled, vec![2, 3]);
+        let open = r.open_sessions().unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].session(), "gw-1-2");
+        assert_eq!(rt().block_on(r.next_session()).unwrap(), 3);
+    }
+}
