@@ -2,6 +2,8 @@
 //! approver process; helpers to run the stock `ssh` and `portcullis` against it.
 #![allow(dead_code)]
 
+pub mod targets;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -17,6 +19,10 @@ pub struct Env {
     pub approver: Option<Child>,
     pub addr: String,
     pub host_key: String,
+    pub signing_key: String,
+    pub gateway_host_key: String,
+    pub gateway: Option<Child>,
+    pub gw_addr: String,
 }
 
 /// The users every test config has, with their groups.
@@ -97,11 +103,11 @@ pub fn keygen(dir: &Path, name: &str) -> String {
 }
 
 /// The standard test policies; `extra` is appended (more targets or policies).
-pub fn standard_config(env_dir: &Path, request_ttl: &str, extra: &str) -> String {
+pub fn standard_config(env_dir: &Path, port: u16, request_ttl: &str, extra: &str) -> String {
     let mut t = format!(
         r#"
 [approver]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:{port}"
 data_dir = "{dir}/approver"
 request_ttl = "{request_ttl}"
 
@@ -218,19 +224,29 @@ impl Env {
         .unwrap();
         let keys = run(Command::new(BIN).args(["keys", "--config"]).arg(&config));
         keys.ok();
-        let host_key = keys
-            .stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("approver-host "))
-            .unwrap()
-            .to_string();
-        std::fs::write(&config, standard_config(dir.path(), request_ttl, extra)).unwrap();
+        let line = |label: &str| {
+            keys.stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{label} ")))
+                .unwrap()
+                .to_string()
+        };
+        let port = targets::free_port();
+        std::fs::write(
+            &config,
+            standard_config(dir.path(), port, request_ttl, extra),
+        )
+        .unwrap();
         Env {
             dir,
             config,
             approver: None,
             addr: String::new(),
-            host_key,
+            host_key: line("approver-host"),
+            signing_key: line("grant-signing"),
+            gateway_host_key: line("gateway-host"),
+            gateway: None,
+            gw_addr: String::new(),
         }
     }
 
@@ -376,10 +392,145 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        if let Some(mut c) = self.approver.take() {
+        for c in [self.approver.take(), self.gateway.take()]
+            .into_iter()
+            .flatten()
+        {
+            let mut c = c;
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+fn wait_for_file(path: &Path, child: &mut Child, log: &Path, what: &str) -> String {
+    let deadline = Instant::now() + SOON;
+    loop {
+        if let Ok(a) = std::fs::read_to_string(path) {
+            if !a.trim().is_empty() && std::net::TcpStream::connect(a.trim()).is_ok() {
+                return a.trim().to_string();
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "{what} exited with {status}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Env {
+    /// Start the gateway with its own config file (pins, and the approver's address), and wait
+    /// until it has the catalog from the approver.
+    pub fn start_gateway(&mut self) {
+        let cfg = self.path().join("gateway.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[gateway]\nname = \"gw-1\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{d}/gateway\"\n\
+                 approver = \"{a}\"\napprover_host_key = \"{h}\"\ngrant_signing_key = \"{s}\"\n",
+                d = self.path().display(),
+                a = self.addr,
+                h = self.host_key,
+                s = self.signing_key,
+            ),
+        )
+        .unwrap();
+        let addr_file = self.path().join("gateway/gateway.addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let log_path = self.path().join("gateway.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        let mut child = Command::new(BIN)
+            .args(["gateway", "--config"])
+            .arg(&cfg)
+            .env("PORTCULLIS_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn gateway");
+        self.gw_addr = wait_for_file(&addr_file, &mut child, &log_path, "gateway");
+        self.gateway = Some(child);
+        let port = self.gw_port();
+        std::fs::write(
+            self.path().join("gw_known_hosts"),
+            format!("[127.0.0.1]:{port} {}\n", self.gateway_host_key),
+        )
+        .unwrap();
+        // The gateway authenticates users from the catalog it receives: wait for it.
+        let deadline = Instant::now() + SOON;
+        while self.gw_ssh("alice", &["whoami"]).code != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "gateway never synced:\n{}",
+                self.gw_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn gw_log(&self) -> String {
+        std::fs::read_to_string(self.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    pub fn gw_port(&self) -> String {
+        self.gw_addr.rsplit(':').next().unwrap().to_string()
+    }
+
+    pub fn kill9_gateway(&mut self) {
+        if let Some(mut c) = self.gateway.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// An ssh config for going through the gateway: shared options under `Host *` so they
+    /// reach `-J` hops too (FIELD-NOTES).
+    pub fn ssh_config(&self, user: &str) -> PathBuf {
+        let p = self.path().join(format!("ssh_config_{user}"));
+        std::fs::write(
+            &p,
+            format!(
+                "Host *\n  IdentityFile {key}\n  IdentitiesOnly yes\n  BatchMode yes\n  StrictHostKeyChecking yes\n  \
+                 UserKnownHostsFile {kh}\n  LogLevel INFO\n",
+                key = self.key(user).display(),
+                kh = self.path().join("gw_known_hosts").display(),
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    /// `ssh -p GATEWAY USER@127.0.0.1 ARGS…` (stock OpenSSH), without running it.
+    pub fn gw_command(&self, user: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ssh");
+        c.arg("-F")
+            .arg(self.ssh_config(user))
+            .args(["-p", &self.gw_port()])
+            .arg(format!("{user}@127.0.0.1"))
+            .args(args);
+        c
+    }
+
+    pub fn gw_ssh(&self, user: &str, args: &[&str]) -> Out {
+        let mut c = Command::new("ssh");
+        c.arg("-n")
+            .arg("-F")
+            .arg(self.ssh_config(user))
+            .args(["-p", &self.gw_port()])
+            .arg(format!("{user}@127.0.0.1"))
+            .args(args);
+        run(&mut c)
     }
 }
 

@@ -300,7 +300,8 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
             None => Duration::from_secs(30),
         };
         if let Some(name) = &g.name {
-            if !file.gateways.iter().any(|e| &e.name == name) {
+            // A gateway-only file need not list [[gateways]]; where it does, the name must be one.
+            if !file.gateways.is_empty() && !file.gateways.iter().any(|e| &e.name == name) {
                 p.push(
                     "gateway.name",
                     format!("{name:?} is not one of the [[gateways]] entries"),

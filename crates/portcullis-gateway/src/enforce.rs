@@ -71,7 +71,11 @@ fn sweep(gw: &Gateway) {
                     Some(g) if g.revoked.is_some() => EndReason::Revoked,
                     _ => EndReason::Expired,
                 };
-                tracing::info!("session {id}: grant {} {}; cutting", s.grant, reason.as_str());
+                tracing::info!(
+                    "session {id}: grant {} {}; cutting",
+                    s.grant,
+                    reason.as_str()
+                );
                 s.cut.send_replace(Some(reason));
             }
         }

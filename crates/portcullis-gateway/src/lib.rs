@@ -24,7 +24,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Run a gateway until the process ends.
-pub async fn run(config: &Path, clock: Arc<dyn portcullis_core::Clock>) -> Result<(), GatewayError> {
+pub async fn run(
+    config: &Path,
+    clock: Arc<dyn portcullis_core::Clock>,
+) -> Result<(), GatewayError> {
     let gw = Gateway::open(config, clock).await?;
     gw.recover().await?;
     tokio::spawn(link::run(gw.clone()));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use portcullis_core::codec::FrameReader;
 use portcullis_core::stream::{Follower, Verified};
-use portcullis_ssh::{Connection, ConnectOptions, HostKeyPolicy, Identity};
+use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity};
 use russh::ChannelMsg;
 
 use crate::state::Gateway;
@@ -50,7 +50,10 @@ async fn follow(gw: &Arc<Gateway>) -> Result<(), String> {
         .exec(&format!("watch --since {since}"))
         .await
         .map_err(|e| e.to_string())?;
-    tracing::info!("approver link up at {} (resuming after revision {since})", gw.settings.approver);
+    tracing::info!(
+        "approver link up at {} (resuming after revision {since})",
+        gw.settings.approver
+    );
     gw.link.send_replace(Some(conn.clone()));
     let mut follower = Follower::new(gw.signing, since);
     let mut reader = FrameReader::new();
@@ -83,7 +86,10 @@ async fn apply(gw: &Gateway, follower: &mut Follower, record: &[u8]) -> Result<(
     match verified {
         Verified::Heartbeat { .. } => {}
         Verified::Catalog { rev, catalog } => {
-            gw.replica.apply(rev, Some(&catalog), None).await.map_err(store)?;
+            gw.replica
+                .apply(rev, Some(&catalog), None)
+                .await
+                .map_err(store)?;
             tracing::info!(
                 "catalog at revision {rev}: {} users, {} targets",
                 catalog.users.len(),
@@ -98,7 +104,12 @@ async fn apply(gw: &Gateway, follower: &mut Follower, record: &[u8]) -> Result<(
                 .apply(rev, None, Some((grant.id, &signed)))
                 .await
                 .map_err(store)?;
-            tracing::debug!("grant {} for {} on {} at revision {rev}", grant.id, grant.user, grant.target);
+            tracing::debug!(
+                "grant {} for {} on {} at revision {rev}",
+                grant.id,
+                grant.user,
+                grant.target
+            );
             if let Ok(mut v) = gw.view.write() {
                 v.grants.upsert(grant);
             }

@@ -36,7 +36,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
-        self.counters.to_client.fetch_add(n as u64, Ordering::Relaxed);
+        self.counters
+            .to_client
+            .fetch_add(n as u64, Ordering::Relaxed);
         r
     }
 }
@@ -49,7 +51,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = &r {
-            self.counters.to_target.fetch_add(*n as u64, Ordering::Relaxed);
+            self.counters
+                .to_target
+                .fetch_add(*n as u64, Ordering::Relaxed);
         }
         r
     }
@@ -61,11 +65,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
     }
 }
 
-/// Relay until both sides are done or `cut` says why not. Dropping the streams on the way out
-/// closes the target connection and the channel.
+/// Relay until both sides are done or `cut` says why not. The caller drops the streams when
+/// it is ready to (after telling the client why, when cut), which closes them.
 pub(crate) async fn run<C, T>(
-    mut channel: C,
-    target: T,
+    channel: &mut C,
+    target: &mut T,
     counters: Arc<Counters>,
     mut cut: watch::Receiver<Option<EndReason>>,
 ) -> EndReason
@@ -81,7 +85,7 @@ where
         return r;
     }
     tokio::select! {
-        _ = tokio::io::copy_bidirectional_with_sizes(&mut channel, &mut target, 64 * 1024, 64 * 1024) => EndReason::Closed,
+        _ = tokio::io::copy_bidirectional_with_sizes(channel, &mut target, 64 * 1024, 64 * 1024) => EndReason::Closed,
         r = cut.wait_for(|c| c.is_some()) => match r {
             Ok(reason) => reason.clone().unwrap_or(EndReason::Closed),
             Err(_) => EndReason::Closed,
@@ -99,8 +103,12 @@ mod tests {
         let (client, mut client_far) = tokio::io::duplex(1024);
         let (target, mut target_far) = tokio::io::duplex(1024);
         let counters = Arc::new(Counters::default());
+        let counters_seen = counters.clone();
         let (tx, rx) = watch::channel(None);
-        let relay = tokio::spawn(run(client, target, counters.clone(), rx));
+        let relay = tokio::spawn(async move {
+            let (mut client, mut target) = (client, target);
+            run(&mut client, &mut target, counters.clone(), rx).await
+        });
         client_far.write_all(b"hello").await.unwrap();
         let mut buf = [0u8; 5];
         target_far.read_exact(&mut buf).await.unwrap();
@@ -109,6 +117,7 @@ mod tests {
         client_far.read_exact(&mut buf).await.unwrap();
         tx.send_replace(Some(EndReason::Revoked));
         assert_eq!(relay.await.unwrap(), EndReason::Revoked);
+        let counters = counters_seen;
         assert_eq!(counters.to_target.load(Ordering::Relaxed), 5);
         assert_eq!(counters.to_client.load(Ordering::Relaxed), 2);
         // The far ends see the close.

@@ -9,8 +9,12 @@ use std::time::Duration;
 
 use portcullis_core::keys;
 use portcullis_core::model::SessionReport;
-use russh::server::{self, Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
-use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, Disconnect, MethodKind, MethodSet};
+use russh::server::{
+    self, Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
+};
+use russh::{
+    Channel, ChannelId, ChannelMsg, ChannelOpenFailure, Disconnect, MethodKind, MethodSet,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -73,7 +77,13 @@ pub(crate) async fn serve(gw: Arc<Gateway>) -> Result<(), GatewayError> {
             }
         };
         next_id += 1;
-        tokio::spawn(connection(gw.clone(), config.clone(), socket, peer, next_id));
+        tokio::spawn(connection(
+            gw.clone(),
+            config.clone(),
+            socket,
+            peer,
+            next_id,
+        ));
     }
 }
 
@@ -159,7 +169,10 @@ impl Conn {
         let catalog = self.gw.catalog()?;
         let user = catalog.users.get(login)?;
         let norm = keys::normalize(key);
-        user.keys.iter().any(|k| k == &norm).then(|| user.name.clone())
+        user.keys
+            .iter()
+            .any(|k| k == &norm)
+            .then(|| user.name.clone())
     }
 
     /// How the user reaches this gateway, for the commands we suggest: `-p PORT USER@HOST`.
@@ -176,7 +189,8 @@ impl server::Handler for Conn {
 
     async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
         Ok(self.gw.catalog().is_none().then(|| {
-            "portcullis: this gateway has not heard from the approver yet; try again shortly\n".to_string()
+            "portcullis: this gateway has not heard from the approver yet; try again shortly\n"
+                .to_string()
         }))
     }
 
@@ -221,7 +235,9 @@ impl server::Handler for Conn {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         if self.user.is_none() || self.channels.len() >= MAX_CHANNELS {
-            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
             return Ok(());
         }
         self.channels.insert(channel.id(), channel);
@@ -240,7 +256,9 @@ impl server::Handler for Conn {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let Some(user) = &self.user else {
-            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
             return Ok(());
         };
         let request = Forward {
@@ -327,15 +345,16 @@ impl Conn {
         let fingerprint = user.fingerprint.clone();
         tokio::spawn(async move {
             let (mut read, write) = channel.split();
-            let code = match relay_to_approver(&gw, &name, &fingerprint, &line, &write, &mut read).await {
-                Ok(code) => code,
-                Err(msg) => {
-                    let _ = write
-                        .extended_data_bytes(1, format!("portcullis: {msg}\n").into_bytes())
-                        .await;
-                    1
-                }
-            };
+            let code =
+                match relay_to_approver(&gw, &name, &fingerprint, &line, &write, &mut read).await {
+                    Ok(code) => code,
+                    Err(msg) => {
+                        let _ = write
+                            .extended_data_bytes(1, format!("portcullis: {msg}\n").into_bytes())
+                            .await;
+                        1
+                    }
+                };
             let _ = write.exit_status(code).await;
             let _ = write.eof().await;
             let _ = write.close().await;
@@ -352,7 +371,8 @@ async fn relay_to_approver(
     write: &russh::ChannelWriteHalf<Msg>,
     client: &mut russh::ChannelReadHalf,
 ) -> Result<u32, String> {
-    let words = shell_words::split(line).map_err(|e| format!("cannot split the command line: {e}"))?;
+    let words =
+        shell_words::split(line).map_err(|e| format!("cannot split the command line: {e}"))?;
     let conn = gw.link().ok_or(
         "the approver is unreachable right now: requests and decisions must wait; grants you already hold still work",
     )?;
@@ -426,7 +446,13 @@ impl Forward {
         let target = match self.check() {
             Ok(t) => t,
             Err(why) => {
-                tracing::info!("{} {}: refused {}:{}: {why}", self.client, self.user, self.host, self.port);
+                tracing::info!(
+                    "{} {}: refused {}:{}: {why}",
+                    self.client,
+                    self.user,
+                    self.host,
+                    self.port
+                );
                 reply.reject(refuse(why)).await;
                 return;
             }
@@ -447,7 +473,9 @@ impl Forward {
                 reply
                     .reject(ChannelOpenFailure::Other {
                         code: 2,
-                        reason: format!("portcullis: {name} did not answer within {TARGET_CONNECT:?}"),
+                        reason: format!(
+                            "portcullis: {name} did not answer within {TARGET_CONNECT:?}"
+                        ),
                     })
                     .await;
                 return;
@@ -505,34 +533,41 @@ impl Forward {
         }
         let channel_id = channel.id();
         reply.accept().await;
-        tracing::info!("session {session_id}: {} → {name} under grant {grant}", self.user);
+        tracing::info!(
+            "session {session_id}: {} → {name} under grant {grant}",
+            self.user
+        );
         let counters = Arc::new(Counters::default());
-        let reason = relay::run(channel.into_stream(), tcp, counters.clone(), cut_rx).await;
-        let _ = self.handle.close(channel_id).await;
-        self.end(&session_id, &name, reason, &counters, started).await;
+        let mut client = channel.into_stream();
+        let mut tcp = tcp;
+        let reason = relay::run(&mut client, &mut tcp, counters.clone(), cut_rx).await;
+        self.cut(&session_id, channel_id, &name, &reason).await;
+        drop(client);
+        drop(tcp);
+        self.record_end(&session_id, reason, &counters, started)
+            .await;
     }
 
     /// Which target, and under which grant: refused before any connection is made.
     fn check(&self) -> Result<(String, String, u64), String> {
         let gw = &self.gw;
         let catalog = gw.catalog().ok_or_else(|| {
-            "portcullis: this gateway has not heard from the approver yet; try again shortly".to_string()
+            "portcullis: this gateway has not heard from the approver yet; try again shortly"
+                .to_string()
         })?;
-        let port = u16::try_from(self.port).map_err(|_| format!("portcullis: bad port {}", self.port))?;
+        let port =
+            u16::try_from(self.port).map_err(|_| format!("portcullis: bad port {}", self.port))?;
         let target = match catalog.target_by_name_or_address(&self.host, port) {
             Some(t) => t,
             None => {
-                let same_host = catalog
-                    .targets
-                    .values()
-                    .find(|t| t.name == self.host || t.host == self.host);
+                let same_host = catalog.targets.get(&self.host);
                 return Err(match same_host {
                     Some(t) => format!(
                         "portcullis: {} is reachable on port {} only, not {}",
                         t.name, t.port, self.port
                     ),
                     None => format!(
-                        "portcullis: {}:{} is not a configured target — list yours with: {} targets",
+                        "portcullis: {}:{} is not a configured target - list yours with: {} targets",
                         self.host, self.port, self.reach
                     ),
                 });
@@ -540,34 +575,59 @@ impl Forward {
         };
         let grant = gw.active_grant(&self.user, &target.name).ok_or_else(|| {
             format!(
-                "portcullis: no active grant for {} on {} — request one: {} request {} --for 1h --reason \"…\"",
+                "portcullis: no active grant for {} on {} - request one: {} request {} --for 1h --reason \"...\"",
                 self.user, target.name, self.reach, target.name
             )
         })?;
         Ok((target.name.clone(), target.address.clone(), grant.id))
     }
 
-    async fn end(
+    /// Take the session off the books and, when it was cut, tell the client why: the last
+    /// session of a connection takes the connection with it; others close just their channel.
+    async fn cut(&self, session_id: &str, channel_id: ChannelId, target: &str, reason: &EndReason) {
+        let gw = &self.gw;
+        let (grant, others) = match gw.sessions.lock() {
+            Ok(mut s) => {
+                let grant = s.live.remove(session_id).map(|l| l.grant).unwrap_or(0);
+                (grant, s.live.values().any(|l| l.conn == self.conn))
+            }
+            Err(_) => (0, false),
+        };
+        if *reason == EndReason::Closed || others {
+            let _ = self.handle.close(channel_id).await;
+            return;
+        }
+        let why = match reason {
+            EndReason::Killed => format!("portcullis: session {session_id} was ended by an admin"),
+            _ => format!(
+                "portcullis: grant {grant} for {} on {target} {} - request more: {} request {target} --for 1h --reason \"...\"",
+                self.user,
+                reason.as_str(),
+                self.reach
+            ),
+        };
+        let _ = self
+            .handle
+            .disconnect(Disconnect::ByApplication, why, "en".into())
+            .await;
+    }
+
+    async fn record_end(
         &self,
         session_id: &str,
-        target: &str,
         reason: EndReason,
         counters: &Counters,
         started: std::time::Instant,
     ) {
         let gw = &self.gw;
-        let (grant, others) = match gw.sessions.lock() {
-            Ok(mut s) => {
-                let grant = s.live.remove(session_id).map(|l| l.grant).unwrap_or(0);
-                let others = s.live.values().any(|l| l.conn == self.conn);
-                (grant, others)
-            }
-            Err(_) => (0, false),
-        };
         let report = SessionReport::Ended {
             session: session_id.to_string(),
-            bytes_in: counters.to_target.load(std::sync::atomic::Ordering::Relaxed),
-            bytes_out: counters.to_client.load(std::sync::atomic::Ordering::Relaxed),
+            bytes_in: counters
+                .to_target
+                .load(std::sync::atomic::Ordering::Relaxed),
+            bytes_out: counters
+                .to_client
+                .load(std::sync::atomic::Ordering::Relaxed),
             duration: started.elapsed(),
             reason: reason.as_str().to_string(),
             exit_status: None,
@@ -577,20 +637,5 @@ impl Forward {
             tracing::error!("cannot record the end of session {session_id}: {e}");
         }
         tracing::info!("session {session_id}: ended ({})", reason.as_str());
-        if reason != EndReason::Closed && !others {
-            let why = match reason {
-                EndReason::Killed => format!("portcullis: session {session_id} was ended by an admin"),
-                _ => format!(
-                    "portcullis: grant {grant} for {} on {target} {} — request more: {} request {target} --for 1h --reason \"…\"",
-                    self.user,
-                    reason.as_str(),
-                    self.reach
-                ),
-            };
-            let _ = self
-                .handle
-                .disconnect(Disconnect::ByApplication, why, "en".into())
-                .await;
-        }
     }
 }

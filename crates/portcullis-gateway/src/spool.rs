@@ -44,7 +44,11 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
             let mut out = Vec::new();
             let mut err = Vec::new();
             match conn
-                .run(&format!("report --seq {seq} --data {data}"), &mut out, &mut err)
+                .run(
+                    &format!("report --seq {seq} --data {data}"),
+                    &mut out,
+                    &mut err,
+                )
                 .await
             {
                 Ok(r) if r.exit_status == Some(0) => {

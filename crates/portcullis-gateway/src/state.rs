@@ -86,7 +86,10 @@ fn cfg_err(path: &Path, what: impl std::fmt::Display) -> GatewayError {
 }
 
 impl Gateway {
-    pub async fn open(config_path: &Path, clock: Arc<dyn Clock>) -> Result<Arc<Gateway>, GatewayError> {
+    pub async fn open(
+        config_path: &Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Gateway>, GatewayError> {
         let text = std::fs::read_to_string(config_path)
             .map_err(|e| cfg_err(config_path, format!("cannot read: {e}")))?;
         let cfg = config::parse(&text).map_err(|e| {
@@ -103,7 +106,13 @@ impl Gateway {
             .ok_or_else(|| cfg_err(config_path, "has no [gateway] section"))?;
         let name = match (&settings.name, cfg.catalog.gateways.len()) {
             (Some(n), _) => n.clone(),
-            (None, 1) => cfg.catalog.gateways.keys().next().cloned().unwrap_or_default(),
+            (None, 1) => cfg
+                .catalog
+                .gateways
+                .keys()
+                .next()
+                .cloned()
+                .unwrap_or_default(),
             (None, _) => {
                 return Err(cfg_err(
                     config_path,
@@ -123,12 +132,15 @@ impl Gateway {
             .map_err(|e| cfg_err(config_path, format!("cannot create data_dir: {e}")))?;
         let (host_key, _) = keyfile::load_or_create(&settings.data_dir.join(names::GATEWAY_HOST))
             .map_err(|e| GatewayError::Config(e.to_string()))?;
-        let (client_key, _) = keyfile::load_or_create(&settings.data_dir.join(names::GATEWAY_CLIENT))
-            .map_err(|e| GatewayError::Config(e.to_string()))?;
+        let (client_key, _) =
+            keyfile::load_or_create(&settings.data_dir.join(names::GATEWAY_CLIENT))
+                .map_err(|e| GatewayError::Config(e.to_string()))?;
         let replica = Replica::open(&settings.data_dir.join("replica"))?;
 
-        let mut view = View::default();
-        view.catalog = replica.catalog()?.map(Arc::new);
+        let mut view = View {
+            catalog: replica.catalog()?.map(Arc::new),
+            ..View::default()
+        };
         let now = clock.now();
         for (id, signed) in replica.grants()? {
             match signed.verify(&signing) {
@@ -160,7 +172,9 @@ impl Gateway {
         let now = self.clock.now();
         for open in self.replica.open_sessions()? {
             if let SessionReport::Started { session, at, .. } = open {
-                tracing::info!("session {session} was open when the gateway stopped; reporting its end");
+                tracing::info!(
+                    "session {session} was open when the gateway stopped; reporting its end"
+                );
                 self.replica
                     .spool(&SessionReport::Ended {
                         session,

@@ -35,7 +35,9 @@ pub enum Command {
     },
 
     /// Run the gateway developers ssh to (port 2222 by default): enforces signed grants.
-    #[command(after_help = "Example:\n  portcullis gateway --config /etc/portcullis/portcullis.toml\n\nDevelopers then use stock OpenSSH:\n  ssh -p 2222 alice@bastion request pg-prod --for 1h --reason INC-42\n  ssh -p 2222 -N -L 15432:pg-prod:5432 alice@bastion\n  ssh -J alice@bastion:2222 deploy@web-1")]
+    #[command(
+        after_help = "Example:\n  portcullis gateway --config /etc/portcullis/portcullis.toml\n\nDevelopers then use stock OpenSSH:\n  ssh -p 2222 alice@bastion request pg-prod --for 1h --reason INC-42\n  ssh -p 2222 -N -L 15432:pg-prod:5432 alice@bastion\n  ssh -J alice@bastion:2222 deploy@web-1"
+    )]
     Gateway {
         /// The config file (its [gateway] section, and pins of the approver's keys).
         #[arg(long, short = 'c', value_name = "FILE")]

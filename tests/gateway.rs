@@ -1,0 +1,21 @@
+//! End-to-end tests of the gateway: the real approver and gateway processes, the stock OpenSSH
+//! client (`ssh -L`, `ssh -J`, `ssh -W`), and real targets (PostgreSQL, sshd, a TCP echo
+//! server). One file per behaviour.
+
+// Test code: unwrap and panic are how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+#[path = "gateway/approver_down.rs"]
+mod approver_down;
+#[path = "gateway/common.rs"]
+mod common;
+#[path = "gateway/cuts.rs"]
+mod cuts;
+#[path = "gateway/forwarding.rs"]
+mod forwarding;
+#[path = "gateway/refusals.rs"]
+mod refusals;
+#[path = "gateway/relayed_commands.rs"]
+mod relayed_commands;

@@ -1,0 +1,121 @@
+//! Shared pieces of the gateway tests: an environment with echo targets, and a stdio tunnel.
+
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::targets::Echo;
+use crate::support::{Env, SOON};
+
+pub struct GwEnv {
+    pub env: Env,
+    pub echo: Echo,
+    pub echo_b: Echo,
+    pub stray: Echo,
+}
+
+/// Approver and gateway with two echo targets (auto-approved for dev in staging) and a
+/// listener that is not a target at all.
+pub fn start(extra: &str) -> GwEnv {
+    start_with(|_| extra.to_string())
+}
+
+/// As [`start`], with config text made once the user keys exist (for targets that need them).
+pub fn start_with(more: impl FnOnce(&Env) -> String) -> GwEnv {
+    let echo = Echo::start();
+    let echo_b = Echo::start();
+    let stray = Echo::start();
+    let targets = format!(
+        "\n[[targets]]\nname = \"echo\"\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\nlabels = {{ env = \"staging\" }}\n\
+         \n[[targets]]\nname = \"echo-b\"\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\nlabels = {{ env = \"staging\" }}\n",
+        echo.port, echo_b.port
+    );
+    let mut env = Env::prepare("24h", &targets);
+    let extra = more(&env);
+    let cfg = std::fs::read_to_string(&env.config).unwrap() + &extra;
+    std::fs::write(&env.config, cfg).unwrap();
+    env.start_approver();
+    env.start_gateway();
+    GwEnv {
+        env,
+        echo,
+        echo_b,
+        stray,
+    }
+}
+
+/// `ssh -W host:port` through the gateway, with its stdin and stdout in our hands.
+pub struct Tunnel {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: ChildStdout,
+}
+
+impl Tunnel {
+    pub fn open(env: &Env, user: &str, dest: &str) -> Tunnel {
+        let mut child = env
+            .gw_command(user, &["-W", dest])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap();
+        Tunnel {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Send bytes and read the echo back.
+    pub fn echo(&mut self, bytes: &[u8]) -> Vec<u8> {
+        self.stdin.as_mut().unwrap().write_all(bytes).unwrap();
+        self.stdin.as_mut().unwrap().flush().unwrap();
+        let mut buf = vec![0u8; bytes.len()];
+        self.stdout.read_exact(&mut buf).unwrap();
+        buf
+    }
+
+    /// Wait for ssh to exit on its own (the gateway cut it); returns its exit code and stderr.
+    pub fn wait_cut(mut self) -> (i32, String, Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                return (st.code().unwrap_or(-1), err, start.elapsed());
+            }
+            assert!(start.elapsed() < SOON, "the tunnel was never cut");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Close our end and wait for a normal exit.
+    pub fn close(mut self) -> i32 {
+        drop(self.stdin.take());
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+}
+
+/// Request a grant for `target` for `dur` (auto-approved) and return its id.
+pub fn grant(env: &Env, user: &str, target: &str, dur: &str) -> u64 {
+    let out = env.ssh(user, &["request", target, "--for", dur, "--json"]);
+    out.ok();
+    out.json()["grant"]["id"].as_u64().unwrap()
+}
+
+/// The session events for `session` in the audit log.
+pub fn session_events(env: &Env, session: &str) -> Vec<serde_json::Value> {
+    env.audit_events()
+        .into_iter()
+        .filter(|e| e["session"] == session)
+        .collect()
+}

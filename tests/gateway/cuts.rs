@@ -1,0 +1,95 @@
+//! Sessions end with their grant: at expiry, at revocation, by an admin's kill; and live on
+//! when another grant for the same user and target is in force.
+
+use super::common::{self, grant, session_events, Tunnel};
+
+fn live_session(env: &crate::support::Env) -> String {
+    let out = env.admin("ada", &["--json", "sessions", "--live"]);
+    out.ok();
+    out.json()["sessions"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn cut_at_expiry() {
+    let g = common::start("");
+    let env = &g.env;
+    grant(env, "alice", "echo", "3s");
+    let mut t = Tunnel::open(env, "alice", &format!("echo:{}", g.echo.port));
+    assert_eq!(t.echo(b"before"), b"before");
+    let (code, err, _) = t.wait_cut();
+    assert_eq!(code, 255, "{err}");
+    assert!(err.contains("expired"), "{err}");
+    assert!(err.contains("request echo"), "{err}");
+    env.eventually("the end event", || {
+        env.audit_events()
+            .iter()
+            .any(|e| e["event"] == "session.ended" && e["end_reason"] == "expired")
+    });
+}
+
+#[test]
+fn cut_at_revocation() {
+    let g = common::start("");
+    let env = &g.env;
+    let id = grant(env, "alice", "echo", "10m");
+    let mut t = Tunnel::open(env, "alice", &format!("echo:{}", g.echo.port));
+    assert_eq!(t.echo(b"x"), b"x");
+    env.admin(
+        "ada",
+        &["revoke", &id.to_string(), "--reason", "incident over"],
+    )
+    .ok();
+    let (code, err, _) = t.wait_cut();
+    assert_eq!(code, 255, "{err}");
+    assert!(err.contains("revoked"), "{err}");
+}
+
+#[test]
+fn a_second_grant_keeps_the_session_alive() {
+    let g = common::start("");
+    let env = &g.env;
+    let first = grant(env, "alice", "echo", "3s");
+    let mut t = Tunnel::open(env, "alice", &format!("echo:{}", g.echo.port));
+    assert_eq!(t.echo(b"a"), b"a");
+    let second = grant(env, "alice", "echo", "10m");
+    assert_ne!(first, second);
+    env.eventually("the first grant to expire", || {
+        env.has_event("grant.expired", "grant", serde_json::json!(first))
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        t.is_running(),
+        "the session was cut although grant {second} is live"
+    );
+    assert_eq!(t.echo(b"still here"), b"still here");
+    // And it ends with the second grant.
+    env.admin("ada", &["revoke", &second.to_string()]).ok();
+    let (code, err, _) = t.wait_cut();
+    assert_eq!(code, 255, "{err}");
+}
+
+#[test]
+fn an_admin_kills_one_session() {
+    let g = common::start("");
+    let env = &g.env;
+    grant(env, "alice", "echo", "10m");
+    let mut t = Tunnel::open(env, "alice", &format!("echo:{}", g.echo.port));
+    assert_eq!(t.echo(b"x"), b"x");
+    let id = live_session(env);
+    env.ssh("alice", &["kill", &id])
+        .fails_with("is for members of admins");
+    env.admin("ada", &["kill", &id]).ok();
+    let (code, err, _) = t.wait_cut();
+    assert_eq!(code, 255, "{err}");
+    assert!(err.contains("ended by an admin"), "{err}");
+    env.eventually("killed and ended events", || {
+        let ev = session_events(env, &id);
+        ev.iter().any(|e| e["event"] == "session.killed")
+            && ev
+                .iter()
+                .any(|e| e["event"] == "session.ended" && e["end_reason"] == "killed")
+    });
+}

@@ -1,0 +1,37 @@
+//! Control commands through the gateway run on the approver as the authenticated user.
+
+use super::common;
+
+#[test]
+fn commands_run_as_the_user_with_their_rights() {
+    let g = common::start("");
+    let env = &g.env;
+    let out = env.gw_ssh("alice", &["request", "echo", "--for", "5m", "--json"]);
+    out.ok();
+    assert_eq!(out.json()["grant"]["user"], "alice");
+    let status = env.gw_ssh("alice", &["status"]);
+    status.ok();
+    assert!(status.stdout.contains("echo"), "{}", status.stdout);
+
+    // A two-approval request, decided through the gateway by bob and carol.
+    let req = env.gw_ssh(
+        "alice",
+        &["request", "pg-prod", "--reason", "INC", "7", "--json"],
+    );
+    let id = req.json()["request"]["id"].as_u64().unwrap().to_string();
+    env.gw_ssh("alice", &["approve", &id])
+        .fails_with("cannot approve your own request");
+    env.gw_ssh("bob", &["approve", &id]).ok();
+    env.gw_ssh("carol", &["approve", &id]).ok();
+    let w = env.gw_ssh("alice", &["wait", &id]);
+    w.ok();
+    assert!(w.stdout.contains("approved"), "{}", w.stdout);
+    // The reason survived two hops of word splitting.
+    assert!(env.has_event("request.created", "reason", serde_json::json!("INC 7")));
+
+    // Admin-only commands stay admin-only through the gateway.
+    env.gw_ssh("alice", &["reload"])
+        .fails_with("is for members of admins");
+    // Usage errors come back as such.
+    assert_eq!(env.gw_ssh("alice", &["frobnicate"]).code, 2);
+}

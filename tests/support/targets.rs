@@ -1,0 +1,272 @@
+//! Real targets for the gateway tests: a TCP echo server that counts its connections, an
+//! OpenSSH `sshd`, and a PostgreSQL server, each on a free loopback port in a temp dir.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::SOON;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Echoes every byte back; counts accepted connections.
+pub struct Echo {
+    pub port: u16,
+    pub accepted: Arc<AtomicUsize>,
+}
+
+impl Echo {
+    pub fn start() -> Echo {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                count.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    loop {
+                        match conn.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if conn.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Echo { port, accepted }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn wait_port(port: u16, what: &str, child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + SOON;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!(
+                "{what} exited with {st}: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A real OpenSSH server that lets `login` in with the keys in `authorized_keys`.
+pub struct Sshd {
+    pub port: u16,
+    pub login: String,
+    pub host_key: String,
+    child: Child,
+}
+
+impl Sshd {
+    pub fn start(dir: &Path, authorized_keys: &str) -> Sshd {
+        let sshd = ["/usr/sbin/sshd", "/usr/local/sbin/sshd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("sshd is not installed (apt-get install openssh-server)");
+        let dir = dir.join("sshd");
+        std::fs::create_dir_all(&dir).unwrap();
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let host_key = dir.join("host_key");
+        let st = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&host_key)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let auth = dir.join("authorized_keys");
+        std::fs::write(&auth, authorized_keys).unwrap();
+        let port = free_port();
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {pid}\nAuthorizedKeysFile {auth}\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
+                 PermitRootLogin prohibit-password\nMaxStartups 100:30:200\nMaxSessions 100\nSubsystem sftp internal-sftp\n\
+                 LogLevel ERROR\n",
+                hk = host_key.display(),
+                pid = dir.join("sshd.pid").display(),
+                auth = auth.display(),
+            ),
+        )
+        .unwrap();
+        let log = dir.join("sshd.log");
+        let mut child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        wait_port(port, "sshd", &mut child, &log);
+        let login = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_string();
+        Sshd {
+            port,
+            login,
+            host_key: std::fs::read_to_string(host_key.with_extension("pub"))
+                .unwrap()
+                .trim()
+                .to_string(),
+            child,
+        }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A PostgreSQL server from the machine's server binaries, trusting local connections.
+pub struct Postgres {
+    pub port: u16,
+    data: PathBuf,
+    pg_ctl: PathBuf,
+    as_root: bool,
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin").join(name))
+                .collect()
+        })
+        .unwrap_or_default();
+    candidates.sort();
+    candidates
+        .into_iter()
+        .rev()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+impl Postgres {
+    pub fn start(dir: &Path) -> Postgres {
+        let as_root = is_root();
+        // postgres refuses to run as root: give it a directory the postgres user owns.
+        let base = dir.join("pg");
+        std::fs::create_dir_all(&base).unwrap();
+        let data = base.join("data");
+        let sock = base.join("sock");
+        std::fs::create_dir_all(&sock).unwrap();
+        if as_root {
+            for p in [dir, base.as_path()] {
+                let _ = Command::new("chmod").arg("755").arg(p).status();
+            }
+            let st = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&base)
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let run = |bin: &Path| {
+            let mut c = if as_root {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(bin);
+                c
+            } else {
+                Command::new(bin)
+            };
+            c.current_dir("/");
+            c
+        };
+        let out = run(&pg_bin("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let pg_ctl = pg_bin("pg_ctl");
+        let out = run(&pg_ctl)
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(base.join("log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                sock.display()
+            ))
+            .args(["-w", "start"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(base.join("log")).unwrap_or_default()
+        );
+        Postgres {
+            port,
+            data,
+            pg_ctl,
+            as_root,
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let mut c = if self.as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&self.pg_ctl);
+            c
+        } else {
+            Command::new(&self.pg_ctl)
+        };
+        let _ = c
+            .current_dir("/")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
