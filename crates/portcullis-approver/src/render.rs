@@ -66,6 +66,7 @@ pub fn grant_json(g: &Grant, now: Timestamp) -> Value {
         "status": g.status(now).as_str(),
         "issued_at": g.issued_at.rfc3339(),
         "expires_at": g.expires_at.rfc3339(),
+        "expires_at_ms": g.expires_at.0,
         "remaining_secs": g.remaining(now).as_secs(),
         "approvers": g.approvers,
         "revoked_at": g.revoked.as_ref().map(|r| r.at.rfc3339()),

@@ -113,6 +113,7 @@ async fn apply(gw: &Gateway, follower: &mut Follower, record: &[u8]) -> Result<(
             if let Ok(mut v) = gw.view.write() {
                 v.grants.upsert(grant);
             }
+            gw.grants_changed.send_modify(|n| *n += 1);
             gw.enforce_wake.notify_one();
         }
         Verified::Kill { rev, session } => {

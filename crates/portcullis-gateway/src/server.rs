@@ -27,6 +27,8 @@ use crate::state::{EndReason, Gateway, LiveSession};
 const PRE_AUTH_DEADLINE: Duration = Duration::from_secs(30);
 /// How long to wait for a target to accept a connection.
 const TARGET_CONNECT: Duration = Duration::from_secs(10);
+/// How long a forward waits for a grant that may still be replicating before it is refused.
+const GRANT_GRACE: Duration = Duration::from_secs(1);
 /// Channels one connection may hold open.
 const MAX_CHANNELS: usize = 64;
 
@@ -437,13 +439,25 @@ struct Forward {
     handle: server::Handle,
 }
 
+/// Why a forward is refused; a missing grant may only be late.
+enum Refusal {
+    NoGrant(String),
+    Other(String),
+}
+
+impl From<String> for Refusal {
+    fn from(why: String) -> Self {
+        Refusal::Other(why)
+    }
+}
+
 fn refuse(reason: String) -> ChannelOpenFailure {
     ChannelOpenFailure::Other { code: 1, reason }
 }
 
 impl Forward {
     async fn run(self, channel: Channel<Msg>, reply: ChannelOpenHandle) {
-        let target = match self.check() {
+        let target = match self.check_allowing_for_replication().await {
             Ok(t) => t,
             Err(why) => {
                 tracing::info!(
@@ -548,8 +562,28 @@ impl Forward {
             .await;
     }
 
+    /// [`Forward::check`], but a grant the approver issued a moment ago may still be on its way
+    /// down the stream: with the link up, give it a short while before refusing.
+    async fn check_allowing_for_replication(&self) -> Result<(String, String, u64), String> {
+        let mut changes = self.gw.grants_changed.subscribe();
+        let deadline = tokio::time::Instant::now() + GRANT_GRACE;
+        loop {
+            changes.borrow_and_update();
+            match self.check() {
+                Err(Refusal::NoGrant(why)) if self.gw.link().is_some() => {
+                    let arrived = tokio::time::timeout_at(deadline, changes.changed()).await;
+                    if !matches!(arrived, Ok(Ok(()))) {
+                        return Err(why);
+                    }
+                }
+                Err(Refusal::NoGrant(why) | Refusal::Other(why)) => return Err(why),
+                Ok(t) => return Ok(t),
+            }
+        }
+    }
+
     /// Which target, and under which grant: refused before any connection is made.
-    fn check(&self) -> Result<(String, String, u64), String> {
+    fn check(&self) -> Result<(String, String, u64), Refusal> {
         let gw = &self.gw;
         let catalog = gw.catalog().ok_or_else(|| {
             "portcullis: this gateway has not heard from the approver yet; try again shortly"
@@ -561,7 +595,7 @@ impl Forward {
             Some(t) => t,
             None => {
                 let same_host = catalog.targets.get(&self.host);
-                return Err(match same_host {
+                return Err(Refusal::Other(match same_host {
                     Some(t) => format!(
                         "portcullis: {} is reachable on port {} only, not {}",
                         t.name, t.port, self.port
@@ -570,14 +604,14 @@ impl Forward {
                         "portcullis: {}:{} is not a configured target - list yours with: {} targets",
                         self.host, self.port, self.reach
                     ),
-                });
+                }));
             }
         };
         let grant = gw.active_grant(&self.user, &target.name).ok_or_else(|| {
-            format!(
+            Refusal::NoGrant(format!(
                 "portcullis: no active grant for {} on {} - request one: {} request {} --for 1h --reason \"...\"",
                 self.user, target.name, self.reach, target.name
-            )
+            ))
         })?;
         Ok((target.name.clone(), target.address.clone(), grant.id))
     }

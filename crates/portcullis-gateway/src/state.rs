@@ -79,6 +79,8 @@ pub struct Gateway {
     pub(crate) link: watch::Sender<Option<Arc<Connection>>>,
     /// The highest report sequence number the approver has acknowledged.
     pub(crate) delivered: watch::Sender<u64>,
+    /// Bumped whenever a grant arrives on the stream.
+    pub(crate) grants_changed: watch::Sender<u64>,
 }
 
 fn cfg_err(path: &Path, what: impl std::fmt::Display) -> GatewayError {
@@ -164,6 +166,7 @@ impl Gateway {
             spool_wake: Notify::new(),
             link: watch::channel(None).0,
             delivered: watch::channel(0).0,
+            grants_changed: watch::channel(0).0,
         }))
     }
 

@@ -235,6 +235,14 @@ impl Connection {
         Ok(channel)
     }
 
+    /// Open a direct-tcpip channel (what `ssh -W HOST:PORT` asks for).
+    pub async fn direct_tcpip(&self, host: &str, port: u32) -> Result<Channel<Msg>, SshError> {
+        Ok(self
+            .handle
+            .channel_open_direct_tcpip(host, port, "127.0.0.1", 0)
+            .await?)
+    }
+
     /// Run `line`, copying its stdout and stderr as they arrive.
     pub async fn run<O, E>(
         &self,

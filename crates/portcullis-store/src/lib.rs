@@ -146,46 +146,53 @@ impl Store {
             .iter()
             .map(|(name, v)| (counter_key(name), v.to_be_bytes()))
             .collect();
-        (
-            &self.requests,
-            &self.grants,
-            &self.changes,
-            &self.audit,
-            &self.meta,
-            &self.sessions,
-        )
-            .transaction(|(rq, gr, ch, au, me, se)| {
-                for (k, v) in &sessions {
-                    se.insert(k.as_slice(), v.as_slice())?;
-                }
-                for (k, v) in &counters {
-                    me.insert(k.as_slice(), &v[..])?;
-                }
-                for (k, v) in &requests {
-                    rq.insert(k, v.as_slice())?;
-                }
-                for (k, v) in &grants {
-                    gr.insert(k, v.as_slice())?;
-                }
-                for (k, v) in &changes {
-                    ch.insert(k, v.as_slice())?;
-                }
-                for (k, v) in &audit {
-                    au.insert(k, v.as_slice())?;
-                }
-                if let Some(h) = head {
-                    me.insert(META_AUDIT_HEAD, &h)?;
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                TransactionError::Storage(e) => StoreError::Sled(e),
-                TransactionError::Abort(()) => {
-                    StoreError::Sled(sled::Error::Unsupported("transaction aborted".into()))
-                }
-            })?;
-        self.db.flush_async().await?;
-        Ok(())
+        let trees = (
+            self.requests.clone(),
+            self.grants.clone(),
+            self.changes.clone(),
+            self.audit.clone(),
+            self.meta.clone(),
+            self.sessions.clone(),
+        );
+        let db = self.db.clone();
+        // The transaction and its fsync run on the blocking pool, never on an async worker.
+        replica::blocking(move || {
+            let (rq, gr, ch, au, me, se) = &trees;
+            (rq, gr, ch, au, me, se)
+                .transaction(|(rq, gr, ch, au, me, se)| {
+                    for (k, v) in &sessions {
+                        se.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    for (k, v) in &counters {
+                        me.insert(k.as_slice(), &v[..])?;
+                    }
+                    for (k, v) in &requests {
+                        rq.insert(k, v.as_slice())?;
+                    }
+                    for (k, v) in &grants {
+                        gr.insert(k, v.as_slice())?;
+                    }
+                    for (k, v) in &changes {
+                        ch.insert(k, v.as_slice())?;
+                    }
+                    for (k, v) in &audit {
+                        au.insert(k, v.as_slice())?;
+                    }
+                    if let Some(h) = head {
+                        me.insert(META_AUDIT_HEAD, &h)?;
+                    }
+                    Ok::<(), ConflictableTransactionError<()>>(())
+                })
+                .map_err(|e| match e {
+                    TransactionError::Storage(e) => StoreError::Sled(e),
+                    TransactionError::Abort(()) => {
+                        StoreError::Sled(sled::Error::Unsupported("transaction aborted".into()))
+                    }
+                })?;
+            db.flush()?;
+            Ok(())
+        })
+        .await
     }
 
     pub fn request(&self, id: u64) -> Result<Option<Request>> {
