@@ -159,6 +159,10 @@ impl Tx<'_> {
         self.batch.sessions.push(record);
     }
 
+    pub fn put_recording(&mut self, session: &str, cast: Vec<u8>) {
+        self.batch.recordings.push((session.to_string(), cast));
+    }
+
     pub fn set_counter(&mut self, name: String, value: u64) {
         self.batch.counters.push((name, value));
     }

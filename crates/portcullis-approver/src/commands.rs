@@ -49,8 +49,17 @@ impl Reply {
 /// What the server should do with a command.
 pub(crate) enum Outcome {
     Done(Reply),
-    Wait { id: u64, json: bool },
-    Watch { since: u64 },
+    Wait {
+        id: u64,
+        json: bool,
+    },
+    Watch {
+        since: u64,
+    },
+    /// A gateway's session report; its bytes follow on the channel.
+    Report {
+        seq: u64,
+    },
 }
 
 fn out(json: bool, value: Value, text: String) -> Reply {
@@ -80,10 +89,8 @@ pub(crate) async fn execute(app: &Arc<Approver>, caller: &Caller, line: &str) ->
         (Principal::Gateway(_), ControlCommand::Watch { since }) => {
             return Outcome::Watch { since };
         }
-        (Principal::Gateway(gw), ControlCommand::Report { seq, data }) => {
-            crate::sessions::report(app, gw, seq, &data)
-                .await
-                .map(|m| Reply::text(format!("{m}\n")))
+        (Principal::Gateway(_), ControlCommand::Report { seq }) => {
+            return Outcome::Report { seq };
         }
         (Principal::Gateway(gw), ControlCommand::As { user, key, words }) => {
             return on_behalf(app, gw, &user, &key, &words).await;
@@ -216,6 +223,17 @@ async fn finish(
             error_reply(&e, json)
         }
     })
+}
+
+/// Record report `seq` from gateway `gw` (bytes read from the channel by the server).
+pub(crate) async fn report(app: &Arc<Approver>, caller: &Caller, seq: u64, bytes: &[u8]) -> Reply {
+    let Principal::Gateway(gw) = &caller.principal else {
+        return error_reply(&ApproverError::Forbidden("not a gateway".into()), false);
+    };
+    match crate::sessions::report(app, gw, seq, bytes).await {
+        Ok(m) => Reply::text(format!("{m}\n")),
+        Err(e) => error_reply(&e, false),
+    }
 }
 
 pub(crate) fn error_reply(e: &ApproverError, json: bool) -> Reply {

@@ -258,21 +258,46 @@ impl Connection {
     }
 }
 
+/// The largest session report (a recording travels in one) the approver accepts.
+const MAX_REPORT: usize = 256 * 1024 * 1024;
+
 async fn run_channel(app: Arc<Approver>, caller: Caller, line: String, channel: Channel<Msg>) {
     let (mut read, write) = channel.split();
-    // Resolves when the client goes away, so that blocking commands stop with it.
-    let gone = async move {
-        while let Some(msg) = read.wait().await {
-            if matches!(msg, ChannelMsg::Close) {
-                break;
-            }
-        }
-    };
     let reply = match commands::execute(&app, &caller, &line).await {
         Outcome::Done(reply) => reply,
+        Outcome::Report { seq } => {
+            let mut bytes = Vec::new();
+            let mut complete = false;
+            while let Some(msg) = read.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => {
+                        if bytes.len() + data.len() > MAX_REPORT {
+                            break;
+                        }
+                        bytes.extend_from_slice(&data);
+                    }
+                    ChannelMsg::Eof => {
+                        complete = true;
+                        break;
+                    }
+                    ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+            if complete {
+                commands::report(&app, &caller, seq, &bytes).await
+            } else {
+                commands::error_reply(
+                    &ApproverError::BadInput(format!(
+                        "report {seq} incomplete or over {MAX_REPORT} bytes"
+                    )),
+                    false,
+                )
+            }
+        }
         Outcome::Wait { id, json } => tokio::select! {
             r = commands::wait(&app, id, json) => r,
-            _ = gone => return,
+            _ = client_gone(&mut read) => return,
         },
         Outcome::Watch { since } => {
             tokio::select! {
@@ -284,7 +309,7 @@ async fn run_channel(app: Arc<Approver>, caller: Caller, line: String, channel: 
                         let _ = write.exit_status(1).await;
                     }
                 }
-                _ = gone => {}
+                _ = client_gone(&mut read) => {}
             }
             let _ = write.eof().await;
             let _ = write.close().await;
@@ -292,6 +317,15 @@ async fn run_channel(app: Arc<Approver>, caller: Caller, line: String, channel: 
         }
     };
     send_reply(&write, reply).await;
+}
+
+/// Resolves when the client goes away, so that blocking commands stop with it.
+async fn client_gone(read: &mut russh::ChannelReadHalf) {
+    while let Some(msg) = read.wait().await {
+        if matches!(msg, ChannelMsg::Close) {
+            break;
+        }
+    }
 }
 
 async fn send_reply(write: &russh::ChannelWriteHalf<Msg>, reply: Reply) {

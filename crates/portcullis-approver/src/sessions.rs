@@ -1,7 +1,6 @@
 //! Sessions as gateways report them: recorded once each (by per-gateway sequence number), with
 //! their audit events; listed by `sessions`; cut by `kill` through the signed stream.
 
-use base64::Engine as _;
 use portcullis_core::audit_event::{AuditEvent, EventKind};
 use portcullis_core::codec;
 use portcullis_core::model::{SessionEnd, SessionRecord, SessionReport};
@@ -21,12 +20,9 @@ pub(crate) async fn report(
     app: &Approver,
     gateway: &str,
     seq: u64,
-    data: &str,
+    bytes: &[u8],
 ) -> Result<String, ApproverError> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(data.trim())
-        .map_err(|e| ApproverError::BadInput(format!("report is not base64: {e}")))?;
-    let report: SessionReport = codec::decode(&bytes)
+    let report: SessionReport = codec::decode(bytes)
         .map_err(|e| ApproverError::BadInput(format!("report does not decode: {e}")))?;
     app.write(|tx| {
         let last = app.store.counter(&counter(gateway))?;
@@ -80,6 +76,7 @@ pub(crate) async fn report(
                 reason,
                 exit_status,
                 at,
+                recording,
             } => {
                 let mut rec = app.store.session(&session)?.ok_or_else(|| {
                     ApproverError::BadInput(format!("end of unknown session {session}"))
@@ -95,8 +92,8 @@ pub(crate) async fn report(
                             duration,
                             reason: reason.clone(),
                             exit_status,
-                            recording_sha256: None,
-                            recording_size: None,
+                            recording_sha256: recording.as_ref().map(|r| r.0.clone()),
+                            recording_size: recording.as_ref().map(|r| r.1),
                         },
                     )
                     .user(&rec.user)
@@ -110,8 +107,34 @@ pub(crate) async fn report(
                     duration,
                     reason,
                     exit_status,
+                    recording,
                 });
                 tx.put_session(rec);
+            }
+            SessionReport::Recorded {
+                session,
+                sha256,
+                cast,
+            } => {
+                // Kept as sent; `audit verify` checks it against the hash in the end event.
+                tx.put_recording(&session, cast);
+                tracing::info!("recording of {session} stored ({sha256})");
+            }
+            SessionReport::HostKeyMismatch {
+                session,
+                user,
+                target,
+                presented,
+                at: _,
+            } => {
+                tx.audit(
+                    AuditEvent::new(
+                        gateway,
+                        EventKind::TargetHostKeyMismatch { session, presented },
+                    )
+                    .user(&user)
+                    .target(&target),
+                );
             }
         }
         tx.set_counter(counter(gateway), seq);

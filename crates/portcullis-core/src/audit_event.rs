@@ -65,6 +65,10 @@ pub enum EventKind {
     SessionKilled {
         session: String,
     },
+    TargetHostKeyMismatch {
+        session: String,
+        presented: String,
+    },
 }
 
 impl EventKind {
@@ -85,6 +89,7 @@ impl EventKind {
             EventKind::SessionStarted { .. } => "session.started",
             EventKind::SessionEnded { .. } => "session.ended",
             EventKind::SessionKilled { .. } => "session.killed",
+            EventKind::TargetHostKeyMismatch { .. } => "target.host_key_mismatch",
         }
     }
 }
@@ -204,6 +209,9 @@ impl AuditEvent {
                 "recording_sha256": recording_sha256, "recording_size": recording_size,
             }),
             EventKind::SessionKilled { session } => json!({ "session": session }),
+            EventKind::TargetHostKeyMismatch { session, presented } => {
+                json!({ "session": session, "presented": presented })
+            }
             EventKind::RequestDenied
             | EventKind::RequestExpired
             | EventKind::GrantExpired

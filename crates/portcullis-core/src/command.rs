@@ -125,15 +125,13 @@ pub enum ControlCommand {
         words: Vec<String>,
     },
 
-    /// Deliver one session report (gateway identities only).
+    /// Deliver one session report, its versioned encoding on standard input (gateway
+    /// identities only).
     #[command(hide = true)]
     Report {
         /// The gateway's sequence number for this report.
         #[arg(long)]
         seq: u64,
-        /// The report: base64 of its versioned encoding.
-        #[arg(long)]
-        data: String,
     },
 
     /// Stream signed catalog and grant changes after a revision (gateway identities only).
@@ -289,12 +287,10 @@ impl ControlLine {
                     push(word);
                 }
             }
-            ControlCommand::Report { seq, data } => {
+            ControlCommand::Report { seq } => {
                 push("report");
                 push("--seq");
                 push(&seq.to_string());
-                push("--data");
-                push(data);
             }
             ControlCommand::Watch { since } => {
                 push("watch");
@@ -383,7 +379,7 @@ mod tests {
             "audit verify",
             "watch --since 12",
             "as --user alice --key SHA256:x -- request db --reason 'a b' --json",
-            "report --seq 3 --data AAAA",
+            "report --seq 3",
         ] {
             let a = parse_line(line).unwrap();
             let b = parse_line(&a.to_line()).unwrap();

@@ -227,15 +227,33 @@ pub enum SessionReport {
         reason: String,
         exit_status: Option<u32>,
         at: Timestamp,
+        /// SHA-256 (hex) and size of the recording, when there is one.
+        recording: Option<(String, u64)>,
+    },
+    /// The recording of a finished session: its bytes travel with the report so the approver
+    /// holds every recording (`audit export` works from anywhere).
+    Recorded {
+        session: String,
+        sha256: String,
+        cast: Vec<u8>,
+    },
+    /// A target presented a host key other than its pin: the session was refused.
+    HostKeyMismatch {
+        session: String,
+        user: String,
+        target: String,
+        presented: String,
+        at: Timestamp,
     },
 }
 
 impl SessionReport {
     pub fn session(&self) -> &str {
         match self {
-            SessionReport::Started { session, .. } | SessionReport::Ended { session, .. } => {
-                session
-            }
+            SessionReport::Started { session, .. }
+            | SessionReport::Ended { session, .. }
+            | SessionReport::Recorded { session, .. }
+            | SessionReport::HostKeyMismatch { session, .. } => session,
         }
     }
 }
@@ -263,4 +281,6 @@ pub struct SessionEnd {
     pub duration: Duration,
     pub reason: String,
     pub exit_status: Option<u32>,
+    /// SHA-256 (hex) and size of the session's asciicast recording, for pty sessions.
+    pub recording: Option<(String, u64)>,
 }

@@ -666,6 +666,7 @@ impl Forward {
             reason: reason.as_str().to_string(),
             exit_status: None,
             at: gw.now(),
+            recording: None,
         };
         if let Err(e) = spool::submit(gw, &report).await {
             tracing::error!("cannot record the end of session {session_id}: {e}");

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use portcullis_core::codec;
 use portcullis_core::model::SessionReport;
 
@@ -40,24 +39,18 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
             continue;
         }
         for (seq, report) in pending {
-            let data = base64::engine::general_purpose::STANDARD.encode(codec::encode(&report));
-            let mut out = Vec::new();
-            let mut err = Vec::new();
+            let bytes = codec::encode(&report);
             match conn
-                .run(
-                    &format!("report --seq {seq} --data {data}"),
-                    &mut out,
-                    &mut err,
-                )
+                .run_with_input(&format!("report --seq {seq}"), &bytes)
                 .await
             {
-                Ok(r) if r.exit_status == Some(0) => {
+                Ok((r, _, _)) if r.exit_status == Some(0) => {
                     if let Err(e) = gw.replica.delivered(seq).await {
                         tracing::error!("cannot clear report {seq} from the spool: {e}");
                     }
                     gw.delivered.send_replace(seq);
                 }
-                Ok(_) => {
+                Ok((_, _, err)) => {
                     tracing::warn!(
                         "approver refused report {seq}: {}",
                         String::from_utf8_lossy(&err).trim()

@@ -187,6 +187,7 @@ impl Gateway {
                         reason: "gateway restart".into(),
                         exit_status: None,
                         at: now,
+                        recording: None,
                     })
                     .await?;
             }

@@ -235,12 +235,39 @@ impl Connection {
         Ok(channel)
     }
 
+    /// Open a session channel (for a shell, exec or subsystem the caller requests on it).
+    pub async fn open_session(&self) -> Result<Channel<Msg>, SshError> {
+        Ok(self.handle.channel_open_session().await?)
+    }
+
     /// Open a direct-tcpip channel (what `ssh -W HOST:PORT` asks for).
     pub async fn direct_tcpip(&self, host: &str, port: u32) -> Result<Channel<Msg>, SshError> {
         Ok(self
             .handle
             .channel_open_direct_tcpip(host, port, "127.0.0.1", 0)
             .await?)
+    }
+
+    /// Run `line` with `input` as its standard input, collecting its output.
+    pub async fn run_with_input(
+        &self,
+        line: &str,
+        input: &[u8],
+    ) -> Result<(ExecOutput, Vec<u8>, Vec<u8>), SshError> {
+        let mut channel = self.exec(line).await?;
+        channel.data(input).await?;
+        channel.eof().await?;
+        let (mut out, mut err, mut exit_status) = (Vec::new(), Vec::new(), None);
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => out.extend_from_slice(&data),
+                ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status: s } => exit_status = Some(s),
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        Ok((ExecOutput { exit_status }, out, err))
     }
 
     /// Run `line`, copying its stdout and stderr as they arrive.
