@@ -15,6 +15,8 @@ mod common;
 mod cuts;
 #[path = "gateway/forwarding.rs"]
 mod forwarding;
+#[path = "gateway/recorded.rs"]
+mod recorded;
 #[path = "gateway/refusals.rs"]
 mod refusals;
 #[path = "gateway/relayed_commands.rs"]

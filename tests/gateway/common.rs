@@ -34,6 +34,7 @@ pub fn start_with(more: impl FnOnce(&Env) -> String) -> GwEnv {
     let extra = more(&env);
     let cfg = std::fs::read_to_string(&env.config).unwrap() + &extra;
     std::fs::write(&env.config, cfg).unwrap();
+    env.gateway_extra = "expiry_warning = \"2s\"".into();
     env.start_approver();
     env.start_gateway();
     GwEnv {

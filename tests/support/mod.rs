@@ -23,6 +23,8 @@ pub struct Env {
     pub gateway_host_key: String,
     pub gateway: Option<Child>,
     pub gw_addr: String,
+    /// Extra lines for the gateway's [gateway] section.
+    pub gateway_extra: String,
 }
 
 /// The users every test config has, with their groups.
@@ -247,6 +249,7 @@ impl Env {
             gateway_host_key: line("gateway-host"),
             gateway: None,
             gw_addr: String::new(),
+            gateway_extra: String::new(),
         }
     }
 
@@ -435,7 +438,8 @@ impl Env {
             &cfg,
             format!(
                 "[gateway]\nname = \"gw-1\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{d}/gateway\"\n\
-                 approver = \"{a}\"\napprover_host_key = \"{h}\"\ngrant_signing_key = \"{s}\"\n",
+                 approver = \"{a}\"\napprover_host_key = \"{h}\"\ngrant_signing_key = \"{s}\"\n{x}\n",
+                x = self.gateway_extra,
                 d = self.path().display(),
                 a = self.addr,
                 h = self.host_key,

@@ -12,6 +12,8 @@
 mod enforce;
 mod errors;
 mod link;
+mod recorded;
+mod recording;
 mod relay;
 mod server;
 mod spool;

@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::errors::GatewayError;
+use crate::recorded;
 use crate::relay::{self, Counters};
 use crate::spool;
 use crate::state::{EndReason, Gateway, LiveSession};
@@ -105,6 +106,7 @@ async fn connection(
         peer,
         local,
         user: None,
+        target: None,
         authed: authed.clone(),
         channels: HashMap::new(),
     };
@@ -162,6 +164,8 @@ struct Conn {
     peer: SocketAddr,
     local: Option<SocketAddr>,
     user: Option<User>,
+    /// `alice:web-1` logs in as alice for a recorded session on web-1.
+    target: Option<String>,
     authed: Arc<AtomicBool>,
     channels: HashMap<ChannelId, Channel<Msg>>,
 }
@@ -169,7 +173,8 @@ struct Conn {
 impl Conn {
     fn identify(&self, login: &str, key: &russh::keys::PublicKey) -> Option<String> {
         let catalog = self.gw.catalog()?;
-        let user = catalog.users.get(login)?;
+        let (name, _) = split_login(login);
+        let user = catalog.users.get(name)?;
         let norm = keys::normalize(key);
         user.keys
             .iter()
@@ -219,6 +224,7 @@ impl server::Handler for Conn {
             Some(name) => {
                 let fingerprint = keys::fingerprint(key.public_key);
                 tracing::info!("{}: authenticated {name} ({fingerprint})", self.peer);
+                self.target = split_login(user).1.map(str::to_string);
                 self.user = Some(User { name, fingerprint });
                 self.authed.store(true, Ordering::SeqCst);
                 Ok(Auth::Accept)
@@ -234,12 +240,46 @@ impl server::Handler for Conn {
         &mut self,
         channel: Channel<Msg>,
         reply: ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.user.is_none() || self.channels.len() >= MAX_CHANNELS {
+        let Some(user) = &self.user else {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
+            return Ok(());
+        };
+        if self.channels.len() >= MAX_CHANNELS {
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        }
+        if let Some(target) = &self.target {
+            // Every session channel to a target checks the grant.
+            let reach = self.reach(&user.name);
+            match recorded::check(&self.gw, &user.name, target, &reach) {
+                Err(why) => {
+                    tracing::info!(
+                        "{} {}: refused a session on {target}: {why}",
+                        self.peer,
+                        user.name
+                    );
+                    reply.reject(refuse(why)).await;
+                }
+                Ok((target, grant)) => {
+                    reply.accept().await;
+                    let recorded = recorded::Recorded {
+                        gw: self.gw.clone(),
+                        conn: self.id,
+                        user: user.name.clone(),
+                        fingerprint: user.fingerprint.clone(),
+                        client: self.peer.to_string(),
+                        reach,
+                        target,
+                        grant,
+                        handle: session.handle(),
+                    };
+                    tokio::spawn(recorded.run(channel));
+                }
+            }
             return Ok(());
         }
         self.channels.insert(channel.id(), channel);
@@ -292,6 +332,8 @@ impl server::Handler for Conn {
         session.channel_success(channel)
     }
 
+    // For a recorded session, requests are relayed to the target by its task, which reads them
+    // from the channel; here they are only acknowledged.
     async fn env_request(
         &mut self,
         channel: ChannelId,
@@ -299,7 +341,11 @@ impl server::Handler for Conn {
         _value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        session.channel_failure(channel)
+        if self.target.is_some() {
+            session.channel_success(channel)
+        } else {
+            session.channel_failure(channel)
+        }
     }
 
     async fn shell_request(
@@ -307,6 +353,9 @@ impl server::Handler for Conn {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if self.target.is_some() {
+            return session.channel_success(channel);
+        }
         self.relay_command(channel, "help".into(), session)
     }
 
@@ -316,6 +365,9 @@ impl server::Handler for Conn {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if self.target.is_some() {
+            return session.channel_success(channel);
+        }
         let line = String::from_utf8_lossy(data).into_owned();
         self.relay_command(channel, line, session)
     }
@@ -326,7 +378,11 @@ impl server::Handler for Conn {
         _name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        session.channel_failure(channel)
+        if self.target.is_some() {
+            session.channel_success(channel)
+        } else {
+            session.channel_failure(channel)
+        }
     }
 }
 
@@ -423,6 +479,15 @@ async fn relay_to_approver(
                 }
             }
         }
+    }
+}
+
+/// `alice:web-1` is user `alice` asking for a recorded session on `web-1`.
+fn split_login(login: &str) -> (&str, Option<&str>) {
+    match login.split_once(':') {
+        Some((user, target)) if !target.is_empty() => (user, Some(target)),
+        Some((user, _)) => (user, None),
+        None => (login, None),
     }
 }
 

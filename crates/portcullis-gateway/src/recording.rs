@@ -1,0 +1,190 @@
+//! Session recordings in asciicast v2 (the asciinema format): a JSON header line, then one
+//! `[seconds, "o"|"i"|"r", "data"]` line per event, written while the session runs and flushed
+//! at least once a second. A recording that cannot be written ends its session (fail closed).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+pub(crate) struct Recorder {
+    path: PathBuf,
+    out: BufWriter<File>,
+    started: Instant,
+    /// Bytes of a UTF-8 sequence split across two chunks, per stream.
+    carry_out: Vec<u8>,
+    carry_in: Vec<u8>,
+    record_input: bool,
+    dirty: bool,
+}
+
+pub(crate) struct Header<'a> {
+    pub width: u32,
+    pub height: u32,
+    pub timestamp: u64,
+    pub term: &'a str,
+    pub title: &'a str,
+}
+
+impl Recorder {
+    pub fn create(
+        dir: &Path,
+        session: &str,
+        header: Header<'_>,
+        record_input: bool,
+    ) -> std::io::Result<Recorder> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(format!("{session}.cast"));
+        let mut out = BufWriter::new(File::create(&path)?);
+        let h = serde_json::json!({
+            "version": 2,
+            "width": header.width.max(1),
+            "height": header.height.max(1),
+            "timestamp": header.timestamp,
+            "env": { "TERM": header.term, "SHELL": "/bin/sh" },
+            "title": header.title,
+        });
+        writeln!(out, "{h}")?;
+        out.flush()?;
+        Ok(Recorder {
+            path,
+            out,
+            started: Instant::now(),
+            carry_out: Vec::new(),
+            carry_in: Vec::new(),
+            record_input,
+            dirty: false,
+        })
+    }
+
+    fn event(&mut self, kind: &str, text: &str) -> std::io::Result<()> {
+        let t = self.started.elapsed().as_secs_f64();
+        let data = serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into());
+        writeln!(self.out, "[{t:.6}, \"{kind}\", {data}]")?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    pub fn output(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let text = take_utf8(&mut self.carry_out, bytes);
+        if text.is_empty() {
+            return Ok(());
+        }
+        self.event("o", &text)
+    }
+
+    pub fn input(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if !self.record_input {
+            return Ok(());
+        }
+        let text = take_utf8(&mut self.carry_in, bytes);
+        if text.is_empty() {
+            return Ok(());
+        }
+        self.event("i", &text)
+    }
+
+    pub fn resize(&mut self, width: u32, height: u32) -> std::io::Result<()> {
+        self.event("r", &format!("{width}x{height}"))
+    }
+
+    /// Push what is buffered to the file (called at least once a second).
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        if self.dirty {
+            self.out.flush()?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Close the recording: its bytes, and their SHA-256 in hex.
+    pub fn finish(mut self) -> std::io::Result<(Vec<u8>, String)> {
+        self.out.flush()?;
+        self.out.get_ref().sync_all()?;
+        let bytes = std::fs::read(&self.path)?;
+        let sha = hex::encode(Sha256::digest(&bytes));
+        Ok((bytes, sha))
+    }
+}
+
+/// Decode as much of `carry ++ bytes` as is valid UTF-8, keeping an incomplete trailing
+/// sequence for the next chunk; invalid bytes become U+FFFD.
+fn take_utf8(carry: &mut Vec<u8>, bytes: &[u8]) -> String {
+    carry.extend_from_slice(bytes);
+    let mut end = carry.len();
+    // An incomplete sequence is at most 3 bytes long and starts with a lead byte.
+    for back in 1..=3.min(carry.len()) {
+        let b = carry[carry.len() - back];
+        if b & 0xC0 == 0xC0 {
+            let need = if b >= 0xF0 {
+                4
+            } else if b >= 0xE0 {
+                3
+            } else {
+                2
+            };
+            if back < need {
+                end = carry.len() - back;
+            }
+            break;
+        }
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&carry[..end]).into_owned();
+    carry.drain(..end);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_utf8_is_joined_not_mangled() {
+        let mut carry = Vec::new();
+        let s = "é→😀";
+        let b = s.as_bytes();
+        let mut out = String::new();
+        for chunk in b.chunks(1) {
+            out.push_str(&take_utf8(&mut carry, chunk));
+        }
+        assert_eq!(out, s);
+        assert!(carry.is_empty());
+        assert_eq!(take_utf8(&mut Vec::new(), &[0xff, b'a']), "\u{fffd}a");
+    }
+
+    #[test]
+    fn writes_asciicast_v2() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Recorder::create(
+            dir.path(),
+            "s1",
+            Header {
+                width: 80,
+                height: 24,
+                timestamp: 1,
+                term: "xterm",
+                title: "t",
+            },
+            true,
+        )
+        .unwrap();
+        r.output(b"hello\r\n").unwrap();
+        r.input(b"ls\r").unwrap();
+        r.resize(100, 30).unwrap();
+        let (bytes, sha) = r.finish().unwrap();
+        assert_eq!(sha.len(), 64);
+        let text = String::from_utf8(bytes).unwrap();
+        let mut lines = text.lines();
+        let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(header["version"], 2);
+        let ev: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(ev[1], "o");
+        assert_eq!(ev[2], "hello\r\n");
+        assert_eq!(lines.count(), 2);
+    }
+}
