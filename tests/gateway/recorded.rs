@@ -9,7 +9,8 @@ use crate::support::{run, Out};
 
 pub struct Rec {
     pub g: GwEnv,
-    pub sshd: Sshd,
+    /// Kept alive for the test: dropping it stops sshd.
+    pub _sshd: Sshd,
     _dir: tempfile::TempDir,
 }
 
@@ -35,7 +36,7 @@ pub fn start_with_pin(wrong_pin: bool) -> Rec {
     });
     Rec {
         g,
-        sshd: sshd.unwrap(),
+        _sshd: sshd.unwrap(),
         _dir: dir,
     }
 }
@@ -216,7 +217,7 @@ fn a_second_grant_extends_the_session_without_a_disconnect() {
     let r = start();
     let env = &r.g.env;
     grant(env, "alice", "web-1", "3s");
-    let mut child = r
+    let child = r
         .ssh(&[], &["sleep 6; echo survived"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

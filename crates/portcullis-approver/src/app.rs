@@ -57,6 +57,16 @@ struct WriterState {
     last_request: u64,
 }
 
+impl WriterState {
+    fn from_store(store: &Store) -> Result<WriterState, ApproverError> {
+        Ok(WriterState {
+            chain: Chain::after(store.last_audit()?.as_ref()),
+            last_rev: store.last_rev()?,
+            last_request: store.last_request_id()?,
+        })
+    }
+}
+
 pub struct Approver {
     pub(crate) store: Store,
     catalog: RwLock<Arc<Catalog>>,
@@ -208,11 +218,7 @@ impl Approver {
         })?;
         let keys = ApproverKeys::load_or_create(&settings.data_dir)?;
         let store = Store::open(&settings.data_dir.join("store"))?;
-        let state = WriterState {
-            chain: Chain::after(store.last_audit()?.as_ref()),
-            last_rev: store.last_rev()?,
-            last_request: store.last_request_id()?,
-        };
+        let state = WriterState::from_store(&store)?;
         let app = Arc::new(Approver {
             store,
             catalog: RwLock::new(Arc::new(cfg.catalog)),
@@ -343,7 +349,14 @@ impl Approver {
         if tx.batch.is_empty() {
             return Ok(out);
         }
-        self.store.commit(&tx.batch).await?;
+        if let Err(e) = self.store.commit(&tx.batch).await {
+            // The store may hold part of it (applied but not flushed): continue from what it
+            // holds, so no revision, sequence number or id is ever handed out twice.
+            if let Ok(state) = WriterState::from_store(&self.store) {
+                *guard = state;
+            }
+            return Err(e.into());
+        }
         *guard = tx.state;
         if let Ok(mut live) = self.live.write() {
             live.apply(&tx.batch, tx.now);

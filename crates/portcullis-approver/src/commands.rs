@@ -59,6 +59,7 @@ pub(crate) enum Outcome {
     /// A gateway's session report; its bytes follow on the channel.
     Report {
         seq: u64,
+        instance: String,
     },
 }
 
@@ -89,8 +90,8 @@ pub(crate) async fn execute(app: &Arc<Approver>, caller: &Caller, line: &str) ->
         (Principal::Gateway(_), ControlCommand::Watch { since }) => {
             return Outcome::Watch { since };
         }
-        (Principal::Gateway(_), ControlCommand::Report { seq }) => {
-            return Outcome::Report { seq };
+        (Principal::Gateway(_), ControlCommand::Report { seq, instance }) => {
+            return Outcome::Report { seq, instance };
         }
         (Principal::Gateway(gw), ControlCommand::As { user, key, words }) => {
             return on_behalf(app, gw, &user, &key, &words).await;
@@ -226,11 +227,17 @@ async fn finish(
 }
 
 /// Record report `seq` from gateway `gw` (bytes read from the channel by the server).
-pub(crate) async fn report(app: &Arc<Approver>, caller: &Caller, seq: u64, bytes: &[u8]) -> Reply {
+pub(crate) async fn report(
+    app: &Arc<Approver>,
+    caller: &Caller,
+    instance: &str,
+    seq: u64,
+    bytes: &[u8],
+) -> Reply {
     let Principal::Gateway(gw) = &caller.principal else {
         return error_reply(&ApproverError::Forbidden("not a gateway".into()), false);
     };
-    match crate::sessions::report(app, gw, seq, bytes).await {
+    match crate::sessions::report(app, gw, instance, seq, bytes).await {
         Ok(m) => Reply::text(format!("{m}\n")),
         Err(e) => error_reply(&e, false),
     }

@@ -265,7 +265,7 @@ async fn run_channel(app: Arc<Approver>, caller: Caller, line: String, channel: 
     let (mut read, write) = channel.split();
     let reply = match commands::execute(&app, &caller, &line).await {
         Outcome::Done(reply) => reply,
-        Outcome::Report { seq } => {
+        Outcome::Report { seq, instance } => {
             let mut bytes = Vec::new();
             let mut complete = false;
             while let Some(msg) = read.wait().await {
@@ -285,7 +285,7 @@ async fn run_channel(app: Arc<Approver>, caller: Caller, line: String, channel: 
                 }
             }
             if complete {
-                commands::report(&app, &caller, seq, &bytes).await
+                commands::report(&app, &caller, &instance, seq, &bytes).await
             } else {
                 commands::error_reply(
                     &ApproverError::BadInput(format!(

@@ -10,8 +10,10 @@ use serde_json::{json, Value};
 use crate::app::Approver;
 use crate::errors::ApproverError;
 
-fn counter(gateway: &str) -> String {
-    format!("report/{gateway}")
+/// Reports are numbered per gateway *instance* (its replica), so a gateway whose replica was
+/// made afresh starts its own sequence instead of having its reports taken for repeats.
+fn counter(gateway: &str, instance: &str) -> String {
+    format!("report/{gateway}/{instance}")
 }
 
 /// Record report `seq` from `gateway`. A sequence number at or below the last one recorded is
@@ -19,13 +21,14 @@ fn counter(gateway: &str) -> String {
 pub(crate) async fn report(
     app: &Approver,
     gateway: &str,
+    instance: &str,
     seq: u64,
     bytes: &[u8],
 ) -> Result<String, ApproverError> {
     let report: SessionReport = codec::decode(bytes)
         .map_err(|e| ApproverError::BadInput(format!("report does not decode: {e}")))?;
     app.write(|tx| {
-        let last = app.store.counter(&counter(gateway))?;
+        let last = app.store.counter(&counter(gateway, instance))?;
         if seq <= last {
             return Ok(format!("report {seq} already recorded"));
         }
@@ -78,9 +81,38 @@ pub(crate) async fn report(
                 at,
                 recording,
             } => {
-                let mut rec = app.store.session(&session)?.ok_or_else(|| {
-                    ApproverError::BadInput(format!("end of unknown session {session}"))
-                })?;
+                // An end whose start never arrived is still recorded: refusing it would
+                // block the gateway's spool behind it for good.
+                let mut rec = match app.store.session(&session)? {
+                    Some(r) if r.gateway == gateway => r,
+                    Some(other) => {
+                        // Acknowledged (so the spool moves on) but not believed.
+                        tx.audit(AuditEvent::new(
+                            gateway,
+                            EventKind::Refused {
+                                command: "report".into(),
+                                error: format!(
+                                    "end of session {session}, which belongs to gateway {}",
+                                    other.gateway
+                                ),
+                            },
+                        ));
+                        tx.set_counter(counter(gateway, instance), seq);
+                        return Ok(format!("report {seq} refused: not this gateway's session"));
+                    }
+                    None => SessionRecord {
+                        id: session.clone(),
+                        gateway: gateway.to_string(),
+                        user: String::new(),
+                        target: String::new(),
+                        grant: 0,
+                        client: String::new(),
+                        fingerprint: String::new(),
+                        channel: "unknown (start not received)".into(),
+                        started_at: at,
+                        end: None,
+                    },
+                };
                 tx.audit(
                     AuditEvent::new(
                         gateway,
@@ -137,7 +169,7 @@ pub(crate) async fn report(
                 );
             }
         }
-        tx.set_counter(counter(gateway), seq);
+        tx.set_counter(counter(gateway, instance), seq);
         Ok(format!("report {seq} recorded"))
     })
     .await

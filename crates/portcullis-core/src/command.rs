@@ -132,6 +132,9 @@ pub enum ControlCommand {
         /// The gateway's sequence number for this report.
         #[arg(long)]
         seq: u64,
+        /// The gateway instance (its replica's id) the sequence belongs to.
+        #[arg(long, default_value = "0")]
+        instance: String,
     },
 
     /// Stream signed catalog and grant changes after a revision (gateway identities only).
@@ -287,10 +290,12 @@ impl ControlLine {
                     push(word);
                 }
             }
-            ControlCommand::Report { seq } => {
+            ControlCommand::Report { seq, instance } => {
                 push("report");
                 push("--seq");
                 push(&seq.to_string());
+                push("--instance");
+                push(instance);
             }
             ControlCommand::Watch { since } => {
                 push("watch");
@@ -379,7 +384,7 @@ mod tests {
             "audit verify",
             "watch --since 12",
             "as --user alice --key SHA256:x -- request db --reason 'a b' --json",
-            "report --seq 3",
+            "report --seq 3 --instance ab12",
         ] {
             let a = parse_line(line).unwrap();
             let b = parse_line(&a.to_line()).unwrap();

@@ -111,8 +111,10 @@ impl Grant {
         }
     }
 
+    /// A revoked grant is over the moment the revocation is known, whatever the local clock
+    /// says about the approver's `at` (a gateway whose clock lags must not keep it alive).
     pub fn status(&self, now: Timestamp) -> GrantStatus {
-        if self.revoked.as_ref().is_some_and(|r| r.at <= now) {
+        if self.revoked.is_some() {
             GrantStatus::Revoked
         } else if now >= self.expires_at {
             GrantStatus::Expired

@@ -43,7 +43,15 @@ impl Timestamp {
 
     /// RFC 3339 in UTC with second precision, e.g. `2026-11-27T19:36:57Z`.
     pub fn rfc3339(self) -> String {
-        humantime::format_rfc3339_seconds(self.to_system_time()).to_string()
+        // humantime cannot format past year 9999; a timestamp from a peer could be anything.
+        const MAX: u64 = 253_402_300_799_000;
+        let t = Timestamp(self.0.min(MAX));
+        let mut out = String::new();
+        let _ = std::fmt::write(
+            &mut out,
+            format_args!("{}", humantime::format_rfc3339_seconds(t.to_system_time())),
+        );
+        out
     }
 }
 
@@ -116,6 +124,11 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert!(parse_duration("soon").unwrap_err().contains("15m"));
         assert_eq!(format_duration(Duration::from_millis(90_500)), "1m 30s");
+    }
+
+    #[test]
+    fn far_future_timestamps_format_without_panicking() {
+        assert_eq!(Timestamp(u64::MAX).rfc3339(), "9999-12-31T23:59:59Z");
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
 
 /// The earliest end among the grants live sessions rest on.
 fn next_end(gw: &Gateway) -> Option<Timestamp> {
-    let sessions = gw.sessions.lock().ok()?;
+    let sessions = gw.sessions();
     sessions
         .live
         .values()
@@ -46,9 +46,7 @@ fn next_end(gw: &Gateway) -> Option<Timestamp> {
 /// Rebind or cut every session whose grant has ended.
 fn sweep(gw: &Gateway) {
     let now = gw.now();
-    let Ok(mut sessions) = gw.sessions.lock() else {
-        return;
-    };
+    let mut sessions = gw.sessions();
     for (id, s) in sessions.live.iter_mut() {
         if s.cut.borrow().is_some() {
             continue;
@@ -88,7 +86,8 @@ fn sweep(gw: &Gateway) {
 
 /// An admin's kill: cut the session if it is here.
 pub(crate) fn kill(gw: &Gateway, session: &str) {
-    if let Ok(sessions) = gw.sessions.lock() {
+    {
+        let sessions = gw.sessions();
         if let Some(s) = sessions.live.get(session) {
             tracing::info!("session {session}: killed by an admin");
             s.cut.send_replace(Some(EndReason::Killed));

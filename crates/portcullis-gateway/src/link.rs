@@ -19,9 +19,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub(crate) async fn run(gw: Arc<Gateway>) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match follow(&gw).await {
-            Ok(()) => backoff = Duration::from_millis(100),
-            Err(e) => tracing::warn!("approver link: {e}; retrying in {backoff:?}"),
+        let began = tokio::time::Instant::now();
+        if let Err(e) = follow(&gw).await {
+            // A link that stayed up a while earns a quick retry; a flapping one backs off.
+            if began.elapsed() > Duration::from_secs(10) {
+                backoff = Duration::from_millis(100);
+            }
+            tracing::warn!("approver link: {e}; retrying in {backoff:?}");
         }
         gw.link.send_replace(None);
         tokio::time::sleep(backoff).await;

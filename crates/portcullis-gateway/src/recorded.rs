@@ -59,12 +59,18 @@ pub(crate) struct Recorded {
 pub(crate) fn check(
     gw: &Gateway,
     user: &str,
+    key: &str,
     target: &str,
     reach: &str,
 ) -> Result<(Target, u64), String> {
     let catalog = gw
         .catalog()
         .ok_or("portcullis: this gateway has not heard from the approver yet; try again shortly")?;
+    if !crate::server::still_valid(&catalog, user, key) {
+        return Err(format!(
+            "portcullis: {user} or this key is no longer configured"
+        ));
+    }
     let t = catalog.targets.get(target).ok_or_else(|| {
         format!(
             "portcullis: {target:?} is not a configured target - list yours with: {reach} targets"
@@ -112,11 +118,10 @@ impl Recorded {
             host_key: HostKeyPolicy::Pinned(host_key),
             connect_timeout: Duration::from_secs(10),
         };
-        let seq = match gw.replica.next_session().await {
-            Ok(n) => n,
+        let session_id = match gw.new_session_id().await {
+            Ok(id) => id,
             Err(e) => return fail(format!("portcullis: cannot record a session here: {e}")).await,
         };
-        let session_id = format!("{}-{seq}", gw.name);
         let tconn = match Connection::connect(&options).await {
             Ok(c) => c,
             Err(SshError::HostKey(why)) => {
@@ -221,7 +226,8 @@ impl Recorded {
 
         // On the books, bound to the grant, and in the audit log before the first byte.
         let (cut_tx, mut cut) = watch::channel(None);
-        if let Ok(mut s) = gw.sessions.lock() {
+        {
+            let mut s = gw.sessions();
             s.live.insert(
                 session_id.clone(),
                 LiveSession {
@@ -410,11 +416,7 @@ impl Recorded {
         let _ = cw.close().await;
         let _ = tw.close().await;
         tconn.close().await;
-        let others = gw
-            .sessions
-            .lock()
-            .map(|s| s.live.values().any(|l| l.conn == self.conn))
-            .unwrap_or(false);
+        let others = gw.sessions().live.values().any(|l| l.conn == self.conn);
         if why.is_some() && !others {
             let _ = self
                 .handle
@@ -465,16 +467,16 @@ impl Recorded {
     /// Remove the session from the live table; returns the grant it ended under.
     fn off_books(&self, session_id: &str) -> u64 {
         self.gw
-            .sessions
-            .lock()
-            .ok()
-            .and_then(|mut s| s.live.remove(session_id).map(|l| l.grant))
+            .sessions()
+            .live
+            .remove(session_id)
+            .map(|l| l.grant)
             .unwrap_or(self.grant)
     }
 
     /// The grant the session rests on now and the time it has left.
     fn grant_left(&self, session_id: &str) -> Option<(u64, Duration)> {
-        let id = self.gw.sessions.lock().ok()?.live.get(session_id)?.grant;
+        let id = self.gw.sessions().live.get(session_id)?.grant;
         let g = self.gw.grant(&self.user, id)?;
         Some((id, self.gw.now().until(g.ends_at())))
     }

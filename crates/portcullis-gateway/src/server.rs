@@ -127,7 +127,8 @@ async fn connection(
         }
     };
     let handle = session.handle();
-    if let Ok(mut s) = gw.sessions.lock() {
+    {
+        let mut s = gw.sessions();
         s.conns.insert(id, handle.clone());
     }
     let deadline = {
@@ -148,7 +149,8 @@ async fn connection(
     };
     let _ = session.await;
     deadline.abort();
-    if let Ok(mut s) = gw.sessions.lock() {
+    {
+        let mut s = gw.sessions();
         s.conns.remove(&id);
     }
 }
@@ -156,6 +158,9 @@ async fn connection(
 struct User {
     name: String,
     fingerprint: String,
+    /// The verified key, normalised: checked again against the catalog on every channel, so
+    /// a user or key removed by a reload loses access at once.
+    key: String,
 }
 
 struct Conn {
@@ -225,7 +230,11 @@ impl server::Handler for Conn {
                 let fingerprint = keys::fingerprint(key.public_key);
                 tracing::info!("{}: authenticated {name} ({fingerprint})", self.peer);
                 self.target = split_login(user).1.map(str::to_string);
-                self.user = Some(User { name, fingerprint });
+                self.user = Some(User {
+                    name,
+                    fingerprint,
+                    key: keys::normalize(key.public_key),
+                });
                 self.authed.store(true, Ordering::SeqCst);
                 Ok(Auth::Accept)
             }
@@ -255,7 +264,7 @@ impl server::Handler for Conn {
         if let Some(target) = &self.target {
             // Every session channel to a target checks the grant.
             let reach = self.reach(&user.name);
-            match recorded::check(&self.gw, &user.name, target, &reach) {
+            match recorded::check(&self.gw, &user.name, &user.key, target, &reach) {
                 Err(why) => {
                     tracing::info!(
                         "{} {}: refused a session on {target}: {why}",
@@ -308,6 +317,7 @@ impl server::Handler for Conn {
             conn: self.id,
             user: user.name.clone(),
             fingerprint: user.fingerprint.clone(),
+            key: user.key.clone(),
             client: self.peer.to_string(),
             reach: self.reach(&user.name),
             host: host_to_connect.to_string(),
@@ -482,6 +492,14 @@ async fn relay_to_approver(
     }
 }
 
+/// Whether `user` still exists and still holds `key` in the current catalog.
+pub(crate) fn still_valid(catalog: &portcullis_core::Catalog, user: &str, key: &str) -> bool {
+    catalog
+        .users
+        .get(user)
+        .is_some_and(|u| u.keys.iter().any(|k| k == key))
+}
+
 /// `alice:web-1` is user `alice` asking for a recorded session on `web-1`.
 fn split_login(login: &str) -> (&str, Option<&str>) {
     match login.split_once(':') {
@@ -497,6 +515,7 @@ struct Forward {
     conn: u64,
     user: String,
     fingerprint: String,
+    key: String,
     client: String,
     reach: String,
     host: String,
@@ -562,17 +581,17 @@ impl Forward {
         };
         let _ = tcp.set_nodelay(true);
         let gw = &self.gw;
-        let seq = match gw.replica.next_session().await {
-            Ok(n) => n,
+        let session_id = match gw.new_session_id().await {
+            Ok(id) => id,
             Err(e) => {
                 tracing::error!("cannot number a session: {e}");
                 reply.reject(ChannelOpenFailure::ResourceShortage).await;
                 return;
             }
         };
-        let session_id = format!("{}-{seq}", gw.name);
         let (cut_tx, cut_rx) = watch::channel(None);
-        if let Ok(mut s) = gw.sessions.lock() {
+        {
+            let mut s = gw.sessions();
             s.live.insert(
                 session_id.clone(),
                 LiveSession {
@@ -603,7 +622,8 @@ impl Forward {
             Ok(seq) => spool::await_delivery(gw, seq).await,
             Err(e) => {
                 tracing::error!("cannot record session {session_id}: {e}; refusing it");
-                if let Ok(mut s) = gw.sessions.lock() {
+                {
+                    let mut s = gw.sessions();
                     s.live.remove(&session_id);
                 }
                 reply.reject(ChannelOpenFailure::ResourceShortage).await;
@@ -654,6 +674,12 @@ impl Forward {
             "portcullis: this gateway has not heard from the approver yet; try again shortly"
                 .to_string()
         })?;
+        if !still_valid(&catalog, &self.user, &self.key) {
+            return Err(Refusal::Other(format!(
+                "portcullis: {} or this key is no longer configured",
+                self.user
+            )));
+        }
         let port =
             u16::try_from(self.port).map_err(|_| format!("portcullis: bad port {}", self.port))?;
         let target = match catalog.target_by_name_or_address(&self.host, port) {
@@ -685,12 +711,10 @@ impl Forward {
     /// session of a connection takes the connection with it; others close just their channel.
     async fn cut(&self, session_id: &str, channel_id: ChannelId, target: &str, reason: &EndReason) {
         let gw = &self.gw;
-        let (grant, others) = match gw.sessions.lock() {
-            Ok(mut s) => {
-                let grant = s.live.remove(session_id).map(|l| l.grant).unwrap_or(0);
-                (grant, s.live.values().any(|l| l.conn == self.conn))
-            }
-            Err(_) => (0, false),
+        let (grant, others) = {
+            let mut s = gw.sessions();
+            let grant = s.live.remove(session_id).map(|l| l.grant).unwrap_or(0);
+            (grant, s.live.values().any(|l| l.conn == self.conn))
         };
         if *reason == EndReason::Closed || others {
             let _ = self.handle.close(channel_id).await;

@@ -41,7 +41,10 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
         for (seq, report) in pending {
             let bytes = codec::encode(&report);
             match conn
-                .run_with_input(&format!("report --seq {seq}"), &bytes)
+                .run_with_input(
+                    &format!("report --seq {seq} --instance {}", gw.instance),
+                    &bytes,
+                )
                 .await
             {
                 Ok((r, _, _)) if r.exit_status == Some(0) => {

@@ -64,6 +64,8 @@ pub(crate) struct Sessions {
 
 pub struct Gateway {
     pub(crate) name: String,
+    /// This gateway's replica identity (see `Replica::instance`).
+    pub(crate) instance: String,
     pub(crate) settings: GatewaySettings,
     pub(crate) host_key: PrivateKey,
     pub(crate) client_key: Arc<PrivateKey>,
@@ -138,6 +140,7 @@ impl Gateway {
             keyfile::load_or_create(&settings.data_dir.join(names::GATEWAY_CLIENT))
                 .map_err(|e| GatewayError::Config(e.to_string()))?;
         let replica = Replica::open(&settings.data_dir.join("replica"))?;
+        let instance = replica.instance()?;
 
         let mut view = View {
             catalog: replica.catalog()?.map(Arc::new),
@@ -153,6 +156,7 @@ impl Gateway {
         }
         Ok(Arc::new(Gateway {
             name,
+            instance,
             settings,
             host_key,
             client_key: Arc::new(client_key),
@@ -218,6 +222,24 @@ impl Gateway {
             .read()
             .ok()
             .and_then(|v| v.grants.for_user(user).find(|g| g.id == id).cloned())
+    }
+
+    /// The live-session table. A panic elsewhere while holding it must not stop enforcement,
+    /// so a poisoned lock is taken over rather than skipped (failing closed, not open).
+    pub(crate) fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A new session id, unique across restarts and replicas: `gw-1-3fa2-17`.
+    pub(crate) async fn new_session_id(&self) -> Result<String, GatewayError> {
+        let n = self.replica.next_session().await?;
+        Ok(format!(
+            "{}-{}-{n}",
+            self.name,
+            &self.instance[..4.min(self.instance.len())]
+        ))
     }
 
     pub(crate) fn link(&self) -> Option<Arc<Connection>> {

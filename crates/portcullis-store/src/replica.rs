@@ -16,6 +16,7 @@ const REV: &[u8] = b"rev";
 const CATALOG: &[u8] = b"catalog";
 const SESSION_SEQ: &[u8] = b"session_seq";
 const REPORT_SEQ: &[u8] = b"report_seq";
+const INSTANCE: &[u8] = b"instance";
 
 /// Writes are serialised and run on the blocking pool: concurrent sled transactions racing
 /// with `flush_async` on the async workers were seen to stall every writer (the cut-latency
@@ -49,6 +50,20 @@ pub(crate) async fn blocking<T: Send + 'static>(
     })?
 }
 
+/// A random id from the clock and the process: unique enough to tell replicas apart.
+fn rand_id() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish() as u32
+}
+
 fn read_u64(tree: &sled::Tree, k: &[u8]) -> Result<u64> {
     Ok(tree
         .get(k)?
@@ -68,6 +83,25 @@ impl Replica {
             live: db.open_tree("live")?,
             db,
         })
+    }
+
+    /// This replica's identity, made when it was created: session ids and report numbers are
+    /// unique per instance, so a gateway started on a fresh replica never repeats them.
+    pub fn instance(&self) -> Result<String> {
+        if let Some(v) = self.meta.get(INSTANCE)? {
+            return Ok(String::from_utf8_lossy(&v).into_owned());
+        }
+        let id: u32 = rand_id();
+        let text = format!("{id:08x}");
+        self.meta
+            .compare_and_swap(INSTANCE, None as Option<&[u8]>, Some(text.as_bytes()))?
+            .ok();
+        self.db.flush()?;
+        Ok(self
+            .meta
+            .get(INSTANCE)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or(text))
     }
 
     /// The approver revision this replica has applied.
@@ -264,6 +298,7 @@ mod tests {
                     reason: "closed".into(),
                     exit_status: None,
                     at: Timestamp(2),
+                    recording: None,
                 };
                 assert_eq!(r.spool(&end).await.unwrap(), 3);
                 r.delivered(1).await.unwrap();
