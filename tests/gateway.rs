@@ -11,6 +11,8 @@ mod support;
 mod approver_down;
 #[path = "gateway/common.rs"]
 mod common;
+#[path = "gateway/compliance.rs"]
+mod compliance;
 #[path = "gateway/cuts.rs"]
 mod cuts;
 #[path = "gateway/forwarding.rs"]

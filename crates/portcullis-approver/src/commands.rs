@@ -56,6 +56,12 @@ pub(crate) enum Outcome {
     Watch {
         since: u64,
     },
+    /// Play a recording with its timing.
+    Replay {
+        cast: String,
+        speed: f64,
+        idle: Option<std::time::Duration>,
+    },
     /// A gateway's session report; its bytes follow on the channel.
     Report {
         seq: u64,
@@ -183,6 +189,27 @@ async fn run_as_user(
                 Ok(()) => return Outcome::Wait { id, json },
                 Err(e) => Err(e),
             },
+            ControlCommand::Audit(AuditCommand::Replay {
+                session,
+                speed,
+                idle_limit,
+            }) => {
+                let idle = idle_limit
+                    .as_deref()
+                    .map(parse_duration)
+                    .transpose()
+                    .map_err(ApproverError::BadInput);
+                match (require_auditor(&user, "audit"), idle) {
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                    (Ok(()), Ok(idle)) if speed > 0.0 && speed.is_finite() => {
+                        match recording(app, &session) {
+                            Ok(cast) => return Outcome::Replay { cast, speed, idle },
+                            Err(e) => Err(e),
+                        }
+                    }
+                    _ => Err(ApproverError::BadInput("--speed must be above zero".into())),
+                }
+            }
             cmd => run_user_command(app, caller, &user, cmd, json).await,
         },
     };
@@ -1015,6 +1042,24 @@ fn targets(app: &Approver, user: &User, json: bool) -> Reply {
     out(json, json!({"targets": rows}), text)
 }
 
+/// A session's recording as text (asciicast v2 is JSON lines).
+pub(crate) fn recording(app: &Approver, session: &str) -> Result<String, ApproverError> {
+    match app.store.recording(session)? {
+        Some(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        None => Err(ApproverError::NotFound(
+            match app.store.session(session)? {
+                None => format!("no session {session:?} — `audit sessions` lists them"),
+                Some(s) if s.end.is_none() => {
+                    format!("session {session} is still live; its recording arrives when it ends")
+                }
+                Some(_) => format!(
+                    "session {session} has no recording (only pty sessions are recorded as casts)"
+                ),
+            },
+        )),
+    }
+}
+
 fn audit(app: &Approver, cmd: AuditCommand, json: bool) -> Result<Reply, ApproverError> {
     match cmd {
         AuditCommand::Log { since } => {
@@ -1057,20 +1102,76 @@ fn audit(app: &Approver, cmd: AuditCommand, json: bool) -> Result<Reply, Approve
             }
             Ok(Reply::text(text))
         }
+        AuditCommand::Sessions {
+            user,
+            target,
+            since,
+            live,
+        } => {
+            let cutoff = since
+                .as_deref()
+                .map(parse_duration)
+                .transpose()
+                .map_err(ApproverError::BadInput)?
+                .map(|d| app.now().minus(d));
+            let list: Vec<_> = app
+                .store
+                .sessions()?
+                .into_iter()
+                .filter(|s| {
+                    (!live || s.end.is_none())
+                        && user.as_ref().is_none_or(|u| &s.user == u)
+                        && target.as_ref().is_none_or(|t| &s.target == t)
+                        && cutoff.is_none_or(|c| s.started_at >= c)
+                })
+                .collect();
+            let mut text = String::new();
+            if list.is_empty() {
+                text.push_str("no sessions\n");
+            }
+            for s in &list {
+                text.push_str(&crate::sessions::session_line(s));
+                text.push('\n');
+            }
+            Ok(out(
+                json,
+                json!({"sessions": list.iter().map(crate::sessions::session_json).collect::<Vec<_>>()}),
+                text,
+            ))
+        }
+        AuditCommand::Export { session } => Ok(Reply::text(recording(app, &session)?)),
+        AuditCommand::Replay { .. } => Err(ApproverError::BadInput(
+            "replay streams; it cannot run here".into(),
+        )),
         AuditCommand::Verify => {
             let head = app.store.audit_head()?;
             let key = app.keys.signing.verifying_key();
-            match portcullis_audit::verify(&key, app.store.audit_records(), head) {
-                Ok(v) => Ok(out(
+            let chain = portcullis_audit::verify(&key, app.store.audit_records(), head)
+                .map_err(|b| (b.first_bad(), b.to_string()));
+            let sessions = app.store.sessions()?;
+            let result = chain.and_then(|v| {
+                let mut recordings = 0;
+                for s in sessions {
+                    if let Some((sha, _)) = s.end.as_ref().and_then(|e| e.recording.as_ref()) {
+                        let bytes = app.store.recording(&s.id).map_err(|e| (0, e.to_string()))?;
+                        portcullis_audit::verify_recording(&s.id, sha, bytes.as_deref())
+                            .map_err(|b| (0, b.to_string()))?;
+                        recordings += 1;
+                    }
+                }
+                Ok((v, recordings))
+            });
+            match result {
+                Ok((v, recordings)) => Ok(out(
                     json,
-                    json!({"ok": true, "records": v.records, "head": hex::encode(v.head)}),
+                    json!({"ok": true, "records": v.records, "recordings": recordings, "head": hex::encode(v.head)}),
                     format!(
-                        "audit log verified: {} records, chain intact, every signature valid (head {})\n",
+                        "audit log verified: {} records, chain intact, every signature valid (head {}); {recordings} recordings match their hashes\n",
                         v.records,
                         hex::encode(v.head)
                     ),
                 )),
-                Err(broken) => {
+                Err((first_bad, broken)) => {
                     let mut r = Reply::failure(
                         format!("portcullis: audit log verification FAILED: {broken}\n"),
                         1,
@@ -1078,7 +1179,7 @@ fn audit(app: &Approver, cmd: AuditCommand, json: bool) -> Result<Reply, Approve
                     if json {
                         r.out = format!(
                             "{}\n",
-                            json!({"ok": false, "first_bad": broken.first_bad(), "error": broken.to_string()})
+                            json!({"ok": false, "first_bad": first_bad, "error": broken})
                         );
                     }
                     Ok(r)

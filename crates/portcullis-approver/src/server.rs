@@ -295,6 +295,13 @@ async fn run_channel(app: Arc<Approver>, caller: Caller, line: String, channel: 
                 )
             }
         }
+        Outcome::Replay { cast, speed, idle } => {
+            tokio::select! {
+                _ = replay(&cast, speed, idle, &write) => {}
+                _ = client_gone(&mut read) => return,
+            }
+            Reply::default()
+        }
         Outcome::Wait { id, json } => tokio::select! {
             r = commands::wait(&app, id, json) => r,
             _ = client_gone(&mut read) => return,
@@ -317,6 +324,39 @@ async fn run_channel(app: Arc<Approver>, caller: Caller, line: String, channel: 
         }
     };
     send_reply(&write, reply).await;
+}
+
+/// Write a cast's output events with their recorded timing (scaled by `speed`, pauses capped
+/// at `idle`).
+async fn replay(
+    cast: &str,
+    speed: f64,
+    idle: Option<Duration>,
+    write: &russh::ChannelWriteHalf<Msg>,
+) {
+    let mut last = 0.0f64;
+    for line in cast.lines().skip(1) {
+        let Ok(serde_json::Value::Array(ev)) = serde_json::from_str::<serde_json::Value>(line)
+        else {
+            continue;
+        };
+        let (Some(t), Some("o"), Some(data)) = (
+            ev.first().and_then(|v| v.as_f64()),
+            ev.get(1).and_then(|v| v.as_str()),
+            ev.get(2).and_then(|v| v.as_str()),
+        ) else {
+            continue;
+        };
+        let mut pause = Duration::from_secs_f64(((t - last) / speed).clamp(0.0, 86_400.0));
+        if let Some(cap) = idle {
+            pause = pause.min(cap);
+        }
+        last = t;
+        tokio::time::sleep(pause).await;
+        if write.data_bytes(data.as_bytes().to_vec()).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Resolves when the client goes away, so that blocking commands stop with it.

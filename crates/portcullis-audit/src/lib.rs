@@ -282,3 +282,58 @@ mod tests {
         }
     }
 }
+
+/// Why a recording does not match what its session's end event recorded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordingBroken {
+    #[error("the recording of session {session} is missing")]
+    Missing { session: String },
+    #[error("the recording of session {session} was altered: its SHA-256 is {found}, the end event recorded {expected}")]
+    Altered {
+        session: String,
+        expected: String,
+        found: String,
+    },
+}
+
+/// Check one recording against the SHA-256 (hex) its end event carries.
+pub fn verify_recording(
+    session: &str,
+    expected_sha256: &str,
+    bytes: Option<&[u8]>,
+) -> Result<(), RecordingBroken> {
+    let bytes = bytes.ok_or_else(|| RecordingBroken::Missing {
+        session: session.to_string(),
+    })?;
+    let found = hex::encode(Sha256::digest(bytes));
+    if found != expected_sha256 {
+        return Err(RecordingBroken::Altered {
+            session: session.to_string(),
+            expected: expected_sha256.to_string(),
+            found,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod recording_tests {
+    use super::*;
+
+    #[test]
+    fn one_changed_byte_is_caught() {
+        let cast = b"{\"version\":2}\n[0.1,\"o\",\"hi\"]\n".to_vec();
+        let sha = hex::encode(Sha256::digest(&cast));
+        assert!(verify_recording("s", &sha, Some(&cast)).is_ok());
+        let mut bad = cast.clone();
+        bad[20] ^= 1;
+        assert!(matches!(
+            verify_recording("s", &sha, Some(&bad)),
+            Err(RecordingBroken::Altered { .. })
+        ));
+        assert!(matches!(
+            verify_recording("s", &sha, None),
+            Err(RecordingBroken::Missing { .. })
+        ));
+    }
+}

@@ -178,9 +178,40 @@ pub enum AuditCommand {
         #[arg(long, value_name = "DURATION")]
         since: Option<String>,
     },
-    /// Check the hash chain and every signature; name the first bad record.
+    /// Check the hash chain, every signature and every finished recording; name the first
+    /// bad record.
     #[command(after_help = "Example:\n  audit verify")]
     Verify,
+    /// Sessions through the gateways, newest last.
+    #[command(
+        after_help = "Examples:\n  audit sessions --since 24h --user alice\n  audit sessions --live --json"
+    )]
+    Sessions {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        target: Option<String>,
+        /// Only sessions started within this long, e.g. 1h, 7d.
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+        /// Only sessions still open.
+        #[arg(long)]
+        live: bool,
+    },
+    /// Play a recorded session in the terminal with its timing.
+    #[command(after_help = "Example:\n  audit replay gw-1-3fa2-17 --speed 2 --idle-limit 2s")]
+    Replay {
+        session: String,
+        /// Play this many times faster.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Never wait longer than this between two events.
+        #[arg(long, value_name = "DURATION")]
+        idle_limit: Option<String>,
+    },
+    /// Write a recorded session as asciicast v2 (what `asciinema play` reads).
+    #[command(after_help = "Example:\n  audit export gw-1-3fa2-17 > session.cast")]
+    Export { session: String },
 }
 
 impl ControlLine {
@@ -278,6 +309,44 @@ impl ControlLine {
             ControlCommand::Audit(AuditCommand::Verify) => {
                 push("audit");
                 push("verify");
+            }
+            ControlCommand::Audit(AuditCommand::Sessions {
+                user,
+                target,
+                since,
+                live,
+            }) => {
+                push("audit");
+                push("sessions");
+                for (flag, v) in [("--user", user), ("--target", target), ("--since", since)] {
+                    if let Some(v) = v {
+                        push(flag);
+                        push(v);
+                    }
+                }
+                if *live {
+                    push("--live");
+                }
+            }
+            ControlCommand::Audit(AuditCommand::Replay {
+                session,
+                speed,
+                idle_limit,
+            }) => {
+                push("audit");
+                push("replay");
+                push(session);
+                push("--speed");
+                push(&speed.to_string());
+                if let Some(i) = idle_limit {
+                    push("--idle-limit");
+                    push(i);
+                }
+            }
+            ControlCommand::Audit(AuditCommand::Export { session }) => {
+                push("audit");
+                push("export");
+                push(session);
             }
             ControlCommand::As { user, key, words } => {
                 push("as");
@@ -382,6 +451,9 @@ mod tests {
             "reload",
             "audit log --since 1h",
             "audit verify",
+            "audit sessions --user a --since 1h --live",
+            "audit replay s-1 --speed 2.5 --idle-limit 1s",
+            "audit export s-1",
             "watch --since 12",
             "as --user alice --key SHA256:x -- request db --reason 'a b' --json",
             "report --seq 3 --instance ab12",

@@ -115,12 +115,47 @@ pub enum AuditCli {
         #[arg(long, value_name = "DURATION")]
         since: Option<String>,
     },
-    /// Check the hash chain and every signature; exit non-zero naming the first bad record.
+    /// Check the hash chain, every signature and every finished recording; exit non-zero
+    /// naming the first bad record.
     Verify {
         /// Verify a stopped approver's store directly instead of asking the approver.
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Sessions through the gateways (`--live`: still open).
+    #[command(
+        after_help = "Example:\n  portcullis audit -l audrey sessions --since 24h --user alice"
+    )]
+    Sessions {
+        /// Only this user's sessions.
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        #[arg(long)]
+        target: Option<String>,
+        /// Only sessions started within this long, e.g. 1h, 7d.
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+        #[arg(long)]
+        live: bool,
+    },
+    /// Play a recorded session in this terminal with its timing.
+    #[command(
+        after_help = "Example:\n  portcullis audit replay gw-1-3fa2-17 --speed 4 --idle-limit 2s"
+    )]
+    Replay {
+        session: String,
+        /// Play this many times faster.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Never pause longer than this between two events.
+        #[arg(long, value_name = "DURATION")]
+        idle_limit: Option<String>,
+    },
+    /// Write a recorded session as asciicast v2, for `asciinema play`.
+    #[command(
+        after_help = "Example:\n  portcullis audit export gw-1-3fa2-17 > session.cast && asciinema play session.cast"
+    )]
+    Export { session: String },
 }
 
 /// How the thin clients reach and authenticate to the approver.
@@ -144,13 +179,14 @@ pub struct ClientOpts {
         global = true
     )]
     pub identity: Option<PathBuf>,
-    /// Your portcullis user name (default: $USER).
+    /// Your portcullis user name (default: $USER). Give it before the command: after it,
+    /// `--user` is that command's own filter (`grants --user bob`).
     #[arg(
+        id = "login",
         short = 'l',
         long = "user",
         env = "PORTCULLIS_USER",
-        value_name = "NAME",
-        global = true
+        value_name = "NAME"
     )]
     pub user: Option<String>,
     /// Pin the approver's host key (`ssh-ed25519 AAAA…`) instead of using known_hosts.
@@ -225,10 +261,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 client_cmd::run(&conn, &line).await
             }
-            AuditCli::Log { since } => {
+            other => {
+                let command = match other {
+                    AuditCli::Log { since } => AuditCommand::Log { since },
+                    AuditCli::Sessions {
+                        user,
+                        target,
+                        since,
+                        live,
+                    } => AuditCommand::Sessions {
+                        user,
+                        target,
+                        since,
+                        live,
+                    },
+                    AuditCli::Replay {
+                        session,
+                        speed,
+                        idle_limit,
+                    } => AuditCommand::Replay {
+                        session,
+                        speed,
+                        idle_limit,
+                    },
+                    AuditCli::Export { session } => AuditCommand::Export { session },
+                    AuditCli::Verify { .. } => AuditCommand::Verify,
+                };
                 let line = ControlLine {
                     json: conn.json,
-                    command: ControlCommand::Audit(AuditCommand::Log { since }),
+                    command: ControlCommand::Audit(command),
                 };
                 client_cmd::run(&conn, &line).await
             }
@@ -237,6 +298,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { config } => setup::check(&config),
         Command::Init { dir, user, key } => {
             setup::init(&dir, user, key).with_context(|| format!("init {}", dir.display()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // Clap's own checks (unique flags per command, …) over every subcommand.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn login_and_filter_users_stay_apart() {
+        let cli = Cli::try_parse_from([
+            "portcullis",
+            "admin",
+            "-l",
+            "alice",
+            "grants",
+            "--user",
+            "bob",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Admin { conn, command } => {
+                assert_eq!(conn.user.as_deref(), Some("alice"));
+                assert!(
+                    matches!(command, ControlCommand::Grants { user: Some(u), .. } if u == "bob")
+                );
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

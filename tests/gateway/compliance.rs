@@ -1,0 +1,110 @@
+//! Compliance: a recorded session's export is asciicast v2 holding its output, replay plays it
+//! back, `audit sessions` lists it, and `audit verify` catches one changed byte of it.
+
+use std::process::Command;
+
+use super::common::grant;
+use super::recorded;
+use crate::support::{run, BIN};
+
+#[test]
+fn export_replay_list_and_verify_a_recording() {
+    let r = recorded::start();
+    let env = &r.g.env;
+    grant(env, "alice", "web-1", "10m");
+    let out = r.in_pty(
+        80,
+        24,
+        "alice:web-1@127.0.0.1 'echo recorded-marker-$((40+2))'",
+    );
+    assert!(out.stdout.contains("recorded-marker-42"), "{}", out.stdout);
+
+    let mut session = String::new();
+    env.eventually("the recording to reach the approver", || {
+        let ended = env
+            .audit_events()
+            .into_iter()
+            .find(|e| e["event"] == "session.ended" && e["recording_sha256"].is_string());
+        match ended {
+            Some(e) => {
+                session = e["session"].as_str().unwrap().to_string();
+                env.portcullis("audrey", "audit", &["export", &session])
+                    .code
+                    == 0
+            }
+            None => false,
+        }
+    });
+
+    let export = env.portcullis("audrey", "audit", &["export", &session]);
+    export.ok();
+    let mut lines = export.stdout.lines();
+    let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2);
+    assert_eq!(header["width"], 80);
+    assert_eq!(header["height"], 24);
+    let events: Vec<serde_json::Value> = lines.map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(events
+        .iter()
+        .all(|e| e[0].is_f64() && e[1].is_string() && e[2].is_string()));
+    let output: String = events
+        .iter()
+        .filter(|e| e[1] == "o")
+        .map(|e| e[2].as_str().unwrap())
+        .collect();
+    assert!(output.contains("recorded-marker-42"), "{output}");
+
+    let replay = env.portcullis("audrey", "audit", &["replay", &session, "--speed", "50"]);
+    replay.ok();
+    assert!(
+        replay.stdout.contains("recorded-marker-42"),
+        "{}",
+        replay.stdout
+    );
+
+    let listed = env.portcullis(
+        "audrey",
+        "audit",
+        &["--json", "sessions", "--user", "alice"],
+    );
+    listed.ok();
+    assert!(listed.json()["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["id"] == session.as_str()));
+    // Not for everyone.
+    env.portcullis("alice", "audit", &["export", &session])
+        .fails_with("admins or auditors");
+
+    env.portcullis("audrey", "audit", &["verify"]).ok();
+
+    // One byte of the stored recording changed: verify names it, online and offline.
+    let mut env_mut = r;
+    env_mut.g.env.kill9();
+    {
+        let store =
+            portcullis_store::Store::open(&env_mut.g.env.path().join("approver/store")).unwrap();
+        let mut cast = store.recording(&session).unwrap().unwrap();
+        let n = cast.len() - 5;
+        cast[n] ^= 0x01;
+        store.tamper().put_recording_raw(&session, &cast).unwrap();
+    }
+    let offline = run(Command::new(BIN)
+        .args(["audit", "verify", "--data-dir"])
+        .arg(env_mut.g.env.path().join("approver")));
+    assert_eq!(offline.code, 1);
+    assert!(
+        offline
+            .stderr
+            .contains(&format!("recording of session {session} was altered")),
+        "{}",
+        offline.stderr
+    );
+    env_mut.g.env.start_approver();
+    env_mut
+        .g
+        .env
+        .portcullis("audrey", "audit", &["verify"])
+        .fails_with("was altered");
+}
