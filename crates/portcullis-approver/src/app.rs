@@ -69,6 +69,8 @@ impl WriterState {
 
 pub struct Approver {
     pub(crate) store: Store,
+    /// Session recordings, one file each, beside the store.
+    pub(crate) recordings: portcullis_store::Recordings,
     catalog: RwLock<Arc<Catalog>>,
     pub(crate) settings: ApproverSettings,
     config_path: PathBuf,
@@ -169,10 +171,6 @@ impl Tx<'_> {
         self.batch.sessions.push(record);
     }
 
-    pub fn put_recording(&mut self, session: &str, cast: Vec<u8>) {
-        self.batch.recordings.push((session.to_string(), cast));
-    }
-
     pub fn set_counter(&mut self, name: String, value: u64) {
         self.batch.counters.push((name, value));
     }
@@ -220,6 +218,7 @@ impl Approver {
         let store = Store::open(&settings.data_dir.join("store"))?;
         let state = WriterState::from_store(&store)?;
         let app = Arc::new(Approver {
+            recordings: portcullis_store::Recordings::new(&settings.data_dir.join("recordings")),
             store,
             catalog: RwLock::new(Arc::new(cfg.catalog)),
             settings,

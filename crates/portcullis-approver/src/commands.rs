@@ -259,12 +259,25 @@ pub(crate) async fn report(
     caller: &Caller,
     instance: &str,
     seq: u64,
-    bytes: &[u8],
+    input: &[u8],
 ) -> Reply {
+    // stdin: the framed report, then the recording it announces, if any.
+    let mut frames = portcullis_core::codec::FrameReader::new();
+    frames.push(input);
+    let bytes = match frames.next_frame() {
+        Ok(Some(b)) => b,
+        _ => {
+            return error_reply(
+                &ApproverError::BadInput("report is not framed".into()),
+                false,
+            )
+        }
+    };
+    let attachment = &input[4 + bytes.len()..];
     let Principal::Gateway(gw) = &caller.principal else {
         return error_reply(&ApproverError::Forbidden("not a gateway".into()), false);
     };
-    match crate::sessions::report(app, gw, instance, seq, bytes).await {
+    match crate::sessions::report(app, gw, instance, seq, &bytes, attachment).await {
         Ok(m) => Reply::text(format!("{m}\n")),
         Err(e) => error_reply(&e, false),
     }
@@ -1044,7 +1057,11 @@ fn targets(app: &Approver, user: &User, json: bool) -> Reply {
 
 /// A session's recording as text (asciicast v2 is JSON lines).
 pub(crate) fn recording(app: &Approver, session: &str) -> Result<String, ApproverError> {
-    match app.store.recording(session)? {
+    let stored = app
+        .recordings
+        .get(session)
+        .map_err(|e| ApproverError::Config(e.to_string()))?;
+    match stored {
         Some(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
         None => Err(ApproverError::NotFound(
             match app.store.session(session)? {
@@ -1153,7 +1170,7 @@ fn audit(app: &Approver, cmd: AuditCommand, json: bool) -> Result<Reply, Approve
                 let mut recordings = 0;
                 for s in sessions {
                     if let Some((sha, _)) = s.end.as_ref().and_then(|e| e.recording.as_ref()) {
-                        let bytes = app.store.recording(&s.id).map_err(|e| (0, e.to_string()))?;
+                        let bytes = app.recordings.get(&s.id).map_err(|e| (0, e.to_string()))?;
                         portcullis_audit::verify_recording(&s.id, sha, bytes.as_deref())
                             .map_err(|b| (0, b.to_string()))?;
                         recordings += 1;

@@ -24,9 +24,21 @@ pub(crate) async fn report(
     instance: &str,
     seq: u64,
     bytes: &[u8],
+    attachment: &[u8],
 ) -> Result<String, ApproverError> {
     let report: SessionReport = codec::decode(bytes)
         .map_err(|e| ApproverError::BadInput(format!("report does not decode: {e}")))?;
+    if let SessionReport::Recorded {
+        session, sha256, ..
+    } = &report
+    {
+        // The file first (idempotent if this report is a retry), then the books.
+        portcullis_audit::verify_recording(session, sha256, Some(attachment))
+            .map_err(|e| ApproverError::BadInput(format!("recording arrived damaged: {e}")))?;
+        app.recordings
+            .put(session, attachment)
+            .map_err(|e| ApproverError::Config(e.to_string()))?;
+    }
     app.write(|tx| {
         let last = app.store.counter(&counter(gateway, instance))?;
         if seq <= last {
@@ -146,11 +158,10 @@ pub(crate) async fn report(
             SessionReport::Recorded {
                 session,
                 sha256,
-                cast,
+                size,
             } => {
-                // Kept as sent; `audit verify` checks it against the hash in the end event.
-                tx.put_recording(&session, cast);
-                tracing::info!("recording of {session} stored ({sha256})");
+                // Stored above; `audit verify` checks it against the hash in the end event.
+                tracing::info!("recording of {session} stored ({size} bytes, {sha256})");
             }
             SessionReport::HostKeyMismatch {
                 session,

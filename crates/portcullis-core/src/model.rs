@@ -232,12 +232,13 @@ pub enum SessionReport {
         /// SHA-256 (hex) and size of the recording, when there is one.
         recording: Option<(String, u64)>,
     },
-    /// The recording of a finished session: its bytes travel with the report so the approver
-    /// holds every recording (`audit export` works from anywhere).
+    /// The recording of a finished session. Its bytes follow the report on the wire (see
+    /// `portcullis_ssh`-independent framing in the gateway's spool), so the approver holds every
+    /// recording and `audit export` works from anywhere.
     Recorded {
         session: String,
         sha256: String,
-        cast: Vec<u8>,
+        size: u64,
     },
     /// A target presented a host key other than its pin: the session was refused.
     HostKeyMismatch {

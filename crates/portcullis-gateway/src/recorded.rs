@@ -264,7 +264,7 @@ impl Recorded {
         }
         let mut recorder = match &pty {
             Some(p) => match Recorder::create(
-                &gw.settings.data_dir.join("recordings"),
+                &gw.recordings_dir(),
                 &session_id,
                 Header {
                     width: p.cols,
@@ -428,14 +428,13 @@ impl Recorded {
                 .await;
         }
         let recording = match recorder.map(Recorder::finish) {
-            Some(Ok((bytes, sha))) => {
-                let size = bytes.len() as u64;
+            Some(Ok((size, sha))) => {
                 let _ = spool::submit(
                     &gw,
                     &SessionReport::Recorded {
                         session: session_id.clone(),
                         sha256: sha.clone(),
-                        cast: bytes,
+                        size,
                     },
                 )
                 .await;

@@ -36,7 +36,7 @@ impl Recorder {
         record_input: bool,
     ) -> std::io::Result<Recorder> {
         std::fs::create_dir_all(dir)?;
-        let path = dir.join(format!("{session}.cast"));
+        let path = path(dir, session);
         let mut out = BufWriter::new(File::create(&path)?);
         let h = serde_json::json!({
             "version": 2,
@@ -99,14 +99,35 @@ impl Recorder {
         Ok(())
     }
 
-    /// Close the recording: its bytes, and their SHA-256 in hex.
-    pub fn finish(mut self) -> std::io::Result<(Vec<u8>, String)> {
+    /// Close the recording: its size, and its SHA-256 in hex.
+    pub fn finish(mut self) -> std::io::Result<(u64, String)> {
         self.out.flush()?;
         self.out.get_ref().sync_all()?;
-        let bytes = std::fs::read(&self.path)?;
-        let sha = hex::encode(Sha256::digest(&bytes));
-        Ok((bytes, sha))
+        file_digest(&self.path)
     }
+}
+
+/// Size and SHA-256 (hex) of a file, read in pieces.
+pub(crate) fn file_digest(path: &Path) -> std::io::Result<(u64, String)> {
+    use std::io::Read as _;
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, hex::encode(h.finalize())))
+}
+
+/// Where a session's recording is kept.
+pub(crate) fn path(dir: &Path, session: &str) -> PathBuf {
+    dir.join(format!("{session}.cast"))
 }
 
 /// Decode as much of `carry ++ bytes` as is valid UTF-8, keeping an incomplete trailing
@@ -176,9 +197,10 @@ mod tests {
         r.output(b"hello\r\n").unwrap();
         r.input(b"ls\r").unwrap();
         r.resize(100, 30).unwrap();
-        let (bytes, sha) = r.finish().unwrap();
+        let (size, sha) = r.finish().unwrap();
         assert_eq!(sha.len(), 64);
-        let text = String::from_utf8(bytes).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("s1.cast")).unwrap();
+        assert_eq!(size as usize, text.len());
         let mut lines = text.lines();
         let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
         assert_eq!(header["version"], 2);

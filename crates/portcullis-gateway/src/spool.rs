@@ -39,7 +39,15 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
             continue;
         }
         for (seq, report) in pending {
-            let bytes = codec::encode(&report);
+            // The framed report, then the recording it announces (read from its file).
+            let mut bytes = codec::frame(&codec::encode(&report));
+            if let SessionReport::Recorded { session, .. } = &report {
+                let path = crate::recording::path(&gw.recordings_dir(), session);
+                match std::fs::read(&path) {
+                    Ok(cast) => bytes.extend_from_slice(&cast),
+                    Err(e) => tracing::error!("recording {} is unreadable: {e}", path.display()),
+                }
+            }
             match conn
                 .run_with_input(
                     &format!("report --seq {seq} --instance {}", gw.instance),

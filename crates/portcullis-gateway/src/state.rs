@@ -182,6 +182,21 @@ impl Gateway {
                 tracing::info!(
                     "session {session} was open when the gateway stopped; reporting its end"
                 );
+                // Its recording, as far as it got (flushed at least once a second), goes too.
+                let cast = crate::recording::path(&self.recordings_dir(), &session);
+                let recording = match crate::recording::file_digest(&cast) {
+                    Ok((size, sha)) => {
+                        self.replica
+                            .spool(&SessionReport::Recorded {
+                                session: session.clone(),
+                                sha256: sha.clone(),
+                                size,
+                            })
+                            .await?;
+                        Some((sha, size))
+                    }
+                    Err(_) => None,
+                };
                 self.replica
                     .spool(&SessionReport::Ended {
                         session,
@@ -191,12 +206,16 @@ impl Gateway {
                         reason: "gateway restart".into(),
                         exit_status: None,
                         at: now,
-                        recording: None,
+                        recording,
                     })
                     .await?;
             }
         }
         Ok(())
+    }
+
+    pub(crate) fn recordings_dir(&self) -> std::path::PathBuf {
+        self.settings.data_dir.join("recordings")
     }
 
     pub fn now(&self) -> Timestamp {

@@ -10,7 +10,9 @@
 
 use std::path::Path;
 
+pub mod recordings;
 pub mod replica;
+pub use recordings::Recordings;
 pub use replica::Replica;
 
 use portcullis_audit::AuditRecord;
@@ -50,8 +52,6 @@ pub struct Batch {
     pub sessions: Vec<SessionRecord>,
     /// Small named counters (per-gateway report sequence numbers).
     pub counters: Vec<(String, u64)>,
-    /// Session recordings (asciicast), by session id.
-    pub recordings: Vec<(String, Vec<u8>)>,
 }
 
 impl Batch {
@@ -62,7 +62,6 @@ impl Batch {
             && self.audit.is_empty()
             && self.sessions.is_empty()
             && self.counters.is_empty()
-            && self.recordings.is_empty()
     }
 }
 
@@ -78,7 +77,6 @@ pub struct Store {
     audit: sled::Tree,
     meta: sled::Tree,
     sessions: sled::Tree,
-    recordings: sled::Tree,
 }
 
 fn key(id: u64) -> [u8; 8] {
@@ -109,7 +107,6 @@ impl Store {
             audit: db.open_tree("audit")?,
             meta: db.open_tree("meta")?,
             sessions: db.open_tree("sessions")?,
-            recordings: db.open_tree("recordings")?,
             db,
         })
     }
@@ -151,11 +148,6 @@ impl Store {
             .iter()
             .map(|(name, v)| (counter_key(name), v.to_be_bytes()))
             .collect();
-        let recordings: Vec<_> = batch
-            .recordings
-            .iter()
-            .map(|(id, cast)| (id.as_bytes().to_vec(), cast.clone()))
-            .collect();
         let trees = (
             self.requests.clone(),
             self.grants.clone(),
@@ -163,17 +155,13 @@ impl Store {
             self.audit.clone(),
             self.meta.clone(),
             self.sessions.clone(),
-            self.recordings.clone(),
         );
         let db = self.db.clone();
         // The transaction and its fsync run on the blocking pool, never on an async worker.
         replica::blocking(move || {
-            let (rq, gr, ch, au, me, se, rc) = &trees;
-            (rq, gr, ch, au, me, se, rc)
-                .transaction(|(rq, gr, ch, au, me, se, rc)| {
-                    for (k, v) in &recordings {
-                        rc.insert(k.as_slice(), v.as_slice())?;
-                    }
+            let (rq, gr, ch, au, me, se) = &trees;
+            (rq, gr, ch, au, me, se)
+                .transaction(|(rq, gr, ch, au, me, se)| {
                     for (k, v) in &sessions {
                         se.insert(k.as_slice(), v.as_slice())?;
                     }
@@ -307,11 +295,6 @@ impl Store {
         }
     }
 
-    /// A session's recording (asciicast v2), as the gateway sent it.
-    pub fn recording(&self, id: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.recordings.get(id.as_bytes())?.map(|v| v.to_vec()))
-    }
-
     /// Every session the gateways reported, in id order.
     pub fn sessions(&self) -> Result<Vec<SessionRecord>> {
         self.sessions
@@ -391,11 +374,6 @@ impl Tamper<'_> {
     }
     pub fn remove_audit(&self, seq: u64) -> Result<()> {
         self.0.audit.remove(key(seq))?;
-        self.0.db.flush()?;
-        Ok(())
-    }
-    pub fn put_recording_raw(&self, id: &str, bytes: &[u8]) -> Result<()> {
-        self.0.recordings.insert(id.as_bytes(), bytes)?;
         self.0.db.flush()?;
         Ok(())
     }

@@ -230,13 +230,14 @@ pub fn verify_offline(data_dir: &Path) -> anyhow::Result<ExitCode> {
     let key = keyfile::load(&signing_path)?;
     let signing = keyfile::signing_key(&key, &signing_path)?;
     let store = portcullis_store::Store::open(&data_dir.join("store"))?;
+    let files = portcullis_store::Recordings::new(&data_dir.join("recordings"));
     let head = store.audit_head()?;
     match portcullis_audit::verify(&signing.verifying_key(), store.audit_records(), head) {
         Ok(v) => {
             let mut recordings = 0;
             for s in store.sessions()? {
                 if let Some((sha, _)) = s.end.as_ref().and_then(|e| e.recording.as_ref()) {
-                    let bytes = store.recording(&s.id)?;
+                    let bytes = files.get(&s.id)?;
                     if let Err(b) = portcullis_audit::verify_recording(&s.id, sha, bytes.as_deref())
                     {
                         eprintln!("portcullis: audit log verification FAILED: {b}");

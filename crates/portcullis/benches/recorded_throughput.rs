@@ -1,0 +1,112 @@
+//! Recorded-session throughput against plain `ssh` to the same sshd, same cipher
+//! (aes256-gcm) on every hop: bulk output, and a pty flood with recording on.
+//! A benchmark, not a test: it prints a table of ratios measured in the same run.
+//! Run: cargo bench -p portcullis --bench recorded_throughput   (BULK_MB=512 RUNS=3)
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use support::targets::Sshd;
+
+fn timed(mut c: Command) -> f64 {
+    let start = Instant::now();
+    let st = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "{c:?} failed");
+    start.elapsed().as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let bulk_mb: u64 = std::env::var("BULK_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(512);
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = support::Env::prepare("24h", "");
+    let alice = std::fs::read_to_string(env.key("alice").with_extension("pub")).unwrap();
+    let gw = std::fs::read_to_string(env.path().join("gateway/client_key.pub")).unwrap();
+    let sshd = Sshd::start(dir.path(), &format!("{alice}\n{gw}"));
+    let cfg = std::fs::read_to_string(&env.config).unwrap()
+        + &format!(
+            "\n[[targets]]\nname = \"web-1\"\nkind = \"ssh\"\naddress = \"127.0.0.1:{}\"\nlogin = \"{}\"\nhost_key = \"{}\"\nlabels = {{ env = \"staging\" }}\n",
+            sshd.port, sshd.login, sshd.host_key
+        );
+    std::fs::write(&env.config, cfg).unwrap();
+    env.start_approver();
+    env.start_gateway();
+    let out = env.ssh("alice", &["request", "web-1", "--for", "1h"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // Both paths: same client, same cipher, same key exchange.
+    let ssh_cfg = env.path().join("bench_ssh_config");
+    std::fs::write(
+        &ssh_cfg,
+        format!(
+            "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  BatchMode yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  Ciphers aes256-gcm@openssh.com\n  KexAlgorithms curve25519-sha256\n",
+            env.key("alice").display()
+        ),
+    )
+    .unwrap();
+    let direct = |cmd: &str, tty: bool| {
+        let mut c = Command::new("ssh");
+        c.arg("-F")
+            .arg(&ssh_cfg)
+            .args(["-p", &sshd.port.to_string()]);
+        if tty {
+            c.arg("-tt");
+        }
+        c.arg(format!("{}@127.0.0.1", sshd.login)).arg(cmd);
+        c
+    };
+    let through = |cmd: &str, tty: bool| {
+        let mut c = Command::new("ssh");
+        c.arg("-F").arg(&ssh_cfg).args(["-p", &env.gw_port()]);
+        if tty {
+            c.arg("-tt");
+        }
+        c.arg("alice:web-1@127.0.0.1").arg(cmd);
+        c
+    };
+    let bulk = format!("head -c {}M /dev/zero", bulk_mb);
+    let flood = "seq 1 3000000";
+    let (mut bd, mut bg, mut fd, mut fg) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..runs {
+        bd.push(timed(direct(&bulk, false)));
+        bg.push(timed(through(&bulk, false)));
+        fd.push(timed(direct(flood, true)));
+        fg.push(timed(through(flood, true)));
+    }
+    let (bd, bg, fd, fg) = (median(bd), median(bg), median(fd), median(fg));
+    let mb = bulk_mb as f64;
+    println!("| path | direct ssh | through portcullis (recorded) | ratio | target |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| bulk `head -c {bulk_mb}M /dev/zero` | {:.0} MB/s | {:.0} MB/s | {:.2}× | ≥ 0.9× |",
+        mb / bd,
+        mb / bg,
+        bd / bg
+    );
+    println!(
+        "| pty flood `ssh -tt … 'seq 1 3000000'`, recording on | {:.2} s | {:.2} s | {:.2}× | ≥ 0.7× |",
+        fd,
+        fg,
+        fd / fg
+    );
+    println!("(median of {runs} alternating runs each)");
+}
