@@ -111,3 +111,69 @@ fn export_replay_list_and_verify_a_recording() {
         .portcullis("audrey", "audit", &["verify"])
         .fails_with("was altered");
 }
+
+/// The session id of the first ended session, once its end (and recording, if `recorded`)
+/// reached the approver.
+fn ended_session(env: &crate::support::Env, recorded: bool) -> serde_json::Value {
+    let mut found = serde_json::Value::Null;
+    env.eventually("the session's end event", || {
+        match env
+            .audit_events()
+            .into_iter()
+            .find(|e| e["event"] == "session.ended")
+        {
+            Some(e) if !recorded || e["recording_sha256"].is_string() => {
+                found = e;
+                true
+            }
+            _ => false,
+        }
+    });
+    found
+}
+
+#[test]
+fn exec_data_is_kept_where_record_data_is_set() {
+    let r = recorded::start_opts(false, true);
+    let env = &r.g.env;
+    grant(env, "alice", "web-1", "10m");
+    let out = run(r
+        .ssh(&[], &["echo secret-$((1+1))"])
+        .stdin(std::process::Stdio::null()));
+    out.ok();
+    let ended = ended_session(env, true);
+    let session = ended["session"].as_str().unwrap().to_string();
+    env.eventually("the data recording at the approver", || {
+        env.portcullis("audrey", "audit", &["export", &session])
+            .code
+            == 0
+    });
+    let export = env.portcullis("audrey", "audit", &["export", &session]);
+    export.ok();
+    let header: serde_json::Value =
+        serde_json::from_str(export.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2);
+    assert!(export.stdout.contains("secret-2"), "{}", export.stdout);
+    env.portcullis("audrey", "audit", &["verify"]).ok();
+}
+
+#[test]
+fn exec_data_is_not_kept_by_default_but_the_command_is() {
+    let r = recorded::start();
+    let env = &r.g.env;
+    grant(env, "alice", "web-1", "10m");
+    run(r
+        .ssh(&[], &["echo not-kept"])
+        .stdin(std::process::Stdio::null()))
+    .ok();
+    let ended = ended_session(env, false);
+    assert!(ended["recording_sha256"].is_null(), "{ended}");
+    let session = ended["session"].as_str().unwrap();
+    let started = env
+        .audit_events()
+        .into_iter()
+        .find(|e| e["event"] == "session.started" && e["session"] == session)
+        .unwrap();
+    assert_eq!(started["channel"], "exec: echo not-kept");
+    assert!(ended["bytes_out"].as_u64().unwrap() >= 9);
+}

@@ -17,6 +17,11 @@ pub struct Rec {
 /// An environment with `web-1`, a real sshd that trusts the gateway's client key, pinned with
 /// `host_key` (the real one unless told otherwise).
 pub fn start_with_pin(wrong_pin: bool) -> Rec {
+    start_opts(wrong_pin, false)
+}
+
+/// As [`start_with_pin`], optionally with `record_data = true` on web-1.
+pub fn start_opts(wrong_pin: bool, record_data: bool) -> Rec {
     let dir = tempfile::tempdir().unwrap();
     let mut sshd = None;
     let g = common::start_with(|env| {
@@ -28,7 +33,7 @@ pub fn start_with_pin(wrong_pin: bool) -> Rec {
             s.host_key.clone()
         };
         let t = format!(
-            "\n[[targets]]\nname = \"web-1\"\nkind = \"ssh\"\naddress = \"127.0.0.1:{}\"\nlogin = \"{}\"\nhost_key = \"{}\"\nlabels = {{ env = \"staging\" }}\n",
+            "\n[[targets]]\nname = \"web-1\"\nkind = \"ssh\"\naddress = \"127.0.0.1:{}\"\nlogin = \"{}\"\nhost_key = \"{}\"\nlabels = {{ env = \"staging\" }}\nrecord_data = {record_data}\n",
             s.port, s.login, pin
         );
         sshd = Some(s);

@@ -1062,6 +1062,11 @@ pub(crate) fn recording(app: &Approver, session: &str) -> Result<String, Approve
         .get(session)
         .map_err(|e| ApproverError::Config(e.to_string()))?;
     match stored {
+        // A channel without a pty kept its raw data: shown as a cast too.
+        Some(bytes) if bytes.starts_with(b"portcullis-data v1\n") => {
+            portcullis_audit::raw_to_cast(&bytes, session)
+                .map_err(|e| ApproverError::Conflict(format!("recording of {session}: {e}")))
+        }
         Some(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
         None => Err(ApproverError::NotFound(
             match app.store.session(session)? {

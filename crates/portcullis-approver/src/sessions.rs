@@ -29,14 +29,17 @@ pub(crate) async fn report(
     let report: SessionReport = codec::decode(bytes)
         .map_err(|e| ApproverError::BadInput(format!("report does not decode: {e}")))?;
     if let SessionReport::Recorded {
-        session, sha256, ..
+        session,
+        sha256,
+        format: kind,
+        ..
     } = &report
     {
         // The file first (idempotent if this report is a retry), then the books.
         portcullis_audit::verify_recording(session, sha256, Some(attachment))
             .map_err(|e| ApproverError::BadInput(format!("recording arrived damaged: {e}")))?;
         app.recordings
-            .put(session, attachment)
+            .put_as(session, kind, attachment)
             .map_err(|e| ApproverError::Config(e.to_string()))?;
     }
     app.write(|tx| {
@@ -159,6 +162,7 @@ pub(crate) async fn report(
                 session,
                 sha256,
                 size,
+                ..
             } => {
                 // Stored above; `audit verify` checks it against the hash in the end event.
                 tracing::info!("recording of {session} stored ({size} bytes, {sha256})");

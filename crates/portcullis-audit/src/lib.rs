@@ -337,3 +337,62 @@ mod recording_tests {
         ));
     }
 }
+
+/// Render the raw data stream of a channel without a pty (`portcullis-data v1`) as asciicast
+/// v2, so `audit export` and `audit replay` work for every recorded session: stdout and stderr
+/// as output events, what the client sent as input events.
+pub fn raw_to_cast(raw: &[u8], title: &str) -> Result<String, String> {
+    let body = raw
+        .strip_prefix(b"portcullis-data v1\n".as_slice())
+        .ok_or("not a portcullis data stream")?;
+    let mut out = format!(
+        "{}\n",
+        serde_json::json!({"version": 2, "width": 80, "height": 24, "title": title})
+    );
+    let mut rest = body;
+    while !rest.is_empty() {
+        if rest.len() < 9 {
+            return Err("data stream cut inside a record header".into());
+        }
+        let stream = rest[0];
+        let ms = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]);
+        let len = u32::from_be_bytes([rest[5], rest[6], rest[7], rest[8]]) as usize;
+        let data = rest
+            .get(9..9 + len)
+            .ok_or("data stream cut inside a record")?;
+        let kind = if stream == 0 { "i" } else { "o" };
+        let text = serde_json::to_string(&String::from_utf8_lossy(data)).unwrap_or_default();
+        out.push_str(&format!(
+            "[{:.3}, \"{kind}\", {text}]\n",
+            f64::from(ms) / 1000.0
+        ));
+        rest = &rest[9 + len..];
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod raw_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn raw_streams_become_casts() {
+        let mut raw = b"portcullis-data v1\n".to_vec();
+        raw.extend_from_slice(&[1, 0, 0, 0, 5, 0, 0, 0, 2]);
+        raw.extend_from_slice(b"hi");
+        let cast = raw_to_cast(&raw, "t").unwrap();
+        assert!(cast.lines().nth(1).unwrap().contains("\"o\", \"hi\""));
+        assert!(raw_to_cast(&raw[..raw.len() - 1], "t").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut raw = b"portcullis-data v1\n".to_vec();
+            raw.extend_from_slice(&bytes);
+            let _ = raw_to_cast(&raw, "t");
+            let _ = raw_to_cast(&bytes, "t");
+        }
+    }
+}

@@ -239,6 +239,9 @@ pub enum SessionReport {
         session: String,
         sha256: String,
         size: u64,
+        /// `cast` (asciicast v2, pty sessions) or `data` (the raw stream of a channel without a
+        /// pty, where `record_data = true`): also the file's extension.
+        format: String,
     },
     /// A target presented a host key other than its pin: the session was refused.
     HostKeyMismatch {

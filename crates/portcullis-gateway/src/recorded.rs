@@ -16,7 +16,7 @@ use russh::server::{self, Msg};
 use russh::{Channel, ChannelMsg};
 use tokio::sync::watch;
 
-use crate::recording::{Header, Recorder};
+use crate::recording::{Header, RawRecorder, Recorder};
 use crate::spool;
 use crate::state::{EndReason, Gateway, LiveSession};
 
@@ -52,6 +52,8 @@ pub(crate) struct Recorded {
     pub reach: String,
     pub target: Target,
     pub grant: u64,
+    /// Keep the raw data of a channel without a pty (`record_data = true`).
+    pub record_data: bool,
     pub handle: server::Handle,
 }
 
@@ -62,7 +64,7 @@ pub(crate) fn check(
     key: &str,
     target: &str,
     reach: &str,
-) -> Result<(Target, u64), String> {
+) -> Result<(Target, u64, bool), String> {
     let catalog = gw
         .catalog()
         .ok_or("portcullis: this gateway has not heard from the approver yet; try again shortly")?;
@@ -86,7 +88,9 @@ pub(crate) fn check(
             "portcullis: no active grant for {user} on {target} - request one: {reach} request {target} --for 1h --reason \"...\""
         )
     })?;
-    Ok((t.clone(), g.id))
+    // The data of channels without a pty is kept where the target or the grant's policy asks.
+    let record_data = t.record_data || catalog.policy(&g.policy).is_some_and(|p| p.record_data);
+    Ok((t.clone(), g.id, record_data))
 }
 
 impl Recorded {
@@ -288,6 +292,22 @@ impl Recorded {
             },
             None => None,
         };
+        let mut raw = if pty.is_none() && self.record_data {
+            match RawRecorder::create(&gw.recordings_dir(), &session_id) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    self.off_books(&session_id);
+                    self.record_end(&session_id, "recording failed", 0, 0, started, None, None)
+                        .await;
+                    return fail(format!(
+                        "portcullis: cannot record this session ({e}); refused"
+                    ))
+                    .await;
+                }
+            }
+        } else {
+            None
+        };
         let sent = match &request {
             Request::Shell => tw.request_shell(false).await,
             Request::Exec(c) => tw.exec(false, c.as_bytes()).await,
@@ -314,6 +334,9 @@ impl Recorded {
                         if let Some(r) = recorder.as_mut() {
                             if let Err(e) = r.input(&data) { recording_failed = Some(e); break; }
                         }
+                        if let Some(r) = raw.as_mut() {
+                            if let Err(e) = r.chunk(0, &data) { recording_failed = Some(e); break; }
+                        }
                         if tw.data_bytes(data).await.is_err() { break; }
                     }
                     Some(ChannelMsg::Eof) => { let _ = tw.eof().await; }
@@ -333,12 +356,18 @@ impl Recorded {
                         if let Some(r) = recorder.as_mut() {
                             if let Err(e) = r.output(&data) { recording_failed = Some(e); break; }
                         }
+                        if let Some(r) = raw.as_mut() {
+                            if let Err(e) = r.chunk(1, &data) { recording_failed = Some(e); break; }
+                        }
                         if cw.data_bytes(data).await.is_err() { break; }
                     }
                     Some(ChannelMsg::ExtendedData { data, ext }) => {
                         bytes_out.fetch_add(data.len() as u64, Ordering::Relaxed);
                         if let Some(r) = recorder.as_mut() {
                             if let Err(e) = r.output(&data) { recording_failed = Some(e); break; }
+                        }
+                        if let Some(r) = raw.as_mut() {
+                            if let Err(e) = r.chunk(2, &data) { recording_failed = Some(e); break; }
                         }
                         if cw.extended_data_bytes(ext, data).await.is_err() { break; }
                     }
@@ -361,6 +390,9 @@ impl Recorded {
                 }
                 _ = flush.tick() => {
                     if let Some(r) = recorder.as_mut() {
+                        if let Err(e) = r.flush() { recording_failed = Some(e); break; }
+                    }
+                    if let Some(r) = raw.as_mut() {
                         if let Err(e) = r.flush() { recording_failed = Some(e); break; }
                     }
                 }
@@ -427,20 +459,26 @@ impl Recorded {
                 )
                 .await;
         }
-        let recording = match recorder.map(Recorder::finish) {
-            Some(Ok((size, sha))) => {
+        let finished = match (recorder, raw) {
+            (Some(r), _) => Some(("cast", r.finish())),
+            (None, Some(r)) => Some(("data", r.finish())),
+            (None, None) => None,
+        };
+        let recording = match finished {
+            Some((format, Ok((size, sha)))) => {
                 let _ = spool::submit(
                     &gw,
                     &SessionReport::Recorded {
                         session: session_id.clone(),
                         sha256: sha.clone(),
                         size,
+                        format: format.to_string(),
                     },
                 )
                 .await;
                 Some((sha, size))
             }
-            Some(Err(e)) => {
+            Some((_, Err(e))) => {
                 tracing::error!("session {session_id}: cannot close the recording: {e}");
                 None
             }

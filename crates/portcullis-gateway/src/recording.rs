@@ -107,6 +107,63 @@ impl Recorder {
     }
 }
 
+/// The raw stream of a channel without a pty, kept where `record_data = true`: compact, not
+/// JSON-escaped. After the line `portcullis-data v1`, one record per chunk:
+/// `[stream: u8 (0 client→target, 1 stdout, 2 stderr)][ms since start: u32 BE][len: u32 BE][bytes]`.
+pub(crate) struct RawRecorder {
+    path: PathBuf,
+    out: BufWriter<File>,
+    started: Instant,
+    dirty: bool,
+}
+
+impl RawRecorder {
+    pub fn create(dir: &Path, session: &str) -> std::io::Result<RawRecorder> {
+        std::fs::create_dir_all(dir)?;
+        let path = data_path(dir, session);
+        let mut out = BufWriter::new(File::create(&path)?);
+        out.write_all(b"portcullis-data v1\n")?;
+        out.flush()?;
+        Ok(RawRecorder {
+            path,
+            out,
+            started: Instant::now(),
+            dirty: false,
+        })
+    }
+
+    pub fn chunk(&mut self, stream: u8, bytes: &[u8]) -> std::io::Result<()> {
+        let ms = self.started.elapsed().as_millis().min(u32::MAX as u128) as u32;
+        for piece in bytes.chunks(u32::MAX as usize) {
+            self.out.write_all(&[stream])?;
+            self.out.write_all(&ms.to_be_bytes())?;
+            self.out.write_all(&(piece.len() as u32).to_be_bytes())?;
+            self.out.write_all(piece)?;
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        if self.dirty {
+            self.out.flush()?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> std::io::Result<(u64, String)> {
+        self.out.flush()?;
+        self.out.get_ref().sync_all()?;
+        file_digest(&self.path)
+    }
+}
+
+/// Where a session's raw data stream is kept.
+pub(crate) fn data_path(dir: &Path, session: &str) -> PathBuf {
+    dir.join(format!("{session}.data"))
+}
+
 /// Size and SHA-256 (hex) of a file, read in pieces.
 pub(crate) fn file_digest(path: &Path) -> std::io::Result<(u64, String)> {
     use std::io::Read as _;

@@ -273,7 +273,7 @@ impl server::Handler for Conn {
                     );
                     reply.reject(refuse(why)).await;
                 }
-                Ok((target, grant)) => {
+                Ok((target, grant, record_data)) => {
                     reply.accept().await;
                     let recorded = recorded::Recorded {
                         gw: self.gw.clone(),
@@ -284,6 +284,7 @@ impl server::Handler for Conn {
                         reach,
                         target,
                         grant,
+                        record_data,
                         handle: session.handle(),
                     };
                     tokio::spawn(recorded.run(channel));

@@ -41,8 +41,14 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
         for (seq, report) in pending {
             // The framed report, then the recording it announces (read from its file).
             let mut bytes = codec::frame(&codec::encode(&report));
-            if let SessionReport::Recorded { session, .. } = &report {
-                let path = crate::recording::path(&gw.recordings_dir(), session);
+            if let SessionReport::Recorded {
+                session, format, ..
+            } = &report
+            {
+                let path = match format.as_str() {
+                    "data" => crate::recording::data_path(&gw.recordings_dir(), session),
+                    _ => crate::recording::path(&gw.recordings_dir(), session),
+                };
                 match std::fs::read(&path) {
                     Ok(cast) => bytes.extend_from_slice(&cast),
                     Err(e) => tracing::error!("recording {} is unreadable: {e}", path.display()),

@@ -183,19 +183,28 @@ impl Gateway {
                     "session {session} was open when the gateway stopped; reporting its end"
                 );
                 // Its recording, as far as it got (flushed at least once a second), goes too.
-                let cast = crate::recording::path(&self.recordings_dir(), &session);
-                let recording = match crate::recording::file_digest(&cast) {
-                    Ok((size, sha)) => {
+                let dir = self.recordings_dir();
+                let found = [
+                    ("cast", crate::recording::path(&dir, &session)),
+                    ("data", crate::recording::data_path(&dir, &session)),
+                ]
+                .into_iter()
+                .find_map(|(format, p)| {
+                    crate::recording::file_digest(&p).ok().map(|d| (format, d))
+                });
+                let recording = match found {
+                    Some((format, (size, sha))) => {
                         self.replica
                             .spool(&SessionReport::Recorded {
                                 session: session.clone(),
                                 sha256: sha.clone(),
                                 size,
+                                format: format.to_string(),
                             })
                             .await?;
                         Some((sha, size))
                     }
-                    Err(_) => None,
+                    None => None,
                 };
                 self.replica
                     .spool(&SessionReport::Ended {

@@ -32,25 +32,43 @@ impl Recordings {
         }
     }
 
-    fn path(&self, session: &str) -> Result<PathBuf, RecordingError> {
-        if !safe(session) {
+    fn path_as(&self, session: &str, format: &str) -> Result<PathBuf, RecordingError> {
+        if !safe(session) || !matches!(format, "cast" | "data") {
             return Err(RecordingError {
                 path: session.to_string(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a session id"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a session id or recording format",
+                ),
             });
         }
-        Ok(self.dir.join(format!("{session}.cast")))
+        Ok(self.dir.join(format!("{session}.{format}")))
     }
 
-    /// Store a recording durably.
+    fn path(&self, session: &str) -> Result<PathBuf, RecordingError> {
+        let cast = self.path_as(session, "cast")?;
+        let data = self.path_as(session, "data")?;
+        Ok(if !cast.exists() && data.exists() {
+            data
+        } else {
+            cast
+        })
+    }
+
+    /// Store a pty session's asciicast durably.
     pub fn put(&self, session: &str, bytes: &[u8]) -> Result<(), RecordingError> {
-        let path = self.path(session)?;
+        self.put_as(session, "cast", bytes)
+    }
+
+    /// Store a recording in `format` (`cast` or `data`) durably.
+    pub fn put_as(&self, session: &str, format: &str, bytes: &[u8]) -> Result<(), RecordingError> {
+        let path = self.path_as(session, format)?;
         let err = |source| RecordingError {
             path: path.display().to_string(),
             source,
         };
         std::fs::create_dir_all(&self.dir).map_err(err)?;
-        let tmp = path.with_extension("cast.tmp");
+        let tmp = path.with_extension(format!("{format}.tmp"));
         let mut f = std::fs::File::create(&tmp).map_err(err)?;
         f.write_all(bytes).map_err(err)?;
         f.sync_all().map_err(err)?;
@@ -61,7 +79,7 @@ impl Recordings {
         Ok(())
     }
 
-    /// A recording's bytes, if it is here.
+    /// A recording's bytes (the cast, or the raw stream of a channel without a pty), if here.
     pub fn get(&self, session: &str) -> Result<Option<Vec<u8>>, RecordingError> {
         let path = self.path(session)?;
         match std::fs::read(&path) {
