@@ -259,3 +259,94 @@ fn a_wrong_pinned_host_key_refuses_the_session() {
             .any(|e| e["event"] == "target.host_key_mismatch" && e["target"] == "web-1")
     });
 }
+
+#[test]
+fn recorded_sessions_are_listed_live_and_can_be_killed() {
+    let r = start();
+    let env = &r.g.env;
+    grant(env, "alice", "web-1", "10m");
+    let child = r
+        .ssh(&[], &["echo up; sleep 30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut id = String::new();
+    env.eventually("the live recorded session", || {
+        let out = env.admin("ada", &["--json", "sessions", "--live"]);
+        match out.json()["sessions"][0]["id"].as_str() {
+            Some(s) => {
+                id = s.to_string();
+                true
+            }
+            None => false,
+        }
+    });
+    env.admin("ada", &["kill", &id]).ok();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ended by an admin"), "{err}");
+}
+
+#[test]
+fn a_gateway_crash_still_delivers_the_recording_so_far() {
+    let mut r = start();
+    grant(&r.g.env, "alice", "web-1", "10m");
+    let port = r.g.env.gw_port();
+    let cfg = r.g.env.ssh_config("alice");
+    let mut child = Command::new("script")
+        .args([
+            "-q",
+            "-e",
+            "-c",
+            &format!(
+                "ssh -tt -F {} -p {port} alice:web-1@127.0.0.1 'echo before-the-crash; sleep 30'",
+                cfg.display()
+            ),
+            "/dev/null",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The recording is flushed at least once a second: wait for the output to be on disk.
+    let recordings = r.g.env.path().join("gateway/recordings");
+    r.g.env.eventually("the output in the recording", || {
+        std::fs::read_dir(&recordings)
+            .map(|d| {
+                d.filter_map(|e| e.ok()).any(|e| {
+                    std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("before-the-crash"))
+                })
+            })
+            .unwrap_or(false)
+    });
+    r.g.env.kill9_gateway();
+    let _ = child.kill();
+    let _ = child.wait();
+    r.g.env.start_gateway();
+    let env = &r.g.env;
+    let mut session = String::new();
+    env.eventually("the end event with the recording", || {
+        match env.audit_events().into_iter().find(|e| {
+            e["event"] == "session.ended"
+                && e["end_reason"] == "gateway restart"
+                && e["recording_sha256"].is_string()
+        }) {
+            Some(e) => {
+                session = e["session"].as_str().unwrap().to_string();
+                true
+            }
+            None => false,
+        }
+    });
+    let export = env.portcullis("audrey", "audit", &["export", &session]);
+    export.ok();
+    assert!(
+        export.stdout.contains("before-the-crash"),
+        "{}",
+        export.stdout
+    );
+    env.portcullis("audrey", "audit", &["verify"]).ok();
+}
