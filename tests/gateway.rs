@@ -17,6 +17,8 @@ mod compliance;
 mod cuts;
 #[path = "gateway/forwarding.rs"]
 mod forwarding;
+#[path = "gateway/quickstart.rs"]
+mod quickstart;
 #[path = "gateway/recorded.rs"]
 mod recorded;
 #[path = "gateway/refusals.rs"]

@@ -91,6 +91,16 @@ pub enum Command {
         config: PathBuf,
     },
 
+    /// Run a whole demo bastion on loopback and print the lines to try.
+    #[command(
+        after_help = "Example:\n  cargo run --release -- quickstart\n\nWrites config and keys into DIR, serves a demo TCP target (and a recorded shell target where\nsshd is installed), runs the approver and the gateway, and prints ready-to-paste commands.\nCtrl-C stops everything."
+    )]
+    Quickstart {
+        /// Where config, keys and data go.
+        #[arg(long, value_name = "DIR", default_value = "portcullis-quickstart")]
+        dir: PathBuf,
+    },
+
     /// Write a working single-host config with fresh keys into DIR.
     #[command(
         after_help = "Example:\n  portcullis init --dir ./pc && portcullis approver --config ./pc/portcullis.toml"
@@ -219,6 +229,16 @@ fn init_logging() {
         .try_init();
 }
 
+/// Warnings only: the quickstart's own output is the lines to try.
+fn init_logging_quiet() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Approver { config } => {
@@ -295,6 +315,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Keys { config } => setup::keys(&config),
+        Command::Quickstart { dir } => {
+            init_logging_quiet();
+            crate::quickstart::run(&dir).await
+        }
         Command::Check { config } => setup::check(&config),
         Command::Init { dir, user, key } => {
             setup::init(&dir, user, key).with_context(|| format!("init {}", dir.display()))

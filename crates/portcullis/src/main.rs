@@ -4,6 +4,7 @@
 
 mod cli;
 mod client_cmd;
+mod quickstart;
 mod setup;
 
 use std::process::ExitCode;
