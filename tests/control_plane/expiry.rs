@@ -38,3 +38,39 @@ fn grants_expire_at_their_end_with_an_event() {
     let d = expires.duration_since(issued).unwrap().as_secs();
     assert!((1..=3).contains(&d), "{d}");
 }
+
+#[test]
+fn wait_counts_down_on_a_terminal_and_is_quiet_in_a_pipe() {
+    let env = Env::start_with("3s", "");
+    let id = request_id(&env.ssh(
+        "alice",
+        &["request", "pg-prod", "--reason", "INC-1", "--json"],
+    ))
+    .to_string();
+    let client = format!(
+        "{} admin --approver {} -l alice -i {} --approver-host-key '{}' wait {id}",
+        crate::support::BIN,
+        env.addr,
+        env.key("alice").display(),
+        env.host_key
+    );
+    // On a terminal (script gives it one): a live countdown.
+    let tty = crate::support::run(std::process::Command::new("script").args([
+        "-q",
+        "-e",
+        "-c",
+        &client,
+        "/dev/null",
+    ]));
+    assert!(tty.stdout.contains("lapses in"), "{}", tty.stdout);
+    assert!(tty.stdout.contains("expired"), "{}", tty.stdout);
+    // In a pipe: only the outcome.
+    let id2 = request_id(&env.ssh(
+        "alice",
+        &["request", "pg-prod", "--reason", "INC-2", "--json"],
+    ))
+    .to_string();
+    let piped = env.admin("alice", &["wait", &id2]);
+    assert_eq!(piped.code, 1);
+    assert!(!piped.stderr.contains("lapses in"), "{}", piped.stderr);
+}

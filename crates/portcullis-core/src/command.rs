@@ -95,16 +95,20 @@ pub enum ControlCommand {
         session: String,
     },
 
-    /// Your targets, active grants and pending requests.
+    /// Your targets, active grants (with the time they have left) and pending requests.
+    #[command(after_help = "Example:\n  status --json")]
     Status,
 
-    /// Who you are authenticated as, and your groups.
+    /// Who you are authenticated as, your groups, and the policies you approve for.
+    #[command(after_help = "Example:\n  whoami")]
     Whoami,
 
     /// Targets you can request, and the policy that covers each.
+    #[command(after_help = "Example:\n  targets")]
     Targets,
 
     /// Re-read the config file; a bad file is refused and the old one kept (admins).
+    #[command(after_help = "Example:\n  reload")]
     Reload,
 
     /// The audit trail (admins, auditors).

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use portcullis_core::command::ControlLine;
+use std::io::IsTerminal as _;
+
+use portcullis_core::command::{ControlCommand, ControlLine};
 use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity};
 
 use crate::cli::ClientOpts;
@@ -66,7 +68,21 @@ pub async fn run(opts: &ClientOpts, line: &ControlLine) -> anyhow::Result<ExitCo
         .with_context(|| format!("approver {}", options.addr))?;
     let mut out = tokio::io::stdout();
     let mut err = tokio::io::stderr();
-    let result = conn.run(&line.to_line(), &mut out, &mut err).await?;
+    // `wait` on a terminal shows a live countdown to the request's lapse; in a pipe it is quiet.
+    let countdown = match &line.command {
+        ControlCommand::Wait { id } if std::io::stderr().is_terminal() && !line.json => {
+            lapse_time(&conn, *id)
+                .await
+                .map(|at| tokio::spawn(countdown(*id, at)))
+        }
+        _ => None,
+    };
+    let result = conn.run(&line.to_line(), &mut out, &mut err).await;
+    if let Some(c) = countdown {
+        c.abort();
+        eprint!("\r\x1b[2K");
+    }
+    let result = result?;
     conn.close().await;
     Ok(match result.exit_status {
         Some(0) => ExitCode::SUCCESS,
@@ -76,4 +92,36 @@ pub async fn run(opts: &ClientOpts, line: &ControlLine) -> anyhow::Result<ExitCo
             ExitCode::from(1)
         }
     })
+}
+
+/// When request `id` lapses if undecided (ms since the epoch), from the approver.
+async fn lapse_time(conn: &Connection, id: u64) -> Option<u64> {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    conn.run("requests --all --json", &mut out, &mut err)
+        .await
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out).ok()?;
+    let r = v["requests"].as_array()?.iter().find(|r| r["id"] == id)?;
+    let secs = r["expires_in_secs"].as_u64()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_millis() as u64;
+    Some(now + secs * 1000)
+}
+
+async fn countdown(id: u64, lapses_at_ms: u64) {
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let left = Duration::from_millis(lapses_at_ms.saturating_sub(now));
+        eprint!(
+            "\r\x1b[2Kwaiting for a decision on request {id}: lapses in {} (Ctrl-C stops waiting)",
+            portcullis_core::time::format_duration(left)
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
