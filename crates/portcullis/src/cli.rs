@@ -120,6 +120,9 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum AuditCli {
     /// Print audit events, oldest first (`--json`: JSON Lines for a SIEM).
+    #[command(
+        after_help = "Examples:\n  portcullis audit log --since 24h\n  portcullis audit --json log > events.jsonl"
+    )]
     Log {
         /// Only events newer than this, e.g. 1h, 7d.
         #[arg(long, value_name = "DURATION")]
@@ -127,6 +130,9 @@ pub enum AuditCli {
     },
     /// Check the hash chain, every signature and every finished recording; exit non-zero
     /// naming the first bad record.
+    #[command(
+        after_help = "Examples:\n  portcullis audit verify\n  portcullis audit verify --data-dir /var/lib/portcullis/approver   # approver stopped"
+    )]
     Verify {
         /// Verify a stopped approver's store directly instead of asking the approver.
         #[arg(long, value_name = "DIR")]
@@ -335,6 +341,36 @@ mod tests {
     fn the_command_line_is_consistent() {
         // Clap's own checks (unique flags per command, …) over every subcommand.
         Cli::command().debug_assert();
+    }
+
+    fn check_examples(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for sub in cmd.get_subcommands() {
+            if sub.is_hide_set() || sub.get_name() == "help" {
+                continue;
+            }
+            let here = format!("{path} {}", sub.get_name());
+            let has_children = sub.get_subcommands().any(|s| s.get_name() != "help");
+            let text = sub
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            if !has_children && !text.contains("Example") {
+                missing.push(here.clone());
+            }
+            check_examples(sub, &here, missing);
+        }
+    }
+
+    #[test]
+    fn every_command_has_an_example_in_its_help() {
+        let mut missing = Vec::new();
+        check_examples(&Cli::command(), "portcullis", &mut missing);
+        check_examples(
+            &portcullis_core::command::ControlLine::command(),
+            "ssh … ",
+            &mut missing,
+        );
+        assert!(missing.is_empty(), "no example in the help of: {missing:?}");
     }
 
     #[test]
