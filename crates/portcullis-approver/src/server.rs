@@ -12,7 +12,7 @@ use portcullis_core::stream::Frame;
 use russh::server::{
     self, Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
 };
-use russh::{Channel, ChannelId, ChannelMsg, MethodKind, MethodSet};
+use russh::{Channel, ChannelId, ChannelMsg};
 use tokio::net::TcpListener;
 
 use crate::app::Approver;
@@ -27,24 +27,7 @@ const WATCH_BATCH: usize = 256;
 
 /// The russh settings of the control port.
 fn ssh_config(app: &Approver) -> server::Config {
-    server::Config {
-        methods: MethodSet::from(&[MethodKind::PublicKey][..]),
-        keys: vec![app.keys.host.clone()],
-        // OpenSSH probes with "none" first: answer it at once, delay real failures.
-        auth_rejection_time: Duration::from_millis(300),
-        auth_rejection_time_initial: Some(Duration::ZERO),
-        max_auth_attempts: 6,
-        // Long `wait`s and `watch` streams are idle by design; keepalives find dead peers.
-        inactivity_timeout: None,
-        keepalive_interval: Some(Duration::from_secs(15)),
-        keepalive_max: 3,
-        nodelay: true,
-        preferred: russh::Preferred {
-            compression: std::borrow::Cow::Borrowed(&[russh::compression::NONE]),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
+    portcullis_ssh::server::config(app.keys.host.clone(), Duration::from_secs(15))
 }
 
 /// Serve the control port until the process ends. Writes the bound address to

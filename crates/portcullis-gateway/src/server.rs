@@ -12,9 +12,7 @@ use portcullis_core::model::SessionReport;
 use russh::server::{
     self, Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
 };
-use russh::{
-    Channel, ChannelId, ChannelMsg, ChannelOpenFailure, Disconnect, MethodKind, MethodSet,
-};
+use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, Disconnect};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -34,22 +32,7 @@ const GRANT_GRACE: Duration = Duration::from_secs(1);
 const MAX_CHANNELS: usize = 64;
 
 fn ssh_config(gw: &Gateway) -> server::Config {
-    server::Config {
-        methods: MethodSet::from(&[MethodKind::PublicKey][..]),
-        keys: vec![gw.host_key.clone()],
-        auth_rejection_time: Duration::from_millis(300),
-        auth_rejection_time_initial: Some(Duration::ZERO),
-        max_auth_attempts: 6,
-        inactivity_timeout: None,
-        keepalive_interval: Some(Duration::from_secs(30)),
-        keepalive_max: 4,
-        nodelay: true,
-        preferred: russh::Preferred {
-            compression: std::borrow::Cow::Borrowed(&[russh::compression::NONE]),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
+    portcullis_ssh::server::config(gw.host_key.clone(), Duration::from_secs(30))
 }
 
 pub(crate) async fn serve(gw: Arc<Gateway>) -> Result<(), GatewayError> {

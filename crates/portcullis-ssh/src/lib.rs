@@ -2,10 +2,11 @@
 //!
 //! This crate owns key files (made on first start, loaded after), outgoing SSH connections with
 //! host-key checking (pinned, or accept-new into a known_hosts file), public-key
-//! authentication from a key file or ssh-agent, and running one exec command with its output
-//! streamed. It must not hold policy or state: callers decide what to run and what it means.
+//! authentication from a key file or ssh-agent, running one exec command with its output
+//! streamed, and the settings every portcullis SSH server shares. It must not hold policy or state: callers decide what to run and what it means.
 
 pub mod client;
 pub mod keyfile;
+pub mod server;
 
 pub use client::{ConnectOptions, Connection, ExecOutput, HostKeyPolicy, Identity, SshError};

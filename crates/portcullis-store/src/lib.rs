@@ -19,7 +19,7 @@ use portcullis_audit::AuditRecord;
 use portcullis_core::codec::{self, CodecError};
 use portcullis_core::model::{GrantRecord, Request, SessionRecord};
 use portcullis_core::stream::SignedChange;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
 #[derive(Debug, thiserror::Error)]
@@ -185,12 +185,7 @@ impl Store {
                     }
                     Ok::<(), ConflictableTransactionError<()>>(())
                 })
-                .map_err(|e| match e {
-                    TransactionError::Storage(e) => StoreError::Sled(e),
-                    TransactionError::Abort(()) => {
-                        StoreError::Sled(sled::Error::Unsupported("transaction aborted".into()))
-                    }
-                })?;
+                .map_err(replica::tx_err)?;
             db.flush()?;
             Ok(())
         })

@@ -32,7 +32,7 @@ pub struct Replica {
     live: sled::Tree,
 }
 
-fn tx_err(e: TransactionError<()>) -> StoreError {
+pub(crate) fn tx_err(e: TransactionError<()>) -> StoreError {
     match e {
         TransactionError::Storage(e) => StoreError::Sled(e),
         TransactionError::Abort(()) => {
