@@ -1075,7 +1075,7 @@ pub(crate) fn recording(app: &Approver, session: &str) -> Result<String, Approve
                     format!("session {session} is still live; its recording arrives when it ends")
                 }
                 Some(_) => format!(
-                    "session {session} has no recording (only pty sessions are recorded as casts)"
+                    "session {session} has no recording (pty sessions are recorded; others only where record_data = true)"
                 ),
             },
         )),
@@ -1170,18 +1170,18 @@ fn audit(app: &Approver, cmd: AuditCommand, json: bool) -> Result<Reply, Approve
             let key = app.keys.signing.verifying_key();
             let chain = portcullis_audit::verify(&key, app.store.audit_records(), head)
                 .map_err(|b| (b.first_bad(), b.to_string()));
-            let sessions = app.store.sessions()?;
+            // Recordings are checked against the hashes in the signed end events.
+            let hashes = portcullis_audit::recording_hashes(app.store.audit_records());
             let result = chain.and_then(|v| {
-                let mut recordings = 0;
-                for s in sessions {
-                    if let Some((sha, _)) = s.end.as_ref().and_then(|e| e.recording.as_ref()) {
-                        let bytes = app.recordings.get(&s.id).map_err(|e| (0, e.to_string()))?;
-                        portcullis_audit::verify_recording(&s.id, sha, bytes.as_deref())
-                            .map_err(|b| (0, b.to_string()))?;
-                        recordings += 1;
-                    }
+                for (session, sha) in &hashes {
+                    let bytes = app
+                        .recordings
+                        .get(session)
+                        .map_err(|e| (0, e.to_string()))?;
+                    portcullis_audit::verify_recording(session, sha, bytes.as_deref())
+                        .map_err(|b| (0, b.to_string()))?;
                 }
-                Ok((v, recordings))
+                Ok((v, hashes.len()))
             });
             match result {
                 Ok((v, recordings)) => Ok(out(

@@ -396,3 +396,24 @@ mod raw_tests {
         }
     }
 }
+
+/// The recording hashes the (signed, chained) `session.ended` events carry: what every stored
+/// recording is checked against, so a recording cannot be swapped along with an unsigned copy
+/// of its hash.
+pub fn recording_hashes<I>(records: I) -> Vec<(String, String)>
+where
+    I: IntoIterator<Item = (u64, Result<AuditRecord, CodecError>)>,
+{
+    records
+        .into_iter()
+        .filter_map(|(_, r)| r.ok())
+        .filter_map(|r| match r.event.kind {
+            portcullis_core::audit_event::EventKind::SessionEnded {
+                session,
+                recording_sha256: Some(sha),
+                ..
+            } => Some((session, sha)),
+            _ => None,
+        })
+        .collect()
+}

@@ -89,7 +89,7 @@ pub enum ControlCommand {
     },
 
     /// Cut one session now (admins).
-    #[command(after_help = "Example:\n  kill s-gw-1-42")]
+    #[command(after_help = "Example:\n  kill gw-1-3fa2-42")]
     Kill {
         /// The session id, as `sessions` shows it.
         session: String,

@@ -51,7 +51,19 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
                 };
                 match std::fs::read(&path) {
                     Ok(cast) => bytes.extend_from_slice(&cast),
-                    Err(e) => tracing::error!("recording {} is unreadable: {e}", path.display()),
+                    Err(e) => {
+                        // Retrying cannot bring it back, and the reports behind it must flow:
+                        // the end event still carries its hash, so `audit verify` will name it
+                        // as missing.
+                        tracing::error!(
+                            "recording {} is unreadable ({e}); it cannot be delivered",
+                            path.display()
+                        );
+                        if let Err(e) = gw.replica.delivered(seq).await {
+                            tracing::error!("cannot clear report {seq} from the spool: {e}");
+                        }
+                        continue;
+                    }
                 }
             }
             match conn

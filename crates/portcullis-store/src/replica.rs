@@ -188,6 +188,9 @@ impl Replica {
         let bytes = codec::encode(report);
         let session = report.session().as_bytes().to_vec();
         let started = matches!(report, SessionReport::Started { .. });
+        // Only the end closes a session: a crash between its recording and its end must still
+        // leave it to be reported ended on restart.
+        let ended = matches!(report, SessionReport::Ended { .. });
         let (meta, spool, live, db) = (
             self.meta.clone(),
             self.spool.clone(),
@@ -207,7 +210,7 @@ impl Replica {
                     sp.insert(&key(next), bytes.as_slice())?;
                     if started {
                         lv.insert(session.as_slice(), bytes.as_slice())?;
-                    } else {
+                    } else if ended {
                         lv.remove(session.as_slice())?;
                     }
                     Ok::<u64, ConflictableTransactionError<()>>(next)

@@ -234,18 +234,16 @@ pub fn verify_offline(data_dir: &Path) -> anyhow::Result<ExitCode> {
     let head = store.audit_head()?;
     match portcullis_audit::verify(&signing.verifying_key(), store.audit_records(), head) {
         Ok(v) => {
-            let mut recordings = 0;
-            for s in store.sessions()? {
-                if let Some((sha, _)) = s.end.as_ref().and_then(|e| e.recording.as_ref()) {
-                    let bytes = files.get(&s.id)?;
-                    if let Err(b) = portcullis_audit::verify_recording(&s.id, sha, bytes.as_deref())
-                    {
-                        eprintln!("portcullis: audit log verification FAILED: {b}");
-                        return Ok(ExitCode::from(1));
-                    }
-                    recordings += 1;
+            // Recordings are checked against the hashes in the signed end events.
+            let hashes = portcullis_audit::recording_hashes(store.audit_records());
+            for (session, sha) in &hashes {
+                let bytes = files.get(session)?;
+                if let Err(b) = portcullis_audit::verify_recording(session, sha, bytes.as_deref()) {
+                    eprintln!("portcullis: audit log verification FAILED: {b}");
+                    return Ok(ExitCode::from(1));
                 }
             }
+            let recordings = hashes.len();
             println!(
                 "audit log verified: {} records, chain intact, every signature valid (head {}); {recordings} recordings match their hashes",
                 v.records,
