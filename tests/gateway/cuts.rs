@@ -93,3 +93,23 @@ fn an_admin_kills_one_session() {
                 .any(|e| e["event"] == "session.ended" && e["end_reason"] == "killed")
     });
 }
+
+#[test]
+fn removing_a_users_key_cuts_their_live_sessions() {
+    let g = common::start("");
+    let env = &g.env;
+    grant(env, "alice", "echo", "10m");
+    let mut t = Tunnel::open(env, "alice", &format!("echo:{}", g.echo.port));
+    assert_eq!(t.echo(b"x"), b"x");
+    // alice's key is replaced in the config, and the config reloaded.
+    let old = std::fs::read_to_string(env.key("alice").with_extension("pub")).unwrap();
+    let new = crate::support::keygen(env.path(), "alice_new");
+    let cfg = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace(old.trim(), new.trim());
+    std::fs::write(&env.config, cfg).unwrap();
+    env.admin("ada", &["reload"]).ok();
+    let (code, err, _) = t.wait_cut();
+    assert_eq!(code, 255, "{err}");
+    assert!(err.contains("removed from the configuration"), "{err}");
+}

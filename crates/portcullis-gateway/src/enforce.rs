@@ -47,8 +47,21 @@ fn next_end(gw: &Gateway) -> Option<Timestamp> {
 fn sweep(gw: &Gateway) {
     let now = gw.now();
     let mut sessions = gw.sessions();
+    let catalog = gw.catalog();
     for (id, s) in sessions.live.iter_mut() {
         if s.cut.borrow().is_some() {
+            continue;
+        }
+        // Deprovisioning takes effect on live sessions too, not only on new ones.
+        if !catalog
+            .as_ref()
+            .is_some_and(|c| crate::server::still_valid(c, &s.user, &s.key))
+        {
+            tracing::info!(
+                "session {id}: {} or their key left the catalog; cutting",
+                s.user
+            );
+            s.cut.send_replace(Some(EndReason::Deprovisioned));
             continue;
         }
         let current = gw.grant(&s.user, s.grant);

@@ -102,6 +102,8 @@ async fn apply(gw: &Gateway, follower: &mut Follower, record: &[u8]) -> Result<(
             if let Ok(mut v) = gw.view.write() {
                 v.catalog = Some(Arc::new(catalog));
             }
+            // A user or key may have gone: the enforcer re-checks every live session.
+            gw.enforce_wake.notify_one();
         }
         Verified::Grant { rev, grant, signed } => {
             gw.replica

@@ -47,6 +47,8 @@ pub(crate) struct Recorded {
     pub gw: Arc<Gateway>,
     pub conn: u64,
     pub user: String,
+    /// The key the user logged in with, normalised.
+    pub key: String,
     pub fingerprint: String,
     pub client: String,
     pub reach: String,
@@ -236,6 +238,7 @@ impl Recorded {
                 session_id.clone(),
                 LiveSession {
                     user: self.user.clone(),
+                    key: self.key.clone(),
                     target: self.target.name.clone(),
                     grant: self.grant,
                     conn: self.conn,
@@ -422,6 +425,10 @@ impl Recorded {
             (Some(e), _) => Some(format!("portcullis: the recording of this session failed ({e}); ending it")),
             (None, EndReason::Closed) => None,
             (None, EndReason::Killed) => Some(format!("portcullis: session {session_id} was ended by an admin")),
+            (None, EndReason::Deprovisioned) => Some(format!(
+                "portcullis: {} or this key was removed from the configuration; session {session_id} ended",
+                self.user
+            )),
             (None, r) => Some(format!(
                 "portcullis: grant {grant} for {} on {} {} - request more: {} request {} --for 1h --reason \"...\"",
                 self.user,

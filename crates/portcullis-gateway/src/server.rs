@@ -262,6 +262,7 @@ impl server::Handler for Conn {
                         gw: self.gw.clone(),
                         conn: self.id,
                         user: user.name.clone(),
+                        key: user.key.clone(),
                         fingerprint: user.fingerprint.clone(),
                         client: self.peer.to_string(),
                         reach,
@@ -580,6 +581,7 @@ impl Forward {
                 session_id.clone(),
                 LiveSession {
                     user: self.user.clone(),
+                    key: self.key.clone(),
                     target: name.clone(),
                     grant,
                     conn: self.conn,
@@ -706,6 +708,10 @@ impl Forward {
         }
         let why = match reason {
             EndReason::Killed => format!("portcullis: session {session_id} was ended by an admin"),
+            EndReason::Deprovisioned => format!(
+                "portcullis: {} or this key was removed from the configuration; session {session_id} ended",
+                self.user
+            ),
             _ => format!(
                 "portcullis: grant {grant} for {} on {target} {} - request more: {} request {target} --for 1h --reason \"...\"",
                 self.user,

@@ -32,6 +32,8 @@ pub(crate) enum EndReason {
     Expired,
     Revoked,
     Killed,
+    /// The user, or the key they logged in with, left the catalog.
+    Deprovisioned,
 }
 
 impl EndReason {
@@ -41,6 +43,7 @@ impl EndReason {
             EndReason::Expired => "expired",
             EndReason::Revoked => "revoked",
             EndReason::Killed => "killed",
+            EndReason::Deprovisioned => "user or key removed",
         }
     }
 }
@@ -48,6 +51,8 @@ impl EndReason {
 /// A live session: one channel, bound to one grant at a time.
 pub(crate) struct LiveSession {
     pub user: String,
+    /// The key the user logged in with (normalised), re-checked whenever the catalog changes.
+    pub key: String,
     pub target: String,
     pub grant: u64,
     pub conn: u64,
