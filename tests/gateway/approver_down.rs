@@ -67,3 +67,43 @@ fn a_gateway_crash_ends_its_sessions_on_restart() {
     let out = env.admin("ada", &["--json", "sessions", "--live"]);
     assert!(out.json()["sessions"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn fail_mode_closed_cuts_and_refuses_while_the_approver_is_away() {
+    let echo = crate::support::targets::Echo::start();
+    let mut env = crate::support::Env::prepare(
+        "24h",
+        &format!(
+            "\n[[targets]]\nname = \"echo\"\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\nlabels = {{ env = \"staging\" }}\n",
+            echo.port
+        ),
+    );
+    env.gateway_extra = "fail_mode = \"closed\"\nfail_after = \"1s\"".into();
+    env.start_approver();
+    env.start_gateway();
+    grant(&env, "alice", "echo", "10m");
+    let dest = format!("echo:{}", echo.port);
+    let mut t = Tunnel::open(&env, "alice", &dest);
+    assert_eq!(t.echo(b"x"), b"x");
+    env.kill9();
+    let (code, err, _) = t.wait_cut();
+    assert_eq!(code, 255, "{err}");
+    assert!(err.contains("fails closed"), "{err}");
+    let (code, err, _) = Tunnel::open(&env, "alice", &dest).wait_cut();
+    assert_ne!(code, 0);
+    assert!(err.contains("fails closed"), "{err}");
+    // Back in business once the approver is.
+    env.start_approver();
+    env.eventually("the gateway to open again", || {
+        let mut t = Tunnel::open(&env, "alice", &dest);
+        let ok = t.is_running() && {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            t.is_running()
+        };
+        if ok {
+            assert_eq!(t.echo(b"y"), b"y");
+            t.close();
+        }
+        ok
+    });
+}

@@ -107,3 +107,45 @@ pub(crate) fn kill(gw: &Gateway, session: &str) {
         }
     }
 }
+
+/// `fail_mode = "closed"`: once the approver link has been down longer than `fail_after`,
+/// cut every session and refuse new ones until it is back. (The default, "open-until-expiry",
+/// enforces the signed grants the replica holds to their end.)
+pub(crate) async fn fail_closed(gw: Arc<Gateway>) {
+    use std::sync::atomic::Ordering;
+    if !gw.settings.fail_closed {
+        return;
+    }
+    let mut link = gw.link.subscribe();
+    loop {
+        if link.borrow_and_update().is_some() {
+            if gw.failed_closed.swap(false, Ordering::SeqCst) {
+                tracing::info!("approver link back: the gateway opens again");
+            }
+            if link.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(gw.settings.fail_after) => {
+                tracing::warn!(
+                    "approver unreachable for {:?}: failing closed, cutting every session",
+                    gw.settings.fail_after
+                );
+                gw.failed_closed.store(true, Ordering::SeqCst);
+                for s in gw.sessions().live.values() {
+                    s.cut.send_replace(Some(EndReason::FailedClosed));
+                }
+                if link.changed().await.is_err() {
+                    return;
+                }
+            }
+            r = link.changed() => {
+                if r.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -35,5 +35,6 @@ pub async fn run(
     tokio::spawn(link::run(gw.clone()));
     tokio::spawn(spool::run(gw.clone()));
     tokio::spawn(enforce::run(gw.clone()));
+    tokio::spawn(enforce::fail_closed(gw.clone()));
     server::serve(gw).await
 }

@@ -67,6 +67,9 @@ pub(crate) fn check(
     target: &str,
     reach: &str,
 ) -> Result<(Target, u64, bool), String> {
+    if let Some(why) = gw.closed_reason() {
+        return Err(why);
+    }
     let catalog = gw
         .catalog()
         .ok_or("portcullis: this gateway has not heard from the approver yet; try again shortly")?;
@@ -425,6 +428,7 @@ impl Recorded {
             (Some(e), _) => Some(format!("portcullis: the recording of this session failed ({e}); ending it")),
             (None, EndReason::Closed) => None,
             (None, EndReason::Killed) => Some(format!("portcullis: session {session_id} was ended by an admin")),
+            (None, EndReason::FailedClosed) => gw.closed_reason(),
             (None, EndReason::Deprovisioned) => Some(format!(
                 "portcullis: {} or this key was removed from the configuration; session {session_id} ended",
                 self.user

@@ -656,6 +656,9 @@ impl Forward {
     /// Which target, and under which grant: refused before any connection is made.
     fn check(&self) -> Result<(String, String, u64), Refusal> {
         let gw = &self.gw;
+        if let Some(why) = gw.closed_reason() {
+            return Err(Refusal::Other(why));
+        }
         let catalog = gw.catalog().ok_or_else(|| {
             "portcullis: this gateway has not heard from the approver yet; try again shortly"
                 .to_string()
@@ -708,6 +711,9 @@ impl Forward {
         }
         let why = match reason {
             EndReason::Killed => format!("portcullis: session {session_id} was ended by an admin"),
+            EndReason::FailedClosed => gw.closed_reason().unwrap_or_else(|| {
+                "portcullis: the approver is unreachable and this gateway fails closed".into()
+            }),
             EndReason::Deprovisioned => format!(
                 "portcullis: {} or this key was removed from the configuration; session {session_id} ended",
                 self.user

@@ -34,6 +34,8 @@ pub(crate) enum EndReason {
     Killed,
     /// The user, or the key they logged in with, left the catalog.
     Deprovisioned,
+    /// `fail_mode = "closed"` and the approver has been unreachable longer than `fail_after`.
+    FailedClosed,
 }
 
 impl EndReason {
@@ -44,6 +46,7 @@ impl EndReason {
             EndReason::Revoked => "revoked",
             EndReason::Killed => "killed",
             EndReason::Deprovisioned => "user or key removed",
+            EndReason::FailedClosed => "approver unreachable (fail closed)",
         }
     }
 }
@@ -88,6 +91,8 @@ pub struct Gateway {
     pub(crate) delivered: watch::Sender<u64>,
     /// Bumped whenever a grant arrives on the stream.
     pub(crate) grants_changed: watch::Sender<u64>,
+    /// Set while `fail_mode = "closed"` holds the gateway shut (approver away too long).
+    pub(crate) failed_closed: std::sync::atomic::AtomicBool,
 }
 
 fn cfg_err(path: &Path, what: impl std::fmt::Display) -> GatewayError {
@@ -176,6 +181,7 @@ impl Gateway {
             link: watch::channel(None).0,
             delivered: watch::channel(0).0,
             grants_changed: watch::channel(0).0,
+            failed_closed: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -273,6 +279,18 @@ impl Gateway {
             self.name,
             &self.instance[..4.min(self.instance.len())]
         ))
+    }
+
+    /// Why new sessions are refused outright, if they are (fail mode "closed").
+    pub(crate) fn closed_reason(&self) -> Option<String> {
+        self.failed_closed
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then(|| {
+                format!(
+                    "portcullis: the approver has been unreachable for over {} and this gateway fails closed; try again later",
+                    portcullis_core::time::format_duration(self.settings.fail_after)
+                )
+            })
     }
 
     pub(crate) fn link(&self) -> Option<Arc<Connection>> {
