@@ -6,6 +6,8 @@
 
 mod support;
 
+#[path = "control_plane/abuse.rs"]
+mod abuse;
 #[path = "control_plane/approvals.rs"]
 mod approvals;
 #[path = "control_plane/audit_verify.rs"]

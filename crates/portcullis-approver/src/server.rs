@@ -2,7 +2,6 @@
 //! key and runs one control command per exec channel.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,12 +53,20 @@ pub async fn serve(app: Arc<Approver>) -> Result<(), ApproverError> {
     tokio::spawn(reload_on_sighup(app.clone()));
 
     let config = Arc::new(ssh_config(&app));
-    let mut server = ControlServer { app };
-    use russh::server::Server as _;
-    server
-        .run_on_socket(config, &listener)
-        .await
-        .map_err(|e| ApproverError::Config(format!("control port failed: {e}")))
+    portcullis_ssh::server::serve(
+        listener,
+        config,
+        portcullis_ssh::server::Admission::default(),
+        |peer, _local, authed| Connection {
+            app: app.clone(),
+            peer: peer.to_string(),
+            caller: None,
+            authed,
+            channels: HashMap::new(),
+        },
+    )
+    .await
+    .map_err(|e| ApproverError::Config(format!("control port failed: {e}")))
 }
 
 #[cfg(unix)]
@@ -77,27 +84,13 @@ async fn reload_on_sighup(app: Arc<Approver>) {
     }
 }
 
-struct ControlServer {
-    app: Arc<Approver>,
-}
-
-impl server::Server for ControlServer {
-    type Handler = Connection;
-    fn new_client(&mut self, peer: Option<SocketAddr>) -> Connection {
-        Connection {
-            app: self.app.clone(),
-            peer: peer.map(|p| p.to_string()).unwrap_or_default(),
-            caller: None,
-            channels: HashMap::new(),
-        }
-    }
-}
-
 /// One client connection.
 struct Connection {
     app: Arc<Approver>,
     peer: String,
     caller: Option<Caller>,
+    /// Set once authenticated: the pre-auth deadline spares this connection.
+    authed: Arc<std::sync::atomic::AtomicBool>,
     channels: HashMap<ChannelId, Channel<Msg>>,
 }
 
@@ -141,6 +134,7 @@ impl server::Handler for Connection {
                     principal,
                     fingerprint,
                 });
+                self.authed.store(true, std::sync::atomic::Ordering::SeqCst);
                 Ok(Auth::Accept)
             }
             None => {

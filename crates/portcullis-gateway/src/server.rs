@@ -22,8 +22,6 @@ use crate::relay::{self, Counters};
 use crate::spool;
 use crate::state::{EndReason, Gateway, LiveSession};
 
-/// A peer that has not authenticated by then is dropped.
-const PRE_AUTH_DEADLINE: Duration = Duration::from_secs(30);
 /// How long to wait for a target to accept a connection.
 const TARGET_CONNECT: Duration = Duration::from_secs(10);
 /// How long a forward waits for a grant that may still be replicating before it is refused.
@@ -53,89 +51,26 @@ pub(crate) async fn serve(gw: Arc<Gateway>) -> Result<(), GatewayError> {
     );
     let config = Arc::new(ssh_config(&gw));
     let mut next_id = 0u64;
-    loop {
-        let (socket, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+    portcullis_ssh::server::serve(
+        listener,
+        config,
+        portcullis_ssh::server::Admission::default(),
+        |peer, local, authed| {
+            next_id += 1;
+            Conn {
+                gw: gw.clone(),
+                id: next_id,
+                peer,
+                local,
+                user: None,
+                target: None,
+                authed,
+                channels: HashMap::new(),
             }
-        };
-        next_id += 1;
-        tokio::spawn(connection(
-            gw.clone(),
-            config.clone(),
-            socket,
-            peer,
-            next_id,
-        ));
-    }
-}
-
-async fn connection(
-    gw: Arc<Gateway>,
-    config: Arc<server::Config>,
-    socket: TcpStream,
-    peer: SocketAddr,
-    id: u64,
-) {
-    let _ = socket.set_nodelay(true);
-    let local = socket.local_addr().ok();
-    let authed = Arc::new(AtomicBool::new(false));
-    let handler = Conn {
-        gw: gw.clone(),
-        id,
-        peer,
-        local,
-        user: None,
-        target: None,
-        authed: authed.clone(),
-        channels: HashMap::new(),
-    };
-    let session = match tokio::time::timeout(
-        PRE_AUTH_DEADLINE,
-        server::run_stream(config, socket, handler),
+        },
     )
     .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::debug!("{peer}: handshake failed: {e}");
-            return;
-        }
-        Err(_) => {
-            tracing::info!("{peer}: no SSH handshake within {PRE_AUTH_DEADLINE:?}; dropped");
-            return;
-        }
-    };
-    let handle = session.handle();
-    {
-        let mut s = gw.sessions();
-        s.conns.insert(id, handle.clone());
-    }
-    let deadline = {
-        let handle = handle.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(PRE_AUTH_DEADLINE).await;
-            if !authed.load(Ordering::SeqCst) {
-                tracing::info!("{peer}: not authenticated within {PRE_AUTH_DEADLINE:?}; dropped");
-                let _ = handle
-                    .disconnect(
-                        Disconnect::ByApplication,
-                        "portcullis: authentication took too long".into(),
-                        "en".into(),
-                    )
-                    .await;
-            }
-        })
-    };
-    let _ = session.await;
-    deadline.abort();
-    {
-        let mut s = gw.sessions();
-        s.conns.remove(&id);
-    }
+    .map_err(|e| GatewayError::Io(format!("accept loop ended: {e}")))
 }
 
 struct User {
@@ -156,6 +91,12 @@ struct Conn {
     target: Option<String>,
     authed: Arc<AtomicBool>,
     channels: HashMap<ChannelId, Channel<Msg>>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.gw.sessions().conns.remove(&self.id);
+    }
 }
 
 impl Conn {
@@ -181,6 +122,12 @@ impl Conn {
 
 impl server::Handler for Conn {
     type Error = russh::Error;
+
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        // Known by id so that the last session of this connection can take it down.
+        self.gw.sessions().conns.insert(self.id, session.handle());
+        Ok(())
+    }
 
     async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
         Ok(self.gw.catalog().is_none().then(|| {
