@@ -217,6 +217,11 @@ impl Approver {
         let keys = ApproverKeys::load_or_create(&settings.data_dir)?;
         let store = Store::open(&settings.data_dir.join("store"))?;
         let state = WriterState::from_store(&store)?;
+        // Time never runs backwards here, not even across a restart: the clock starts no
+        // earlier than the newest audit record.
+        let last_at = store.last_audit()?.map(|r| r.at).unwrap_or(Timestamp(0));
+        let clock: Arc<dyn Clock> =
+            Arc::new(portcullis_core::HighWaterClock::new(clock).not_before(last_at));
         let app = Arc::new(Approver {
             recordings: portcullis_store::Recordings::new(&settings.data_dir.join("recordings")),
             store,

@@ -25,4 +25,4 @@ pub mod time;
 pub mod window;
 
 pub use catalog::Catalog;
-pub use time::{Clock, SystemClock, Timestamp};
+pub use time::{Clock, HighWaterClock, SystemClock, Timestamp};

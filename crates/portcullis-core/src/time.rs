@@ -104,6 +104,44 @@ impl Clock for ManualClock {
     }
 }
 
+/// A clock that never goes backwards: it reports the latest instant it has seen. A wall-clock
+/// step back (NTP, an operator, a VM resume) therefore never revives an expired grant or
+/// reopens a lapsed request; the time simply stands still until the wall clock catches up.
+#[derive(Debug)]
+pub struct HighWaterClock<C> {
+    inner: C,
+    high: AtomicU64,
+}
+
+impl<C: Clock> HighWaterClock<C> {
+    pub fn new(inner: C) -> Self {
+        HighWaterClock {
+            inner,
+            high: AtomicU64::new(0),
+        }
+    }
+
+    /// Start no earlier than `at` (for example the newest instant a store has recorded).
+    pub fn not_before(self, at: Timestamp) -> Self {
+        self.high.fetch_max(at.0, Ordering::SeqCst);
+        self
+    }
+}
+
+impl<C: Clock> Clock for HighWaterClock<C> {
+    fn now(&self) -> Timestamp {
+        let now = self.inner.now().0;
+        let prev = self.high.fetch_max(now, Ordering::SeqCst);
+        Timestamp(prev.max(now))
+    }
+}
+
+impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
+    fn now(&self) -> Timestamp {
+        (**self).now()
+    }
+}
+
 /// Parse a humantime duration (`90s`, `15m`, `1h30m`) with an error that says what is accepted.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
@@ -124,6 +162,37 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert!(parse_duration("soon").unwrap_err().contains("15m"));
         assert_eq!(format_duration(Duration::from_millis(90_500)), "1m 30s");
+    }
+
+    #[test]
+    fn a_clock_step_back_never_revives_an_expired_grant() {
+        use crate::model::Grant;
+        let wall = std::sync::Arc::new(ManualClock::new(Timestamp(10_000)));
+        let clock = HighWaterClock::new(wall.clone());
+        let grant = Grant {
+            id: 1,
+            request: 1,
+            user: "alice".into(),
+            target: "db".into(),
+            policy: "p".into(),
+            issued_at: Timestamp(10_000),
+            expires_at: Timestamp(20_000),
+            approvers: vec![],
+            revoked: None,
+        };
+        assert!(grant.is_active(clock.now()));
+        wall.set(Timestamp(25_000));
+        assert!(!grant.is_active(clock.now()), "expired");
+        wall.set(Timestamp(15_000)); // the wall clock jumps back ten seconds
+        assert!(
+            !grant.is_active(clock.now()),
+            "still expired after the jump back"
+        );
+        assert_eq!(clock.now(), Timestamp(25_000));
+        wall.set(Timestamp(26_000));
+        assert_eq!(clock.now(), Timestamp(26_000));
+        let started = HighWaterClock::new(ManualClock::new(Timestamp(5))).not_before(Timestamp(9));
+        assert_eq!(started.now(), Timestamp(9));
     }
 
     #[test]

@@ -152,6 +152,17 @@ impl Gateway {
         let replica = Replica::open(&settings.data_dir.join("replica"))?;
         let instance = replica.instance()?;
 
+        // Time never runs backwards, not even across a restart: no earlier than the newest
+        // instant any grant in the replica mentions.
+        let newest = replica
+            .grants()?
+            .iter()
+            .filter_map(|(_, g)| g.verify(&signing).ok())
+            .map(|g| g.revoked.as_ref().map(|r| r.at).unwrap_or(g.issued_at))
+            .max()
+            .unwrap_or(portcullis_core::Timestamp(0));
+        let clock: Arc<dyn Clock> =
+            Arc::new(portcullis_core::HighWaterClock::new(clock).not_before(newest));
         let mut view = View {
             catalog: replica.catalog()?.map(Arc::new),
             ..View::default()
