@@ -1,0 +1,200 @@
+//! Portcullis side by side with OpenSSH's own sshd as the jump host, same client, same cipher
+//! (aes256-gcm) and key exchange (curve25519) on every hop, on loopback:
+//! - forward throughput: `ssh -N -L` through the gateway vs through sshd, 256 MiB a run;
+//! - connect latency: `ssh -W target:port` (handshake, auth, channel open, close) through each.
+//!
+//! A benchmark, not a test: it prints a table of ratios measured in the same run.
+//! Run: cargo bench -p portcullis --bench versus_openssh   (FORWARD_MB=256 RUNS=5 CONNECTS=20)
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::targets::{free_port, Sshd};
+
+/// Reads everything, then answers one byte: the sender's clock stops on that byte.
+fn sink() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut len = [0u8; 8];
+                if c.read_exact(&mut len).is_err() {
+                    return;
+                }
+                let mut left = u64::from_be_bytes(len);
+                while left > 0 {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => left = left.saturating_sub(n as u64),
+                    }
+                }
+                let _ = c.write_all(b"k");
+            });
+        }
+    });
+    port
+}
+
+fn push(port: u16, bytes: u64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut c = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("forward never listened: {e}"),
+        }
+    };
+    let chunk = vec![0x5au8; 256 * 1024];
+    let start = Instant::now();
+    c.write_all(&bytes.to_be_bytes()).unwrap();
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        c.write_all(&chunk[..n]).unwrap();
+        left -= n as u64;
+    }
+    let mut ok = [0u8; 1];
+    c.read_exact(&mut ok).unwrap();
+    start.elapsed().as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let mb: u64 = std::env::var("FORWARD_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(256);
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let connects: usize = std::env::var("CONNECTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let sink_port = sink();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = support::Env::prepare(
+        "24h",
+        &format!(
+            "\n[[targets]]\nname = \"sink\"\nkind = \"tcp\"\naddress = \"127.0.0.1:{sink_port}\"\nlabels = {{ env = \"staging\" }}\n"
+        ),
+    );
+    let alice = std::fs::read_to_string(env.key("alice").with_extension("pub")).unwrap();
+    let sshd = Sshd::start(dir.path(), &alice);
+    env.start_approver();
+    env.start_gateway();
+    assert_eq!(
+        env.ssh("alice", &["request", "sink", "--for", "1h"]).code,
+        0
+    );
+    let cfg = env.path().join("bench_ssh_config");
+    std::fs::write(
+        &cfg,
+        format!(
+            "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  BatchMode yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  Ciphers aes256-gcm@openssh.com\n  KexAlgorithms curve25519-sha256\n",
+            env.key("alice").display()
+        ),
+    )
+    .unwrap();
+    let gw_port = env.gw_port();
+    let sshd_port = sshd.port.to_string();
+    let forward = |via_gateway: bool| -> (Child, u16) {
+        let local = free_port();
+        let mut c = Command::new("ssh");
+        c.arg("-F")
+            .arg(&cfg)
+            .args(["-N", "-o", "ExitOnForwardFailure=yes"]);
+        if via_gateway {
+            c.args([
+                "-p",
+                &gw_port,
+                "-L",
+                &format!("{local}:sink:{sink_port}"),
+                "alice@127.0.0.1",
+            ]);
+        } else {
+            c.args([
+                "-p",
+                &sshd_port,
+                "-L",
+                &format!("{local}:127.0.0.1:{sink_port}"),
+            ])
+            .arg(format!("{}@127.0.0.1", sshd.login));
+        }
+        (c.stdin(Stdio::null()).spawn().unwrap(), local)
+    };
+    let bytes = mb * 1024 * 1024;
+    let (mut tg, mut ts) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        for via in [true, false] {
+            let (mut child, port) = forward(via);
+            let t = push(port, bytes);
+            let _ = child.kill();
+            let _ = child.wait();
+            if via {
+                tg.push(t)
+            } else {
+                ts.push(t)
+            }
+        }
+    }
+    let connect = |via_gateway: bool| -> f64 {
+        let mut c = Command::new("ssh");
+        c.arg("-F").arg(&cfg);
+        if via_gateway {
+            c.args([
+                "-p",
+                &gw_port,
+                "-W",
+                &format!("sink:{sink_port}"),
+                "alice@127.0.0.1",
+            ]);
+        } else {
+            c.args(["-p", &sshd_port, "-W", &format!("127.0.0.1:{sink_port}")])
+                .arg(format!("{}@127.0.0.1", sshd.login));
+        }
+        let start = Instant::now();
+        let st = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        start.elapsed().as_secs_f64() * 1000.0
+    };
+    let (mut cg, mut cs) = (Vec::new(), Vec::new());
+    for _ in 0..connects {
+        cg.push(connect(true));
+        cs.push(connect(false));
+    }
+    let (tg, ts, cg, cs) = (median(tg), median(ts), median(cg), median(cs));
+    let m = mb as f64;
+    println!("| path | OpenSSH sshd as jump host | portcullis gateway | ratio (sshd/portcullis time) | target |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| `ssh -N -L` forward, {mb} MiB, median of {runs} | {:.0} MB/s | {:.0} MB/s | {:.2}× | ≥ 1.0× |",
+        m / ts,
+        m / tg,
+        ts / tg
+    );
+    println!(
+        "| connect `ssh -W target:port` round trip, median of {connects} | {cs:.1} ms | {cg:.1} ms | {:.2}× (latency ratio {:.2}) | latency ≤ 1.1× |",
+        cs / cg,
+        cg / cs
+    );
+}
