@@ -136,7 +136,7 @@ fn scp_both_ways_is_byte_exact() {
         .collect();
     let local = env.path().join("upload.bin");
     std::fs::write(&local, &data).unwrap();
-    let remote_dir = tempfile::tempdir().unwrap();
+    let remote_dir = crate::support::targets::shared_dir();
     let remote = remote_dir.path().join("on-target.bin");
     let scp = |from: String, to: String| {
         run(Command::new("scp")
@@ -167,7 +167,7 @@ fn sftp_put_and_get() {
     let r = start();
     let env = &r.g.env;
     grant(env, "alice", "web-1", "10m");
-    let remote_dir = tempfile::tempdir().unwrap();
+    let remote_dir = crate::support::targets::shared_dir();
     let src = env.path().join("put.txt");
     std::fs::write(&src, "sftp through the bastion\n").unwrap();
     let got = env.path().join("got.txt");

@@ -85,6 +85,46 @@ fn wait_port(port: u16, what: &str, child: &mut Child, log: &Path) {
     }
 }
 
+/// The login the test sshd uses when the tests run as root: a user whose shell is `/bin/sh` and
+/// who has no rc files. Root's own shell start-up (pyenv, here) is slow, and a session cut in
+/// the middle of it can leave a lock behind that stalls every later login for a minute
+/// (FIELD-NOTES: use a user whose shell is /bin/sh).
+const SHELL_USER: &str = "pcxtarget";
+
+fn shell_user() -> String {
+    let exists = Command::new("id")
+        .arg(SHELL_USER)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !exists {
+        let _ = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--home-dir",
+                "/",
+                "--shell",
+                "/bin/sh",
+                SHELL_USER,
+            ])
+            .status();
+    }
+    // A locked account ("!") is refused by sshd without PAM; "*" only rules out passwords.
+    let _ = Command::new("usermod")
+        .args(["-p", "*", SHELL_USER])
+        .status();
+    SHELL_USER.to_string()
+}
+
+/// A directory a test sshd's login may write into.
+pub fn shared_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let _ = Command::new("chmod").arg("777").arg(d.path()).status();
+    d
+}
+
 /// A real OpenSSH server that lets `login` in with the keys in `authorized_keys`.
 pub struct Sshd {
     pub port: u16,
@@ -135,10 +175,14 @@ impl Sshd {
             .spawn()
             .unwrap();
         wait_port(port, "sshd", &mut child, &log);
-        let login = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
-            .unwrap()
-            .trim()
-            .to_string();
+        let login = if is_root() {
+            shell_user()
+        } else {
+            String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+                .unwrap()
+                .trim()
+                .to_string()
+        };
         Sshd {
             port,
             login,

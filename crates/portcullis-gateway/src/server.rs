@@ -194,33 +194,55 @@ impl server::Handler for Conn {
         if let Some(target) = &self.target {
             // Every session channel to a target checks the grant.
             let reach = self.reach(&user.name);
-            match recorded::check(&self.gw, &user.name, &user.key, target, &reach) {
-                Err(why) => {
-                    tracing::info!(
-                        "{} {}: refused a session on {target}: {why}",
-                        self.peer,
-                        user.name
-                    );
-                    reply.reject(refuse(why)).await;
+            let (gw, id, peer) = (self.gw.clone(), self.id, self.peer);
+            let (name, key, fingerprint) = (
+                user.name.clone(),
+                user.key.clone(),
+                user.fingerprint.clone(),
+            );
+            let (target, handle) = (target.clone(), session.handle());
+            tokio::spawn(async move {
+                // A grant approved a moment ago may still be on its way down the stream.
+                let mut changes = gw.grants_changed.subscribe();
+                let deadline = tokio::time::Instant::now() + GRANT_GRACE;
+                let checked = loop {
+                    changes.borrow_and_update();
+                    let r = recorded::check(&gw, &name, &key, &target, &reach);
+                    let waiting = r.is_err() && gw.active_grant(&name, &target).is_none();
+                    if !waiting || gw.link().is_none() {
+                        break r;
+                    }
+                    if !matches!(
+                        tokio::time::timeout_at(deadline, changes.changed()).await,
+                        Ok(Ok(()))
+                    ) {
+                        break r;
+                    }
+                };
+                match checked {
+                    Err(why) => {
+                        tracing::info!("{peer} {name}: refused a session on {target}: {why}");
+                        reply.reject(refuse(why)).await;
+                    }
+                    Ok((target, grant, record_data)) => {
+                        reply.accept().await;
+                        let recorded = recorded::Recorded {
+                            gw,
+                            conn: id,
+                            user: name,
+                            key,
+                            fingerprint,
+                            client: peer.to_string(),
+                            reach,
+                            target,
+                            grant,
+                            record_data,
+                            handle,
+                        };
+                        recorded.run(channel).await;
+                    }
                 }
-                Ok((target, grant, record_data)) => {
-                    reply.accept().await;
-                    let recorded = recorded::Recorded {
-                        gw: self.gw.clone(),
-                        conn: self.id,
-                        user: user.name.clone(),
-                        key: user.key.clone(),
-                        fingerprint: user.fingerprint.clone(),
-                        client: self.peer.to_string(),
-                        reach,
-                        target,
-                        grant,
-                        record_data,
-                        handle: session.handle(),
-                    };
-                    tokio::spawn(recorded.run(channel));
-                }
-            }
+            });
             return Ok(());
         }
         self.channels.insert(channel.id(), channel);
