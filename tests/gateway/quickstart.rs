@@ -10,14 +10,17 @@ use crate::support::{run, BIN, SOON};
 #[test]
 fn the_printed_lines_work_when_pasted() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["quickstart", "--dir"])
-        .arg(dir.path().join("qs"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(BIN)
+            .args(["quickstart", "--dir"])
+            .arg(dir.path().join("qs"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -80,6 +83,16 @@ fn the_printed_lines_work_when_pasted() {
             "quickstart did not stop on SIGINT"
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A failing assertion must not leave a quickstart holding ports 2222 and 2223.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
