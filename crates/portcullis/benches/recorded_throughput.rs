@@ -24,6 +24,51 @@ fn timed(mut c: Command) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
+/// Keystroke echo: one byte typed into `cat` on a pty, until the terminal's echo of it comes
+/// back; `n` times, in milliseconds.
+fn echo_latency(mut c: Command, n: usize) -> Vec<f64> {
+    use std::io::{Read, Write};
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let mut output = child.stdout.take().unwrap();
+    let mut byte = [0u8; 1];
+    // Wait until the far side echoes at all (login and shell start-up are not measured).
+    input.write_all(b"r").unwrap();
+    input.flush().unwrap();
+    loop {
+        output.read_exact(&mut byte).unwrap();
+        if byte[0] == b'r' {
+            break;
+        }
+    }
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        input.write_all(b"k").unwrap();
+        input.flush().unwrap();
+        loop {
+            output.read_exact(&mut byte).unwrap();
+            if byte[0] == b'k' {
+                break;
+            }
+        }
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    times
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -93,6 +138,10 @@ fn main() {
         fg.push(timed(through(flood, true)));
     }
     let (bd, bg, fd, fg) = (median(bd), median(bg), median(fd), median(fg));
+    let ed = echo_latency(direct("cat", true), 300);
+    let eg = echo_latency(through("cat", true), 300);
+    let (ed50, ed99) = (percentile(ed.clone(), 0.5), percentile(ed, 0.99));
+    let (eg50, eg99) = (percentile(eg.clone(), 0.5), percentile(eg, 0.99));
     let mb = bulk_mb as f64;
     println!("| path | direct ssh | through portcullis (recorded) | ratio | target |");
     println!("|---|---|---|---|---|");
@@ -107,6 +156,10 @@ fn main() {
         fd,
         fg,
         fd / fg
+    );
+    println!(
+        "| keystroke echo on a pty (`cat`), 300 keys, p50 / p99 | {ed50:.2} / {ed99:.2} ms | {eg50:.2} / {eg99:.2} ms | p99 {:.2}× | p99 ≤ 1.5× |",
+        eg99 / ed99
     );
     println!("(median of {runs} alternating runs each)");
 }
