@@ -62,6 +62,8 @@ pub struct GatewayFile {
     pub fail_mode: Option<String>,
     pub fail_after: Option<String>,
     pub record_input: Option<bool>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_source: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -155,6 +157,10 @@ pub struct GatewaySettings {
     pub fail_closed: bool,
     pub fail_after: Duration,
     pub record_input: bool,
+    /// Connections open at once, in all (default 4096).
+    pub max_connections: usize,
+    /// Connections open at once from one source address (default 512).
+    pub max_connections_per_source: usize,
 }
 
 /// A validated configuration.
@@ -308,6 +314,17 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
                 );
             }
         }
+        for (field, v) in [
+            ("gateway.max_connections", g.max_connections),
+            (
+                "gateway.max_connections_per_source",
+                g.max_connections_per_source,
+            ),
+        ] {
+            if v == Some(0) {
+                p.push(field, "must be at least 1");
+            }
+        }
         GatewaySettings {
             name: g.name.clone(),
             listen,
@@ -319,6 +336,8 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
             fail_closed,
             fail_after,
             record_input: g.record_input.unwrap_or(true),
+            max_connections: g.max_connections.unwrap_or(4096),
+            max_connections_per_source: g.max_connections_per_source.unwrap_or(512),
         }
     });
 

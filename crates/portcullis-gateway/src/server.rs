@@ -54,7 +54,11 @@ pub(crate) async fn serve(gw: Arc<Gateway>) -> Result<(), GatewayError> {
     portcullis_ssh::server::serve(
         listener,
         config,
-        portcullis_ssh::server::Admission::default(),
+        portcullis_ssh::server::Admission {
+            max_connections: gw.settings.max_connections,
+            per_source: gw.settings.max_connections_per_source,
+            ..Default::default()
+        },
         |peer, local, authed| {
             next_id += 1;
             Conn {

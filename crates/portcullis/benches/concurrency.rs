@@ -1,0 +1,125 @@
+//! Many forwarded sessions held open at once through the real gateway: its resident memory per
+//! idle session, whether that memory comes back when they close, and how long a new session
+//! takes while they are held. A benchmark, not a test.
+//! Run: cargo bench -p portcullis --bench concurrency   (SESSIONS=2000)
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity};
+use russh::ChannelMsg;
+use support::targets::Echo;
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+async fn open(opts: ConnectOptions, port: u16) -> (Connection, russh::Channel<russh::client::Msg>) {
+    let conn = Connection::connect(&opts).await.unwrap();
+    let mut ch = conn.direct_tcpip("echo", u32::from(port)).await.unwrap();
+    ch.data(&b"hi"[..]).await.unwrap();
+    loop {
+        match ch.wait().await {
+            Some(ChannelMsg::Data { .. }) => break,
+            Some(_) => {}
+            None => panic!("closed before the echo"),
+        }
+    }
+    (conn, ch)
+}
+
+fn main() {
+    let n: usize = std::env::var("SESSIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let echo = Echo::start();
+    let mut env = support::Env::prepare(
+        "24h",
+        &format!(
+            "\n[[targets]]\nname = \"echo\"\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\nlabels = {{ env = \"staging\" }}\n",
+            echo.port
+        ),
+    );
+    // Every session comes from 127.0.0.1 here: lift the per-source budget for the measurement.
+    env.gateway_extra = format!("max_connections_per_source = {}", n + 100);
+    env.start_approver();
+    env.start_gateway();
+    assert_eq!(
+        env.ssh("alice", &["request", "echo", "--for", "1h"]).code,
+        0
+    );
+    let pid = env.gateway.as_ref().unwrap().id();
+    let opts = ConnectOptions {
+        addr: env.gw_addr.clone(),
+        user: "alice".into(),
+        identity: Identity::KeyFile(env.key("alice")),
+        host_key: HostKeyPolicy::Pinned(
+            portcullis_core::keys::parse_public_key(&env.gateway_host_key).unwrap(),
+        ),
+        connect_timeout: Duration::from_secs(60),
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = echo.port;
+    // Warm up: one session opened and closed, so one-time allocations are in the baseline.
+    rt.block_on(async {
+        let (c, _ch) = open(opts.clone(), port).await;
+        c.close().await;
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let base = rss_kib(pid);
+    let opened = Instant::now();
+    let mut held = Vec::with_capacity(n);
+    rt.block_on(async {
+        for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+            let tasks: Vec<_> = chunk
+                .iter()
+                .map(|_| tokio::spawn(open(opts.clone(), port)))
+                .collect();
+            for t in tasks {
+                held.push(t.await.unwrap());
+            }
+        }
+    });
+    let open_secs = opened.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(2));
+    let full = rss_kib(pid);
+    let mut new_session = Vec::new();
+    rt.block_on(async {
+        for _ in 0..20 {
+            let t = Instant::now();
+            let (c, _ch) = open(opts.clone(), port).await;
+            new_session.push(t.elapsed().as_secs_f64() * 1000.0);
+            c.close().await;
+        }
+    });
+    new_session.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    rt.block_on(async {
+        for (c, _ch) in held.drain(..) {
+            c.close().await;
+        }
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    let after = rss_kib(pid);
+    let per = (full.saturating_sub(base)) as f64 / n as f64;
+    println!("| measure | value | target |");
+    println!("|---|---|---|");
+    println!("| sessions held open at once | {n} (opened in {open_secs:.1} s) | 2,000 |");
+    println!("| gateway RSS: before / held / after close | {base} / {full} / {after} KiB | all returned |");
+    println!("| RSS per idle forwarded session | {per:.1} KiB | < 64 KiB |");
+    println!(
+        "| new session (connect, auth, channel, echo) while held: median / max of 20 | {:.1} / {:.1} ms | < 100 ms |",
+        new_session[new_session.len() / 2],
+        new_session[new_session.len() - 1]
+    );
+}
