@@ -515,6 +515,22 @@ impl Env {
         p
     }
 
+    /// An ssh config for benchmarks: the same client settings on every path compared, with
+    /// aes256-gcm and curve25519 forced (FIELD-NOTES), host keys not checked.
+    pub fn bench_ssh_config(&self, user: &str) -> PathBuf {
+        let p = self.path().join(format!("bench_ssh_config_{user}"));
+        std::fs::write(
+            &p,
+            format!(
+                "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  BatchMode yes\n  StrictHostKeyChecking no\n  \
+                 UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  Ciphers aes256-gcm@openssh.com\n  KexAlgorithms curve25519-sha256\n",
+                self.key(user).display()
+            ),
+        )
+        .unwrap();
+        p
+    }
+
     /// `ssh -p GATEWAY USER@127.0.0.1 ARGS…` (stock OpenSSH), without running it.
     pub fn gw_command(&self, user: &str, args: &[&str]) -> Command {
         let mut c = Command::new("ssh");
@@ -540,6 +556,12 @@ impl Env {
 
 pub fn run(c: &mut Command) -> Out {
     Out::from(c.stdin(Stdio::null()).output().expect("run command"))
+}
+
+/// The median of some timings (benchmarks).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
 }
 
 /// The request id in `request` JSON output.

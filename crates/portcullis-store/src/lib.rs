@@ -88,6 +88,22 @@ fn parse_key(tree: &'static str, k: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(arr))
 }
 
+/// Decode every `(u64 key, record)` pair an iterator over a tree yields, in key order; the first
+/// bad key or record is an error that names the tree and the key.
+fn decode_all<T, I>(entries: I, tree: &'static str) -> Result<Vec<(u64, T)>>
+where
+    T: serde::de::DeserializeOwned,
+    I: Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+{
+    entries
+        .map(|kv| {
+            let (k, v) = kv?;
+            let id = parse_key(tree, &k)?;
+            Ok((id, decode(tree, id, &v)?))
+        })
+        .collect()
+}
+
 fn decode<T: serde::de::DeserializeOwned>(tree: &'static str, k: u64, v: &[u8]) -> Result<T> {
     codec::decode(v).map_err(|error| StoreError::Corrupt {
         tree,
@@ -201,14 +217,10 @@ impl Store {
 
     /// All requests, oldest first.
     pub fn requests(&self) -> Result<Vec<Request>> {
-        self.requests
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                let id = parse_key("requests", &k)?;
-                decode("requests", id, &v)
-            })
-            .collect()
+        Ok(decode_all(self.requests.iter(), "requests")?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect())
     }
 
     pub fn last_request_id(&self) -> Result<u64> {
@@ -224,14 +236,7 @@ impl Store {
 
     /// All grants, oldest first, with their ids.
     pub fn grants(&self) -> Result<Vec<(u64, GrantRecord)>> {
-        self.grants
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                let id = parse_key("grants", &k)?;
-                Ok((id, decode("grants", id, &v)?))
-            })
-            .collect()
+        decode_all(self.grants.iter(), "grants")
     }
 
     /// The newest revision of the change feed (0 when empty).
@@ -242,15 +247,7 @@ impl Store {
     /// Changes after `rev`, in order, at most `limit` of them.
     pub fn changes_after(&self, rev: u64, limit: usize) -> Result<Vec<(u64, SignedChange)>> {
         let start = rev.saturating_add(1);
-        self.changes
-            .range(key(start)..)
-            .take(limit)
-            .map(|kv| {
-                let (k, v) = kv?;
-                let r = parse_key("changes", &k)?;
-                Ok((r, decode("changes", r, &v)?))
-            })
-            .collect()
+        decode_all(self.changes.range(key(start)..).take(limit), "changes")
     }
 
     /// The newest audit record, if any.

@@ -91,11 +91,6 @@ impl Recordings {
             }),
         }
     }
-
-    /// Where a session's recording lives (for tests that prove tampering is caught).
-    pub fn file(&self, session: &str) -> Option<PathBuf> {
-        self.path(session).ok()
-    }
 }
 
 #[cfg(test)]

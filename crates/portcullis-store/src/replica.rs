@@ -10,7 +10,7 @@ use portcullis_core::Catalog;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use crate::{decode, key, open_db, parse_key, Result, StoreError};
+use crate::{decode, decode_all, key, open_db, Result, StoreError};
 
 const REV: &[u8] = b"rev";
 const CATALOG: &[u8] = b"catalog";
@@ -118,14 +118,7 @@ impl Replica {
 
     /// Every signed grant held, to be verified again by the caller before use.
     pub fn grants(&self) -> Result<Vec<(u64, SignedGrant)>> {
-        self.grants
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                let id = parse_key("grants", &k)?;
-                Ok((id, decode("grants", id, &v)?))
-            })
-            .collect()
+        decode_all(self.grants.iter(), "grants")
     }
 
     /// Apply one verified change (catalog and/or grant, possibly neither for a kill) and move
@@ -224,14 +217,7 @@ impl Replica {
 
     /// Undelivered reports, oldest first.
     pub fn spooled(&self) -> Result<Vec<(u64, SessionReport)>> {
-        self.spool
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                let seq = parse_key("spool", &k)?;
-                Ok((seq, decode("spool", seq, &v)?))
-            })
-            .collect()
+        decode_all(self.spool.iter(), "spool")
     }
 
     /// The approver acknowledged report `seq`.

@@ -11,6 +11,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use support::median;
 use support::targets::Sshd;
 
 fn timed(mut c: Command) -> f64 {
@@ -69,11 +70,6 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn main() {
     let bulk_mb: u64 = std::env::var("BULK_MB")
         .ok()
@@ -99,15 +95,7 @@ fn main() {
     let out = env.ssh("alice", &["request", "web-1", "--for", "1h"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     // Both paths: same client, same cipher, same key exchange.
-    let ssh_cfg = env.path().join("bench_ssh_config");
-    std::fs::write(
-        &ssh_cfg,
-        format!(
-            "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  BatchMode yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  Ciphers aes256-gcm@openssh.com\n  KexAlgorithms curve25519-sha256\n",
-            env.key("alice").display()
-        ),
-    )
-    .unwrap();
+    let ssh_cfg = env.bench_ssh_config("alice");
     let direct = |cmd: &str, tty: bool| {
         let mut c = Command::new("ssh");
         c.arg("-F")

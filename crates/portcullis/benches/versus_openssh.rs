@@ -16,6 +16,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::median;
 use support::targets::{free_port, Sshd};
 
 /// Reads everything, then answers one byte: the sender's clock stops on that byte.
@@ -68,11 +69,6 @@ fn push(port: u16, bytes: u64) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn main() {
     let mb: u64 = std::env::var("FORWARD_MB")
         .ok()
@@ -102,15 +98,7 @@ fn main() {
         env.ssh("alice", &["request", "sink", "--for", "1h"]).code,
         0
     );
-    let cfg = env.path().join("bench_ssh_config");
-    std::fs::write(
-        &cfg,
-        format!(
-            "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  BatchMode yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  Ciphers aes256-gcm@openssh.com\n  KexAlgorithms curve25519-sha256\n",
-            env.key("alice").display()
-        ),
-    )
-    .unwrap();
+    let cfg = env.bench_ssh_config("alice");
     let gw_port = env.gw_port();
     let sshd_port = sshd.port.to_string();
     let forward = |via_gateway: bool| -> (Child, u16) {
