@@ -7,8 +7,12 @@
 
 mod support;
 
+#[path = "gateway/abuse.rs"]
+mod abuse;
 #[path = "gateway/approver_down.rs"]
 mod approver_down;
+#[path = "gateway/authentication.rs"]
+mod authentication;
 #[path = "gateway/common.rs"]
 mod common;
 #[path = "gateway/compliance.rs"]

@@ -22,6 +22,11 @@ pub fn start(extra: &str) -> GwEnv {
 
 /// As [`start`], with config text made once the user keys exist (for targets that need them).
 pub fn start_with(more: impl FnOnce(&Env) -> String) -> GwEnv {
+    start_tuned(more, "")
+}
+
+/// As [`start_with`], with more lines for the `[gateway]` section.
+pub fn start_tuned(more: impl FnOnce(&Env) -> String, gateway_extra: &str) -> GwEnv {
     let echo = Echo::start();
     let echo_b = Echo::start();
     let stray = Echo::start();
@@ -34,7 +39,7 @@ pub fn start_with(more: impl FnOnce(&Env) -> String) -> GwEnv {
     let extra = more(&env);
     let cfg = std::fs::read_to_string(&env.config).unwrap() + &extra;
     std::fs::write(&env.config, cfg).unwrap();
-    env.gateway_extra = "expiry_warning = \"2s\"".into();
+    env.gateway_extra = format!("expiry_warning = \"2s\"\n{gateway_extra}");
     env.start_approver();
     env.start_gateway();
     GwEnv {

@@ -56,7 +56,7 @@ pub async fn serve(app: Arc<Approver>) -> Result<(), ApproverError> {
     portcullis_ssh::server::serve(
         listener,
         config,
-        portcullis_ssh::server::Admission::default(),
+        app.settings.limits,
         |peer, _local, authed| Connection {
             app: app.clone(),
             peer: peer.to_string(),

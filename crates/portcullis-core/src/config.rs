@@ -46,6 +46,9 @@ pub struct ApproverFile {
     pub listen: Option<String>,
     pub data_dir: PathBuf,
     pub request_ttl: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_source: Option<usize>,
+    pub login_grace: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -64,6 +67,8 @@ pub struct GatewayFile {
     pub record_input: Option<bool>,
     pub max_connections: Option<usize>,
     pub max_connections_per_source: Option<usize>,
+    pub login_grace: Option<String>,
+    pub max_channels_per_connection: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,7 +147,34 @@ pub struct ApproverSettings {
     pub listen: String,
     pub data_dir: PathBuf,
     pub request_ttl: Duration,
+    pub limits: ConnectionLimits,
 }
+
+/// What a server admits before authentication, the same keys in `[approver]` and `[gateway]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections open at once, in all (`max_connections`, default 4096).
+    pub max_connections: usize,
+    /// Connections open at once from one source address (`max_connections_per_source`,
+    /// default 512).
+    pub max_connections_per_source: usize,
+    /// How long a peer has to authenticate before it is dropped (`login_grace`, default 30s,
+    /// OpenSSH's `LoginGraceTime`).
+    pub login_grace: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 4096,
+            max_connections_per_source: 512,
+            login_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The default cap on channels (sessions, forwards) open at once on one gateway connection.
+pub const DEFAULT_MAX_CHANNELS_PER_CONNECTION: usize = 64;
 
 /// A gateway's own settings (used by the gateway process).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,10 +189,9 @@ pub struct GatewaySettings {
     pub fail_closed: bool,
     pub fail_after: Duration,
     pub record_input: bool,
-    /// Connections open at once, in all (default 4096).
-    pub max_connections: usize,
-    /// Connections open at once from one source address (default 512).
-    pub max_connections_per_source: usize,
+    pub limits: ConnectionLimits,
+    /// Channels (sessions, forwards) open at once on one connection (default 64).
+    pub max_channels_per_connection: usize,
 }
 
 /// A validated configuration.
@@ -218,6 +249,32 @@ impl Problems {
             }
         }
     }
+    /// The connection limits of one section; zero is refused (it would shut the door).
+    fn limits(
+        &mut self,
+        section: &str,
+        max_connections: Option<usize>,
+        per_source: Option<usize>,
+        login_grace: Option<&str>,
+    ) -> ConnectionLimits {
+        let d = ConnectionLimits::default();
+        for (key, v) in [
+            ("max_connections", max_connections),
+            ("max_connections_per_source", per_source),
+        ] {
+            if v == Some(0) {
+                self.push(format!("{section}.{key}"), "must be at least 1");
+            }
+        }
+        let login_grace = login_grace
+            .and_then(|t| self.duration(&format!("{section}.login_grace"), t))
+            .unwrap_or(d.login_grace);
+        ConnectionLimits {
+            max_connections: max_connections.unwrap_or(d.max_connections),
+            max_connections_per_source: per_source.unwrap_or(d.max_connections_per_source),
+            login_grace,
+        }
+    }
     fn name(&mut self, field: &str, name: &str) {
         if !valid_name(name) {
             self.push(
@@ -249,10 +306,17 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
                 .unwrap_or(Duration::from_secs(86_400)),
             None => Duration::from_secs(86_400),
         };
+        let limits = p.limits(
+            "approver",
+            a.max_connections,
+            a.max_connections_per_source,
+            a.login_grace.as_deref(),
+        );
         ApproverSettings {
             listen,
             data_dir: a.data_dir.clone(),
             request_ttl,
+            limits,
         }
     });
 
@@ -314,16 +378,14 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
                 );
             }
         }
-        for (field, v) in [
-            ("gateway.max_connections", g.max_connections),
-            (
-                "gateway.max_connections_per_source",
-                g.max_connections_per_source,
-            ),
-        ] {
-            if v == Some(0) {
-                p.push(field, "must be at least 1");
-            }
+        let limits = p.limits(
+            "gateway",
+            g.max_connections,
+            g.max_connections_per_source,
+            g.login_grace.as_deref(),
+        );
+        if g.max_channels_per_connection == Some(0) {
+            p.push("gateway.max_channels_per_connection", "must be at least 1");
         }
         GatewaySettings {
             name: g.name.clone(),
@@ -336,8 +398,10 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
             fail_closed,
             fail_after,
             record_input: g.record_input.unwrap_or(true),
-            max_connections: g.max_connections.unwrap_or(4096),
-            max_connections_per_source: g.max_connections_per_source.unwrap_or(512),
+            limits,
+            max_channels_per_connection: g
+                .max_channels_per_connection
+                .unwrap_or(DEFAULT_MAX_CHANNELS_PER_CONNECTION),
         }
     });
 
@@ -733,6 +797,33 @@ max_duration = "4h"
 
     fn problems(text: &str) -> String {
         parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn connection_limits_default_and_validate() {
+        let c = parse(&base()).unwrap();
+        assert_eq!(c.approver.unwrap().limits, ConnectionLimits::default());
+        let tuned = base().replace(
+            "request_ttl = \"1h\"",
+            "request_ttl = \"1h\"\nmax_connections = 10\nmax_connections_per_source = 2\nlogin_grace = \"5s\"",
+        );
+        let limits = parse(&tuned).unwrap().approver.unwrap().limits;
+        assert_eq!(limits.max_connections, 10);
+        assert_eq!(limits.max_connections_per_source, 2);
+        assert_eq!(limits.login_grace, Duration::from_secs(5));
+        let zero = base().replace(
+            "request_ttl = \"1h\"",
+            "request_ttl = \"1h\"\nmax_connections_per_source = 0\nlogin_grace = \"0s\"",
+        );
+        let e = problems(&zero);
+        assert!(
+            e.contains("approver.max_connections_per_source: must be at least 1"),
+            "{e}"
+        );
+        assert!(
+            e.contains("approver.login_grace: must be longer than zero"),
+            "{e}"
+        );
     }
 
     #[test]

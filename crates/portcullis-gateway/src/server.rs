@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,8 +26,6 @@ use crate::state::{EndReason, Gateway, LiveSession};
 const TARGET_CONNECT: Duration = Duration::from_secs(10);
 /// How long a forward waits for a grant that may still be replicating before it is refused.
 const GRANT_GRACE: Duration = Duration::from_secs(1);
-/// Channels one connection may hold open.
-const MAX_CHANNELS: usize = 64;
 
 fn ssh_config(gw: &Gateway) -> server::Config {
     portcullis_ssh::server::config(gw.host_key.clone(), Duration::from_secs(30))
@@ -54,11 +52,7 @@ pub(crate) async fn serve(gw: Arc<Gateway>) -> Result<(), GatewayError> {
     portcullis_ssh::server::serve(
         listener,
         config,
-        portcullis_ssh::server::Admission {
-            max_connections: gw.settings.max_connections,
-            per_source: gw.settings.max_connections_per_source,
-            ..Default::default()
-        },
+        gw.settings.limits,
         |peer, local, authed| {
             next_id += 1;
             Conn {
@@ -70,6 +64,7 @@ pub(crate) async fn serve(gw: Arc<Gateway>) -> Result<(), GatewayError> {
                 target: None,
                 authed,
                 channels: HashMap::new(),
+                open_channels: Arc::default(),
             }
         },
     )
@@ -94,7 +89,20 @@ struct Conn {
     /// `alice:web-1` logs in as alice for a recorded session on web-1.
     target: Option<String>,
     authed: Arc<AtomicBool>,
-    channels: HashMap<ChannelId, Channel<Msg>>,
+    /// Session channels opened for a control command, until the command arrives.
+    channels: HashMap<ChannelId, (Channel<Msg>, ChannelSlot)>,
+    /// Channels of every kind open on this connection, against
+    /// `max_channels_per_connection`.
+    open_channels: Arc<AtomicUsize>,
+}
+
+/// A channel's place in its connection's budget, given back when the channel's work ends.
+struct ChannelSlot(Arc<AtomicUsize>);
+
+impl Drop for ChannelSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Drop for Conn {
@@ -104,6 +112,17 @@ impl Drop for Conn {
 }
 
 impl Conn {
+    /// A place for one more channel, or `None` when the connection holds its maximum.
+    fn channel_slot(&self) -> Option<ChannelSlot> {
+        let max = self.gw.settings.max_channels_per_connection;
+        self.open_channels
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ChannelSlot(self.open_channels.clone()))
+    }
+
     fn identify(&self, login: &str, key: &russh::keys::PublicKey) -> Option<String> {
         let catalog = self.gw.catalog()?;
         let (name, _) = split_login(login);
@@ -191,10 +210,14 @@ impl server::Handler for Conn {
                 .await;
             return Ok(());
         };
-        if self.channels.len() >= MAX_CHANNELS {
+        let Some(slot) = self.channel_slot() else {
+            tracing::info!(
+                "{}: channel refused, the connection holds its maximum",
+                self.peer
+            );
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
-        }
+        };
         if let Some(target) = &self.target {
             // Every session channel to a target checks the grant.
             let reach = self.reach(&user.name);
@@ -246,10 +269,11 @@ impl server::Handler for Conn {
                         recorded.run(channel).await;
                     }
                 }
+                drop(slot);
             });
             return Ok(());
         }
-        self.channels.insert(channel.id(), channel);
+        self.channels.insert(channel.id(), (channel, slot));
         reply.accept().await;
         Ok(())
     }
@@ -270,6 +294,14 @@ impl server::Handler for Conn {
                 .await;
             return Ok(());
         };
+        let Some(slot) = self.channel_slot() else {
+            tracing::info!(
+                "{}: forward refused, the connection holds its maximum",
+                self.peer
+            );
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        };
         let request = Forward {
             gw: self.gw.clone(),
             conn: self.id,
@@ -282,7 +314,10 @@ impl server::Handler for Conn {
             port: port_to_connect,
             handle: session.handle(),
         };
-        tokio::spawn(request.run(channel, reply));
+        tokio::spawn(async move {
+            request.run(channel, reply).await;
+            drop(slot);
+        });
         Ok(())
     }
 
@@ -362,7 +397,8 @@ impl Conn {
         line: String,
         session: &mut Session,
     ) -> Result<(), russh::Error> {
-        let (Some(channel), Some(user)) = (self.channels.remove(&id), self.user.as_ref()) else {
+        let (Some((channel, slot)), Some(user)) = (self.channels.remove(&id), self.user.as_ref())
+        else {
             return session.channel_failure(id);
         };
         session.channel_success(id)?;
@@ -384,6 +420,7 @@ impl Conn {
             let _ = write.exit_status(code).await;
             let _ = write.eof().await;
             let _ = write.close().await;
+            drop(slot);
         });
         Ok(())
     }
@@ -458,8 +495,9 @@ pub(crate) fn still_valid(catalog: &portcullis_core::Catalog, user: &str, key: &
         .is_some_and(|u| u.keys.iter().any(|k| k == key))
 }
 
-/// `alice:web-1` is user `alice` asking for a recorded session on `web-1`.
-fn split_login(login: &str) -> (&str, Option<&str>) {
+/// `alice:web-1` is user `alice` asking for a recorded session on `web-1`; `alice` (or
+/// `alice:`) is plain `alice`. Public for the fuzz target (`fuzz/fuzz_targets/login.rs`).
+pub fn split_login(login: &str) -> (&str, Option<&str>) {
     match login.split_once(':') {
         Some((user, target)) if !target.is_empty() => (user, Some(target)),
         Some((user, _)) => (user, None),
@@ -730,5 +768,40 @@ impl Forward {
             tracing::error!("cannot record the end of session {session_id}: {e}");
         }
         tracing::info!("session {session_id}: ended ({})", reason.as_str());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every login of up to five characters from an alphabet with the separator in it: the
+    /// user part never keeps a colon, a target is never empty, and nothing is lost or invented
+    /// (the fuzz target `login` checks the same on arbitrary text).
+    #[test]
+    fn split_login_keeps_every_part() {
+        let alphabet = ["a", ":", "é", "-", " "];
+        let mut logins = vec![String::new()];
+        for _ in 0..5 {
+            let longer: Vec<String> = logins
+                .iter()
+                .flat_map(|l| alphabet.iter().map(move |c| format!("{l}{c}")))
+                .collect();
+            logins.extend(longer);
+        }
+        for login in &logins {
+            let (user, target) = split_login(login);
+            assert!(!user.contains(':'), "{login:?}");
+            match target {
+                Some(t) => {
+                    assert!(!t.is_empty(), "{login:?}");
+                    assert_eq!(format!("{user}:{t}"), *login);
+                }
+                None => assert!(*login == user || *login == format!("{user}:"), "{login:?}"),
+            }
+        }
+        assert_eq!(split_login("alice:web-1"), ("alice", Some("web-1")));
+        assert_eq!(split_login("alice:"), ("alice", None));
+        assert_eq!(split_login("alice:web-1:22"), ("alice", Some("web-1:22")));
     }
 }

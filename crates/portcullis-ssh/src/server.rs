@@ -37,26 +37,7 @@ pub fn config(host_key: PrivateKey, keepalive: Duration) -> russh::server::Confi
     }
 }
 
-/// What a server admits before authentication.
-#[derive(Debug, Clone, Copy)]
-pub struct Admission {
-    /// A peer that has not authenticated by then is dropped, whatever it is doing.
-    pub pre_auth: Duration,
-    /// Connections open at once, in all.
-    pub max_connections: usize,
-    /// Connections open at once from one source address.
-    pub per_source: usize,
-}
-
-impl Default for Admission {
-    fn default() -> Self {
-        Admission {
-            pre_auth: Duration::from_secs(30),
-            max_connections: 4096,
-            per_source: 512,
-        }
-    }
-}
+pub use portcullis_core::config::ConnectionLimits;
 
 /// Releases a connection's place in the budget when it ends.
 struct Slot {
@@ -86,7 +67,7 @@ impl Drop for Slot {
 pub async fn serve<H, F>(
     listener: TcpListener,
     config: Arc<russh::server::Config>,
-    limits: Admission,
+    limits: ConnectionLimits,
     mut make: F,
 ) -> std::io::Result<()>
 where
@@ -115,10 +96,10 @@ where
             match sources.lock() {
                 Ok(mut s) => {
                     let n = s.entry(ip).or_insert(0);
-                    if *n >= limits.per_source {
+                    if *n >= limits.max_connections_per_source {
                         Some(format!(
                             "{} connections from {ip} already",
-                            limits.per_source
+                            limits.max_connections_per_source
                         ))
                     } else {
                         *n += 1;
@@ -151,7 +132,7 @@ where
         tokio::spawn(async move {
             let _slot = slot;
             let session = match tokio::time::timeout(
-                limits.pre_auth,
+                limits.login_grace,
                 russh::server::run_stream(config, socket, handler),
             )
             .await
@@ -161,18 +142,18 @@ where
                 Err(_) => {
                     tracing::info!(
                         "{peer}: no SSH handshake within {:?}; dropped",
-                        limits.pre_auth
+                        limits.login_grace
                     );
                     return;
                 }
             };
             let handle = session.handle();
             let deadline = tokio::spawn(async move {
-                tokio::time::sleep(limits.pre_auth).await;
+                tokio::time::sleep(limits.login_grace).await;
                 if !authed.load(Ordering::SeqCst) {
                     tracing::info!(
                         "{peer}: not authenticated within {:?}; dropped",
-                        limits.pre_auth
+                        limits.login_grace
                     );
                     let _ = handle
                         .disconnect(
