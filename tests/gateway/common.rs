@@ -27,6 +27,15 @@ pub fn start_with(more: impl FnOnce(&Env) -> String) -> GwEnv {
 
 /// As [`start_with`], with more lines for the `[gateway]` section.
 pub fn start_tuned(more: impl FnOnce(&Env) -> String, gateway_extra: &str) -> GwEnv {
+    start_full(more, gateway_extra, None)
+}
+
+/// As [`start_tuned`], optionally with the gateway's recordings on a small disk of its own.
+pub fn start_full(
+    more: impl FnOnce(&Env) -> String,
+    gateway_extra: &str,
+    recordings_kib: Option<u64>,
+) -> GwEnv {
     let echo = Echo::start();
     let echo_b = Echo::start();
     let stray = Echo::start();
@@ -40,6 +49,7 @@ pub fn start_tuned(more: impl FnOnce(&Env) -> String, gateway_extra: &str) -> Gw
     let cfg = std::fs::read_to_string(&env.config).unwrap() + &extra;
     std::fs::write(&env.config, cfg).unwrap();
     env.gateway_extra = format!("expiry_warning = \"2s\"\n{gateway_extra}");
+    env.gateway_recordings_kib = recordings_kib;
     env.start_approver();
     env.start_gateway();
     GwEnv {

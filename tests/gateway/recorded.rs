@@ -22,23 +22,33 @@ pub fn start_with_pin(wrong_pin: bool) -> Rec {
 
 /// As [`start_with_pin`], optionally with `record_data = true` on web-1.
 pub fn start_opts(wrong_pin: bool, record_data: bool) -> Rec {
+    start_on_disk(wrong_pin, record_data, None)
+}
+
+/// As [`start_opts`], optionally with the gateway's recordings on a disk of this many KiB.
+pub fn start_on_disk(wrong_pin: bool, record_data: bool, recordings_kib: Option<u64>) -> Rec {
     let dir = tempfile::tempdir().unwrap();
     let mut sshd = None;
-    let g = common::start_with(|env| {
-        let gw_key = std::fs::read_to_string(env.path().join("gateway/client_key.pub")).unwrap();
-        let s = Sshd::start(dir.path(), &gw_key);
-        let pin = if wrong_pin {
-            crate::support::keygen(env.path(), "not_the_target")
-        } else {
-            s.host_key.clone()
-        };
-        let t = format!(
+    let g = common::start_full(
+        |env| {
+            let gw_key =
+                std::fs::read_to_string(env.path().join("gateway/client_key.pub")).unwrap();
+            let s = Sshd::start(dir.path(), &gw_key);
+            let pin = if wrong_pin {
+                crate::support::keygen(env.path(), "not_the_target")
+            } else {
+                s.host_key.clone()
+            };
+            let t = format!(
             "\n[[targets]]\nname = \"web-1\"\nkind = \"ssh\"\naddress = \"127.0.0.1:{}\"\nlogin = \"{}\"\nhost_key = \"{}\"\nlabels = {{ env = \"staging\" }}\nrecord_data = {record_data}\n",
             s.port, s.login, pin
         );
-        sshd = Some(s);
-        t
-    });
+            sshd = Some(s);
+            t
+        },
+        "",
+        recordings_kib,
+    );
     Rec {
         g,
         _sshd: sshd.unwrap(),
@@ -349,4 +359,35 @@ fn a_gateway_crash_still_delivers_the_recording_so_far() {
         export.stdout
     );
     env.portcullis("audrey", "audit", &["verify"]).ok();
+}
+
+#[test]
+fn a_full_disk_under_the_recordings_ends_the_session_with_an_event() {
+    // 256 KiB for recordings; the session writes megabytes to its terminal.
+    let r = start_on_disk(false, false, Some(256));
+    let env = &r.g.env;
+    grant(env, "alice", "web-1", "10m");
+    let out = r.in_pty(
+        80,
+        24,
+        "alice:web-1@127.0.0.1 'while true; do yes portcullis | head -n 20000; sleep 0.1; done'",
+    );
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stdout.contains("the recording of this session failed"),
+        "{}",
+        &out.stdout[out.stdout.len().saturating_sub(400)..]
+    );
+    env.eventually("the end event", || {
+        env.audit_events()
+            .iter()
+            .any(|e| e["event"] == "session.ended" && e["end_reason"] == "recording failed")
+    });
+    // While the disk is full, a new recorded session is refused rather than run unrecorded.
+    let again = r.in_pty(80, 24, "alice:web-1@127.0.0.1 'echo should-not-run'");
+    assert_ne!(again.code, 0);
+    assert!(!again.stdout.contains("should-not-run"), "{}", again.stdout);
+    assert!(again.stdout.contains("record"), "{}", again.stdout);
+    // Nothing in the audit trail is lost or broken.
+    env.ssh("audrey", &["audit", "verify"]).ok();
 }

@@ -25,6 +25,9 @@ pub struct Env {
     pub gw_addr: String,
     /// Extra lines for the gateway's [gateway] section.
     pub gateway_extra: String,
+    /// Run the gateway in its own mount namespace with its recordings folder on a tmpfs of
+    /// this many KiB (a disk that fills up).
+    pub gateway_recordings_kib: Option<u64>,
 }
 
 /// The users every test config has, with their groups.
@@ -250,6 +253,7 @@ impl Env {
             gateway: None,
             gw_addr: String::new(),
             gateway_extra: String::new(),
+            gateway_recordings_kib: None,
         }
     }
 
@@ -455,7 +459,22 @@ impl Env {
             .append(true)
             .open(&log_path)
             .unwrap();
-        let mut child = Command::new(BIN)
+        let mut command = match self.gateway_recordings_kib {
+            None => Command::new(BIN),
+            Some(kib) => {
+                // unshare: a private mount namespace (as root, or as a mapped root where user
+                // namespaces are allowed), so the small disk is the gateway's alone.
+                let mut c = Command::new("unshare");
+                c.args(["-rm", "--propagation", "private", "sh", "-c"])
+                    .arg(format!(
+                        "mkdir -p \"$0\" && mount -t tmpfs -o size={kib}k tmpfs \"$0\" && exec \"$@\""
+                    ))
+                    .arg(self.path().join("gateway/recordings"))
+                    .arg(BIN);
+                c
+            }
+        };
+        let mut child = command
             .args(["gateway", "--config"])
             .arg(&cfg)
             .env("PORTCULLIS_LOG", "debug")
