@@ -460,7 +460,16 @@ impl Env {
             .open(&log_path)
             .unwrap();
         let mut command = match self.gateway_recordings_kib {
-            None => Command::new(BIN),
+            // For profiling from a benchmark: PORTCULLIS_GATEWAY_PREFIX="heaptrack -o FILE".
+            None => match std::env::var("PORTCULLIS_GATEWAY_PREFIX") {
+                Ok(prefix) if !prefix.trim().is_empty() => {
+                    let mut words = prefix.split_whitespace();
+                    let mut c = Command::new(words.next().unwrap_or("env"));
+                    c.args(words).arg(BIN);
+                    c
+                }
+                _ => Command::new(BIN),
+            },
             Some(kib) => {
                 // unshare: a private mount namespace (as root, or as a mapped root where user
                 // namespaces are allowed), so the small disk is the gateway's alone.

@@ -634,12 +634,8 @@ impl Forward {
             self.user
         );
         let counters = Arc::new(Counters::default());
-        let mut client = channel.into_stream();
-        let mut tcp = tcp;
-        let reason = relay::run(&mut client, &mut tcp, counters.clone(), cut_rx).await;
+        let reason = relay::run(channel, tcp, counters.clone(), cut_rx).await;
         self.cut(&session_id, channel_id, &name, &reason).await;
-        drop(client);
-        drop(tcp);
         self.record_end(&session_id, reason, &counters, started)
             .await;
     }
