@@ -587,6 +587,15 @@ pub fn run(c: &mut Command) -> Out {
 }
 
 /// The median of some timings (benchmarks).
+/// One line of a benchmark's verdict, for `bench/run` to gather into the summary table of
+/// docs/benchmarks.md: what was measured, the number, the target, and whether it was met.
+pub fn summary(what: &str, measured: &str, target: &str, met: bool) {
+    println!(
+        "SUMMARY|{what}|{measured}|{target}|{}",
+        if met { "met" } else { "**missed**" }
+    );
+}
+
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]

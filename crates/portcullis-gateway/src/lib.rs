@@ -20,6 +20,8 @@ mod spool;
 mod state;
 
 pub use errors::GatewayError;
+/// The `user:target` login parser, exposed for fuzzing.
+pub use server::split_login;
 pub use state::Gateway;
 
 use std::path::Path;

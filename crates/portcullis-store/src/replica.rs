@@ -256,6 +256,19 @@ mod tests {
             .unwrap()
     }
 
+    /// Reopen after a drop: sled's background flusher may hold the lock for a moment longer.
+    fn reopen(dir: &std::path::Path) -> Replica {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match Replica::open(dir) {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                r => return r.unwrap(),
+            }
+        }
+    }
+
     fn started(id: &str) -> SessionReport {
         SessionReport::Started {
             session: id.into(),
@@ -294,7 +307,7 @@ mod tests {
                 r.apply(7, Some(&Catalog::default()), None).await.unwrap();
             });
         }
-        let r = Replica::open(dir.path()).unwrap();
+        let r = reopen(dir.path());
         assert_eq!(r.rev().unwrap(), 7);
         assert!(r.catalog().unwrap().is_some());
         let spooled: Vec<u64> = r.spooled().unwrap().into_iter().map(|(s, _)| s).collect();

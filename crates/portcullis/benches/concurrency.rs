@@ -122,4 +122,29 @@ fn main() {
         new_session[new_session.len() / 2],
         new_session[new_session.len() - 1]
     );
+    let returned = full.saturating_sub(after) as f64 / full.saturating_sub(base).max(1) as f64;
+    support::summary(
+        &format!("RSS per idle forwarded session, {n} held"),
+        &format!("{per:.1} KiB"),
+        "< 64 KiB",
+        per < 64.0,
+    );
+    support::summary(
+        "memory returned 5 s after they all closed",
+        &format!(
+            "{:.0} % ({} of {} KiB)",
+            returned * 100.0,
+            full.saturating_sub(after),
+            full.saturating_sub(base)
+        ),
+        "all",
+        returned >= 0.95,
+    );
+    let worst = new_session[new_session.len() - 1];
+    support::summary(
+        &format!("new session while {n} are held, max of 20"),
+        &format!("{worst:.1} ms"),
+        "< 100 ms",
+        worst < 100.0,
+    );
 }

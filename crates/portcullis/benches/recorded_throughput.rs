@@ -126,6 +126,13 @@ fn main() {
         fg.push(timed(through(flood, true)));
     }
     let (bd, bg, fd, fg) = (median(bd), median(bg), median(fd), median(fg));
+    // Connect: `ssh … true`, the whole round trip (handshake, auth, exec, close).
+    let (mut cd, mut cg) = (vec![], vec![]);
+    for _ in 0..20 {
+        cd.push(timed(direct("true", false)) * 1000.0);
+        cg.push(timed(through("true", false)) * 1000.0);
+    }
+    let (cd, cg) = (median(cd), median(cg));
     let ed = echo_latency(direct("cat", true), 300);
     let eg = echo_latency(through("cat", true), 300);
     let (ed50, ed99) = (percentile(ed.clone(), 0.5), percentile(ed, 0.99));
@@ -149,5 +156,33 @@ fn main() {
         "| keystroke echo on a pty (`cat`), 300 keys, p50 / p99 | {ed50:.2} / {ed99:.2} ms | {eg50:.2} / {eg99:.2} ms | p99 {:.2}× | p99 ≤ 1.5× |",
         eg99 / ed99
     );
+    println!(
+        "| connect `ssh … true`, median of 20 | {cd:.1} ms | {cg:.1} ms | {:.2}× time | ≤ 1.1× |",
+        cg / cd
+    );
     println!("(median of {runs} alternating runs each)");
+    support::summary(
+        "recorded bulk throughput vs direct ssh",
+        &format!("{:.2}×", bd / bg),
+        "≥ 0.9×",
+        bd / bg >= 0.9,
+    );
+    support::summary(
+        "pty flood with recording vs direct ssh",
+        &format!("{:.2}×", fd / fg),
+        "≥ 0.7×",
+        fd / fg >= 0.7,
+    );
+    support::summary(
+        "connect `ssh … true` through the gateway vs direct ssh (time)",
+        &format!("{:.2}× ({cg:.0} vs {cd:.0} ms)", cg / cd),
+        "≤ 1.1×",
+        cg / cd <= 1.1,
+    );
+    support::summary(
+        "keystroke echo p99 vs direct ssh",
+        &format!("{:.2}× ({eg99:.2} vs {ed99:.2} ms)", eg99 / ed99),
+        "≤ 1.5×",
+        eg99 / ed99 <= 1.5,
+    );
 }

@@ -185,4 +185,16 @@ fn main() {
         cs / cg,
         cg / cs
     );
+    support::summary(
+        "`ssh -L` forward throughput vs through sshd",
+        &format!("{:.2}×", ts / tg),
+        "≥ 1.0×",
+        ts / tg >= 1.0,
+    );
+    support::summary(
+        "connect `ssh -W` through the gateway vs through sshd (time)",
+        &format!("{:.2}× ({cg:.0} vs {cs:.0} ms)", cg / cs),
+        "≤ 1.1×",
+        cg / cs <= 1.1,
+    );
 }
