@@ -276,7 +276,7 @@ impl Env {
         let child = Command::new(BIN)
             .args(["approver", "--config"])
             .arg(&self.config)
-            .env("PORTCULLIS_LOG", "debug")
+            .env("PORTCULLIS_LOG", log_level())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -486,7 +486,7 @@ impl Env {
         let mut child = command
             .args(["gateway", "--config"])
             .arg(&cfg)
-            .env("PORTCULLIS_LOG", "debug")
+            .env("PORTCULLIS_LOG", log_level())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -587,6 +587,20 @@ pub fn run(c: &mut Command) -> Out {
 }
 
 /// The median of some timings (benchmarks).
+/// The log level the approver and gateway run with: debug for tests (their logs are read on
+/// failure), `PORTCULLIS_TEST_LOG` to change it.
+fn log_level() -> String {
+    std::env::var("PORTCULLIS_TEST_LOG").unwrap_or_else(|_| "debug".into())
+}
+
+/// Benchmarks run the processes as production does: info-level logs (russh's per-packet debug
+/// lines cost a measurable share of a bulk transfer).
+pub fn production_logs() {
+    if std::env::var_os("PORTCULLIS_TEST_LOG").is_none() {
+        std::env::set_var("PORTCULLIS_TEST_LOG", "info");
+    }
+}
+
 /// One line of a benchmark's verdict, for `bench/run` to gather into the summary table of
 /// docs/benchmarks.md: what was measured, the number, the target, and whether it was met.
 pub fn summary(what: &str, measured: &str, target: &str, met: bool) {

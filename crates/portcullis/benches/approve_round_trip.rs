@@ -50,6 +50,7 @@ fn run(rt: &tokio::runtime::Runtime, conn: &Connection, line: &str) -> String {
 }
 
 fn bench(c: &mut Criterion) {
+    support::production_logs();
     let env = support::Env::start_with("24h", EXTRA);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let alice = connect(&rt, &env, "alice");

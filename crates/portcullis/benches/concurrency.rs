@@ -39,6 +39,7 @@ async fn open(opts: ConnectOptions, port: u16) -> (Connection, russh::Channel<ru
 }
 
 fn main() {
+    support::production_logs();
     let n: usize = std::env::var("SESSIONS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -89,6 +89,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() {
+    support::production_logs();
     let per_round: usize = std::env::var("SESSIONS")
         .ok()
         .and_then(|s| s.parse().ok())

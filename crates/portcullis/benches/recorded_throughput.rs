@@ -71,6 +71,7 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
 }
 
 fn main() {
+    support::production_logs();
     let bulk_mb: u64 = std::env::var("BULK_MB")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -70,6 +70,7 @@ fn push(port: u16, bytes: u64) -> f64 {
 }
 
 fn main() {
+    support::production_logs();
     let mb: u64 = std::env::var("FORWARD_MB")
         .ok()
         .and_then(|s| s.parse().ok())
