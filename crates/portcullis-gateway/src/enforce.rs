@@ -16,7 +16,7 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
             Some(at) => {
                 let now = gw.now();
                 if at > now {
-                    let sleep = tokio::time::sleep_until(Instant::now() + now.until(at));
+                    let sleep = tokio::time::sleep_until(Instant::now() + precise_until(now, at));
                     tokio::select! {
                         _ = sleep => {}
                         _ = gw.enforce_wake.notified() => {}
@@ -26,6 +26,22 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
         }
         sweep(&gw);
     }
+}
+
+/// How long from now until `at`, to better than the clock's millisecond: `now` is truncated to
+/// the millisecond, so the part of the current millisecond already gone is taken off (else a cut
+/// could come up to a millisecond late, before the timer's own rounding up).
+fn precise_until(now: Timestamp, at: Timestamp) -> std::time::Duration {
+    let whole = now.until(at);
+    let gone = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| std::time::Duration::from_nanos(u64::from(d.subsec_nanos() % 1_000_000)))
+        .unwrap_or_default();
+    // Never down to zero: with a clock that is not the wall clock (tests), the sweep would spin.
+    whole
+        .checked_sub(gone)
+        .filter(|d| !d.is_zero())
+        .unwrap_or(whole)
 }
 
 /// The earliest end among the grants live sessions rest on.
@@ -43,11 +59,14 @@ fn next_end(gw: &Gateway) -> Option<Timestamp> {
         .min()
 }
 
-/// Rebind or cut every session whose grant has ended.
+/// Rebind or cut every session whose grant has ended. Every cut is signalled before anything
+/// is logged: in a burst (many sessions on one grant), the log lines would otherwise delay the
+/// last cut by the time it takes to write all the others'.
 fn sweep(gw: &Gateway) {
     let now = gw.now();
     let mut sessions = gw.sessions();
     let catalog = gw.catalog();
+    let mut done: Vec<(String, String, u64, Option<u64>, EndReason)> = Vec::new();
     for (id, s) in sessions.live.iter_mut() {
         if s.cut.borrow().is_some() {
             continue;
@@ -57,11 +76,14 @@ fn sweep(gw: &Gateway) {
             .as_ref()
             .is_some_and(|c| crate::server::still_valid(c, &s.user, &s.key))
         {
-            tracing::info!(
-                "session {id}: {} or their key left the catalog; cutting",
-                s.user
-            );
             s.cut.send_replace(Some(EndReason::Deprovisioned));
+            done.push((
+                id.clone(),
+                s.user.clone(),
+                s.grant,
+                None,
+                EndReason::Deprovisioned,
+            ));
             continue;
         }
         let current = gw.grant(&s.user, s.grant);
@@ -70,11 +92,13 @@ fn sweep(gw: &Gateway) {
         }
         match gw.active_grant(&s.user, &s.target) {
             Some(next) => {
-                tracing::info!(
-                    "session {id}: grant {} ended; continuing under grant {}",
+                done.push((
+                    id.clone(),
+                    s.user.clone(),
                     s.grant,
-                    next.id
-                );
+                    Some(next.id),
+                    EndReason::Closed,
+                ));
                 s.grant = next.id;
             }
             None => {
@@ -82,16 +106,25 @@ fn sweep(gw: &Gateway) {
                     Some(g) if g.revoked.is_some() => EndReason::Revoked,
                     _ => EndReason::Expired,
                 };
-                tracing::info!(
-                    "session {id}: grant {} {}; cutting",
-                    s.grant,
-                    reason.as_str()
-                );
-                s.cut.send_replace(Some(reason));
+                s.cut.send_replace(Some(reason.clone()));
+                done.push((id.clone(), s.user.clone(), s.grant, None, reason));
             }
         }
     }
     drop(sessions);
+    for (id, user, grant, next, reason) in done {
+        match (next, reason) {
+            (Some(next), _) => {
+                tracing::info!("session {id}: grant {grant} ended; continuing under grant {next}")
+            }
+            (None, EndReason::Deprovisioned) => {
+                tracing::info!("session {id}: {user} or their key left the catalog; cut")
+            }
+            (None, reason) => {
+                tracing::info!("session {id}: grant {grant} {}; cut", reason.as_str())
+            }
+        }
+    }
     if let Ok(mut v) = gw.view.write() {
         v.grants.prune(now);
     }
