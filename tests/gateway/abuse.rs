@@ -14,18 +14,7 @@ use tokio::net::TcpSocket;
 
 use super::common::{self, grant, Tunnel};
 use crate::support::targets::free_port;
-use crate::support::SOON;
-
-/// The gateway's resident memory, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
+use crate::support::{rss_kib, SOON};
 
 fn gateway_pid(env: &crate::support::Env) -> u32 {
     env.gateway.as_ref().unwrap().id()

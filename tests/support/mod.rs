@@ -587,6 +587,17 @@ pub fn run(c: &mut Command) -> Out {
 }
 
 /// The median of some timings (benchmarks).
+/// A process's resident memory in KiB, from /proc.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
 /// The log level the approver and gateway run with: debug for tests (their logs are read on
 /// failure), `PORTCULLIS_TEST_LOG` to change it.
 fn log_level() -> String {

@@ -129,10 +129,13 @@ where
         let authed = Arc::new(AtomicBool::new(false));
         let handler = make(peer, local, authed.clone());
         let config = config.clone();
+        // One task per connection, the login deadline included (a second task per connection
+        // would cost every held session its memory for as long as the grace lasts).
         tokio::spawn(async move {
             let _slot = slot;
-            let session = match tokio::time::timeout(
-                limits.login_grace,
+            let deadline = tokio::time::Instant::now() + limits.login_grace;
+            let session = match tokio::time::timeout_at(
+                deadline,
                 russh::server::run_stream(config, socket, handler),
             )
             .await
@@ -148,24 +151,26 @@ where
                 }
             };
             let handle = session.handle();
-            let deadline = tokio::spawn(async move {
-                tokio::time::sleep(limits.login_grace).await;
-                if !authed.load(Ordering::SeqCst) {
-                    tracing::info!(
-                        "{peer}: not authenticated within {:?}; dropped",
-                        limits.login_grace
-                    );
-                    let _ = handle
-                        .disconnect(
-                            russh::Disconnect::ByApplication,
-                            "portcullis: authentication took too long".into(),
-                            "en".into(),
-                        )
-                        .await;
-                }
-            });
+            tokio::pin!(session);
+            tokio::select! {
+                _ = &mut session => return,
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+            if !authed.load(Ordering::SeqCst) {
+                tracing::info!(
+                    "{peer}: not authenticated within {:?}; dropped",
+                    limits.login_grace
+                );
+                let _ = handle
+                    .disconnect(
+                        russh::Disconnect::ByApplication,
+                        "portcullis: authentication took too long".into(),
+                        "en".into(),
+                    )
+                    .await;
+            }
+            drop(handle);
             let _ = session.await;
-            deadline.abort();
         });
     }
 }

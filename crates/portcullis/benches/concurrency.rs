@@ -12,17 +12,8 @@ use std::time::{Duration, Instant};
 
 use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity};
 use russh::ChannelMsg;
+use support::rss_kib;
 use support::targets::Echo;
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
 
 async fn open(opts: ConnectOptions, port: u16) -> (Connection, russh::Channel<russh::client::Msg>) {
     let conn = Connection::connect(&opts).await.unwrap();
@@ -36,6 +27,25 @@ async fn open(opts: ConnectOptions, port: u16) -> (Connection, russh::Channel<ru
         }
     }
     (conn, ch)
+}
+
+/// `n` sessions, opened 100 at a time.
+async fn open_many(
+    n: usize,
+    opts: &ConnectOptions,
+    port: u16,
+) -> Vec<(Connection, russh::Channel<russh::client::Msg>)> {
+    let mut held = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+        let tasks: Vec<_> = chunk
+            .iter()
+            .map(|_| tokio::spawn(open(opts.clone(), port)))
+            .collect();
+        for t in tasks {
+            held.push(t.await.unwrap());
+        }
+    }
+    held
 }
 
 fn main() {
@@ -81,17 +91,7 @@ fn main() {
     let base = rss_kib(pid);
     let opened = Instant::now();
     let mut held = Vec::with_capacity(n);
-    rt.block_on(async {
-        for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
-            let tasks: Vec<_> = chunk
-                .iter()
-                .map(|_| tokio::spawn(open(opts.clone(), port)))
-                .collect();
-            for t in tasks {
-                held.push(t.await.unwrap());
-            }
-        }
-    });
+    held.extend(rt.block_on(open_many(n, &opts, port)));
     let open_secs = opened.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_secs(2));
     let full = rss_kib(pid);
@@ -114,17 +114,7 @@ fn main() {
     let after = rss_kib(pid);
     // A second round of the same: memory the allocator kept from the first is reused, or the
     // process grows again (a leak would).
-    rt.block_on(async {
-        for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
-            let tasks: Vec<_> = chunk
-                .iter()
-                .map(|_| tokio::spawn(open(opts.clone(), port)))
-                .collect();
-            for t in tasks {
-                held.push(t.await.unwrap());
-            }
-        }
-    });
+    held.extend(rt.block_on(open_many(n, &opts, port)));
     std::thread::sleep(Duration::from_secs(2));
     let full_again = rss_kib(pid);
     rt.block_on(async {
