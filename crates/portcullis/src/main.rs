@@ -11,11 +11,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// jemalloc with background purging gives the memory of closed sessions back to the system;
-/// glibc's malloc kept all of it (docs/benchmarks.md, "Many forwarded sessions at once").
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
