@@ -311,26 +311,9 @@ async fn replay(
     idle: Option<Duration>,
     write: &russh::ChannelWriteHalf<Msg>,
 ) {
-    let mut last = 0.0f64;
-    for line in cast.lines().skip(1) {
-        let Ok(serde_json::Value::Array(ev)) = serde_json::from_str::<serde_json::Value>(line)
-        else {
-            continue;
-        };
-        let (Some(t), Some("o"), Some(data)) = (
-            ev.first().and_then(|v| v.as_f64()),
-            ev.get(1).and_then(|v| v.as_str()),
-            ev.get(2).and_then(|v| v.as_str()),
-        ) else {
-            continue;
-        };
-        let mut pause = Duration::from_secs_f64(((t - last) / speed).clamp(0.0, 86_400.0));
-        if let Some(cap) = idle {
-            pause = pause.min(cap);
-        }
-        last = t;
+    for (pause, text) in portcullis_audit::replay_events(cast, speed, idle) {
         tokio::time::sleep(pause).await;
-        if write.data_bytes(data.as_bytes().to_vec()).await.is_err() {
+        if write.data_bytes(text.into_bytes()).await.is_err() {
             return;
         }
     }
