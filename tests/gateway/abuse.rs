@@ -119,21 +119,15 @@ fn channels_per_connection_are_capped() {
     let env = &g.env;
     grant(env, "alice", "echo", "1h");
     let local = free_port();
-    let mut fwd = env
-        .gw_command(
-            "alice",
-            &[
-                "-N",
-                "-o",
-                "ExitOnForwardFailure=yes",
-                "-L",
-                &format!("127.0.0.1:{local}:echo:{}", g.echo.port),
-            ],
-        )
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut fwd = common::local_forward(
+        env,
+        "alice",
+        &format!("127.0.0.1:{local}:echo:{}", g.echo.port),
+    )
+    .stdin(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     let connect = || {
         let deadline = Instant::now() + SOON;
         loop {

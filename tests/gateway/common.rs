@@ -121,6 +121,11 @@ impl Tunnel {
     }
 }
 
+/// `ssh -N -o ExitOnForwardFailure=yes -L SPEC` through the gateway as `user`, not yet run.
+pub fn local_forward(env: &Env, user: &str, spec: &str) -> std::process::Command {
+    env.gw_command(user, &["-N", "-o", "ExitOnForwardFailure=yes", "-L", spec])
+}
+
 /// Request a grant for `target` for `dur` (auto-approved) and return its id.
 pub fn grant(env: &Env, user: &str, target: &str, dur: &str) -> u64 {
     let out = env.ssh(user, &["request", target, "--for", dur, "--json"]);

@@ -72,17 +72,7 @@ fn ssh_l_to_a_real_postgres_with_psql() {
     let env = &g.env;
     grant(env, "alice", "pg", "10m");
     let local = free_port();
-    let mut fwd = env
-        .gw_command(
-            "alice",
-            &[
-                "-N",
-                "-o",
-                "ExitOnForwardFailure=yes",
-                "-L",
-                &format!("{local}:pg:{}", pg.port),
-            ],
-        )
+    let mut fwd = common::local_forward(env, "alice", &format!("{local}:pg:{}", pg.port))
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
