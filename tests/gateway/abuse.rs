@@ -190,9 +190,7 @@ fn a_client_that_stops_reading_holds_back_the_target() {
             }
         }
     });
-    let g = common::start(&format!(
-        "\n[[targets]]\nname = \"flood\"\nkind = \"tcp\"\naddress = \"127.0.0.1:{port}\"\nlabels = {{ env = \"staging\" }}\n"
-    ));
+    let g = common::start(&crate::support::tcp_target("flood", port));
     let env = &g.env;
     grant(env, "alice", "flood", "1h");
     let pid = gateway_pid(env);

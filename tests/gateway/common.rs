@@ -39,11 +39,8 @@ pub fn start_full(
     let echo = Echo::start();
     let echo_b = Echo::start();
     let stray = Echo::start();
-    let targets = format!(
-        "\n[[targets]]\nname = \"echo\"\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\nlabels = {{ env = \"staging\" }}\n\
-         \n[[targets]]\nname = \"echo-b\"\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\nlabels = {{ env = \"staging\" }}\n",
-        echo.port, echo_b.port
-    );
+    let targets = crate::support::tcp_target("echo", echo.port)
+        + &crate::support::tcp_target("echo-b", echo_b.port);
     let mut env = Env::prepare("24h", &targets);
     let extra = more(&env);
     let cfg = std::fs::read_to_string(&env.config).unwrap() + &extra;

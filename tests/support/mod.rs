@@ -612,6 +612,22 @@ pub fn production_logs() {
     }
 }
 
+/// A benchmark's shape from the environment (`SESSIONS=2000`), or its default.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A `[[targets]]` entry for a TCP service on loopback, labelled `env = "staging"` (which the
+/// standard policies auto-approve for the dev group).
+pub fn tcp_target(name: &str, port: u16) -> String {
+    format!(
+        "\n[[targets]]\nname = \"{name}\"\nkind = \"tcp\"\naddress = \"127.0.0.1:{port}\"\nlabels = {{ env = \"staging\" }}\n"
+    )
+}
+
 /// One line of a benchmark's verdict, for `bench/run` to gather into the summary table of
 /// docs/benchmarks.md: what was measured, the number, the target, and whether it was met.
 pub fn summary(what: &str, measured: &str, target: &str, met: bool) {

@@ -222,100 +222,89 @@ impl ControlLine {
     /// The words that [`parse_line`] reads back as this same line: what a thin client sends
     /// after parsing its own command line.
     pub fn to_words(&self) -> Vec<String> {
-        // Options go as `--flag=value` and positionals that begin with '-' after a `--`, so that
-        // no value is ever read back as a flag.
-        let w = std::cell::RefCell::new(Vec::<String>::new());
-        let dashed = std::cell::RefCell::new(Vec::<String>::new());
-        let push = |s: &str| w.borrow_mut().push(s.to_string());
-        let positional = |s: &str| {
-            if s.starts_with('-') {
-                dashed.borrow_mut().push(s.to_string());
-            } else {
-                push(s);
-            }
-        };
+        let mut w = Words::default();
         match &self.command {
             ControlCommand::Request(r) => {
-                push("request");
-                positional(&r.target);
+                w.push("request");
+                w.positional(&r.target);
                 if let Some(d) = &r.duration {
-                    push(&format!("--for={d}"));
+                    w.push(&format!("--for={d}"));
                 }
                 if let Some(x) = text(&r.reason) {
-                    push(&format!("--reason={x}"));
+                    w.push(&format!("--reason={x}"));
                 }
             }
             ControlCommand::Requests { pending, all } => {
-                push("requests");
+                w.push("requests");
                 if *pending {
-                    push("--pending");
+                    w.push("--pending");
                 }
                 if *all {
-                    push("--all");
+                    w.push("--all");
                 }
             }
             ControlCommand::Approve(d) | ControlCommand::Deny(d) => {
-                push(if matches!(self.command, ControlCommand::Approve(_)) {
+                w.push(if matches!(self.command, ControlCommand::Approve(_)) {
                     "approve"
                 } else {
                     "deny"
                 });
-                push(&d.id.to_string());
+                w.push(&d.id.to_string());
                 if let Some(n) = text(&d.note) {
-                    push(&format!("--note={n}"));
+                    w.push(&format!("--note={n}"));
                 }
             }
             ControlCommand::Wait { id } => {
-                push("wait");
-                push(&id.to_string());
+                w.push("wait");
+                w.push(&id.to_string());
             }
             ControlCommand::Grants {
                 active,
                 user,
                 target,
             } => {
-                push("grants");
+                w.push("grants");
                 if *active {
-                    push("--active");
+                    w.push("--active");
                 }
                 if let Some(u) = user {
-                    push(&format!("--user={u}"));
+                    w.push(&format!("--user={u}"));
                 }
                 if let Some(t) = target {
-                    push(&format!("--target={t}"));
+                    w.push(&format!("--target={t}"));
                 }
             }
             ControlCommand::Revoke { grant, reason } => {
-                push("revoke");
-                push(&grant.to_string());
+                w.push("revoke");
+                w.push(&grant.to_string());
                 if let Some(r) = text(reason) {
-                    push(&format!("--reason={r}"));
+                    w.push(&format!("--reason={r}"));
                 }
             }
             ControlCommand::Sessions { live } => {
-                push("sessions");
+                w.push("sessions");
                 if *live {
-                    push("--live");
+                    w.push("--live");
                 }
             }
             ControlCommand::Kill { session } => {
-                push("kill");
-                positional(session);
+                w.push("kill");
+                w.positional(session);
             }
-            ControlCommand::Status => push("status"),
-            ControlCommand::Whoami => push("whoami"),
-            ControlCommand::Targets => push("targets"),
-            ControlCommand::Reload => push("reload"),
+            ControlCommand::Status => w.push("status"),
+            ControlCommand::Whoami => w.push("whoami"),
+            ControlCommand::Targets => w.push("targets"),
+            ControlCommand::Reload => w.push("reload"),
             ControlCommand::Audit(AuditCommand::Log { since }) => {
-                push("audit");
-                push("log");
+                w.push("audit");
+                w.push("log");
                 if let Some(s) = since {
-                    push(&format!("--since={s}"));
+                    w.push(&format!("--since={s}"));
                 }
             }
             ControlCommand::Audit(AuditCommand::Verify) => {
-                push("audit");
-                push("verify");
+                w.push("audit");
+                w.push("verify");
             }
             ControlCommand::Audit(AuditCommand::Sessions {
                 user,
@@ -323,15 +312,15 @@ impl ControlLine {
                 since,
                 live,
             }) => {
-                push("audit");
-                push("sessions");
+                w.push("audit");
+                w.push("sessions");
                 for (flag, v) in [("--user", user), ("--target", target), ("--since", since)] {
                     if let Some(v) = v {
-                        push(&format!("{flag}={v}"));
+                        w.push(&format!("{flag}={v}"));
                     }
                 }
                 if *live {
-                    push("--live");
+                    w.push("--live");
                 }
             }
             ControlCommand::Audit(AuditCommand::Replay {
@@ -339,53 +328,77 @@ impl ControlLine {
                 speed,
                 idle_limit,
             }) => {
-                push("audit");
-                push("replay");
-                positional(session);
-                push(&format!("--speed={speed}"));
+                w.push("audit");
+                w.push("replay");
+                w.positional(session);
+                w.push(&format!("--speed={speed}"));
                 if let Some(i) = idle_limit {
-                    push(&format!("--idle-limit={i}"));
+                    w.push(&format!("--idle-limit={i}"));
                 }
             }
             ControlCommand::Audit(AuditCommand::Export { session }) => {
-                push("audit");
-                push("export");
-                positional(session);
+                w.push("audit");
+                w.push("export");
+                w.positional(session);
             }
             ControlCommand::As { user, key, words } => {
-                push("as");
-                push(&format!("--user={user}"));
-                push(&format!("--key={key}"));
-                push("--");
+                w.push("as");
+                w.push(&format!("--user={user}"));
+                w.push(&format!("--key={key}"));
+                w.push("--");
                 for word in words {
-                    push(word);
+                    w.push(word);
                 }
             }
             ControlCommand::Report { seq, instance } => {
-                push("report");
-                push(&format!("--seq={seq}"));
-                push(&format!("--instance={instance}"));
+                w.push("report");
+                w.push(&format!("--seq={seq}"));
+                w.push(&format!("--instance={instance}"));
             }
             ControlCommand::Watch { since } => {
-                push("watch");
-                push(&format!("--since={since}"));
+                w.push("watch");
+                w.push(&format!("--since={since}"));
             }
         }
         if self.json {
-            push("--json");
+            w.push("--json");
         }
-        let mut w = w.into_inner();
-        let dashed = dashed.into_inner();
-        if !dashed.is_empty() {
-            w.push("--".to_string());
-            w.extend(dashed);
-        }
-        w
+        w.into_words()
     }
 
     /// The exec line for [`ControlLine::to_words`].
     pub fn to_line(&self) -> String {
         join_words(&self.to_words())
+    }
+}
+
+/// Words being rendered for [`ControlLine::to_words`]. Options go as `--flag=value` and
+/// positionals that begin with '-' after a `--`, so that no value is ever read back as a flag.
+#[derive(Default)]
+struct Words {
+    words: Vec<String>,
+    dashed: Vec<String>,
+}
+
+impl Words {
+    fn push(&mut self, s: &str) {
+        self.words.push(s.to_string());
+    }
+
+    fn positional(&mut self, s: &str) {
+        if s.starts_with('-') {
+            self.dashed.push(s.to_string());
+        } else {
+            self.push(s);
+        }
+    }
+
+    fn into_words(mut self) -> Vec<String> {
+        if !self.dashed.is_empty() {
+            self.words.push("--".to_string());
+            self.words.append(&mut self.dashed);
+        }
+        self.words
     }
 }
 

@@ -66,7 +66,7 @@ fn sweep(gw: &Gateway) {
     let now = gw.now();
     let mut sessions = gw.sessions();
     let catalog = gw.catalog();
-    let mut done: Vec<(String, String, u64, Option<u64>, EndReason)> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
     for (id, s) in sessions.live.iter_mut() {
         if s.cut.borrow().is_some() {
             continue;
@@ -77,12 +77,9 @@ fn sweep(gw: &Gateway) {
             .is_some_and(|c| crate::server::still_valid(c, &s.user, &s.key))
         {
             s.cut.send_replace(Some(EndReason::Deprovisioned));
-            done.push((
-                id.clone(),
-                s.user.clone(),
-                s.grant,
-                None,
-                EndReason::Deprovisioned,
+            notes.push(format!(
+                "session {id}: {} or their key left the catalog; cut",
+                s.user
             ));
             continue;
         }
@@ -92,12 +89,9 @@ fn sweep(gw: &Gateway) {
         }
         match gw.active_grant(&s.user, &s.target) {
             Some(next) => {
-                done.push((
-                    id.clone(),
-                    s.user.clone(),
-                    s.grant,
-                    Some(next.id),
-                    EndReason::Closed,
+                notes.push(format!(
+                    "session {id}: grant {} ended; continuing under grant {}",
+                    s.grant, next.id
                 ));
                 s.grant = next.id;
             }
@@ -106,24 +100,18 @@ fn sweep(gw: &Gateway) {
                     Some(g) if g.revoked.is_some() => EndReason::Revoked,
                     _ => EndReason::Expired,
                 };
-                s.cut.send_replace(Some(reason.clone()));
-                done.push((id.clone(), s.user.clone(), s.grant, None, reason));
+                notes.push(format!(
+                    "session {id}: grant {} {}; cut",
+                    s.grant,
+                    reason.as_str()
+                ));
+                s.cut.send_replace(Some(reason));
             }
         }
     }
     drop(sessions);
-    for (id, user, grant, next, reason) in done {
-        match (next, reason) {
-            (Some(next), _) => {
-                tracing::info!("session {id}: grant {grant} ended; continuing under grant {next}")
-            }
-            (None, EndReason::Deprovisioned) => {
-                tracing::info!("session {id}: {user} or their key left the catalog; cut")
-            }
-            (None, reason) => {
-                tracing::info!("session {id}: grant {grant} {}; cut", reason.as_str())
-            }
-        }
+    for note in notes {
+        tracing::info!("{note}");
     }
     if let Ok(mut v) = gw.view.write() {
         v.grants.prune(now);

@@ -272,47 +272,42 @@ impl Recorded {
                 .await;
             }
         }
-        let mut recorder = match &pty {
-            Some(p) => match Recorder::create(
-                &gw.recordings_dir(),
-                &session_id,
-                Header {
-                    width: p.cols,
-                    height: p.rows,
-                    timestamp: gw.now().secs(),
-                    term: &p.term,
-                    title: &format!("{} on {} ({what})", self.user, self.target.name),
-                },
-                gw.settings.record_input,
-            ) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    self.off_books(&session_id);
-                    self.record_end(&session_id, "recording failed", 0, 0, started, None, None)
-                        .await;
-                    return fail(format!(
-                        "portcullis: cannot record this session ({e}); refused"
-                    ))
+        // A pty session is recorded as asciicast; without a pty, the raw stream where the
+        // target asks for it. Either failing to start refuses the session.
+        let recorders = pty
+            .as_ref()
+            .map(|p| {
+                Recorder::create(
+                    &gw.recordings_dir(),
+                    &session_id,
+                    Header {
+                        width: p.cols,
+                        height: p.rows,
+                        timestamp: gw.now().secs(),
+                        term: &p.term,
+                        title: &format!("{} on {} ({what})", self.user, self.target.name),
+                    },
+                    gw.settings.record_input,
+                )
+            })
+            .transpose()
+            .and_then(|recorder| {
+                let raw = (pty.is_none() && self.record_data)
+                    .then(|| RawRecorder::create(&gw.recordings_dir(), &session_id))
+                    .transpose()?;
+                Ok((recorder, raw))
+            });
+        let (mut recorder, mut raw) = match recorders {
+            Ok(r) => r,
+            Err(e) => {
+                self.off_books(&session_id);
+                self.record_end(&session_id, "recording failed", 0, 0, started, None, None)
                     .await;
-                }
-            },
-            None => None,
-        };
-        let mut raw = if pty.is_none() && self.record_data {
-            match RawRecorder::create(&gw.recordings_dir(), &session_id) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    self.off_books(&session_id);
-                    self.record_end(&session_id, "recording failed", 0, 0, started, None, None)
-                        .await;
-                    return fail(format!(
-                        "portcullis: cannot record this session ({e}); refused"
-                    ))
-                    .await;
-                }
+                return fail(format!(
+                    "portcullis: cannot record this session ({e}); refused"
+                ))
+                .await;
             }
-        } else {
-            None
         };
         let sent = match &request {
             Request::Shell => tw.request_shell(false).await,

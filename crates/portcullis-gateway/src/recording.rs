@@ -9,15 +9,58 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-pub(crate) struct Recorder {
+/// A recording's file: written through a buffer, pushed to disk at least once a second, and
+/// synced and hashed when the session ends. Both kinds of recording write through one.
+struct RecordingFile {
     path: PathBuf,
     out: BufWriter<File>,
+    /// Written to since the last flush.
+    dirty: bool,
+}
+
+impl RecordingFile {
+    /// Create the file (and its folder), write `first_line`, and push it to disk at once so
+    /// that a full disk is found before the session starts.
+    fn create(dir: &Path, path: PathBuf, first_line: &[u8]) -> std::io::Result<RecordingFile> {
+        std::fs::create_dir_all(dir)?;
+        let mut out = BufWriter::new(File::create(&path)?);
+        out.write_all(first_line)?;
+        out.flush()?;
+        Ok(RecordingFile {
+            path,
+            out,
+            dirty: false,
+        })
+    }
+
+    fn write(&mut self) -> &mut BufWriter<File> {
+        self.dirty = true;
+        &mut self.out
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.dirty {
+            self.out.flush()?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Its size and SHA-256 in hex, once synced.
+    fn finish(mut self) -> std::io::Result<(u64, String)> {
+        self.out.flush()?;
+        self.out.get_ref().sync_all()?;
+        file_digest(&self.path)
+    }
+}
+
+pub(crate) struct Recorder {
+    file: RecordingFile,
     started: Instant,
     /// Bytes of a UTF-8 sequence split across two chunks, per stream.
     carry_out: Vec<u8>,
     carry_in: Vec<u8>,
     record_input: bool,
-    dirty: bool,
 }
 
 pub(crate) struct Header<'a> {
@@ -35,9 +78,6 @@ impl Recorder {
         header: Header<'_>,
         record_input: bool,
     ) -> std::io::Result<Recorder> {
-        std::fs::create_dir_all(dir)?;
-        let path = path(dir, session);
-        let mut out = BufWriter::new(File::create(&path)?);
         let h = serde_json::json!({
             "version": 2,
             "width": header.width.max(1),
@@ -46,25 +86,20 @@ impl Recorder {
             "env": { "TERM": header.term, "SHELL": "/bin/sh" },
             "title": header.title,
         });
-        writeln!(out, "{h}")?;
-        out.flush()?;
+        let file = RecordingFile::create(dir, path(dir, session), format!("{h}\n").as_bytes())?;
         Ok(Recorder {
-            path,
-            out,
+            file,
             started: Instant::now(),
             carry_out: Vec::new(),
             carry_in: Vec::new(),
             record_input,
-            dirty: false,
         })
     }
 
     fn event(&mut self, kind: &str, text: &str) -> std::io::Result<()> {
         let t = self.started.elapsed().as_secs_f64();
         let data = serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into());
-        writeln!(self.out, "[{t:.6}, \"{kind}\", {data}]")?;
-        self.dirty = true;
-        Ok(())
+        writeln!(self.file.write(), "[{t:.6}, \"{kind}\", {data}]")
     }
 
     pub fn output(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -92,18 +127,12 @@ impl Recorder {
 
     /// Push what is buffered to the file (called at least once a second).
     pub fn flush(&mut self) -> std::io::Result<()> {
-        if self.dirty {
-            self.out.flush()?;
-            self.dirty = false;
-        }
-        Ok(())
+        self.file.flush()
     }
 
     /// Close the recording: its size, and its SHA-256 in hex.
-    pub fn finish(mut self) -> std::io::Result<(u64, String)> {
-        self.out.flush()?;
-        self.out.get_ref().sync_all()?;
-        file_digest(&self.path)
+    pub fn finish(self) -> std::io::Result<(u64, String)> {
+        self.file.finish()
     }
 }
 
@@ -111,51 +140,36 @@ impl Recorder {
 /// JSON-escaped. After the line `portcullis-data v1`, one record per chunk:
 /// `[stream: u8 (0 client→target, 1 stdout, 2 stderr)][ms since start: u32 BE][len: u32 BE][bytes]`.
 pub(crate) struct RawRecorder {
-    path: PathBuf,
-    out: BufWriter<File>,
+    file: RecordingFile,
     started: Instant,
-    dirty: bool,
 }
 
 impl RawRecorder {
     pub fn create(dir: &Path, session: &str) -> std::io::Result<RawRecorder> {
-        std::fs::create_dir_all(dir)?;
-        let path = data_path(dir, session);
-        let mut out = BufWriter::new(File::create(&path)?);
-        out.write_all(b"portcullis-data v1\n")?;
-        out.flush()?;
         Ok(RawRecorder {
-            path,
-            out,
+            file: RecordingFile::create(dir, data_path(dir, session), b"portcullis-data v1\n")?,
             started: Instant::now(),
-            dirty: false,
         })
     }
 
     pub fn chunk(&mut self, stream: u8, bytes: &[u8]) -> std::io::Result<()> {
         let ms = self.started.elapsed().as_millis().min(u32::MAX as u128) as u32;
+        let out = self.file.write();
         for piece in bytes.chunks(u32::MAX as usize) {
-            self.out.write_all(&[stream])?;
-            self.out.write_all(&ms.to_be_bytes())?;
-            self.out.write_all(&(piece.len() as u32).to_be_bytes())?;
-            self.out.write_all(piece)?;
+            out.write_all(&[stream])?;
+            out.write_all(&ms.to_be_bytes())?;
+            out.write_all(&(piece.len() as u32).to_be_bytes())?;
+            out.write_all(piece)?;
         }
-        self.dirty = true;
         Ok(())
     }
 
     pub fn flush(&mut self) -> std::io::Result<()> {
-        if self.dirty {
-            self.out.flush()?;
-            self.dirty = false;
-        }
-        Ok(())
+        self.file.flush()
     }
 
-    pub fn finish(mut self) -> std::io::Result<(u64, String)> {
-        self.out.flush()?;
-        self.out.get_ref().sync_all()?;
-        file_digest(&self.path)
+    pub fn finish(self) -> std::io::Result<(u64, String)> {
+        self.file.finish()
     }
 }
 

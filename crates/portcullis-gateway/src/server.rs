@@ -112,15 +112,23 @@ impl Drop for Conn {
 }
 
 impl Conn {
-    /// A place for one more channel, or `None` when the connection holds its maximum.
-    fn channel_slot(&self) -> Option<ChannelSlot> {
+    /// A place for one more channel, or `None` (logged, naming `what` was refused) when the
+    /// connection holds its maximum.
+    fn channel_slot(&self, what: &str) -> Option<ChannelSlot> {
         let max = self.gw.settings.max_channels_per_connection;
-        self.open_channels
+        let taken = self
+            .open_channels
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| ChannelSlot(self.open_channels.clone()))
+            });
+        if taken.is_err() {
+            tracing::info!(
+                "{}: {what} refused, the connection holds its maximum",
+                self.peer
+            );
+            return None;
+        }
+        Some(ChannelSlot(self.open_channels.clone()))
     }
 
     fn identify(&self, login: &str, key: &russh::keys::PublicKey) -> Option<String> {
@@ -210,11 +218,7 @@ impl server::Handler for Conn {
                 .await;
             return Ok(());
         };
-        let Some(slot) = self.channel_slot() else {
-            tracing::info!(
-                "{}: channel refused, the connection holds its maximum",
-                self.peer
-            );
+        let Some(slot) = self.channel_slot("channel") else {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         };
@@ -294,11 +298,7 @@ impl server::Handler for Conn {
                 .await;
             return Ok(());
         };
-        let Some(slot) = self.channel_slot() else {
-            tracing::info!(
-                "{}: forward refused, the connection holds its maximum",
-                self.peer
-            );
+        let Some(slot) = self.channel_slot("forward") else {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         };

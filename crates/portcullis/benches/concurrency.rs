@@ -50,18 +50,9 @@ async fn open_many(
 
 fn main() {
     support::production_logs();
-    let n: usize = std::env::var("SESSIONS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2000);
+    let n: usize = support::env_or("SESSIONS", 2000);
     let echo = Echo::start();
-    let mut env = support::Env::prepare(
-        "24h",
-        &format!(
-            "\n[[targets]]\nname = \"echo\"\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\nlabels = {{ env = \"staging\" }}\n",
-            echo.port
-        ),
-    );
+    let mut env = support::Env::prepare("24h", &support::tcp_target("echo", echo.port));
     // Every session comes from 127.0.0.1 here: lift the per-source budget for the measurement.
     env.gateway_extra = format!("max_connections_per_source = {}", n + 100);
     env.start_approver();

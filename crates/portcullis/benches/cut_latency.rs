@@ -90,22 +90,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn main() {
     support::production_logs();
-    let per_round: usize = std::env::var("SESSIONS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(50);
-    let rounds: usize = std::env::var("ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(4);
+    let per_round: usize = support::env_or("SESSIONS", 50);
+    let rounds: usize = support::env_or("ROUNDS", 4);
     let echo = Echo::start();
-    let mut env = support::Env::prepare(
-        "24h",
-        &format!(
-            "\n[[targets]]\nname = \"echo\"\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\nlabels = {{ env = \"staging\" }}\n",
-            echo.port
-        ),
-    );
+    let mut env = support::Env::prepare("24h", &support::tcp_target("echo", echo.port));
     env.start_approver();
     env.start_gateway();
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -75,14 +75,8 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
 
 fn main() {
     support::production_logs();
-    let bulk_mb: u64 = std::env::var("BULK_MB")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(512);
-    let runs: usize = std::env::var("RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let bulk_mb: u64 = support::env_or("BULK_MB", 512);
+    let runs: usize = support::env_or("RUNS", 3);
     let dir = tempfile::tempdir().unwrap();
     let mut env = support::Env::prepare("24h", "");
     let alice = std::fs::read_to_string(env.key("alice").with_extension("pub")).unwrap();

@@ -71,26 +71,12 @@ fn push(port: u16, bytes: u64) -> f64 {
 
 fn main() {
     support::production_logs();
-    let mb: u64 = std::env::var("FORWARD_MB")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(256);
-    let runs: usize = std::env::var("RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    let connects: usize = std::env::var("CONNECTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    let mb: u64 = support::env_or("FORWARD_MB", 256);
+    let runs: usize = support::env_or("RUNS", 5);
+    let connects: usize = support::env_or("CONNECTS", 20);
     let sink_port = sink();
     let dir = tempfile::tempdir().unwrap();
-    let mut env = support::Env::prepare(
-        "24h",
-        &format!(
-            "\n[[targets]]\nname = \"sink\"\nkind = \"tcp\"\naddress = \"127.0.0.1:{sink_port}\"\nlabels = {{ env = \"staging\" }}\n"
-        ),
-    );
+    let mut env = support::Env::prepare("24h", &support::tcp_target("sink", sink_port));
     let alice = std::fs::read_to_string(env.key("alice").with_extension("pub")).unwrap();
     let sshd = Sshd::start(dir.path(), &alice);
     env.start_approver();
