@@ -97,3 +97,14 @@ fn help_teaches_and_bad_words_are_usage_errors() {
     let out = env.ssh("alice", &["frobnicate"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
 }
+
+#[test]
+fn the_thin_client_sends_values_that_begin_with_a_dash_intact() {
+    // Found by the control_line fuzz target: `--reason=-x` used to reach the approver as
+    // `--reason -x`, which it refused as an unexpected argument.
+    let env = Env::start();
+    env.portcullis("alice", "request", &["pg-prod", "--reason=-1 replica lag"])
+        .ok();
+    let out = env.ssh("alice", &["requests", "--json"]);
+    assert_eq!(out.json()["requests"][0]["reason"], "-1 replica lag");
+}
