@@ -59,6 +59,83 @@ impl Echo {
     }
 }
 
+/// An echo server in a process of its own, for benchmarks: the in-process [`Echo`] runs a
+/// thread per connection inside the measuring process, and when a burst of sessions is cut,
+/// those threads' exits (stack unmaps, TLB shoot-downs across the process's CPUs) are charged
+/// to the client doing the measuring. A target lives on another host in practice; here it at
+/// least lives in another process: the bench's own executable, started again with
+/// [`ECHO_CHILD`] set, which makes [`serve_echo_if_asked`] (first thing in the bench's `main`)
+/// serve instead of benchmarking.
+pub struct EchoProcess {
+    pub port: u16,
+    child: Child,
+}
+
+/// Set in the environment of the re-executed bench that is to serve as its echo target.
+pub const ECHO_CHILD: &str = "PORTCULLIS_BENCH_ECHO_CHILD";
+
+impl EchoProcess {
+    pub fn start() -> EchoProcess {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env(ECHO_CHILD, "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("echo target printed {line:?}, not its port"));
+        EchoProcess { port, child }
+    }
+}
+
+impl Drop for EchoProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// In a bench started by [`EchoProcess::start`]: serve echo on one thread until killed, and
+/// never return. Otherwise return at once.
+pub fn serve_echo_if_asked() {
+    if std::env::var_os(ECHO_CHILD).is_none() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap().port());
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16384];
+                loop {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if conn.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    std::process::exit(0);
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity};
 use russh::ChannelMsg;
 use support::rss_kib;
-use support::targets::Echo;
+use support::targets::EchoProcess;
 
 async fn open(opts: ConnectOptions, port: u16) -> (Connection, russh::Channel<russh::client::Msg>) {
     let conn = Connection::connect(&opts).await.unwrap();
@@ -49,9 +49,10 @@ async fn open_many(
 }
 
 fn main() {
+    support::targets::serve_echo_if_asked();
     support::production_logs();
     let n: usize = support::env_or("SESSIONS", 2000);
-    let echo = Echo::start();
+    let echo = EchoProcess::start();
     let mut env = support::Env::prepare("24h", &support::tcp_target("echo", echo.port));
     // Every session comes from 127.0.0.1 here: lift the per-source budget for the measurement.
     env.gateway_extra = format!("max_connections_per_source = {}", n + 100);

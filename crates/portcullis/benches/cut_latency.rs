@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity};
 use russh::ChannelMsg;
-use support::targets::Echo;
+use support::targets::EchoProcess;
 
 fn now_ms() -> f64 {
     SystemTime::now()
@@ -89,10 +89,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() {
+    support::targets::serve_echo_if_asked();
     support::production_logs();
     let per_round: usize = support::env_or("SESSIONS", 50);
     let rounds: usize = support::env_or("ROUNDS", 4);
-    let echo = Echo::start();
+    let echo = EchoProcess::start();
     let mut env = support::Env::prepare("24h", &support::tcp_target("echo", echo.port));
     env.start_approver();
     env.start_gateway();
