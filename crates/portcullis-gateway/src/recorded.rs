@@ -511,8 +511,7 @@ impl Recorded {
     fn off_books(&self, session_id: &str) -> u64 {
         self.gw
             .sessions()
-            .live
-            .remove(session_id)
+            .end(session_id)
             .map(|l| l.grant)
             .unwrap_or(self.grant)
     }

@@ -105,12 +105,6 @@ impl Drop for ChannelSlot {
     }
 }
 
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.gw.sessions().conns.remove(&self.id);
-    }
-}
-
 impl Conn {
     /// A place for one more channel, or `None` (logged, naming `what` was refused) when the
     /// connection holds its maximum.
@@ -153,12 +147,6 @@ impl Conn {
 
 impl server::Handler for Conn {
     type Error = russh::Error;
-
-    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
-        // Known by id so that the last session of this connection can take it down.
-        self.gw.sessions().conns.insert(self.id, session.handle());
-        Ok(())
-    }
 
     async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
         Ok(self.gw.catalog().is_none().then(|| {
@@ -621,7 +609,7 @@ impl Forward {
                 tracing::error!("cannot record session {session_id}: {e}; refusing it");
                 {
                     let mut s = gw.sessions();
-                    s.live.remove(&session_id);
+                    s.end(&session_id);
                 }
                 reply.reject(ChannelOpenFailure::ResourceShortage).await;
                 return;
@@ -709,7 +697,7 @@ impl Forward {
         let gw = &self.gw;
         let (grant, others) = {
             let mut s = gw.sessions();
-            let grant = s.live.remove(session_id).map(|l| l.grant).unwrap_or(0);
+            let grant = s.end(session_id).map(|l| l.grant).unwrap_or(0);
             (grant, s.live.values().any(|l| l.conn == self.conn))
         };
         if *reason == EndReason::Closed || others {

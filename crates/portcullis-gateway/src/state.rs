@@ -66,8 +66,18 @@ pub(crate) struct LiveSession {
 #[derive(Default)]
 pub(crate) struct Sessions {
     pub live: HashMap<String, LiveSession>,
-    /// Connection id to its SSH handle, for disconnecting it when its last session is cut.
-    pub conns: HashMap<u64, russh::server::Handle>,
+}
+
+impl Sessions {
+    /// Take a session off the books. The table gives back its space once it is mostly empty,
+    /// so that a burst of thousands of sessions does not leave a table sized for them.
+    pub fn end(&mut self, id: &str) -> Option<LiveSession> {
+        let ended = self.live.remove(id);
+        if self.live.capacity() > 64 && self.live.len() * 4 < self.live.capacity() {
+            self.live.shrink_to(self.live.len() * 2);
+        }
+        ended
+    }
 }
 
 pub struct Gateway {
