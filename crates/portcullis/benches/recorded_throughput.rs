@@ -119,12 +119,25 @@ fn main() {
     let bulk = format!("head -c {}M /dev/zero", bulk_mb);
     let flood = "seq 1 3000000";
     let (mut bd, mut bg, mut fd, mut fg) = (vec![], vec![], vec![], vec![]);
-    for _ in 0..runs {
-        bd.push(timed(direct(&bulk, false)));
-        bg.push(timed(through(&bulk, false)));
-        fd.push(timed(direct(flood, true)));
-        fg.push(timed(through(flood, true)));
+    for run in 0..runs {
+        // Which path goes first alternates, so that neither always follows the other.
+        if run % 2 == 0 {
+            bd.push(timed(direct(&bulk, false)));
+            bg.push(timed(through(&bulk, false)));
+            fd.push(timed(direct(flood, true)));
+            fg.push(timed(through(flood, true)));
+        } else {
+            bg.push(timed(through(&bulk, false)));
+            bd.push(timed(direct(&bulk, false)));
+            fg.push(timed(through(flood, true)));
+            fd.push(timed(direct(flood, true)));
+        }
     }
+    // Verdicts are the median of each run's own ratio (its two sides run seconds apart).
+    let pair_ratio = |direct: &[f64], gateway: &[f64]| {
+        median(direct.iter().zip(gateway).map(|(d, g)| d / g).collect())
+    };
+    let (bulk_ratio, flood_ratio) = (pair_ratio(&bd, &bg), pair_ratio(&fd, &fg));
     let (bd, bg, fd, fg) = (median(bd), median(bg), median(fd), median(fg));
     // Connect: `ssh … true`, the whole round trip (handshake, auth, exec, close).
     let (mut cd, mut cg) = (vec![], vec![]);
@@ -144,16 +157,14 @@ fn main() {
     println!("| path | direct ssh | through portcullis (recorded) | ratio | target |");
     println!("|---|---|---|---|---|");
     println!(
-        "| bulk `head -c {bulk_mb}M /dev/zero` | {:.0} MB/s | {:.0} MB/s | {:.2}× | ≥ 0.9× |",
+        "| bulk `head -c {bulk_mb}M /dev/zero` | {:.0} MB/s | {:.0} MB/s | {bulk_ratio:.2}× | ≥ 0.9× |",
         mb / bd,
         mb / bg,
-        bd / bg
     );
     println!(
-        "| pty flood `ssh -tt … 'seq 1 3000000'`, recording on | {:.2} s | {:.2} s | {:.2}× | ≥ 0.7× |",
+        "| pty flood `ssh -tt … 'seq 1 3000000'`, recording on | {:.2} s | {:.2} s | {flood_ratio:.2}× | ≥ 0.7× |",
         fd,
         fg,
-        fd / fg
     );
     println!(
         "| keystroke echo on a pty (`cat`), {} keys in {KEY_ROUNDS} alternating rounds, p50 / p99 | {ed50:.2} / {ed99:.2} ms | {eg50:.2} / {eg99:.2} ms | p99 {:.2}× | p99 ≤ 1.5× |",
@@ -164,18 +175,20 @@ fn main() {
         "| connect `ssh … true`, median of 20 | {cd:.1} ms | {cg:.1} ms | {:.2}× time | ≤ 1.1× |",
         cg / cd
     );
-    println!("(median of {runs} alternating runs each)");
+    println!(
+        "(throughput: medians of {runs} alternating runs a path; ratios: the median of each pair's own ratio)"
+    );
     support::summary(
         "recorded bulk throughput vs direct ssh",
-        &format!("{:.2}×", bd / bg),
+        &format!("{bulk_ratio:.2}×"),
         "≥ 0.9×",
-        bd / bg >= 0.9,
+        bulk_ratio >= 0.9,
     );
     support::summary(
         "pty flood with recording vs direct ssh",
-        &format!("{:.2}×", fd / fg),
+        &format!("{flood_ratio:.2}×"),
         "≥ 0.7×",
-        fd / fg >= 0.7,
+        flood_ratio >= 0.7,
     );
     support::summary(
         "connect `ssh … true` through the gateway vs direct ssh (time)",

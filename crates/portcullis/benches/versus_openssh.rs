@@ -115,8 +115,15 @@ fn main() {
     };
     let bytes = mb * 1024 * 1024;
     let (mut tg, mut ts) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        for via in [true, false] {
+    for run in 0..runs {
+        // Which path goes first alternates too, so that neither always follows the other's
+        // teardown.
+        let order = if run % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for via in order {
             let (mut child, port) = forward(via);
             let t = push(port, bytes);
             let _ = child.kill();
@@ -157,15 +164,17 @@ fn main() {
         cg.push(connect(true));
         cs.push(connect(false));
     }
+    // The verdict is the median of each run's own ratio: the two runs of a pair are seconds
+    // apart, so a slow spell of the machine weighs on both sides of a ratio, not on one median.
+    let ratio = median(ts.iter().zip(&tg).map(|(s, g)| s / g).collect());
     let (tg, ts, cg, cs) = (median(tg), median(ts), median(cg), median(cs));
     let m = mb as f64;
     println!("| path | OpenSSH sshd as jump host | portcullis gateway | ratio (sshd/portcullis time) | target |");
     println!("|---|---|---|---|---|");
     println!(
-        "| `ssh -N -L` forward, {mb} MiB, median of {runs} | {:.0} MB/s | {:.0} MB/s | {:.2}× | ≥ 1.0× |",
+        "| `ssh -N -L` forward, {mb} MiB, {runs} alternating pairs: medians, median of the pairs' ratios | {:.0} MB/s | {:.0} MB/s | {ratio:.2}× | ≥ 1.0× |",
         m / ts,
         m / tg,
-        ts / tg
     );
     println!(
         "| connect `ssh -W target:port` round trip, median of {connects} | {cs:.1} ms | {cg:.1} ms | {:.2}× (latency ratio {:.2}) | latency ≤ 1.1× |",
@@ -174,9 +183,9 @@ fn main() {
     );
     support::summary(
         "`ssh -L` forward throughput vs through sshd",
-        &format!("{:.2}×", ts / tg),
+        &format!("{ratio:.2}×"),
         "≥ 1.0×",
-        ts / tg >= 1.0,
+        ratio >= 1.0,
     );
     support::summary(
         "connect `ssh -W` through the gateway vs through sshd (time)",
