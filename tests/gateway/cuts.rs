@@ -47,6 +47,60 @@ fn cut_at_revocation() {
     assert!(err.contains("revoked"), "{err}");
 }
 
+/// Many sessions on one grant end in the same instant: every one is cut, and every end
+/// reaches the audit log once, with its start before it, though the gateway spools the ends
+/// in groups and delivers them to the approver several to a command.
+#[test]
+fn a_revocation_cuts_every_session_and_records_every_end_once() {
+    const N: usize = 12;
+    let g = common::start("");
+    let env = &g.env;
+    let id = grant(env, "alice", "echo", "10m");
+    let mut tunnels: Vec<Tunnel> = (0..N)
+        .map(|_| Tunnel::open(env, "alice", &format!("echo:{}", g.echo.port)))
+        .collect();
+    for t in &mut tunnels {
+        assert_eq!(t.echo(b"up"), b"up");
+    }
+    env.admin("ada", &["revoke", &id.to_string(), "--reason", "burst"])
+        .ok();
+    for t in tunnels {
+        let (code, err, _) = t.wait_cut();
+        assert_eq!(code, 255, "{err}");
+        assert!(err.contains("revoked"), "{err}");
+    }
+    env.eventually("every end in the audit log", || {
+        env.audit_events()
+            .iter()
+            .filter(|e| e["event"] == "session.ended" && e["end_reason"] == "revoked")
+            .count()
+            >= N
+    });
+    let events = env.audit_events();
+    let ended: Vec<String> = events
+        .iter()
+        .filter(|e| e["event"] == "session.ended")
+        .map(|e| e["session"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ended.len(), N, "each end recorded once: {ended:?}");
+    for s in &ended {
+        let kinds: Vec<String> = session_events(env, s)
+            .iter()
+            .map(|e| e["event"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(kinds, ["session.started", "session.ended"], "{s}");
+    }
+    let out = env.admin("ada", &["--json", "sessions"]);
+    out.ok();
+    let sessions = out.json()["sessions"].as_array().unwrap().clone();
+    assert_eq!(sessions.len(), N);
+    assert!(
+        sessions.iter().all(|s| s["end_reason"] == "revoked"),
+        "{sessions:?}"
+    );
+    env.admin("audrey", &["audit", "verify"]).ok();
+}
+
 #[test]
 fn a_second_grant_keeps_the_session_alive() {
     let g = common::start("");

@@ -530,7 +530,7 @@ impl Env {
     /// reach `-J` hops too (FIELD-NOTES).
     pub fn ssh_config(&self, user: &str) -> PathBuf {
         let p = self.path().join(format!("ssh_config_{user}"));
-        std::fs::write(
+        write_if_changed(
             &p,
             format!(
                 "Host *\n  IdentityFile {key}\n  IdentitiesOnly yes\n  BatchMode yes\n  StrictHostKeyChecking yes\n  \
@@ -547,7 +547,7 @@ impl Env {
     /// aes256-gcm and curve25519 forced (FIELD-NOTES), host keys not checked.
     pub fn bench_ssh_config(&self, user: &str) -> PathBuf {
         let p = self.path().join(format!("bench_ssh_config_{user}"));
-        std::fs::write(
+        write_if_changed(
             &p,
             format!(
                 "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  BatchMode yes\n  StrictHostKeyChecking no\n  \
@@ -580,6 +580,15 @@ impl Env {
             .args(args);
         run(&mut c)
     }
+}
+
+/// Write `text` to `path` unless it is there already: an ssh client that started a moment ago
+/// may be reading the file, and a rewrite (truncate, then write) could show it an empty config.
+fn write_if_changed(path: &Path, text: String) -> std::io::Result<()> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return Ok(());
+    }
+    std::fs::write(path, text)
 }
 
 pub fn run(c: &mut Command) -> Out {

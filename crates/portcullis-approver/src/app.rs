@@ -166,6 +166,14 @@ impl Tx<'_> {
         self.batch.grants.push((id, record));
     }
 
+    /// A session as this write leaves it: what it has put so far, else what the store holds.
+    pub fn session(&self, id: &str) -> Result<Option<SessionRecord>, ApproverError> {
+        if let Some(s) = self.batch.sessions.iter().find(|s| s.id == id) {
+            return Ok(Some(s.clone()));
+        }
+        Ok(self.app.store.session(id)?)
+    }
+
     pub fn put_session(&mut self, record: SessionRecord) {
         self.batch.sessions.retain(|s| s.id != record.id);
         self.batch.sessions.push(record);

@@ -253,7 +253,8 @@ async fn finish(
     })
 }
 
-/// Record report `seq` from gateway `gw` (bytes read from the channel by the server).
+/// Record reports `seq`, `seq + 1`, … from gateway `gw` (bytes read from the channel by the
+/// server).
 pub(crate) async fn report(
     app: &Arc<Approver>,
     caller: &Caller,
@@ -261,23 +262,10 @@ pub(crate) async fn report(
     seq: u64,
     input: &[u8],
 ) -> Reply {
-    // stdin: the framed report, then the recording it announces, if any.
-    let mut frames = portcullis_core::codec::FrameReader::new();
-    frames.push(input);
-    let bytes = match frames.next_frame() {
-        Ok(Some(b)) => b,
-        _ => {
-            return error_reply(
-                &ApproverError::BadInput("report is not framed".into()),
-                false,
-            )
-        }
-    };
-    let attachment = &input[4 + bytes.len()..];
     let Principal::Gateway(gw) = &caller.principal else {
         return error_reply(&ApproverError::Forbidden("not a gateway".into()), false);
     };
-    match crate::sessions::report(app, gw, instance, seq, &bytes, attachment).await {
+    match crate::sessions::report(app, gw, instance, seq, input).await {
         Ok(m) => Reply::text(format!("{m}\n")),
         Err(e) => error_reply(&e, false),
     }

@@ -7,7 +7,7 @@ use portcullis_core::model::{SessionEnd, SessionRecord, SessionReport};
 use portcullis_core::time::format_duration;
 use serde_json::{json, Value};
 
-use crate::app::Approver;
+use crate::app::{Approver, Tx};
 use crate::errors::ApproverError;
 
 /// Reports are numbered per gateway *instance* (its replica), so a gateway whose replica was
@@ -16,24 +16,26 @@ fn counter(gateway: &str, instance: &str) -> String {
     format!("report/{gateway}/{instance}")
 }
 
-/// Record report `seq` from `gateway`. A sequence number at or below the last one recorded is
-/// acknowledged without recording it again: the gateway retried after a lost acknowledgement.
+/// Record reports `first_seq`, `first_seq + 1`, … from `gateway`, as its `report` command
+/// sends them on stdin: each framed, one after the other, except that a recording follows the
+/// one report that announces it, which then comes alone. They are recorded in one commit, so a
+/// burst of session ends (a grant with many sessions expiring) costs one flush, not one each.
+/// A number at or below the last one recorded is acknowledged without recording it again: the
+/// gateway retried after a lost acknowledgement.
 pub(crate) async fn report(
     app: &Approver,
     gateway: &str,
     instance: &str,
-    seq: u64,
-    bytes: &[u8],
-    attachment: &[u8],
+    first_seq: u64,
+    input: &[u8],
 ) -> Result<String, ApproverError> {
-    let report: SessionReport = codec::decode(bytes)
-        .map_err(|e| ApproverError::BadInput(format!("report does not decode: {e}")))?;
-    if let SessionReport::Recorded {
+    let (reports, attachment) = split_reports(input)?;
+    if let [SessionReport::Recorded {
         session,
         sha256,
         format: kind,
         ..
-    } = &report
+    }] = reports.as_slice()
     {
         // The file first (idempotent if this report is a retry), then the books.
         portcullis_audit::verify_recording(session, sha256, Some(attachment))
@@ -42,152 +44,209 @@ pub(crate) async fn report(
             .put_as(session, kind, attachment)
             .map_err(|e| ApproverError::Config(e.to_string()))?;
     }
+    let last_seq = first_seq + reports.len() as u64 - 1;
     app.write(|tx| {
         let last = app.store.counter(&counter(gateway, instance))?;
-        if seq <= last {
-            return Ok(format!("report {seq} already recorded"));
+        let mut notes = Vec::with_capacity(reports.len());
+        for (seq, report) in (first_seq..).zip(reports) {
+            if seq <= last {
+                notes.push(format!("report {seq} already recorded"));
+            } else {
+                notes.push(record(tx, gateway, seq, report)?);
+            }
         }
-        match report {
-            SessionReport::Started {
-                session,
+        if last_seq > last {
+            tx.set_counter(counter(gateway, instance), last_seq);
+        }
+        Ok(notes.join("\n"))
+    })
+    .await
+}
+
+/// The reports on a `report` command's stdin, and the recording after the one that announces
+/// it (empty otherwise).
+fn split_reports(input: &[u8]) -> Result<(Vec<SessionReport>, &[u8]), ApproverError> {
+    let bad = |why: String| ApproverError::BadInput(why);
+    let mut reports = Vec::new();
+    let mut rest = input;
+    loop {
+        let Some((len, after)) = rest.split_first_chunk::<4>() else {
+            return Err(bad(if reports.is_empty() {
+                "report is not framed".into()
+            } else {
+                format!("{} stray bytes after report {}", rest.len(), reports.len())
+            }));
+        };
+        let len = u32::from_be_bytes(*len) as usize;
+        if after.len() < len {
+            return Err(bad(format!(
+                "report {} is cut short ({} of {len} bytes)",
+                reports.len() + 1,
+                after.len()
+            )));
+        }
+        let (bytes, after) = after.split_at(len);
+        let report: SessionReport = codec::decode(bytes)
+            .map_err(|e| bad(format!("report {} does not decode: {e}", reports.len() + 1)))?;
+        let recorded = matches!(report, SessionReport::Recorded { .. });
+        if recorded && !reports.is_empty() {
+            return Err(bad("a report announcing a recording must come alone".into()));
+        }
+        reports.push(report);
+        if recorded {
+            return Ok((reports, after));
+        }
+        if after.is_empty() {
+            return Ok((reports, after));
+        }
+        rest = after;
+    }
+}
+
+/// Record one report in `tx`; what to say about it.
+fn record(
+    tx: &mut Tx<'_>,
+    gateway: &str,
+    seq: u64,
+    report: SessionReport,
+) -> Result<String, ApproverError> {
+    match report {
+        SessionReport::Started {
+            session,
+            user,
+            target,
+            grant,
+            client,
+            fingerprint,
+            channel,
+            at,
+        } => {
+            tx.audit(
+                AuditEvent::new(
+                    gateway,
+                    EventKind::SessionStarted {
+                        session: session.clone(),
+                        gateway: gateway.to_string(),
+                        client: client.clone(),
+                        fingerprint: fingerprint.clone(),
+                        channel: channel.clone(),
+                    },
+                )
+                .user(&user)
+                .target(&target)
+                .grant(grant),
+            );
+            tx.put_session(SessionRecord {
+                id: session,
+                gateway: gateway.to_string(),
                 user,
                 target,
                 grant,
                 client,
                 fingerprint,
                 channel,
-                at,
-            } => {
-                tx.audit(
-                    AuditEvent::new(
+                started_at: at,
+                end: None,
+            });
+        }
+        SessionReport::Ended {
+            session,
+            bytes_in,
+            bytes_out,
+            duration,
+            reason,
+            exit_status,
+            at,
+            recording,
+        } => {
+            // An end whose start never arrived is still recorded: refusing it would
+            // block the gateway's spool behind it for good.
+            let mut rec = match tx.session(&session)? {
+                Some(r) if r.gateway == gateway => r,
+                Some(other) => {
+                    // Acknowledged (so the spool moves on) but not believed.
+                    tx.audit(AuditEvent::new(
                         gateway,
-                        EventKind::SessionStarted {
-                            session: session.clone(),
-                            gateway: gateway.to_string(),
-                            client: client.clone(),
-                            fingerprint: fingerprint.clone(),
-                            channel: channel.clone(),
+                        EventKind::Refused {
+                            command: "report".into(),
+                            error: format!(
+                                "end of session {session}, which belongs to gateway {}",
+                                other.gateway
+                            ),
                         },
-                    )
-                    .user(&user)
-                    .target(&target)
-                    .grant(grant),
-                );
-                tx.put_session(SessionRecord {
-                    id: session,
+                    ));
+                    return Ok(format!("report {seq} refused: not this gateway's session"));
+                }
+                None => SessionRecord {
+                    id: session.clone(),
                     gateway: gateway.to_string(),
-                    user,
-                    target,
-                    grant,
-                    client,
-                    fingerprint,
-                    channel,
+                    user: String::new(),
+                    target: String::new(),
+                    grant: 0,
+                    client: String::new(),
+                    fingerprint: String::new(),
+                    channel: "unknown (start not received)".into(),
                     started_at: at,
                     end: None,
-                });
-            }
-            SessionReport::Ended {
-                session,
+                },
+            };
+            tx.audit(
+                AuditEvent::new(
+                    gateway,
+                    EventKind::SessionEnded {
+                        session: session.clone(),
+                        gateway: gateway.to_string(),
+                        bytes_in,
+                        bytes_out,
+                        duration,
+                        reason: reason.clone(),
+                        exit_status,
+                        recording_sha256: recording.as_ref().map(|r| r.0.clone()),
+                        recording_size: recording.as_ref().map(|r| r.1),
+                    },
+                )
+                .user(&rec.user)
+                .target(&rec.target)
+                .grant(rec.grant),
+            );
+            rec.end = Some(SessionEnd {
+                at,
                 bytes_in,
                 bytes_out,
                 duration,
                 reason,
                 exit_status,
-                at,
                 recording,
-            } => {
-                // An end whose start never arrived is still recorded: refusing it would
-                // block the gateway's spool behind it for good.
-                let mut rec = match app.store.session(&session)? {
-                    Some(r) if r.gateway == gateway => r,
-                    Some(other) => {
-                        // Acknowledged (so the spool moves on) but not believed.
-                        tx.audit(AuditEvent::new(
-                            gateway,
-                            EventKind::Refused {
-                                command: "report".into(),
-                                error: format!(
-                                    "end of session {session}, which belongs to gateway {}",
-                                    other.gateway
-                                ),
-                            },
-                        ));
-                        tx.set_counter(counter(gateway, instance), seq);
-                        return Ok(format!("report {seq} refused: not this gateway's session"));
-                    }
-                    None => SessionRecord {
-                        id: session.clone(),
-                        gateway: gateway.to_string(),
-                        user: String::new(),
-                        target: String::new(),
-                        grant: 0,
-                        client: String::new(),
-                        fingerprint: String::new(),
-                        channel: "unknown (start not received)".into(),
-                        started_at: at,
-                        end: None,
-                    },
-                };
-                tx.audit(
-                    AuditEvent::new(
-                        gateway,
-                        EventKind::SessionEnded {
-                            session: session.clone(),
-                            gateway: gateway.to_string(),
-                            bytes_in,
-                            bytes_out,
-                            duration,
-                            reason: reason.clone(),
-                            exit_status,
-                            recording_sha256: recording.as_ref().map(|r| r.0.clone()),
-                            recording_size: recording.as_ref().map(|r| r.1),
-                        },
-                    )
-                    .user(&rec.user)
-                    .target(&rec.target)
-                    .grant(rec.grant),
-                );
-                rec.end = Some(SessionEnd {
-                    at,
-                    bytes_in,
-                    bytes_out,
-                    duration,
-                    reason,
-                    exit_status,
-                    recording,
-                });
-                tx.put_session(rec);
-            }
-            SessionReport::Recorded {
-                session,
-                sha256,
-                size,
-                ..
-            } => {
-                // Stored above; `audit verify` checks it against the hash in the end event.
-                tracing::info!("recording of {session} stored ({size} bytes, {sha256})");
-            }
-            SessionReport::HostKeyMismatch {
-                session,
-                user,
-                target,
-                presented,
-                at: _,
-            } => {
-                tx.audit(
-                    AuditEvent::new(
-                        gateway,
-                        EventKind::TargetHostKeyMismatch { session, presented },
-                    )
-                    .user(&user)
-                    .target(&target),
-                );
-            }
+            });
+            tx.put_session(rec);
         }
-        tx.set_counter(counter(gateway, instance), seq);
-        Ok(format!("report {seq} recorded"))
-    })
-    .await
+        SessionReport::Recorded {
+            session,
+            sha256,
+            size,
+            ..
+        } => {
+            // Stored above; `audit verify` checks it against the hash in the end event.
+            tracing::info!("recording of {session} stored ({size} bytes, {sha256})");
+        }
+        SessionReport::HostKeyMismatch {
+            session,
+            user,
+            target,
+            presented,
+            at: _,
+        } => {
+            tx.audit(
+                AuditEvent::new(
+                    gateway,
+                    EventKind::TargetHostKeyMismatch { session, presented },
+                )
+                .user(&user)
+                .target(&target),
+            );
+        }
+    }
+    Ok(format!("report {seq} recorded"))
 }
 
 pub(crate) fn session_json(s: &SessionRecord) -> Value {
@@ -258,4 +317,76 @@ pub(crate) async fn kill(
         Ok(rec)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_core::Timestamp;
+
+    fn framed(r: &SessionReport) -> Vec<u8> {
+        codec::frame(&codec::encode(r))
+    }
+
+    fn mismatch(session: &str) -> SessionReport {
+        SessionReport::HostKeyMismatch {
+            session: session.into(),
+            user: "alice".into(),
+            target: "web-1".into(),
+            presented: "ssh-ed25519 AAAA".into(),
+            at: Timestamp(1),
+        }
+    }
+
+    fn recorded(session: &str) -> SessionReport {
+        SessionReport::Recorded {
+            session: session.into(),
+            sha256: "00".into(),
+            size: 3,
+            format: "cast".into(),
+        }
+    }
+
+    #[test]
+    fn reports_come_one_after_another() {
+        let input = [framed(&mismatch("a")), framed(&mismatch("b"))].concat();
+        let (reports, attachment) = split_reports(&input).unwrap();
+        assert_eq!(reports.len(), 2);
+        assert_eq!(reports[1].session(), "b");
+        assert!(attachment.is_empty());
+    }
+
+    #[test]
+    fn a_recording_follows_the_report_that_announces_it() {
+        let input = [framed(&recorded("a")), b"abc".to_vec()].concat();
+        let (reports, attachment) = split_reports(&input).unwrap();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(attachment, b"abc");
+    }
+
+    #[test]
+    fn bad_batches_are_refused_with_a_reason() {
+        let late = [
+            framed(&mismatch("a")),
+            framed(&recorded("a")),
+            b"abc".to_vec(),
+        ]
+        .concat();
+        let cut = {
+            let mut v = [framed(&mismatch("a")), framed(&mismatch("b"))].concat();
+            v.truncate(v.len() - 1);
+            v
+        };
+        let stray = [framed(&mismatch("a")), vec![0, 0]].concat();
+        for (input, why) in [
+            (Vec::new(), "not framed"),
+            (late, "must come alone"),
+            (cut, "cut short"),
+            (stray, "stray bytes"),
+            (vec![0, 0, 0, 3, 1, 2, 3], "does not decode"),
+        ] {
+            let e = split_reports(&input).unwrap_err().to_string();
+            assert!(e.contains(why), "{why}: {e}");
+        }
+    }
 }

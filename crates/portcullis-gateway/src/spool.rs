@@ -38,62 +38,109 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
             }
             continue;
         }
-        for (seq, report) in pending {
-            // The framed report, then the recording it announces (read from its file).
-            let mut bytes = codec::frame(&codec::encode(&report));
-            if let SessionReport::Recorded {
-                session, format, ..
-            } = &report
-            {
-                let path = match format.as_str() {
-                    "data" => crate::recording::data_path(&gw.recordings_dir(), session),
-                    _ => crate::recording::path(&gw.recordings_dir(), session),
-                };
-                match std::fs::read(&path) {
-                    Ok(cast) => bytes.extend_from_slice(&cast),
-                    Err(e) => {
-                        // Retrying cannot bring it back, and the reports behind it must flow:
-                        // the end event still carries its hash, so `audit verify` will name it
-                        // as missing.
-                        tracing::error!(
-                            "recording {} is unreadable ({e}); it cannot be delivered",
-                            path.display()
-                        );
-                        if let Err(e) = gw.replica.delivered(seq).await {
-                            tracing::error!("cannot clear report {seq} from the spool: {e}");
-                        }
-                        continue;
+        for batch in batches(pending) {
+            let (first, last) = (batch.first, batch.last);
+            let bytes = match batch.input(&gw) {
+                Ok(b) => b,
+                Err(e) => {
+                    // Retrying cannot bring the recording back, and the reports behind it must
+                    // flow: the end event still carries its hash, so `audit verify` will name it
+                    // as missing.
+                    tracing::error!("{e}; it cannot be delivered");
+                    if let Err(e) = gw.replica.delivered(first..=last).await {
+                        tracing::error!("cannot clear report {first} from the spool: {e}");
                     }
+                    continue;
                 }
-            }
+            };
             match conn
                 .run_with_input(
-                    &format!("report --seq {seq} --instance {}", gw.instance),
+                    &format!("report --seq {first} --instance {}", gw.instance),
                     &bytes,
                 )
                 .await
             {
                 Ok((r, _, _)) if r.exit_status == Some(0) => {
-                    if let Err(e) = gw.replica.delivered(seq).await {
-                        tracing::error!("cannot clear report {seq} from the spool: {e}");
+                    if let Err(e) = gw.replica.delivered(first..=last).await {
+                        tracing::error!("cannot clear reports {first}-{last} from the spool: {e}");
                     }
-                    gw.delivered.send_replace(seq);
+                    gw.delivered.send_replace(last);
                 }
                 Ok((_, _, err)) => {
                     tracing::warn!(
-                        "approver refused report {seq}: {}",
+                        "approver refused reports {first}-{last}: {}",
                         String::from_utf8_lossy(&err).trim()
                     );
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!("report {seq} not delivered ({e}); will retry");
+                    tracing::warn!("reports {first}-{last} not delivered ({e}); will retry");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     break;
                 }
             }
         }
+    }
+}
+
+/// Reports that go to the approver in one `report` command: consecutive numbers, at most
+/// [`MAX_BATCH`] of them, and a report that announces a recording alone (its file follows it).
+struct Batch {
+    first: u64,
+    last: u64,
+    reports: Vec<SessionReport>,
+}
+
+/// Enough to take a burst of session ends in a few commands, small enough that one command
+/// never holds the approver's writer for long.
+const MAX_BATCH: usize = 64;
+
+fn batches(pending: Vec<(u64, SessionReport)>) -> Vec<Batch> {
+    let mut out: Vec<Batch> = Vec::new();
+    for (seq, report) in pending {
+        let alone = matches!(report, SessionReport::Recorded { .. });
+        match out.last_mut() {
+            Some(b)
+                if !alone
+                    && b.last + 1 == seq
+                    && b.reports.len() < MAX_BATCH
+                    && !matches!(b.reports.first(), Some(SessionReport::Recorded { .. })) =>
+            {
+                b.last = seq;
+                b.reports.push(report);
+            }
+            _ => out.push(Batch {
+                first: seq,
+                last: seq,
+                reports: vec![report],
+            }),
+        }
+    }
+    out
+}
+
+impl Batch {
+    /// The `report` command's stdin: each report framed, then the recording the (single)
+    /// report announces, read from its file.
+    fn input(&self, gw: &Gateway) -> Result<Vec<u8>, String> {
+        let mut bytes = Vec::new();
+        for report in &self.reports {
+            bytes.extend_from_slice(&codec::frame(&codec::encode(report)));
+            if let SessionReport::Recorded {
+                session, format, ..
+            } = report
+            {
+                let path = match format.as_str() {
+                    "data" => crate::recording::data_path(&gw.recordings_dir(), session),
+                    _ => crate::recording::path(&gw.recordings_dir(), session),
+                };
+                let cast = std::fs::read(&path)
+                    .map_err(|e| format!("recording {} is unreadable ({e})", path.display()))?;
+                bytes.extend_from_slice(&cast);
+            }
+        }
+        Ok(bytes)
     }
 }
 
@@ -112,4 +159,60 @@ pub(crate) async fn await_delivery(gw: &Gateway, seq: u64) {
     }
     let mut delivered = gw.delivered.subscribe();
     let _ = tokio::time::timeout(START_DELIVERY_WAIT, delivered.wait_for(|d| *d >= seq)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_core::Timestamp;
+
+    fn mismatch(session: &str) -> SessionReport {
+        SessionReport::HostKeyMismatch {
+            session: session.into(),
+            user: "alice".into(),
+            target: "web-1".into(),
+            presented: "ssh-ed25519 AAAA".into(),
+            at: Timestamp(1),
+        }
+    }
+
+    fn recorded(session: &str) -> SessionReport {
+        SessionReport::Recorded {
+            session: session.into(),
+            sha256: "00".into(),
+            size: 0,
+            format: "cast".into(),
+        }
+    }
+
+    fn shape(batches: &[Batch]) -> Vec<(u64, u64)> {
+        batches.iter().map(|b| (b.first, b.last)).collect()
+    }
+
+    #[test]
+    fn consecutive_reports_go_together_and_a_recording_goes_alone() {
+        let pending = vec![
+            (1, mismatch("a")),
+            (2, mismatch("b")),
+            (3, recorded("b")),
+            (4, mismatch("c")),
+            (5, mismatch("d")),
+            // 6 was delivered on its own (its recording was unreadable): a gap starts anew.
+            (7, mismatch("e")),
+        ];
+        assert_eq!(
+            shape(&batches(pending)),
+            vec![(1, 2), (3, 3), (4, 5), (7, 7)]
+        );
+    }
+
+    #[test]
+    fn a_long_burst_is_cut_into_bounded_commands() {
+        let pending: Vec<_> = (1..=150).map(|i| (i, mismatch("s"))).collect();
+        let b = batches(pending);
+        assert_eq!(shape(&b), vec![(1, 64), (65, 128), (129, 150)]);
+        assert!(b
+            .iter()
+            .all(|b| b.reports.len() as u64 == b.last - b.first + 1));
+    }
 }
