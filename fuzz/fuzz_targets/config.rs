@@ -10,17 +10,9 @@ use std::net::SocketAddr;
 
 use libfuzzer_sys::fuzz_target;
 use portcullis_core::catalog::{TargetKind, BUILTIN_GROUPS};
-use portcullis_core::config::{self, ConnectionLimits};
+use portcullis_core::config::{self, valid_name, ConnectionLimits};
 use portcullis_core::{Catalog, Timestamp};
 use portcullis_fuzz::record_round_trip;
-
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
 
 fn check_limits(l: &ConnectionLimits) {
     assert!(l.max_connections >= 1 && l.max_connections_per_source >= 1);

@@ -651,6 +651,19 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The median of each alternating pair's own ratio, reference time over candidate time (above
+/// 1 when the candidate is faster): the two runs of a pair are seconds apart, so a slow spell of
+/// the machine weighs on both sides of one ratio rather than on one side's median.
+pub fn paired_ratio(reference: &[f64], candidate: &[f64]) -> f64 {
+    median(
+        reference
+            .iter()
+            .zip(candidate)
+            .map(|(r, c)| r / c)
+            .collect(),
+    )
+}
+
 /// The request id in `request` JSON output.
 pub fn request_id(out: &Out) -> u64 {
     out.ok();

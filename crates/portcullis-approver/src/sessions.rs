@@ -44,11 +44,14 @@ pub(crate) async fn report(
             .put_as(session, kind, attachment)
             .map_err(|e| ApproverError::Config(e.to_string()))?;
     }
-    let last_seq = first_seq + reports.len() as u64 - 1;
+    // Never empty: `split_reports` refuses an input without a report.
+    let last_seq = first_seq
+        .checked_add(reports.len() as u64 - 1)
+        .ok_or_else(|| ApproverError::BadInput(format!("report numbers past {}", u64::MAX)))?;
     app.write(|tx| {
         let last = app.store.counter(&counter(gateway, instance))?;
         let mut notes = Vec::with_capacity(reports.len());
-        for (seq, report) in (first_seq..).zip(reports) {
+        for (seq, report) in (first_seq..=last_seq).zip(reports) {
             if seq <= last {
                 notes.push(format!("report {seq} already recorded"));
             } else {
@@ -93,10 +96,7 @@ fn split_reports(input: &[u8]) -> Result<(Vec<SessionReport>, &[u8]), ApproverEr
             return Err(bad("a report announcing a recording must come alone".into()));
         }
         reports.push(report);
-        if recorded {
-            return Ok((reports, after));
-        }
-        if after.is_empty() {
+        if recorded || after.is_empty() {
             return Ok((reports, after));
         }
         rest = after;

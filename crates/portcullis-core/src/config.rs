@@ -222,7 +222,9 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     validate(file)
 }
 
-fn valid_name(name: &str) -> bool {
+/// The rule for user, gateway, target and policy names: 1-64 of `A-Z a-z 0-9 - _ .`. Public
+/// for the fuzz target `config`, which checks that every name a valid config holds obeys it.
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name

@@ -245,8 +245,8 @@ impl Replica {
     ///
     /// Group commit: reports spooled while another commit is under way wait for it and then go
     /// to disk together, in one transaction and one flush. When fifty sessions end in the same
-    /// instant (a grant with many sessions expires), that is a handful of fsyncs rather than
-    /// fifty, and the cores stay free for the cuts themselves.
+    /// instant (a grant with many sessions expires), that is a few transactions rather than
+    /// fifty, and the cores stay freer for the cuts themselves.
     pub async fn spool(&self, report: &SessionReport) -> Result<u64> {
         let (done, mut numbered) = tokio::sync::oneshot::channel();
         self.queued

@@ -133,11 +133,10 @@ fn main() {
             fd.push(timed(direct(flood, true)));
         }
     }
-    // Verdicts are the median of each run's own ratio (its two sides run seconds apart).
-    let pair_ratio = |direct: &[f64], gateway: &[f64]| {
-        median(direct.iter().zip(gateway).map(|(d, g)| d / g).collect())
-    };
-    let (bulk_ratio, flood_ratio) = (pair_ratio(&bd, &bg), pair_ratio(&fd, &fg));
+    let (bulk_ratio, flood_ratio) = (
+        support::paired_ratio(&bd, &bg),
+        support::paired_ratio(&fd, &fg),
+    );
     let (bd, bg, fd, fg) = (median(bd), median(bg), median(fd), median(fg));
     // Connect: `ssh … true`, the whole round trip (handshake, auth, exec, close).
     let (mut cd, mut cg) = (vec![], vec![]);

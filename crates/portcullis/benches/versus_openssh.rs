@@ -164,9 +164,7 @@ fn main() {
         cg.push(connect(true));
         cs.push(connect(false));
     }
-    // The verdict is the median of each run's own ratio: the two runs of a pair are seconds
-    // apart, so a slow spell of the machine weighs on both sides of a ratio, not on one median.
-    let ratio = median(ts.iter().zip(&tg).map(|(s, g)| s / g).collect());
+    let ratio = support::paired_ratio(&ts, &tg);
     let (tg, ts, cg, cs) = (median(tg), median(ts), median(cg), median(cs));
     let m = mb as f64;
     println!("| path | OpenSSH sshd as jump host | portcullis gateway | ratio (sshd/portcullis time) | target |");
