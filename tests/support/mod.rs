@@ -607,6 +607,16 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// CPU time a process's live threads have spent running, in nanoseconds (the first field of
+/// each thread's `schedstat`: exact, where `/proc/PID/stat` counts 10 ms ticks).
+pub fn cpu_ns(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// The log level the approver and gateway run with: debug for tests (their logs are read on
 /// failure), `PORTCULLIS_TEST_LOG` to change it.
 fn log_level() -> String {

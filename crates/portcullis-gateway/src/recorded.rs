@@ -20,6 +20,9 @@ use crate::recording::{Header, RawRecorder, Recorder};
 use crate::spool;
 use crate::state::{EndReason, Gateway, LiveSession};
 
+/// How early the expiry warning may fire against the wall clock it is computed from.
+const WARNING_SLACK: Duration = Duration::from_millis(20);
+
 /// What the client asked the session to run.
 enum Request {
     Shell,
@@ -321,13 +324,25 @@ impl Recorded {
         let bytes_in = AtomicU64::new(0);
         let bytes_out = AtomicU64::new(0);
         let mut exit_status = None;
+        // The per-second tick flushes the recording and re-reads the grant the session rests
+        // on (a switch to another grant moves the warning). Nothing below runs per message
+        // but the relay itself: no table lock, no clock read, no timer to arm.
         let mut flush = tokio::time::interval(Duration::from_secs(1));
         let mut warned_for: Option<u64> = None;
+        let mut warn_armed = false;
+        let warning = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(warning);
+        let cut_signal = async {
+            cut.wait_for(|c| c.is_some())
+                .await
+                .ok()
+                .and_then(|c| c.clone())
+        };
+        tokio::pin!(cut_signal);
         let mut reason = EndReason::Closed;
         let mut recording_failed = None;
         let mut client_open = true;
         loop {
-            let warn_in = self.warning_due(&session_id, warned_for);
             tokio::select! {
                 m = client.wait(), if client_open => match m {
                     Some(ChannelMsg::Data { data }) => {
@@ -385,7 +400,7 @@ impl Recorded {
                     Some(ChannelMsg::Close) | None => break,
                     Some(_) => {}
                 },
-                r = async { cut.wait_for(|c| c.is_some()).await.ok().and_then(|c| c.clone()) } => {
+                r = &mut cut_signal => {
                     reason = r.unwrap_or(EndReason::Closed);
                     break;
                 }
@@ -396,8 +411,28 @@ impl Recorded {
                     if let Some(r) = raw.as_mut() {
                         if let Err(e) = r.flush() { recording_failed = Some(e); break; }
                     }
+                    // The first tick comes at once, so the warning is armed from the start.
+                    let due = self.warning_due(&session_id, warned_for);
+                    warn_armed = due.is_some();
+                    if let Some(d) = due {
+                        warning.as_mut().reset(tokio::time::Instant::now() + d);
+                    }
                 }
-                _ = sleep_opt(warn_in) => {
+                () = &mut warning, if warn_armed => {
+                    // The session may have moved to a longer grant since the tick that armed
+                    // this: warn only when the warning is due now, else wait for it.
+                    match self.warning_due(&session_id, warned_for) {
+                        Some(d) if d > WARNING_SLACK => {
+                            warning.as_mut().reset(tokio::time::Instant::now() + d);
+                            continue;
+                        }
+                        Some(_) => {}
+                        None => {
+                            warn_armed = false;
+                            continue;
+                        }
+                    }
+                    warn_armed = false;
                     if let Some((grant, left)) = self.grant_left(&session_id) {
                         warned_for = Some(grant);
                         if pty.is_some() {
@@ -568,11 +603,4 @@ async fn fail(cw: &russh::ChannelWriteHalf<Msg>, msg: String) {
     let _ = cw.exit_status(255).await;
     let _ = cw.eof().await;
     let _ = cw.close().await;
-}
-
-async fn sleep_opt(d: Option<Duration>) {
-    match d {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
-    }
 }

@@ -319,6 +319,9 @@ impl Store {
     }
 }
 
+/// The most sled keeps of a store in memory (its page cache).
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Open a sled database with our settings, telling a locked store apart from other errors.
 fn open_db(dir: &Path) -> Result<sled::Db> {
     sled::Config::new()
@@ -326,6 +329,10 @@ fn open_db(dir: &Path) -> Result<sled::Db> {
         // We flush explicitly before every acknowledgement; the background flush only bounds
         // how much unacknowledged work a crash can lose.
         .flush_every_ms(Some(1000))
+        // sled's default page cache is 1 GiB: a daemon that reads its whole audit log (a
+        // verify, a long `audit` query) would keep growing toward that. The working set of
+        // both daemons is far smaller.
+        .cache_capacity(CACHE_BYTES)
         .open()
         .map_err(|source| match source {
             sled::Error::Io(ref e)

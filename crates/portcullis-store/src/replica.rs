@@ -218,10 +218,15 @@ impl Replica {
         .await
     }
 
-    /// A fresh session number, never reused across restarts.
+    /// A fresh session number, never reused across restarts once anything durable names it.
+    ///
+    /// Not flushed here: the first report that names the session is spooled with a flush,
+    /// and sled's flush makes every earlier write durable with it, the counter included. A
+    /// number lost to a crash before that was never written anywhere lasting, so handing it
+    /// out again is harmless, and each session start saves an fsync.
     pub async fn next_session(&self) -> Result<u64> {
         let _w = self.write.lock().await;
-        let (meta, db) = (self.meta.clone(), self.db.clone());
+        let meta = self.meta.clone();
         blocking(move || {
             let n = meta
                 .update_and_fetch(SESSION_SEQ, |old| {
@@ -234,7 +239,6 @@ impl Replica {
                 .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
                 .map(u64::from_be_bytes)
                 .unwrap_or(1);
-            db.flush()?;
             Ok(n)
         })
         .await

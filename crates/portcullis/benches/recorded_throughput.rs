@@ -1,7 +1,8 @@
 //! Recorded-session throughput against plain `ssh` to the same sshd, same cipher
 //! (aes256-gcm) on every hop: bulk output, and a pty flood with recording on.
 //! A benchmark, not a test: it prints a table of ratios measured in the same run.
-//! Run: cargo bench -p portcullis --bench recorded_throughput   (BULK_MB=512 RUNS=3)
+//! Run: cargo bench -p portcullis --bench recorded_throughput   (BULK_MB=512 RUNS=3; ONLY_BULK=1
+//! runs nothing but the bulk through the gateway, for a profiler)
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -15,8 +16,10 @@ use support::median;
 use support::targets::Sshd;
 
 /// Keystrokes per echo measurement, in rounds that alternate between the two paths so that a
-/// slow spell of the machine lands on both: 5 × 1000 keys a path puts p99 at the 50th worst.
-const KEY_ROUNDS: usize = 5;
+/// slow spell of the machine lands on both: 20 × 1000 keys a path puts p99 at the 200th
+/// worst. (With 5 rounds, the same two builds gave p99 ratios from 1.2× to 2.0× in one
+/// afternoon: a p99 over 5,000 samples moves with a single slow spell.)
+const KEY_ROUNDS: usize = 20;
 const KEYS_PER_ROUND: usize = 1000;
 
 fn timed(mut c: Command) -> f64 {
@@ -31,8 +34,9 @@ fn timed(mut c: Command) -> f64 {
 }
 
 /// Keystroke echo: one byte typed into `cat` on a pty, until the terminal's echo of it comes
-/// back; `n` times, in milliseconds.
-fn echo_latency(mut c: Command, n: usize) -> Vec<f64> {
+/// back; `n` times, in milliseconds. With `pid`, also the CPU that process spent over the `n`
+/// keystrokes (login and shell start-up left out), in nanoseconds.
+fn echo_latency(mut c: Command, n: usize, pid: Option<u32>) -> (Vec<f64>, u64) {
     use std::io::{Read, Write};
     let mut child = c
         .stdin(Stdio::piped())
@@ -53,6 +57,7 @@ fn echo_latency(mut c: Command, n: usize) -> Vec<f64> {
         }
     }
     let mut times = Vec::with_capacity(n);
+    let cpu_before = pid.map(support::cpu_ns);
     for _ in 0..n {
         let start = Instant::now();
         input.write_all(b"k").unwrap();
@@ -65,9 +70,13 @@ fn echo_latency(mut c: Command, n: usize) -> Vec<f64> {
         }
         times.push(start.elapsed().as_secs_f64() * 1000.0);
     }
+    let cpu = match (pid, cpu_before) {
+        (Some(p), Some(before)) => support::cpu_ns(p) - before,
+        _ => 0,
+    };
     let _ = child.kill();
     let _ = child.wait();
-    times
+    (times, cpu)
 }
 
 fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
@@ -117,22 +126,45 @@ fn main() {
         c
     };
     let bulk = format!("head -c {}M /dev/zero", bulk_mb);
+    if std::env::var_os("ONLY_BULK").is_some() {
+        // For profiling the gateway's data path (under callgrind, say): bulk through the
+        // gateway only, nothing else.
+        for _ in 0..runs {
+            timed(through(&bulk, false));
+        }
+        // A moment for a profiler attached to the gateway to collect before it is stopped.
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        return;
+    }
     let flood = "seq 1 3000000";
     let (mut bd, mut bg, mut fd, mut fg) = (vec![], vec![], vec![], vec![]);
+    let gw_pid = env.gateway.as_ref().unwrap().id();
+    let mut bulk_cpu_ns = 0;
+    let mut through_bulk = || {
+        let before = support::cpu_ns(gw_pid);
+        let t = timed(through(&bulk, false));
+        bulk_cpu_ns += support::cpu_ns(gw_pid) - before;
+        t
+    };
     for run in 0..runs {
         // Which path goes first alternates, so that neither always follows the other.
         if run % 2 == 0 {
             bd.push(timed(direct(&bulk, false)));
-            bg.push(timed(through(&bulk, false)));
+            bg.push(through_bulk());
             fd.push(timed(direct(flood, true)));
             fg.push(timed(through(flood, true)));
         } else {
-            bg.push(timed(through(&bulk, false)));
+            bg.push(through_bulk());
             bd.push(timed(direct(&bulk, false)));
             fg.push(timed(through(flood, true)));
             fd.push(timed(direct(flood, true)));
         }
     }
+    // Not a verdict either: the gateway's CPU per MiB of bulk (its connects included).
+    eprintln!(
+        "gateway CPU per MiB of recorded bulk: {:.2} ms",
+        bulk_cpu_ns as f64 / 1e6 / (runs as f64 * bulk_mb as f64)
+    );
     let (bulk_ratio, flood_ratio) = (
         support::paired_ratio(&bd, &bg),
         support::paired_ratio(&fd, &fg),
@@ -146,10 +178,19 @@ fn main() {
     }
     let (cd, cg) = (median(cd), median(cg));
     let (mut ed, mut eg) = (vec![], vec![]);
+    let mut gw_cpu_ns = 0;
     for _ in 0..KEY_ROUNDS {
-        ed.extend(echo_latency(direct("cat", true), KEYS_PER_ROUND));
-        eg.extend(echo_latency(through("cat", true), KEYS_PER_ROUND));
+        ed.extend(echo_latency(direct("cat", true), KEYS_PER_ROUND, None).0);
+        let (times, cpu) = echo_latency(through("cat", true), KEYS_PER_ROUND, Some(gw_pid));
+        eg.extend(times);
+        gw_cpu_ns += cpu;
     }
+    // Not a verdict (an absolute cost, machine-bound): what one echoed keystroke costs the
+    // gateway, for comparing builds on the same machine.
+    eprintln!(
+        "gateway CPU per echoed keystroke: {:.1} us",
+        gw_cpu_ns as f64 / 1000.0 / (KEY_ROUNDS * KEYS_PER_ROUND) as f64
+    );
     let (ed50, ed99) = (percentile(ed.clone(), 0.5), percentile(ed, 0.99));
     let (eg50, eg99) = (percentile(eg.clone(), 0.5), percentile(eg, 0.99));
     let mb = bulk_mb as f64;
