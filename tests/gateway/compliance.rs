@@ -177,3 +177,53 @@ fn exec_data_is_not_kept_by_default_but_the_command_is() {
     assert_eq!(started["channel"], "exec: echo not-kept");
     assert!(ended["bytes_out"].as_u64().unwrap() >= 9);
 }
+
+/// The approver's peak resident memory (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// A data recording bigger than the approver used to take in one piece (256 MiB, held in
+/// memory) reaches it whole: the gateway sends it from its file and the approver writes it as
+/// it arrives, so neither holds it, and `audit verify` hashes it in pieces too. Before, such a
+/// recording was refused on every try and held up every report behind it.
+#[test]
+fn a_recording_larger_than_memory_arrives_whole_in_pieces() {
+    const MIB: u64 = 300;
+    let r = recorded::start_opts(false, true);
+    let env = &r.g.env;
+    grant(env, "alice", "web-1", "10m");
+    let approver = env.approver.as_ref().unwrap().id();
+    let before = peak_rss_kib(approver);
+    let status = r
+        .ssh(&[], &[&format!("head -c {MIB}M /dev/zero")])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ended = ended_session(env, true);
+    let size = ended["recording_size"].as_u64().unwrap();
+    assert!(size > MIB << 20, "{ended}");
+    let session = ended["session"].as_str().unwrap().to_string();
+    let stored = env
+        .path()
+        .join("approver/recordings")
+        .join(format!("{session}.data"));
+    env.eventually("the whole recording at the approver", || {
+        std::fs::metadata(&stored).is_ok_and(|m| m.len() == size)
+    });
+    env.portcullis("audrey", "audit", &["verify"]).ok();
+    // Its peak grew by a few MiB of buffers, not by the recording's size.
+    let grown = peak_rss_kib(approver).saturating_sub(before);
+    assert!(
+        grown < 64 * 1024,
+        "the approver's peak memory grew by {grown} KiB for a {size}-byte recording"
+    );
+}

@@ -261,11 +261,12 @@ pub(crate) async fn report(
     instance: &str,
     seq: u64,
     input: &[u8],
+    recording: Option<portcullis_store::Incoming>,
 ) -> Reply {
     let Principal::Gateway(gw) = &caller.principal else {
         return error_reply(&ApproverError::Forbidden("not a gateway".into()), false);
     };
-    match crate::sessions::report(app, gw, instance, seq, input).await {
+    match crate::sessions::report(app, gw, instance, seq, input, recording).await {
         Ok(m) => Reply::text(format!("{m}\n")),
         Err(e) => error_reply(&e, false),
     }
@@ -1162,11 +1163,11 @@ fn audit(app: &Approver, cmd: AuditCommand, json: bool) -> Result<Reply, Approve
             let hashes = portcullis_audit::recording_hashes(app.store.audit_records());
             let result = chain.and_then(|v| {
                 for (session, sha) in &hashes {
-                    let bytes = app
+                    let found = app
                         .recordings
-                        .get(session)
+                        .sha256(session)
                         .map_err(|e| (0, e.to_string()))?;
-                    portcullis_audit::verify_recording(session, sha, bytes.as_deref())
+                    portcullis_audit::verify_recording_hash(session, sha, found)
                         .map_err(|b| (0, b.to_string()))?;
                 }
                 Ok((v, hashes.len()))

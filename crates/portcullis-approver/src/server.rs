@@ -18,6 +18,7 @@ use crate::app::Approver;
 use crate::commands::{self, Caller, Outcome, Reply};
 use crate::errors::ApproverError;
 use crate::scheduler;
+use crate::sessions;
 
 /// How often an idle `watch` stream says it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -235,42 +236,19 @@ impl Connection {
     }
 }
 
-/// The largest session report (a recording travels in one) the approver accepts.
-const MAX_REPORT: usize = 256 * 1024 * 1024;
+/// The most one `report` command may carry in reports (a recording aside, which goes to disk
+/// as it arrives): a batch of 64 reports of a few hundred bytes each is far below it.
+const MAX_REPORTS: usize = 16 * 1024 * 1024;
+
+/// How much of an arriving recording is gathered before one write to disk.
+const RECORDING_WRITE: usize = 1024 * 1024;
 
 async fn run_channel(app: Arc<Approver>, caller: Caller, line: String, channel: Channel<Msg>) {
     let (mut read, write) = channel.split();
     let reply = match commands::execute(&app, &caller, &line).await {
         Outcome::Done(reply) => reply,
         Outcome::Report { seq, instance } => {
-            let mut bytes = Vec::new();
-            let mut complete = false;
-            while let Some(msg) = read.wait().await {
-                match msg {
-                    ChannelMsg::Data { data } => {
-                        if bytes.len() + data.len() > MAX_REPORT {
-                            break;
-                        }
-                        bytes.extend_from_slice(&data);
-                    }
-                    ChannelMsg::Eof => {
-                        complete = true;
-                        break;
-                    }
-                    ChannelMsg::Close => break,
-                    _ => {}
-                }
-            }
-            if complete {
-                commands::report(&app, &caller, &instance, seq, &bytes).await
-            } else {
-                commands::error_reply(
-                    &ApproverError::BadInput(format!(
-                        "report {seq} incomplete or over {MAX_REPORT} bytes"
-                    )),
-                    false,
-                )
-            }
+            receive_report(&app, &caller, seq, &instance, &mut read).await
         }
         Outcome::Replay { cast, speed, idle } => {
             tokio::select! {
@@ -317,6 +295,102 @@ async fn replay(
             return;
         }
     }
+}
+
+/// Read a `report` command's stdin: the reports whole, and a recording announced by the first
+/// report straight to disk as it arrives (hashed on the way), so that a recording of any size
+/// costs the approver a megabyte of memory, not its size.
+async fn receive_report(
+    app: &Arc<Approver>,
+    caller: &Caller,
+    seq: u64,
+    instance: &str,
+    read: &mut russh::ChannelReadHalf,
+) -> Reply {
+    let fail = |e: ApproverError| commands::error_reply(&e, false);
+    // Only a gateway reports: anyone else is refused before anything is written.
+    if !matches!(caller.principal, Principal::Gateway(_)) {
+        return commands::report(app, caller, instance, seq, &[], None).await;
+    }
+    let mut head = Vec::new();
+    let mut recording: Option<(portcullis_store::Incoming, Vec<u8>)> = None;
+    let mut complete = false;
+    while let Some(msg) = read.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => {
+                if let Some((incoming, pending)) = recording.take() {
+                    let mut pending = pending;
+                    pending.extend_from_slice(&data);
+                    recording = Some(if pending.len() >= RECORDING_WRITE {
+                        match write_recording(incoming, pending).await {
+                            Ok(r) => r,
+                            Err(e) => return fail(e),
+                        }
+                    } else {
+                        (incoming, pending)
+                    });
+                    continue;
+                }
+                if head.len() + data.len() > MAX_REPORTS {
+                    return fail(ApproverError::BadInput(format!(
+                        "report {seq}: over {MAX_REPORTS} bytes of reports"
+                    )));
+                }
+                head.extend_from_slice(&data);
+                match sessions::head(&head) {
+                    Err(e) => return fail(e),
+                    Ok(sessions::Head::Recording {
+                        end,
+                        session,
+                        format,
+                    }) => match app.recordings.receive(&session, &format) {
+                        Ok(incoming) => {
+                            let pending = head.split_off(end);
+                            recording = Some((incoming, pending));
+                        }
+                        Err(e) => return fail(ApproverError::Config(e.to_string())),
+                    },
+                    Ok(_) => {}
+                }
+            }
+            ChannelMsg::Eof => {
+                complete = true;
+                break;
+            }
+            ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    if !complete {
+        // The partial recording, if any, is dropped with its temporary file.
+        return fail(ApproverError::BadInput(format!(
+            "report {seq} incomplete: the stream ended before its end"
+        )));
+    }
+    let recording = match recording {
+        Some((incoming, pending)) => match write_recording(incoming, pending).await {
+            Ok((incoming, _)) => Some(incoming),
+            Err(e) => return fail(e),
+        },
+        None => None,
+    };
+    commands::report(app, caller, instance, seq, &head, recording).await
+}
+
+/// Write `pending` to an arriving recording, off the async workers; the buffer comes back
+/// empty for reuse.
+async fn write_recording(
+    mut incoming: portcullis_store::Incoming,
+    mut pending: Vec<u8>,
+) -> Result<(portcullis_store::Incoming, Vec<u8>), ApproverError> {
+    tokio::task::spawn_blocking(move || {
+        incoming.write(&pending)?;
+        pending.clear();
+        Ok((incoming, pending))
+    })
+    .await
+    .map_err(|e| ApproverError::Config(format!("writing a recording: {e}")))?
+    .map_err(|e: portcullis_store::recordings::RecordingError| ApproverError::Config(e.to_string()))
 }
 
 /// Resolves when the client goes away, so that blocking commands stop with it.

@@ -7,6 +7,8 @@ use portcullis_core::model::{SessionEnd, SessionRecord, SessionReport};
 use portcullis_core::time::format_duration;
 use serde_json::{json, Value};
 
+use portcullis_store::Incoming;
+
 use crate::app::{Approver, Tx};
 use crate::errors::ApproverError;
 
@@ -22,27 +24,54 @@ fn counter(gateway: &str, instance: &str) -> String {
 /// burst of session ends (a grant with many sessions expiring) costs one flush, not one each.
 /// A number at or below the last one recorded is acknowledged without recording it again: the
 /// gateway retried after a lost acknowledgement.
+///
+/// `input` holds the framed reports; the recording, if one was announced, has been written as
+/// it arrived into `recording` (see [`head`]), and is put in place here if it is whole and
+/// matches its announced hash and size. (A recording inline after its report in `input` is
+/// taken too.)
 pub(crate) async fn report(
     app: &Approver,
     gateway: &str,
     instance: &str,
     first_seq: u64,
     input: &[u8],
+    recording: Option<Incoming>,
 ) -> Result<String, ApproverError> {
     let (reports, attachment) = split_reports(input)?;
-    if let [SessionReport::Recorded {
-        session,
-        sha256,
-        format: kind,
-        ..
-    }] = reports.as_slice()
-    {
-        // The file first (idempotent if this report is a retry), then the books.
-        portcullis_audit::verify_recording(session, sha256, Some(attachment))
-            .map_err(|e| ApproverError::BadInput(format!("recording arrived damaged: {e}")))?;
-        app.recordings
-            .put_as(session, kind, attachment)
-            .map_err(|e| ApproverError::Config(e.to_string()))?;
+    match (reports.as_slice(), recording) {
+        (
+            [SessionReport::Recorded {
+                session,
+                sha256,
+                size,
+                format,
+            }],
+            recording,
+        ) => {
+            // The file first (idempotent if this report is a retry), then the books.
+            let stored = |e: portcullis_store::recordings::RecordingError| {
+                ApproverError::Config(e.to_string())
+            };
+            let mut incoming = match recording {
+                Some(r) => r,
+                None => app.recordings.receive(session, format).map_err(stored)?,
+            };
+            incoming.write(attachment).map_err(stored)?;
+            let (sha256, size) = (sha256.clone(), *size);
+            tokio::task::spawn_blocking(move || incoming.keep(&sha256, size))
+                .await
+                .map_err(|e| ApproverError::Config(format!("storing the recording: {e}")))?
+                .map_err(|e| match e.source.kind() {
+                    std::io::ErrorKind::InvalidData => ApproverError::BadInput(e.to_string()),
+                    _ => stored(e),
+                })?;
+        }
+        (_, Some(_)) => {
+            return Err(ApproverError::BadInput(
+                "a recording came without the report that announces it".into(),
+            ))
+        }
+        (_, None) => {}
     }
     // Never empty: `split_reports` refuses an input without a report.
     let last_seq = first_seq
@@ -64,6 +93,52 @@ pub(crate) async fn report(
         Ok(notes.join("\n"))
     })
     .await
+}
+
+/// What the start of a `report` command's stdin says comes next.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Head {
+    /// The first report has not arrived whole yet.
+    Incomplete,
+    /// Reports, no recording: they are read whole before anything is recorded.
+    Reports,
+    /// The first report announces a recording, which starts at byte `end`.
+    Recording {
+        end: usize,
+        session: String,
+        format: String,
+    },
+}
+
+/// Look at the first report on a `report` command's stdin as it arrives, to know whether what
+/// follows is a recording (to be written to disk as it comes) or more reports.
+pub(crate) fn head(input: &[u8]) -> Result<Head, ApproverError> {
+    let Some((len, after)) = input.split_first_chunk::<4>() else {
+        return Ok(Head::Incomplete);
+    };
+    let len = u32::from_be_bytes(*len) as usize;
+    if len as u64 > codec::MAX_RECORD_BYTES {
+        return Err(ApproverError::BadInput(format!(
+            "report of {len} bytes is over the {}-byte limit",
+            codec::MAX_RECORD_BYTES
+        )));
+    }
+    let Some(bytes) = after.get(..len) else {
+        return Ok(Head::Incomplete);
+    };
+    match codec::decode(bytes) {
+        Ok(SessionReport::Recorded {
+            session, format, ..
+        }) => Ok(Head::Recording {
+            end: 4 + len,
+            session,
+            format,
+        }),
+        Ok(_) => Ok(Head::Reports),
+        Err(e) => Err(ApproverError::BadInput(format!(
+            "report 1 does not decode: {e}"
+        ))),
+    }
 }
 
 /// The reports on a `report` command's stdin, and the recording after the one that announces
@@ -362,6 +437,25 @@ mod tests {
         let (reports, attachment) = split_reports(&input).unwrap();
         assert_eq!(reports.len(), 1);
         assert_eq!(attachment, b"abc");
+    }
+
+    #[test]
+    fn the_head_tells_a_recording_from_reports_as_soon_as_the_first_report_is_whole() {
+        let rec = [framed(&recorded("a")), b"abc".to_vec()].concat();
+        let end = framed(&recorded("a")).len();
+        assert_eq!(head(&rec[..3]).unwrap(), Head::Incomplete);
+        assert_eq!(head(&rec[..end - 1]).unwrap(), Head::Incomplete);
+        let want = Head::Recording {
+            end,
+            session: "a".into(),
+            format: "cast".into(),
+        };
+        assert_eq!(head(&rec[..end]).unwrap(), want);
+        assert_eq!(head(&rec).unwrap(), want);
+        assert_eq!(head(&framed(&mismatch("a"))).unwrap(), Head::Reports);
+        let huge = [(u32::MAX).to_be_bytes().to_vec(), vec![0; 8]].concat();
+        assert!(head(&huge).unwrap_err().to_string().contains("over"));
+        assert!(head(&[0, 0, 0, 3, 1, 2, 3]).is_err());
     }
 
     #[test]

@@ -341,10 +341,23 @@ pub fn verify_recording(
     expected_sha256: &str,
     bytes: Option<&[u8]>,
 ) -> Result<(), RecordingBroken> {
-    let bytes = bytes.ok_or_else(|| RecordingBroken::Missing {
+    verify_recording_hash(
+        session,
+        expected_sha256,
+        bytes.map(|b| hex::encode(Sha256::digest(b))),
+    )
+}
+
+/// As [`verify_recording`], from the recording's SHA-256 (hex) as computed by whoever read it
+/// (`None`: it is missing), so that a large recording can be hashed as it is read.
+pub fn verify_recording_hash(
+    session: &str,
+    expected_sha256: &str,
+    found: Option<String>,
+) -> Result<(), RecordingBroken> {
+    let found = found.ok_or_else(|| RecordingBroken::Missing {
         session: session.to_string(),
     })?;
-    let found = hex::encode(Sha256::digest(bytes));
     if found != expected_sha256 {
         return Err(RecordingBroken::Altered {
             session: session.to_string(),

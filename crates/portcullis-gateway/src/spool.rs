@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::AsyncReadExt as _;
+
 use portcullis_core::codec;
 use portcullis_core::model::SessionReport;
 
@@ -40,8 +42,8 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
         }
         for batch in batches(pending) {
             let (first, last) = (batch.first, batch.last());
-            let bytes = match batch.input(&gw) {
-                Ok(b) => b,
+            let (frames, recording) = match batch.input(&gw).await {
+                Ok(input) => input,
                 Err(e) => {
                     // Retrying cannot bring the recording back, and the reports behind it must
                     // flow: the end event still carries its hash, so `audit verify` will name it
@@ -53,13 +55,17 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
                     continue;
                 }
             };
-            match conn
-                .run_with_input(
-                    &format!("report --seq {first} --instance {}", gw.instance),
-                    &bytes,
-                )
-                .await
-            {
+            let command = format!("report --seq {first} --instance {}", gw.instance);
+            let sent = match recording {
+                // Streamed from the file: a recording of any size costs a buffer, not its size.
+                Some(file) => {
+                    let file = tokio::io::BufReader::with_capacity(RECORDING_READ, file);
+                    conn.run_with_input(&command, frames.as_slice().chain(file))
+                        .await
+                }
+                None => conn.run_with_input(&command, frames.as_slice()).await,
+            };
+            match sent {
                 Ok((r, _, _)) if r.exit_status == Some(0) => {
                     if let Err(e) = gw.replica.delivered(first..=last).await {
                         tracing::error!("cannot clear reports {first}-{last} from the spool: {e}");
@@ -123,27 +129,68 @@ impl Batch {
         self.first + self.reports.len() as u64 - 1
     }
 
-    /// The `report` command's stdin: each report framed, then the recording the (single)
-    /// report announces, read from its file.
-    fn input(&self, gw: &Gateway) -> Result<Vec<u8>, String> {
-        let mut bytes = Vec::new();
+    /// The `report` command's stdin: each report framed, then, for the (single) report that
+    /// announces a recording, the recording's file, checked against the announcement first.
+    async fn input(&self, gw: &Gateway) -> Result<(Vec<u8>, Option<tokio::fs::File>), String> {
+        let mut frames = Vec::new();
+        let mut recording = None;
         for report in &self.reports {
-            bytes.extend_from_slice(&codec::frame(&codec::encode(report)));
+            frames.extend_from_slice(&codec::frame(&codec::encode(report)));
             if let SessionReport::Recorded {
-                session, format, ..
+                session,
+                format,
+                sha256,
+                size,
             } = report
             {
                 let path = match format.as_str() {
                     "data" => crate::recording::data_path(&gw.recordings_dir(), session),
                     _ => crate::recording::path(&gw.recordings_dir(), session),
                 };
-                let cast = std::fs::read(&path)
+                let (sha256, size) = (sha256.clone(), *size);
+                let checked = path.clone();
+                tokio::task::spawn_blocking(move || check_recording(&checked, &sha256, size))
+                    .await
+                    .map_err(|e| format!("checking recording {}: {e}", path.display()))??;
+                let file = tokio::fs::File::open(&path)
+                    .await
                     .map_err(|e| format!("recording {} is unreadable ({e})", path.display()))?;
-                bytes.extend_from_slice(&cast);
+                recording = Some(file);
             }
         }
-        Ok(bytes)
+        Ok((frames, recording))
     }
+}
+
+/// How much of a recording's file is read at once while it is sent.
+const RECORDING_READ: usize = 1024 * 1024;
+
+/// The recording file must still be what its report announces. A damaged one would be refused
+/// by the approver on every try and hold up every report behind it; it is reported as
+/// undeliverable instead (`audit verify` names it from the hash in the end event).
+fn check_recording(path: &std::path::Path, sha256: &str, size: u64) -> Result<(), String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read as _;
+    let unreadable =
+        |e: std::io::Error| format!("recording {} is unreadable ({e})", path.display());
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let (mut hasher, mut buf, mut found) = (Sha256::new(), vec![0u8; RECORDING_READ], 0u64);
+    loop {
+        let n = file.read(&mut buf).map_err(unreadable)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        found += n as u64;
+    }
+    let found_sha = hex::encode(hasher.finalize());
+    if found_sha != sha256 || found != size {
+        return Err(format!(
+            "recording {} was altered on this gateway ({found} bytes with SHA-256 {found_sha}, reported {size} bytes with {sha256})",
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Spool a report durably and hand it to the deliverer. Returns its sequence number.

@@ -258,10 +258,10 @@ impl Connection {
     }
 
     /// Run `line` with `input` as its standard input, collecting its output.
-    pub async fn run_with_input(
+    pub async fn run_with_input<R: tokio::io::AsyncRead + Unpin>(
         &self,
         line: &str,
-        input: &[u8],
+        input: R,
     ) -> Result<(ExecOutput, Vec<u8>, Vec<u8>), SshError> {
         let mut channel = self.exec(line).await?;
         channel.data(input).await?;

@@ -12,7 +12,7 @@ use std::path::Path;
 
 pub mod recordings;
 pub mod replica;
-pub use recordings::Recordings;
+pub use recordings::{Incoming, Recordings};
 pub use replica::Replica;
 
 use portcullis_audit::AuditRecord;

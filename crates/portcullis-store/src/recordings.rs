@@ -1,9 +1,12 @@
 //! Session recordings at rest: one asciicast file per session in a directory, written whole
 //! (temporary file, fsync, rename) so a reader never sees half of one. Kept out of sled: a
-//! recording can be tens of megabytes.
+//! recording can be gigabytes (a raw data recording of a large copy), which is also why one
+//! arriving is written as it comes ([`Incoming`]) instead of being held in memory.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone)]
 pub struct Recordings {
@@ -79,6 +82,52 @@ impl Recordings {
         Ok(())
     }
 
+    /// Start receiving a recording in `format` (`cast` or `data`): its bytes go to a temporary
+    /// file beside the final one as they arrive, hashed on the way.
+    pub fn receive(&self, session: &str, format: &str) -> Result<Incoming, RecordingError> {
+        let path = self.path_as(session, format)?;
+        let tmp = path.with_extension(format!("{format}.tmp"));
+        let err = |source| RecordingError {
+            path: tmp.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&self.dir).map_err(err)?;
+        let file = std::fs::File::create(&tmp).map_err(err)?;
+        Ok(Incoming {
+            dir: self.dir.clone(),
+            path,
+            tmp,
+            file: Some(file),
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    /// A recording's SHA-256 in hex, if here, read in pieces: a recording can be larger
+    /// than the memory of whoever checks it.
+    pub fn sha256(&self, session: &str) -> Result<Option<String>, RecordingError> {
+        use std::io::Read as _;
+        let path = self.path(session)?;
+        let err = |source| RecordingError {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(err(e)),
+        };
+        let (mut hasher, mut buf) = (Sha256::new(), vec![0u8; 1024 * 1024]);
+        loop {
+            let n = file.read(&mut buf).map_err(err)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(Some(hex::encode(hasher.finalize())))
+    }
+
     /// A recording's bytes (the cast, or the raw stream of a channel without a pty), if here.
     pub fn get(&self, session: &str) -> Result<Option<Vec<u8>>, RecordingError> {
         let path = self.path(session)?;
@@ -89,6 +138,79 @@ impl Recordings {
                 path: path.display().to_string(),
                 source,
             }),
+        }
+    }
+}
+
+/// A recording on its way in. Nothing is in place until [`Incoming::keep`] is called with
+/// the hash the recording was announced with; dropped before that, the partial file goes.
+#[derive(Debug)]
+pub struct Incoming {
+    dir: PathBuf,
+    path: PathBuf,
+    tmp: PathBuf,
+    /// `None` once kept.
+    file: Option<std::fs::File>,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Incoming {
+    fn err(&self, source: std::io::Error) -> RecordingError {
+        RecordingError {
+            path: self.tmp.display().to_string(),
+            source,
+        }
+    }
+
+    /// Append the next bytes.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), RecordingError> {
+        let written = match self.file.as_mut() {
+            Some(f) => f.write_all(bytes),
+            None => Err(std::io::Error::other("recording already kept")),
+        };
+        written.map_err(|e| self.err(e))?;
+        self.hasher.update(bytes);
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// How many bytes have arrived.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Put the recording in place durably (fsync, rename, fsync of the directory), if what
+    /// arrived is what was announced: `sha256` in hex and `size` in bytes. Otherwise nothing
+    /// is kept and the error says what differs.
+    pub fn keep(mut self, sha256: &str, size: u64) -> Result<(), RecordingError> {
+        let found = hex::encode(self.hasher.clone().finalize());
+        if found != sha256 || self.size != size {
+            return Err(self.err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "arrived damaged: {} bytes with SHA-256 {found}, announced {size} bytes with {sha256}",
+                    self.size
+                ),
+            )));
+        }
+        let Some(file) = self.file.take() else {
+            return Err(self.err(std::io::Error::other("recording already kept")));
+        };
+        file.sync_all().map_err(|e| self.err(e))?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| self.err(e))?;
+        if let Ok(d) = std::fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
         }
     }
 }
@@ -106,5 +228,47 @@ mod tests {
         assert!(r.get("gw-1-ab-2").unwrap().is_none());
         assert!(r.put("../etc/passwd", b"x").is_err());
         assert!(r.get("a/b").is_err());
+    }
+
+    fn sha(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    #[test]
+    fn an_incoming_recording_is_kept_only_whole_and_as_announced() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Recordings::new(&dir.path().join("rec"));
+        let whole = b"first part, second part".to_vec();
+
+        let mut ok = r.receive("gw-1-ab-1", "data").unwrap();
+        ok.write(&whole[..11]).unwrap();
+        assert!(
+            r.get("gw-1-ab-1").unwrap().is_none(),
+            "not in place before it is kept"
+        );
+        ok.write(&whole[11..]).unwrap();
+        assert_eq!(ok.size(), whole.len() as u64);
+        ok.keep(&sha(&whole), whole.len() as u64).unwrap();
+        assert_eq!(r.get("gw-1-ab-1").unwrap().unwrap(), whole);
+        assert_eq!(r.sha256("gw-1-ab-1").unwrap(), Some(sha(&whole)));
+        assert_eq!(r.sha256("gw-1-ab-9").unwrap(), None);
+
+        // A damaged arrival is refused and leaves nothing behind, not even its temporary file.
+        let mut bad = r.receive("gw-1-ab-2", "cast").unwrap();
+        bad.write(b"first part, second pArt").unwrap();
+        let e = bad.keep(&sha(&whole), whole.len() as u64).unwrap_err();
+        assert!(e.to_string().contains("arrived damaged"), "{e}");
+        let short = r.receive("gw-1-ab-3", "cast").unwrap();
+        assert!(short.keep(&sha(&whole), whole.len() as u64).is_err());
+        // An arrival cut off (dropped) leaves nothing either.
+        let mut cut = r.receive("gw-1-ab-4", "cast").unwrap();
+        cut.write(b"first").unwrap();
+        drop(cut);
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("rec"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, vec!["gw-1-ab-1.data".to_string()]);
+        assert!(r.receive("../x", "cast").is_err());
     }
 }
