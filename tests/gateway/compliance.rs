@@ -191,10 +191,12 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 /// A data recording bigger than the approver used to take in one piece (256 MiB, held in
 /// memory) reaches it whole: the gateway sends it from its file and the approver writes it as
-/// it arrives, so neither holds it, and `audit verify` hashes it in pieces too. Before, such a
-/// recording was refused on every try and held up every report behind it.
+/// it arrives, so neither holds it; `audit verify` hashes it in pieces, and `audit export`
+/// converts and sends it in pieces. Before, such a recording was refused on every try and
+/// held up every report behind it.
 #[test]
-fn a_recording_larger_than_memory_arrives_whole_in_pieces() {
+fn a_recording_larger_than_memory_arrives_and_exports_in_pieces() {
+    use std::io::Read as _;
     const MIB: u64 = 300;
     let r = recorded::start_opts(false, true);
     let env = &r.g.env;
@@ -202,7 +204,7 @@ fn a_recording_larger_than_memory_arrives_whole_in_pieces() {
     let approver = env.approver.as_ref().unwrap().id();
     let before = peak_rss_kib(approver);
     let status = r
-        .ssh(&[], &[&format!("head -c {MIB}M /dev/zero")])
+        .ssh(&[], &[&format!("yes abcdefgh | head -c {MIB}M")])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .status()
@@ -220,7 +222,41 @@ fn a_recording_larger_than_memory_arrives_whole_in_pieces() {
         std::fs::metadata(&stored).is_ok_and(|m| m.len() == size)
     });
     env.portcullis("audrey", "audit", &["verify"]).ok();
-    // Its peak grew by a few MiB of buffers, not by the recording's size.
+
+    // The export, counted as it comes rather than held.
+    let mut export = env
+        .portcullis_command("audrey", "audit", &["export", &session])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = export.stdout.take().unwrap();
+    let (mut buf, mut first, mut total, mut events) = (vec![0u8; 1 << 20], Vec::new(), 0u64, 0u64);
+    loop {
+        let n = out.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        if first.len() < 256 {
+            first.extend_from_slice(&buf[..n.min(256)]);
+        }
+        events += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        total += n as u64;
+    }
+    assert!(export.wait().unwrap().success());
+    let header = String::from_utf8_lossy(&first);
+    assert!(
+        header.starts_with("{") && header.contains("\"version\":2"),
+        "{header}"
+    );
+    // Every byte came out (each "abcdefgh\n" escaped as "abcdefgh\\n" in the events).
+    assert!(
+        total > size,
+        "{total} bytes exported from a {size}-byte recording"
+    );
+    assert!(events > 2, "{events} lines");
+
+    // The approver's peak grew by a few MiB of buffers, not by the recording's size.
     let grown = peak_rss_kib(approver).saturating_sub(before);
     assert!(
         grown < 64 * 1024,

@@ -357,6 +357,11 @@ impl Env {
 
     /// `portcullis SUB …` (admin, request, audit) as `user`.
     pub fn portcullis(&self, user: &str, sub: &str, args: &[&str]) -> Out {
+        run(&mut self.portcullis_command(user, sub, args))
+    }
+
+    /// As [`Env::portcullis`], not yet run: for output too large to hold.
+    pub fn portcullis_command(&self, user: &str, sub: &str, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.arg(sub)
             .args(["--approver", &self.addr, "-l", user, "-i"])
@@ -364,7 +369,7 @@ impl Env {
             .args(["--approver-host-key", &self.host_key])
             .args(args)
             .env_remove("SSH_AUTH_SOCK");
-        run(&mut c)
+        c
     }
 
     /// Wait until `f` holds, checking on a short interval, up to [`SOON`].

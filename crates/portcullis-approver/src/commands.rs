@@ -62,6 +62,13 @@ pub(crate) enum Outcome {
         speed: f64,
         idle: Option<std::time::Duration>,
     },
+    /// A recording as asciicast, streamed from its file (converted as it is read if it is a
+    /// raw data stream): a recording can be larger than memory.
+    Export {
+        path: std::path::PathBuf,
+        raw: bool,
+        session: String,
+    },
     /// A gateway's session report; its bytes follow on the channel.
     Report {
         seq: u64,
@@ -208,6 +215,12 @@ async fn run_as_user(
                         }
                     }
                     _ => Err(ApproverError::BadInput("--speed must be above zero".into())),
+                }
+            }
+            ControlCommand::Audit(AuditCommand::Export { session }) => {
+                match require_auditor(&user, "audit").and_then(|()| recording_file(app, &session)) {
+                    Ok((path, raw)) => return Outcome::Export { path, raw, session },
+                    Err(e) => Err(e),
                 }
             }
             cmd => run_user_command(app, caller, &user, cmd, json).await,
@@ -1044,7 +1057,7 @@ fn targets(app: &Approver, user: &User, json: bool) -> Reply {
     out(json, json!({"targets": rows}), text)
 }
 
-/// A session's recording as text (asciicast v2 is JSON lines).
+/// A session's recording as text (asciicast v2 is JSON lines), whole: for `audit replay`.
 pub(crate) fn recording(app: &Approver, session: &str) -> Result<String, ApproverError> {
     let stored = app
         .recordings
@@ -1057,18 +1070,35 @@ pub(crate) fn recording(app: &Approver, session: &str) -> Result<String, Approve
                 .map_err(|e| ApproverError::Conflict(format!("recording of {session}: {e}")))
         }
         Some(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        None => Err(ApproverError::NotFound(
-            match app.store.session(session)? {
-                None => format!("no session {session:?} — `audit sessions` lists them"),
-                Some(s) if s.end.is_none() => {
-                    format!("session {session} is still live; its recording arrives when it ends")
-                }
-                Some(_) => format!(
-                    "session {session} has no recording (pty sessions are recorded; others only where record_data = true)"
-                ),
-            },
-        )),
+        None => Err(no_recording(app, session)),
     }
+}
+
+/// Where a session's recording is, and whether it is a raw data stream: for `audit export`,
+/// which streams it.
+fn recording_file(
+    app: &Approver,
+    session: &str,
+) -> Result<(std::path::PathBuf, bool), ApproverError> {
+    app.recordings
+        .locate(session)
+        .map_err(|e| ApproverError::Config(e.to_string()))?
+        .ok_or_else(|| no_recording(app, session))
+}
+
+/// Why a session has no recording here.
+fn no_recording(app: &Approver, session: &str) -> ApproverError {
+    let why = match app.store.session(session) {
+        Err(e) => return e.into(),
+        Ok(None) => format!("no session {session:?} — `audit sessions` lists them"),
+        Ok(Some(s)) if s.end.is_none() => {
+            format!("session {session} is still live; its recording arrives when it ends")
+        }
+        Ok(Some(_)) => format!(
+            "session {session} has no recording (pty sessions are recorded; others only where record_data = true)"
+        ),
+    };
+    ApproverError::NotFound(why)
 }
 
 fn audit(app: &Approver, cmd: AuditCommand, json: bool) -> Result<Reply, ApproverError> {
@@ -1150,7 +1180,9 @@ fn audit(app: &Approver, cmd: AuditCommand, json: bool) -> Result<Reply, Approve
                 text,
             ))
         }
-        AuditCommand::Export { session } => Ok(Reply::text(recording(app, &session)?)),
+        AuditCommand::Export { .. } => Err(ApproverError::BadInput(
+            "export streams; it cannot run here".into(),
+        )),
         AuditCommand::Replay { .. } => Err(ApproverError::BadInput(
             "replay streams; it cannot run here".into(),
         )),

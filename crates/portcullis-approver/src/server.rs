@@ -250,6 +250,15 @@ async fn run_channel(app: Arc<Approver>, caller: Caller, line: String, channel: 
         Outcome::Report { seq, instance } => {
             receive_report(&app, &caller, seq, &instance, &mut read).await
         }
+        Outcome::Export { path, raw, session } => {
+            tokio::select! {
+                r = export(&path, raw, &session, &write) => match r {
+                    Ok(()) => Reply::default(),
+                    Err(e) => commands::error_reply(&e, false),
+                },
+                _ = client_gone(&mut read) => return,
+            }
+        }
         Outcome::Replay { cast, speed, idle } => {
             tokio::select! {
                 _ = replay(&cast, speed, idle, &write) => {}
@@ -294,6 +303,49 @@ async fn replay(
         if write.data_bytes(text.into_bytes()).await.is_err() {
             return;
         }
+    }
+}
+
+/// Send a recording as asciicast in pieces of a megabyte read off the async workers (a raw
+/// data stream converted as it is read), so that exporting a recording of any size costs the
+/// approver a few megabytes. An error (the file unreadable, a data stream cut short) ends it
+/// with a failure after what was sent.
+async fn export(
+    path: &std::path::Path,
+    raw: bool,
+    session: &str,
+    write: &russh::ChannelWriteHalf<Msg>,
+) -> Result<(), ApproverError> {
+    let unreadable =
+        |e: std::io::Error| ApproverError::Config(format!("recording of {session}: {e}"));
+    let file = tokio::fs::File::open(path).await.map_err(unreadable)?;
+    let mut file = tokio::io::BufReader::with_capacity(RECORDING_WRITE, file);
+    let mut cast = raw.then(|| portcullis_audit::RawCast::new(session));
+    let damaged = |e: String| ApproverError::Conflict(format!("recording of {session}: {e}"));
+    loop {
+        let piece = tokio::io::AsyncBufReadExt::fill_buf(&mut file)
+            .await
+            .map_err(unreadable)?;
+        if piece.is_empty() {
+            break;
+        }
+        let n = piece.len();
+        let out = match cast.as_mut() {
+            Some(c) => {
+                let mut text = String::new();
+                c.push(piece, &mut text).map_err(damaged)?;
+                text.into_bytes()
+            }
+            None => piece.to_vec(),
+        };
+        tokio::io::AsyncBufReadExt::consume(&mut file, n);
+        if write.data_bytes(out).await.is_err() {
+            return Ok(());
+        }
+    }
+    match cast {
+        Some(c) => c.finish().map_err(damaged),
+        None => Ok(()),
     }
 }
 

@@ -392,35 +392,88 @@ mod recording_tests {
 
 /// Render the raw data stream of a channel without a pty (`portcullis-data v1`) as asciicast
 /// v2, so `audit export` and `audit replay` work for every recorded session: stdout and stderr
-/// as output events, what the client sent as input events.
+/// as output events, what the client sent as input events. Whole; [`RawCast`] does the same
+/// in pieces.
 pub fn raw_to_cast(raw: &[u8], title: &str) -> Result<String, String> {
-    let body = raw
-        .strip_prefix(b"portcullis-data v1\n".as_slice())
-        .ok_or("not a portcullis data stream")?;
-    let mut out = format!(
-        "{}\n",
-        serde_json::json!({"version": 2, "width": 80, "height": 24, "title": title})
-    );
-    let mut rest = body;
-    while !rest.is_empty() {
-        if rest.len() < 9 {
-            return Err("data stream cut inside a record header".into());
-        }
-        let stream = rest[0];
-        let ms = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]);
-        let len = u32::from_be_bytes([rest[5], rest[6], rest[7], rest[8]]) as usize;
-        let data = rest
-            .get(9..9 + len)
-            .ok_or("data stream cut inside a record")?;
-        let kind = if stream == 0 { "i" } else { "o" };
-        let text = serde_json::to_string(&String::from_utf8_lossy(data)).unwrap_or_default();
-        out.push_str(&format!(
-            "[{:.3}, \"{kind}\", {text}]\n",
-            f64::from(ms) / 1000.0
-        ));
-        rest = &rest[9 + len..];
-    }
+    let mut cast = RawCast::new(title);
+    let mut out = String::new();
+    cast.push(raw, &mut out)?;
+    cast.finish()?;
     Ok(out)
+}
+
+/// Turns a raw data stream into an asciicast as its bytes come, in any pieces: a data
+/// recording can be far larger than memory, so `audit export` converts it as it reads it.
+#[derive(Debug)]
+pub struct RawCast {
+    title: String,
+    /// Bytes of a record (or of the leading magic) not complete yet.
+    pending: Vec<u8>,
+    /// The magic line was checked and the header written.
+    started: bool,
+}
+
+const RAW_MAGIC: &[u8] = b"portcullis-data v1\n";
+
+impl RawCast {
+    pub fn new(title: &str) -> RawCast {
+        RawCast {
+            title: title.to_string(),
+            pending: Vec::new(),
+            started: false,
+        }
+    }
+
+    /// Convert what `bytes` completes, appending the cast's lines to `out`.
+    pub fn push(&mut self, bytes: &[u8], out: &mut String) -> Result<(), String> {
+        self.pending.extend_from_slice(bytes);
+        let mut rest = self.pending.as_slice();
+        if !self.started {
+            if rest.len() < RAW_MAGIC.len() {
+                return if RAW_MAGIC.starts_with(rest) {
+                    Ok(())
+                } else {
+                    Err("not a portcullis data stream".into())
+                };
+            }
+            rest = rest
+                .strip_prefix(RAW_MAGIC)
+                .ok_or("not a portcullis data stream")?;
+            out.push_str(&format!(
+                "{}\n",
+                serde_json::json!({"version": 2, "width": 80, "height": 24, "title": self.title})
+            ));
+            self.started = true;
+        }
+        while rest.len() >= 9 {
+            let stream = rest[0];
+            let ms = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]);
+            let len = u32::from_be_bytes([rest[5], rest[6], rest[7], rest[8]]) as usize;
+            let Some(data) = rest.get(9..9 + len) else {
+                break;
+            };
+            let kind = if stream == 0 { "i" } else { "o" };
+            let text = serde_json::to_string(&String::from_utf8_lossy(data)).unwrap_or_default();
+            out.push_str(&format!(
+                "[{:.3}, \"{kind}\", {text}]\n",
+                f64::from(ms) / 1000.0
+            ));
+            rest = &rest[9 + len..];
+        }
+        let used = self.pending.len() - rest.len();
+        self.pending.drain(..used);
+        Ok(())
+    }
+
+    /// The stream ended: an error if it ended inside a record.
+    pub fn finish(self) -> Result<(), String> {
+        match (self.started, self.pending.len()) {
+            (false, _) => Err("not a portcullis data stream".into()),
+            (true, 0) => Ok(()),
+            (true, n) if n < 9 => Err("data stream cut inside a record header".into()),
+            (true, _) => Err("data stream cut inside a record".into()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -439,6 +492,40 @@ mod raw_tests {
     }
 
     proptest! {
+        /// In pieces of any size, the same cast (or the same refusal) as whole.
+        #[test]
+        fn pieces_make_the_same_cast(
+            records in proptest::collection::vec((0u8..3, any::<u32>(), proptest::collection::vec(any::<u8>(), 0..40)), 0..8),
+            cut_at in proptest::collection::vec(0usize..400, 0..6),
+            chop in 0usize..10,
+        ) {
+            let mut raw = b"portcullis-data v1\n".to_vec();
+            for (stream, ms, data) in &records {
+                raw.push(*stream);
+                raw.extend_from_slice(&ms.to_be_bytes());
+                raw.extend_from_slice(&(data.len() as u32).to_be_bytes());
+                raw.extend_from_slice(data);
+            }
+            raw.truncate(raw.len().saturating_sub(chop));
+            let whole = raw_to_cast(&raw, "t");
+            let mut cuts: Vec<usize> = cut_at.into_iter().map(|c| c.min(raw.len())).collect();
+            cuts.sort_unstable();
+            let mut cast = RawCast::new("t");
+            let (mut out, mut from, mut failed) = (String::new(), 0, None);
+            for c in cuts.into_iter().chain([raw.len()]) {
+                if let Err(e) = cast.push(&raw[from..c], &mut out) {
+                    failed = Some(e);
+                    break;
+                }
+                from = c;
+            }
+            let pieces = match failed {
+                Some(e) => Err(e),
+                None => cast.finish().map(|()| out),
+            };
+            prop_assert_eq!(whole, pieces);
+        }
+
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let mut raw = b"portcullis-data v1\n".to_vec();
@@ -449,9 +536,6 @@ mod raw_tests {
     }
 }
 
-/// The recording hashes the (signed, chained) `session.ended` events carry: what every stored
-/// recording is checked against, so a recording cannot be swapped along with an unsigned copy
-/// of its hash.
 /// The longest pause `audit replay` ever makes between two events, whatever the recording says.
 pub const REPLAY_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(86_400);
 
@@ -497,6 +581,9 @@ pub fn replay_events(
     })
 }
 
+/// The recording hashes the (signed, chained) `session.ended` events carry: what every stored
+/// recording is checked against, so a recording cannot be swapped along with an unsigned copy
+/// of its hash.
 pub fn recording_hashes<I>(records: I) -> Vec<(String, String)>
 where
     I: IntoIterator<Item = (u64, Result<AuditRecord, CodecError>)>,

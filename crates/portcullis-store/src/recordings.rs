@@ -103,6 +103,14 @@ impl Recordings {
         })
     }
 
+    /// Where a recording is, if here, and whether it is a raw data stream (`.data`) rather
+    /// than an asciicast: for readers that take it in pieces.
+    pub fn locate(&self, session: &str) -> Result<Option<(PathBuf, bool)>, RecordingError> {
+        let path = self.path(session)?;
+        let raw = path.extension().is_some_and(|e| e == "data");
+        Ok(path.exists().then_some((path, raw)))
+    }
+
     /// A recording's SHA-256 in hex, if here, read in pieces: a recording can be larger
     /// than the memory of whoever checks it.
     pub fn sha256(&self, session: &str) -> Result<Option<String>, RecordingError> {
@@ -252,6 +260,9 @@ mod tests {
         assert_eq!(r.get("gw-1-ab-1").unwrap().unwrap(), whole);
         assert_eq!(r.sha256("gw-1-ab-1").unwrap(), Some(sha(&whole)));
         assert_eq!(r.sha256("gw-1-ab-9").unwrap(), None);
+        let (at, raw) = r.locate("gw-1-ab-1").unwrap().unwrap();
+        assert!(raw && at.ends_with("gw-1-ab-1.data"));
+        assert!(r.locate("gw-1-ab-9").unwrap().is_none());
 
         // A damaged arrival is refused and leaves nothing behind, not even its temporary file.
         let mut bad = r.receive("gw-1-ab-2", "cast").unwrap();
