@@ -56,9 +56,11 @@ pub(crate) enum Outcome {
     Watch {
         since: u64,
     },
-    /// Play a recording with its timing.
+    /// Play a recording with its timing, read in pieces like [`Outcome::Export`].
     Replay {
-        cast: String,
+        path: std::path::PathBuf,
+        raw: bool,
+        session: String,
         speed: f64,
         idle: Option<std::time::Duration>,
     },
@@ -209,8 +211,16 @@ async fn run_as_user(
                 match (require_auditor(&user, "audit"), idle) {
                     (Err(e), _) | (_, Err(e)) => Err(e),
                     (Ok(()), Ok(idle)) if speed > 0.0 && speed.is_finite() => {
-                        match recording(app, &session) {
-                            Ok(cast) => return Outcome::Replay { cast, speed, idle },
+                        match recording_file(app, &session) {
+                            Ok((path, raw)) => {
+                                return Outcome::Replay {
+                                    path,
+                                    raw,
+                                    session,
+                                    speed,
+                                    idle,
+                                }
+                            }
                             Err(e) => Err(e),
                         }
                     }
@@ -1057,25 +1067,8 @@ fn targets(app: &Approver, user: &User, json: bool) -> Reply {
     out(json, json!({"targets": rows}), text)
 }
 
-/// A session's recording as text (asciicast v2 is JSON lines), whole: for `audit replay`.
-pub(crate) fn recording(app: &Approver, session: &str) -> Result<String, ApproverError> {
-    let stored = app
-        .recordings
-        .get(session)
-        .map_err(|e| ApproverError::Config(e.to_string()))?;
-    match stored {
-        // A channel without a pty kept its raw data: shown as a cast too.
-        Some(bytes) if bytes.starts_with(b"portcullis-data v1\n") => {
-            portcullis_audit::raw_to_cast(&bytes, session)
-                .map_err(|e| ApproverError::Conflict(format!("recording of {session}: {e}")))
-        }
-        Some(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        None => Err(no_recording(app, session)),
-    }
-}
-
-/// Where a session's recording is, and whether it is a raw data stream: for `audit export`,
-/// which streams it.
+/// Where a session's recording is, and whether it is a raw data stream: for `audit export`
+/// and `audit replay`, which read it in pieces.
 fn recording_file(
     app: &Approver,
     session: &str,

@@ -259,12 +259,21 @@ async fn run_channel(app: Arc<Approver>, caller: Caller, line: String, channel: 
                 _ = client_gone(&mut read) => return,
             }
         }
-        Outcome::Replay { cast, speed, idle } => {
+        Outcome::Replay {
+            path,
+            raw,
+            session,
+            speed,
+            idle,
+        } => {
+            let replay = portcullis_audit::Replay::new(speed, idle);
             tokio::select! {
-                _ = replay(&cast, speed, idle, &write) => {}
+                r = replay_file(&path, raw, &session, replay, &write) => match r {
+                    Ok(()) => Reply::default(),
+                    Err(e) => commands::error_reply(&e, false),
+                },
                 _ = client_gone(&mut read) => return,
             }
-            Reply::default()
         }
         Outcome::Wait { id, json } => tokio::select! {
             r = commands::wait(&app, id, json) => r,
@@ -290,18 +299,77 @@ async fn run_channel(app: Arc<Approver>, caller: Caller, line: String, channel: 
     send_reply(&write, reply).await;
 }
 
-/// Write a cast's output events with their recorded timing (scaled by `speed`, pauses capped
-/// at `idle`).
-async fn replay(
-    cast: &str,
-    speed: f64,
-    idle: Option<Duration>,
+/// The longest line `audit replay` reads from a cast; a longer one means the file is damaged
+/// (the recorder writes a line per read of the target's output).
+const MAX_CAST_LINE: u64 = 16 * 1024 * 1024;
+
+/// Play a recording's output events with their timing, reading it in pieces (a raw data stream
+/// converted as it is read). Lines that are not output events are skipped, as a damaged
+/// recording replays what it can; `audit verify` is what judges it.
+async fn replay_file(
+    path: &std::path::Path,
+    raw: bool,
+    session: &str,
+    mut replay: portcullis_audit::Replay,
     write: &russh::ChannelWriteHalf<Msg>,
-) {
-    for (pause, text) in portcullis_audit::replay_events(cast, speed, idle) {
-        tokio::time::sleep(pause).await;
-        if write.data_bytes(text.into_bytes()).await.is_err() {
-            return;
+) -> Result<(), ApproverError> {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+    let unreadable =
+        |e: std::io::Error| ApproverError::Config(format!("recording of {session}: {e}"));
+    let file = tokio::fs::File::open(path).await.map_err(unreadable)?;
+    let mut file = tokio::io::BufReader::with_capacity(RECORDING_WRITE, file);
+    let mut cast = raw.then(|| portcullis_audit::RawCast::new(session));
+    let mut header = true;
+    let mut due = tokio::time::Instant::now();
+    let (mut line, mut text) = (Vec::new(), String::new());
+    loop {
+        // The next lines: one from a cast, or all those a piece of a data stream completes.
+        text.clear();
+        match cast.as_mut() {
+            Some(c) => {
+                let piece = file.fill_buf().await.map_err(unreadable)?;
+                if piece.is_empty() {
+                    return Ok(());
+                }
+                let n = piece.len();
+                if c.push(piece, &mut text).is_err() {
+                    return Ok(());
+                }
+                file.consume(n);
+            }
+            None => {
+                line.clear();
+                let n = (&mut file)
+                    .take(MAX_CAST_LINE)
+                    .read_until(b'\n', &mut line)
+                    .await
+                    .map_err(unreadable)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                if n as u64 == MAX_CAST_LINE && line.last() != Some(&b'\n') {
+                    return Err(ApproverError::Conflict(format!(
+                        "recording of {session}: a line over {MAX_CAST_LINE} bytes"
+                    )));
+                }
+                text.push_str(&String::from_utf8_lossy(&line));
+            }
+        }
+        for l in text.lines() {
+            if std::mem::take(&mut header) {
+                continue;
+            }
+            if let Some((pause, out)) = replay.event(l) {
+                // Against a running schedule, not pause by pause: the timer's millisecond
+                // would otherwise round every short pause up and the replay fall behind.
+                due += pause;
+                if due > tokio::time::Instant::now() {
+                    tokio::time::sleep_until(due).await;
+                }
+                if write.data_bytes(out.into_bytes()).await.is_err() {
+                    return Ok(());
+                }
+            }
         }
     }
 }

@@ -549,13 +549,37 @@ pub fn replay_events(
     speed: f64,
     idle_limit: Option<std::time::Duration>,
 ) -> impl Iterator<Item = (std::time::Duration, String)> + '_ {
-    let speed = if speed.is_finite() && speed > 0.0 {
-        speed
-    } else {
-        1.0
-    };
-    let mut last = 0.0f64;
-    cast.lines().skip(1).filter_map(move |line| {
+    let mut replay = Replay::new(speed, idle_limit);
+    cast.lines()
+        .skip(1)
+        .filter_map(move |line| replay.event(line))
+}
+
+/// [`replay_events`] one line at a time, for a recording read in pieces: feed it every line
+/// after the header.
+#[derive(Debug)]
+pub struct Replay {
+    speed: f64,
+    idle_limit: Option<std::time::Duration>,
+    last: f64,
+}
+
+impl Replay {
+    pub fn new(speed: f64, idle_limit: Option<std::time::Duration>) -> Replay {
+        let speed = if speed.is_finite() && speed > 0.0 {
+            speed
+        } else {
+            1.0
+        };
+        Replay {
+            speed,
+            idle_limit,
+            last: 0.0,
+        }
+    }
+
+    /// The pause before this line's output and its text, if it is an output event.
+    pub fn event(&mut self, line: &str) -> Option<(std::time::Duration, String)> {
         let serde_json::Value::Array(ev) = serde_json::from_str(line).ok()? else {
             return None;
         };
@@ -566,19 +590,19 @@ pub fn replay_events(
         ) else {
             return None;
         };
-        let mut pause = std::time::Duration::try_from_secs_f64((t - last) / speed)
-            .unwrap_or(if t > last {
+        let mut pause = std::time::Duration::try_from_secs_f64((t - self.last) / self.speed)
+            .unwrap_or(if t > self.last {
                 REPLAY_MAX_PAUSE
             } else {
                 std::time::Duration::ZERO
             })
             .min(REPLAY_MAX_PAUSE);
-        if let Some(cap) = idle_limit {
+        if let Some(cap) = self.idle_limit {
             pause = pause.min(cap);
         }
-        last = t;
+        self.last = t;
         Some((pause, text.to_string()))
-    })
+    }
 }
 
 /// The recording hashes the (signed, chained) `session.ended` events carry: what every stored
