@@ -282,6 +282,7 @@ fn a_recording_larger_than_memory_arrives_and_exports_in_pieces() {
 
     // The approver's peak grew by a few MiB of buffers, not by the recording's size.
     let grown = peak_rss_kib(approver).saturating_sub(before);
+    eprintln!("approver peak memory: grew by {grown} KiB for a {size}-byte recording");
     assert!(
         grown < 64 * 1024,
         "the approver's peak memory grew by {grown} KiB for a {size}-byte recording"
