@@ -299,6 +299,32 @@ async fn run_channel(app: Arc<Approver>, caller: Caller, line: String, channel: 
     send_reply(&write, reply).await;
 }
 
+/// A stored recording opened to be read in pieces of [`RECORDING_WRITE`], with the converter
+/// a raw data stream goes through on its way to asciicast.
+async fn open_recording(
+    path: &std::path::Path,
+    raw: bool,
+    session: &str,
+) -> Result<
+    (
+        tokio::io::BufReader<tokio::fs::File>,
+        Option<portcullis_audit::RawCast>,
+    ),
+    ApproverError,
+> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| unreadable(session, e))?;
+    Ok((
+        tokio::io::BufReader::with_capacity(RECORDING_WRITE, file),
+        raw.then(|| portcullis_audit::RawCast::new(session)),
+    ))
+}
+
+fn unreadable(session: &str, e: std::io::Error) -> ApproverError {
+    ApproverError::Config(format!("recording of {session}: {e}"))
+}
+
 /// The longest line `audit replay` reads from a cast; a longer one means the file is damaged
 /// (the recorder writes a line per read of the target's output).
 const MAX_CAST_LINE: u64 = 16 * 1024 * 1024;
@@ -314,11 +340,8 @@ async fn replay_file(
     write: &russh::ChannelWriteHalf<Msg>,
 ) -> Result<(), ApproverError> {
     use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
-    let unreadable =
-        |e: std::io::Error| ApproverError::Config(format!("recording of {session}: {e}"));
-    let file = tokio::fs::File::open(path).await.map_err(unreadable)?;
-    let mut file = tokio::io::BufReader::with_capacity(RECORDING_WRITE, file);
-    let mut cast = raw.then(|| portcullis_audit::RawCast::new(session));
+    let unreadable = |e| unreadable(session, e);
+    let (mut file, mut cast) = open_recording(path, raw, session).await?;
     let mut header = true;
     let mut due = tokio::time::Instant::now();
     let (mut line, mut text) = (Vec::new(), String::new());
@@ -384,11 +407,8 @@ async fn export(
     session: &str,
     write: &russh::ChannelWriteHalf<Msg>,
 ) -> Result<(), ApproverError> {
-    let unreadable =
-        |e: std::io::Error| ApproverError::Config(format!("recording of {session}: {e}"));
-    let file = tokio::fs::File::open(path).await.map_err(unreadable)?;
-    let mut file = tokio::io::BufReader::with_capacity(RECORDING_WRITE, file);
-    let mut cast = raw.then(|| portcullis_audit::RawCast::new(session));
+    let unreadable = |e| unreadable(session, e);
+    let (mut file, mut cast) = open_recording(path, raw, session).await?;
     let damaged = |e: String| ApproverError::Conflict(format!("recording of {session}: {e}"));
     loop {
         let piece = tokio::io::AsyncBufReadExt::fill_buf(&mut file)
