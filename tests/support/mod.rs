@@ -613,7 +613,9 @@ pub fn rss_kib(pid: u32) -> u64 {
 }
 
 /// CPU time a process's live threads have spent running, in nanoseconds (the first field of
-/// each thread's `schedstat`: exact, where `/proc/PID/stat` counts 10 ms ticks).
+/// each thread's `schedstat`: exact, where `/proc/PID/stat` counts 10 ms ticks). Threads that
+/// exited no longer count (tokio's blocking threads leave after 10 s idle), so take
+/// differences with `saturating_sub` and over spans where the work keeps them alive.
 pub fn cpu_ns(pid: u32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()

@@ -230,8 +230,13 @@ impl Approver {
         let last_at = store.last_audit()?.map(|r| r.at).unwrap_or(Timestamp(0));
         let clock: Arc<dyn Clock> =
             Arc::new(portcullis_core::HighWaterClock::new(clock).not_before(last_at));
+        let recordings = portcullis_store::Recordings::new(&settings.data_dir.join("recordings"));
+        let partial = recordings.remove_partial();
+        if partial > 0 {
+            tracing::info!("removed {partial} recordings cut short on their way in");
+        }
         let app = Arc::new(Approver {
-            recordings: portcullis_store::Recordings::new(&settings.data_dir.join("recordings")),
+            recordings,
             store,
             catalog: RwLock::new(Arc::new(cfg.catalog)),
             settings,

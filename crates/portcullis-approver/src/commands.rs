@@ -384,7 +384,11 @@ async fn run_user_command(
         }
         ControlCommand::Audit(a) => {
             require_auditor(user, "audit")?;
-            audit(app, a, json)
+            // Off the async workers: a verify reads the whole trail and every recording.
+            let app = Arc::clone(app);
+            tokio::task::spawn_blocking(move || audit(&app, a, json))
+                .await
+                .map_err(|e| ApproverError::Config(format!("the audit command failed: {e}")))?
         }
         ControlCommand::Wait { .. }
         | ControlCommand::Watch { .. }

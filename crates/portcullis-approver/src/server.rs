@@ -453,21 +453,30 @@ async fn receive_report(
         return commands::report(app, caller, instance, seq, &[], None).await;
     }
     let mut head = Vec::new();
-    let mut recording: Option<(portcullis_store::Incoming, Vec<u8>)> = None;
+    // The recording on its way in, the bytes not yet written, and the size it was announced
+    // with: nothing past that is taken.
+    let mut recording: Option<(portcullis_store::Incoming, Vec<u8>, u64)> = None;
+    // Decided once the first report is whole: only reports follow.
+    let mut reports_only = false;
     let mut complete = false;
     while let Some(msg) = read.wait().await {
         match msg {
             ChannelMsg::Data { data } => {
-                if let Some((incoming, pending)) = recording.take() {
+                if let Some((incoming, pending, announced)) = recording.take() {
                     let mut pending = pending;
+                    if incoming.size() + (pending.len() + data.len()) as u64 > announced {
+                        return fail(ApproverError::BadInput(format!(
+                            "report {seq}: the recording runs past the {announced} bytes announced"
+                        )));
+                    }
                     pending.extend_from_slice(&data);
                     recording = Some(if pending.len() >= RECORDING_WRITE {
                         match write_recording(incoming, pending).await {
-                            Ok(r) => r,
+                            Ok((incoming, pending)) => (incoming, pending, announced),
                             Err(e) => return fail(e),
                         }
                     } else {
-                        (incoming, pending)
+                        (incoming, pending, announced)
                     });
                     continue;
                 }
@@ -477,20 +486,32 @@ async fn receive_report(
                     )));
                 }
                 head.extend_from_slice(&data);
+                if reports_only {
+                    continue;
+                }
                 match sessions::head(&head) {
                     Err(e) => return fail(e),
                     Ok(sessions::Head::Recording {
                         end,
                         session,
                         format,
-                    }) => match app.recordings.receive(&session, &format) {
-                        Ok(incoming) => {
-                            let pending = head.split_off(end);
-                            recording = Some((incoming, pending));
+                        size,
+                    }) => {
+                        if (head.len() - end) as u64 > size {
+                            return fail(ApproverError::BadInput(format!(
+                                "report {seq}: the recording runs past the {size} bytes announced"
+                            )));
                         }
-                        Err(e) => return fail(ApproverError::Config(e.to_string())),
-                    },
-                    Ok(_) => {}
+                        match app.recordings.receive(&session, &format) {
+                            Ok(incoming) => {
+                                let pending = head.split_off(end);
+                                recording = Some((incoming, pending, size));
+                            }
+                            Err(e) => return fail(ApproverError::Config(e.to_string())),
+                        }
+                    }
+                    Ok(sessions::Head::Reports) => reports_only = true,
+                    Ok(sessions::Head::Incomplete) => {}
                 }
             }
             ChannelMsg::Eof => {
@@ -504,11 +525,11 @@ async fn receive_report(
     if !complete {
         // The partial recording, if any, is dropped with its temporary file.
         return fail(ApproverError::BadInput(format!(
-            "report {seq} incomplete: the stream ended before its end"
+            "report {seq} incomplete: the gateway closed the stream before finishing it"
         )));
     }
     let recording = match recording {
-        Some((incoming, pending)) => match write_recording(incoming, pending).await {
+        Some((incoming, pending, _)) => match write_recording(incoming, pending).await {
             Ok((incoming, _)) => Some(incoming),
             Err(e) => return fail(e),
         },

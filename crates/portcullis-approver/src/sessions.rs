@@ -102,11 +102,12 @@ pub(crate) enum Head {
     Incomplete,
     /// Reports, no recording: they are read whole before anything is recorded.
     Reports,
-    /// The first report announces a recording, which starts at byte `end`.
+    /// The first report announces a recording of `size` bytes, which starts at byte `end`.
     Recording {
         end: usize,
         session: String,
         format: String,
+        size: u64,
     },
 }
 
@@ -128,11 +129,15 @@ pub(crate) fn head(input: &[u8]) -> Result<Head, ApproverError> {
     };
     match codec::decode(bytes) {
         Ok(SessionReport::Recorded {
-            session, format, ..
+            session,
+            format,
+            size,
+            ..
         }) => Ok(Head::Recording {
             end: 4 + len,
             session,
             format,
+            size,
         }),
         Ok(_) => Ok(Head::Reports),
         Err(e) => Err(ApproverError::BadInput(format!(
@@ -449,6 +454,7 @@ mod tests {
             end,
             session: "a".into(),
             format: "cast".into(),
+            size: 3,
         };
         assert_eq!(head(&rec[..end]).unwrap(), want);
         assert_eq!(head(&rec).unwrap(), want);

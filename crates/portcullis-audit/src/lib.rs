@@ -415,6 +415,10 @@ pub struct RawCast {
 
 const RAW_MAGIC: &[u8] = b"portcullis-data v1\n";
 
+/// The largest record a data stream is read with: a record is what one SSH data message
+/// carried, so a larger length is damage, and reading it would hold it all in memory.
+pub const RAW_MAX_RECORD: usize = 16 * 1024 * 1024;
+
 impl RawCast {
     pub fn new(title: &str) -> RawCast {
         RawCast {
@@ -449,6 +453,11 @@ impl RawCast {
             let stream = rest[0];
             let ms = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]);
             let len = u32::from_be_bytes([rest[5], rest[6], rest[7], rest[8]]) as usize;
+            if len > RAW_MAX_RECORD {
+                return Err(format!(
+                    "data stream record of {len} bytes (the recorder writes at most one SSH message, far under {RAW_MAX_RECORD})"
+                ));
+            }
             let Some(data) = rest.get(9..9 + len) else {
                 break;
             };
@@ -480,6 +489,16 @@ impl RawCast {
 mod raw_tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_record_longer_than_any_message_is_damage_not_a_wait() {
+        let mut raw = b"portcullis-data v1\n".to_vec();
+        raw.extend_from_slice(&[1, 0, 0, 0, 5]);
+        raw.extend_from_slice(&u32::MAX.to_be_bytes());
+        let mut out = String::new();
+        let e = RawCast::new("t").push(&raw, &mut out).unwrap_err();
+        assert!(e.contains("record of 4294967295 bytes"), "{e}");
+    }
 
     #[test]
     fn raw_streams_become_casts() {

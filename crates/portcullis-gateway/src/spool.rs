@@ -44,7 +44,7 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
             let (first, last) = (batch.first, batch.last());
             let (frames, recording) = match batch.input(&gw).await {
                 Ok(input) => input,
-                Err(e) => {
+                Err(Unsendable::Gone(e)) => {
                     // Retrying cannot bring the recording back, and the reports behind it must
                     // flow: the end event still carries its hash, so `audit verify` will name it
                     // as missing.
@@ -53,6 +53,11 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
                         tracing::error!("cannot clear report {first} from the spool: {e}");
                     }
                     continue;
+                }
+                Err(Unsendable::NotNow(e)) => {
+                    tracing::warn!("{e}; will retry");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    break;
                 }
             };
             let command = format!("report --seq {first} --instance {}", gw.instance);
@@ -131,7 +136,7 @@ impl Batch {
 
     /// The `report` command's stdin: each report framed, then, for the (single) report that
     /// announces a recording, the recording's file, checked against the announcement first.
-    async fn input(&self, gw: &Gateway) -> Result<(Vec<u8>, Option<tokio::fs::File>), String> {
+    async fn input(&self, gw: &Gateway) -> Result<(Vec<u8>, Option<tokio::fs::File>), Unsendable> {
         let mut frames = Vec::new();
         let mut recording = None;
         for report in &self.reports {
@@ -151,10 +156,12 @@ impl Batch {
                 let checked = path.clone();
                 tokio::task::spawn_blocking(move || check_recording(&checked, &sha256, size))
                     .await
-                    .map_err(|e| format!("checking recording {}: {e}", path.display()))??;
+                    .map_err(|e| {
+                        Unsendable::NotNow(format!("checking recording {}: {e}", path.display()))
+                    })??;
                 let file = tokio::fs::File::open(&path)
                     .await
-                    .map_err(|e| format!("recording {} is unreadable ({e})", path.display()))?;
+                    .map_err(|e| unreadable(&path, e))?;
                 recording = Some(file);
             }
         }
@@ -165,14 +172,29 @@ impl Batch {
 /// How much of a recording's file is read at once while it is sent.
 const RECORDING_READ: usize = 1024 * 1024;
 
+/// Why a batch cannot be sent.
+enum Unsendable {
+    /// Its recording is gone or no longer what its report says: no retry brings it back.
+    Gone(String),
+    /// Something that may pass (too many open files, an I/O error): try again later.
+    NotNow(String),
+}
+
+fn unreadable(path: &std::path::Path, e: std::io::Error) -> Unsendable {
+    let why = format!("recording {} is unreadable ({e})", path.display());
+    match e.kind() {
+        std::io::ErrorKind::NotFound => Unsendable::Gone(why),
+        _ => Unsendable::NotNow(why),
+    }
+}
+
 /// The recording file must still be what its report announces. A damaged one would be refused
 /// by the approver on every try and hold up every report behind it; it is reported as
 /// undeliverable instead (`audit verify` names it from the hash in the end event).
-fn check_recording(path: &std::path::Path, sha256: &str, size: u64) -> Result<(), String> {
+fn check_recording(path: &std::path::Path, sha256: &str, size: u64) -> Result<(), Unsendable> {
     use sha2::{Digest, Sha256};
     use std::io::Read as _;
-    let unreadable =
-        |e: std::io::Error| format!("recording {} is unreadable ({e})", path.display());
+    let unreadable = |e| unreadable(path, e);
     let mut file = std::fs::File::open(path).map_err(unreadable)?;
     let (mut hasher, mut buf, mut found) = (Sha256::new(), vec![0u8; RECORDING_READ], 0u64);
     loop {
@@ -185,10 +207,10 @@ fn check_recording(path: &std::path::Path, sha256: &str, size: u64) -> Result<()
     }
     let found_sha = hex::encode(hasher.finalize());
     if found_sha != sha256 || found != size {
-        return Err(format!(
-            "recording {} was altered on this gateway ({found} bytes with SHA-256 {found_sha}, reported {size} bytes with {sha256})",
+        return Err(Unsendable::Gone(format!(
+            "recording {} no longer matches its report ({found} bytes with SHA-256 {found_sha}, reported {size} bytes with {sha256})",
             path.display()
-        ));
+        )));
     }
     Ok(())
 }

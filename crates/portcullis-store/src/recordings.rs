@@ -6,6 +6,8 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone)]
@@ -84,23 +86,47 @@ impl Recordings {
 
     /// Start receiving a recording in `format` (`cast` or `data`): its bytes go to a temporary
     /// file beside the final one as they arrive, hashed on the way.
+    ///
+    /// Each arrival has a temporary file of its own: a gateway's retry can overlap an earlier
+    /// attempt still being received, and neither may write into, rename or remove the other's.
     pub fn receive(&self, session: &str, format: &str) -> Result<Incoming, RecordingError> {
+        static ARRIVALS: AtomicU64 = AtomicU64::new(0);
         let path = self.path_as(session, format)?;
-        let tmp = path.with_extension(format!("{format}.tmp"));
+        let n = ARRIVALS.fetch_add(1, Ordering::Relaxed);
+        let tmp = path.with_extension(format!("{format}.{}-{n}{PARTIAL}", std::process::id()));
         let err = |source| RecordingError {
             path: tmp.display().to_string(),
             source,
         };
         std::fs::create_dir_all(&self.dir).map_err(err)?;
-        let file = std::fs::File::create(&tmp).map_err(err)?;
+        let file = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(err)?;
         Ok(Incoming {
             dir: self.dir.clone(),
+            session: session.to_string(),
             path,
             tmp,
             file: Some(file),
+            kept: false,
             hasher: Sha256::new(),
             size: 0,
         })
+    }
+
+    /// Remove what arrivals cut short by a crash left behind; for start-up, before any
+    /// arrives. Returns how many went.
+    pub fn remove_partial(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(PARTIAL))
+            .filter(|e| std::fs::remove_file(e.path()).is_ok())
+            .count()
     }
 
     /// Where a recording is, if here, and whether it is a raw data stream (`.data`) rather
@@ -157,8 +183,11 @@ pub struct Incoming {
     dir: PathBuf,
     path: PathBuf,
     tmp: PathBuf,
-    /// `None` once kept.
+    session: String,
+    /// `None` once closed for keeping.
     file: Option<std::fs::File>,
+    /// Renamed into place: nothing to remove.
+    kept: bool,
     hasher: Sha256,
     size: u64,
 }
@@ -166,7 +195,7 @@ pub struct Incoming {
 impl Incoming {
     fn err(&self, source: std::io::Error) -> RecordingError {
         RecordingError {
-            path: self.tmp.display().to_string(),
+            path: format!("of {}", self.session),
             source,
         }
     }
@@ -208,6 +237,7 @@ impl Incoming {
         file.sync_all().map_err(|e| self.err(e))?;
         drop(file);
         std::fs::rename(&self.tmp, &self.path).map_err(|e| self.err(e))?;
+        self.kept = true;
         if let Ok(d) = std::fs::File::open(&self.dir) {
             let _ = d.sync_all();
         }
@@ -216,12 +246,16 @@ impl Incoming {
 }
 
 impl Drop for Incoming {
+    /// Not kept (cut short, refused, or failed on the way in): its temporary file goes.
     fn drop(&mut self) {
-        if self.file.take().is_some() {
+        if !self.kept {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
 }
+
+/// How the temporary file of an arriving recording ends.
+const PARTIAL: &str = ".partial";
 
 #[cfg(test)]
 mod tests {
@@ -275,6 +309,20 @@ mod tests {
         let mut cut = r.receive("gw-1-ab-4", "cast").unwrap();
         cut.write(b"first").unwrap();
         drop(cut);
+        // Two arrivals of the same recording at once (a retry overlapping the first attempt)
+        // each write their own file: the first one kept is whole, the other's end removes
+        // nothing of it.
+        let mut a = r.receive("gw-1-ab-5", "data").unwrap();
+        let mut b = r.receive("gw-1-ab-5", "data").unwrap();
+        a.write(&whole).unwrap();
+        b.write(&whole[..5]).unwrap();
+        a.keep(&sha(&whole), whole.len() as u64).unwrap();
+        drop(b);
+        assert_eq!(r.get("gw-1-ab-5").unwrap().unwrap(), whole);
+        std::fs::remove_file(dir.path().join("rec/gw-1-ab-5.data")).unwrap();
+        // What a crash leaves is cleared at start-up.
+        std::fs::write(dir.path().join("rec/gw-1-ab-6.cast.1-0.partial"), b"x").unwrap();
+        assert_eq!(r.remove_partial(), 1);
         let left: Vec<_> = std::fs::read_dir(dir.path().join("rec"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -71,7 +71,7 @@ fn echo_latency(mut c: Command, n: usize, pid: Option<u32>) -> (Vec<f64>, u64) {
         times.push(start.elapsed().as_secs_f64() * 1000.0);
     }
     let cpu = match (pid, cpu_before) {
-        (Some(p), Some(before)) => support::cpu_ns(p) - before,
+        (Some(p), Some(before)) => support::cpu_ns(p).saturating_sub(before),
         _ => 0,
     };
     let _ = child.kill();
@@ -143,7 +143,7 @@ fn main() {
     let mut through_bulk = || {
         let before = support::cpu_ns(gw_pid);
         let t = timed(through(&bulk, false));
-        bulk_cpu_ns += support::cpu_ns(gw_pid) - before;
+        bulk_cpu_ns += support::cpu_ns(gw_pid).saturating_sub(before);
         t
     };
     for run in 0..runs {
