@@ -22,6 +22,8 @@ mod expiry;
 mod permissions;
 #[path = "control_plane/reload.rs"]
 mod reload;
+#[path = "control_plane/reports.rs"]
+mod reports;
 #[path = "control_plane/requests.rs"]
 mod requests;
 #[path = "control_plane/revoke.rs"]
