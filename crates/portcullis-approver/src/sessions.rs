@@ -27,8 +27,7 @@ fn counter(gateway: &str, instance: &str) -> String {
 ///
 /// `input` holds the framed reports; the recording, if one was announced, has been written as
 /// it arrived into `recording` (see [`head`]), and is put in place here if it is whole and
-/// matches its announced hash and size. (A recording inline after its report in `input` is
-/// taken too.)
+/// matches its announced hash and size.
 pub(crate) async fn report(
     app: &Approver,
     gateway: &str,
@@ -38,33 +37,30 @@ pub(crate) async fn report(
     recording: Option<Incoming>,
 ) -> Result<String, ApproverError> {
     let (reports, attachment) = split_reports(input)?;
+    if !attachment.is_empty() {
+        // The server writes a recording to disk as it arrives (see [`head`]); bytes left after
+        // the reports here are not one.
+        return Err(ApproverError::BadInput(format!(
+            "{} stray bytes after the reports",
+            attachment.len()
+        )));
+    }
     match (reports.as_slice(), recording) {
-        (
-            [SessionReport::Recorded {
-                session,
-                sha256,
-                size,
-                format,
-            }],
-            recording,
-        ) => {
+        ([SessionReport::Recorded { sha256, size, .. }], Some(incoming)) => {
             // The file first (idempotent if this report is a retry), then the books.
-            let stored = |e: portcullis_store::recordings::RecordingError| {
-                ApproverError::Config(e.to_string())
-            };
-            let mut incoming = match recording {
-                Some(r) => r,
-                None => app.recordings.receive(session, format).map_err(stored)?,
-            };
-            incoming.write(attachment).map_err(stored)?;
             let (sha256, size) = (sha256.clone(), *size);
             tokio::task::spawn_blocking(move || incoming.keep(&sha256, size))
                 .await
                 .map_err(|e| ApproverError::Config(format!("storing the recording: {e}")))?
                 .map_err(|e| match e.source.kind() {
                     std::io::ErrorKind::InvalidData => ApproverError::BadInput(e.to_string()),
-                    _ => stored(e),
+                    _ => ApproverError::Config(e.to_string()),
                 })?;
+        }
+        ([SessionReport::Recorded { .. }], None) => {
+            return Err(ApproverError::BadInput(
+                "a report announcing a recording came without the recording".into(),
+            ))
         }
         (_, Some(_)) => {
             return Err(ApproverError::BadInput(

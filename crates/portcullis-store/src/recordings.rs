@@ -60,30 +60,6 @@ impl Recordings {
         })
     }
 
-    /// Store a pty session's asciicast durably.
-    pub fn put(&self, session: &str, bytes: &[u8]) -> Result<(), RecordingError> {
-        self.put_as(session, "cast", bytes)
-    }
-
-    /// Store a recording in `format` (`cast` or `data`) durably.
-    pub fn put_as(&self, session: &str, format: &str, bytes: &[u8]) -> Result<(), RecordingError> {
-        let path = self.path_as(session, format)?;
-        let err = |source| RecordingError {
-            path: path.display().to_string(),
-            source,
-        };
-        std::fs::create_dir_all(&self.dir).map_err(err)?;
-        let tmp = path.with_extension(format!("{format}.tmp"));
-        let mut f = std::fs::File::create(&tmp).map_err(err)?;
-        f.write_all(bytes).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, &path).map_err(err)?;
-        if let Ok(d) = std::fs::File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    }
-
     /// Start receiving a recording in `format` (`cast` or `data`): its bytes go to a temporary
     /// file beside the final one as they arrive, hashed on the way.
     ///
@@ -160,19 +136,6 @@ impl Recordings {
             hasher.update(&buf[..n]);
         }
         Ok(Some(hex::encode(hasher.finalize())))
-    }
-
-    /// A recording's bytes (the cast, or the raw stream of a channel without a pty), if here.
-    pub fn get(&self, session: &str) -> Result<Option<Vec<u8>>, RecordingError> {
-        let path = self.path(session)?;
-        match std::fs::read(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(RecordingError {
-                path: path.display().to_string(),
-                source,
-            }),
-        }
     }
 }
 
@@ -261,19 +224,32 @@ const PARTIAL: &str = ".partial";
 mod tests {
     use super::*;
 
+    fn sha(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    /// A recording stored whole, as it would arrive.
+    fn put(r: &Recordings, session: &str, bytes: &[u8]) -> Result<(), RecordingError> {
+        let mut incoming = r.receive(session, "cast")?;
+        incoming.write(bytes)?;
+        incoming.keep(&sha(bytes), bytes.len() as u64)
+    }
+
+    /// A recording's bytes, if here.
+    fn get(r: &Recordings, session: &str) -> Result<Option<Vec<u8>>, RecordingError> {
+        Ok(r.locate(session)?
+            .map(|(path, _)| std::fs::read(path).unwrap()))
+    }
+
     #[test]
     fn put_get_and_refuse_paths() {
         let dir = tempfile::tempdir().unwrap();
         let r = Recordings::new(&dir.path().join("rec"));
-        r.put("gw-1-ab-1", b"cast").unwrap();
-        assert_eq!(r.get("gw-1-ab-1").unwrap().unwrap(), b"cast");
-        assert!(r.get("gw-1-ab-2").unwrap().is_none());
-        assert!(r.put("../etc/passwd", b"x").is_err());
-        assert!(r.get("a/b").is_err());
-    }
-
-    fn sha(bytes: &[u8]) -> String {
-        hex::encode(Sha256::digest(bytes))
+        put(&r, "gw-1-ab-1", b"cast").unwrap();
+        assert_eq!(get(&r, "gw-1-ab-1").unwrap().unwrap(), b"cast");
+        assert!(get(&r, "gw-1-ab-2").unwrap().is_none());
+        assert!(put(&r, "../etc/passwd", b"x").is_err());
+        assert!(get(&r, "a/b").is_err());
     }
 
     #[test]
@@ -285,13 +261,13 @@ mod tests {
         let mut ok = r.receive("gw-1-ab-1", "data").unwrap();
         ok.write(&whole[..11]).unwrap();
         assert!(
-            r.get("gw-1-ab-1").unwrap().is_none(),
+            get(&r, "gw-1-ab-1").unwrap().is_none(),
             "not in place before it is kept"
         );
         ok.write(&whole[11..]).unwrap();
         assert_eq!(ok.size(), whole.len() as u64);
         ok.keep(&sha(&whole), whole.len() as u64).unwrap();
-        assert_eq!(r.get("gw-1-ab-1").unwrap().unwrap(), whole);
+        assert_eq!(get(&r, "gw-1-ab-1").unwrap().unwrap(), whole);
         assert_eq!(r.sha256("gw-1-ab-1").unwrap(), Some(sha(&whole)));
         assert_eq!(r.sha256("gw-1-ab-9").unwrap(), None);
         let (at, raw) = r.locate("gw-1-ab-1").unwrap().unwrap();
@@ -318,7 +294,7 @@ mod tests {
         b.write(&whole[..5]).unwrap();
         a.keep(&sha(&whole), whole.len() as u64).unwrap();
         drop(b);
-        assert_eq!(r.get("gw-1-ab-5").unwrap().unwrap(), whole);
+        assert_eq!(get(&r, "gw-1-ab-5").unwrap().unwrap(), whole);
         std::fs::remove_file(dir.path().join("rec/gw-1-ab-5.data")).unwrap();
         // What a crash leaves is cleared at start-up.
         std::fs::write(dir.path().join("rec/gw-1-ab-6.cast.1-0.partial"), b"x").unwrap();
