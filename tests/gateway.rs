@@ -17,10 +17,14 @@ mod authentication;
 mod common;
 #[path = "gateway/compliance.rs"]
 mod compliance;
+#[path = "gateway/connection_budget.rs"]
+mod connection_budget;
 #[path = "gateway/cuts.rs"]
 mod cuts;
 #[path = "gateway/forwarding.rs"]
 mod forwarding;
+#[path = "gateway/preopened.rs"]
+mod preopened;
 #[path = "gateway/quickstart.rs"]
 mod quickstart;
 #[path = "gateway/recorded.rs"]
@@ -29,3 +33,5 @@ mod recorded;
 mod refusals;
 #[path = "gateway/relayed_commands.rs"]
 mod relayed_commands;
+#[path = "gateway/stalled_reader.rs"]
+mod stalled_reader;

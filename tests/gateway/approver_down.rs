@@ -2,6 +2,8 @@
 //! requests with a clear message, and delivers what it spooled exactly once when the approver
 //! is back.
 
+use std::time::Duration;
+
 use super::common::{self, grant, session_events, Tunnel};
 
 #[test]
@@ -106,4 +108,49 @@ fn fail_mode_closed_cuts_and_refuses_while_the_approver_is_away() {
         }
         ok
     });
+}
+
+/// `fail_mode = "closed"` counts `fail_after` from the moment the link was first lost, not
+/// from the last failed reconnect: with reconnects backing off at most 5 s apart, a deadline
+/// restarted on each would never run out for any `fail_after` above that.
+fn fail_closed_after(fail_after: Option<u64>) -> Duration {
+    let echo = crate::support::targets::Echo::start();
+    let mut env =
+        crate::support::Env::prepare("24h", &crate::support::tcp_target("echo", echo.port));
+    env.gateway_extra = match fail_after {
+        Some(s) => format!("fail_mode = \"closed\"\nfail_after = \"{s}s\""),
+        None => "fail_mode = \"closed\"".into(),
+    };
+    env.start_approver();
+    env.start_gateway();
+    grant(&env, "alice", "echo", "1h");
+    let dest = format!("echo:{}", echo.port);
+    let mut t = Tunnel::open(&env, "alice", &dest);
+    assert_eq!(t.echo(b"x"), b"x");
+    env.kill9();
+    let limit = Duration::from_secs(fail_after.unwrap_or(30) + 15);
+    let (code, err, took) = t.wait_cut_within(limit);
+    assert_eq!(code, 255, "{err}");
+    assert!(err.contains("fails closed"), "{err}");
+    eprintln!("fail_after {fail_after:?}: cut {took:?} after the approver was killed");
+    assert!(env.gw_log().contains("failing closed"), "{}", env.gw_log());
+    took
+}
+
+#[test]
+fn fail_mode_closed_cuts_at_fail_after_though_reconnects_keep_failing() {
+    let took = fail_closed_after(Some(10));
+    assert!(
+        took >= Duration::from_millis(9_900) && took <= Duration::from_secs(11),
+        "cut after {took:?}, not 10 s ± 1 s"
+    );
+}
+
+#[test]
+fn fail_mode_closed_cuts_at_the_default_30s() {
+    let took = fail_closed_after(None);
+    assert!(
+        took >= Duration::from_millis(29_900) && took <= Duration::from_secs(31),
+        "cut after {took:?}, not 30 s ± 1 s"
+    );
 }

@@ -92,7 +92,12 @@ impl Tunnel {
     }
 
     /// Wait for ssh to exit on its own (the gateway cut it); returns its exit code and stderr.
-    pub fn wait_cut(mut self) -> (i32, String, Duration) {
+    pub fn wait_cut(self) -> (i32, String, Duration) {
+        self.wait_cut_within(SOON)
+    }
+
+    /// [`Tunnel::wait_cut`], for a cut that may take up to `limit`.
+    pub fn wait_cut_within(mut self, limit: Duration) -> (i32, String, Duration) {
         let start = Instant::now();
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
@@ -102,7 +107,7 @@ impl Tunnel {
                 }
                 return (st.code().unwrap_or(-1), err, start.elapsed());
             }
-            assert!(start.elapsed() < SOON, "the tunnel was never cut");
+            assert!(start.elapsed() < limit, "the tunnel was never cut");
             std::thread::sleep(Duration::from_millis(10));
         }
     }

@@ -58,11 +58,11 @@ pub async fn serve(app: Arc<Approver>) -> Result<(), ApproverError> {
         listener,
         config,
         app.settings.limits,
-        |peer, _local, authed| Connection {
+        |peer, _local, state| Connection {
             app: app.clone(),
             peer: peer.to_string(),
             caller: None,
-            authed,
+            state,
             channels: HashMap::new(),
         },
     )
@@ -90,14 +90,37 @@ struct Connection {
     app: Arc<Approver>,
     peer: String,
     caller: Option<Caller>,
-    /// Set once authenticated: the pre-auth deadline spares this connection.
-    authed: Arc<std::sync::atomic::AtomicBool>,
+    /// Shared with the accept loop: who it authenticated as (against the per-user caps and
+    /// the reserve), and whether anything runs on it (an idle one is closed).
+    state: Arc<portcullis_ssh::server::ConnState>,
     channels: HashMap<ChannelId, Channel<Msg>>,
 }
 
 impl Connection {
     fn identify(&self, user: &str, key: &russh::keys::PublicKey) -> Option<Principal> {
         self.app.catalog().authenticate(user, &keys::normalize(key))
+    }
+}
+
+impl Connection {
+    /// Count the connection against its principal's cap: gateways' own connections never run
+    /// out of room or idle out, admins may use the reserve, everyone else shares the rest.
+    fn admit(&self, principal: &Principal) -> Result<(), String> {
+        use portcullis_ssh::server::Standing;
+        let catalog = self.app.catalog();
+        let (who, standing) = match principal {
+            Principal::Gateway(name) => (format!("gateway {name}"), Standing::Service),
+            Principal::User(name) => {
+                let admin = catalog.users.get(name).is_some_and(|u| u.is_admin());
+                let standing = if admin {
+                    Standing::Reserved
+                } else {
+                    Standing::Ordinary
+                };
+                (name.clone(), standing)
+            }
+        };
+        self.state.authenticate(&who, standing)
     }
 }
 
@@ -127,6 +150,13 @@ impl server::Handler for Connection {
         match self.identify(user, key.public_key) {
             Some(principal) => {
                 let fingerprint = keys::fingerprint(key.public_key);
+                if let Err(why) = self.admit(&principal) {
+                    tracing::warn!(
+                        "{}: {principal:?} ({fingerprint}) refused: {why}",
+                        self.peer
+                    );
+                    return Ok(Auth::reject());
+                }
                 tracing::info!(
                     "{} authenticated as {principal:?} ({fingerprint})",
                     self.peer
@@ -135,7 +165,6 @@ impl server::Handler for Connection {
                     principal,
                     fingerprint,
                 });
-                self.authed.store(true, std::sync::atomic::Ordering::SeqCst);
                 Ok(Auth::Accept)
             }
             None => {
@@ -228,9 +257,11 @@ impl Connection {
         session.channel_success(id)?;
         let app = self.app.clone();
         let peer = self.peer.clone();
+        let busy = self.state.busy();
         tokio::spawn(async move {
             tracing::debug!("{peer} {:?}: {line}", caller.principal);
             run_channel(app, caller, line, channel).await;
+            drop(busy);
         });
         Ok(())
     }

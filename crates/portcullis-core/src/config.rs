@@ -48,7 +48,10 @@ pub struct ApproverFile {
     pub request_ttl: Option<String>,
     pub max_connections: Option<usize>,
     pub max_connections_per_source: Option<usize>,
+    pub max_connections_per_user: Option<usize>,
+    pub reserved_connections: Option<usize>,
     pub login_grace: Option<String>,
+    pub idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,7 +70,10 @@ pub struct GatewayFile {
     pub record_input: Option<bool>,
     pub max_connections: Option<usize>,
     pub max_connections_per_source: Option<usize>,
+    pub max_connections_per_user: Option<usize>,
+    pub reserved_connections: Option<usize>,
     pub login_grace: Option<String>,
+    pub idle_timeout: Option<String>,
     pub max_channels_per_connection: Option<usize>,
 }
 
@@ -150,7 +156,7 @@ pub struct ApproverSettings {
     pub limits: ConnectionLimits,
 }
 
-/// What a server admits before authentication, the same keys in `[approver]` and `[gateway]`.
+/// What a server admits, the same keys in `[approver]` and `[gateway]` (defaults differ).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// Connections open at once, in all (`max_connections`, default 4096).
@@ -158,19 +164,51 @@ pub struct ConnectionLimits {
     /// Connections open at once from one source address (`max_connections_per_source`,
     /// default 512).
     pub max_connections_per_source: usize,
+    /// Authenticated connections one user (or gateway) holds at once
+    /// (`max_connections_per_user`; approver 16, gateway 32): a user's key is not a licence to
+    /// fill the server.
+    pub max_connections_per_user: usize,
+    /// Of `max_connections`, how many ordinary users may never take together
+    /// (`reserved_connections`, default 64): admins and gateways always find room.
+    pub reserved_connections: usize,
     /// How long a peer has to authenticate before it is dropped (`login_grace`, default 30s,
     /// OpenSSH's `LoginGraceTime`).
     pub login_grace: Duration,
+    /// How long an authenticated connection may hold nothing live (no session, forward or
+    /// running command) before it is closed (`idle_timeout`; approver 1m, gateway 15m).
+    /// Gateways' own connections to the approver are exempt.
+    pub idle_timeout: Duration,
 }
 
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        ConnectionLimits {
-            max_connections: 4096,
-            max_connections_per_source: 512,
-            login_grace: Duration::from_secs(30),
-        }
-    }
+impl ConnectionLimits {
+    /// The approver's defaults: its clients run one command and go.
+    pub const APPROVER: ConnectionLimits = ConnectionLimits {
+        max_connections: 4096,
+        max_connections_per_source: 512,
+        max_connections_per_user: 16,
+        reserved_connections: 64,
+        login_grace: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(60),
+    };
+    /// The gateway's defaults: an `ssh -N -L` waiting for its first forward is normal use.
+    pub const GATEWAY: ConnectionLimits = ConnectionLimits {
+        max_connections: 4096,
+        max_connections_per_source: 512,
+        max_connections_per_user: 32,
+        reserved_connections: 64,
+        login_grace: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(15 * 60),
+    };
+}
+
+/// The connection keys of one section, as written.
+struct LimitKeys<'a> {
+    max_connections: Option<usize>,
+    per_source: Option<usize>,
+    per_user: Option<usize>,
+    reserved: Option<usize>,
+    login_grace: Option<&'a str>,
+    idle_timeout: Option<&'a str>,
 }
 
 /// The default cap on channels (sessions, forwards) open at once on one gateway connection.
@@ -251,31 +289,47 @@ impl Problems {
             }
         }
     }
-    /// The connection limits of one section; zero is refused (it would shut the door).
+    /// The connection limits of one section; zero is refused (it would shut the door), and the
+    /// reserve must leave ordinary users some room.
     fn limits(
         &mut self,
         section: &str,
-        max_connections: Option<usize>,
-        per_source: Option<usize>,
-        login_grace: Option<&str>,
+        keys: LimitKeys<'_>,
+        d: ConnectionLimits,
     ) -> ConnectionLimits {
-        let d = ConnectionLimits::default();
         for (key, v) in [
-            ("max_connections", max_connections),
-            ("max_connections_per_source", per_source),
+            ("max_connections", keys.max_connections),
+            ("max_connections_per_source", keys.per_source),
+            ("max_connections_per_user", keys.per_user),
         ] {
             if v == Some(0) {
                 self.push(format!("{section}.{key}"), "must be at least 1");
             }
         }
-        let login_grace = login_grace
-            .and_then(|t| self.duration(&format!("{section}.login_grace"), t))
-            .unwrap_or(d.login_grace);
-        ConnectionLimits {
-            max_connections: max_connections.unwrap_or(d.max_connections),
-            max_connections_per_source: per_source.unwrap_or(d.max_connections_per_source),
+        let mut duration = |key: &str, text: Option<&str>, default: Duration| {
+            text.and_then(|t| self.duration(&format!("{section}.{key}"), t))
+                .unwrap_or(default)
+        };
+        let login_grace = duration("login_grace", keys.login_grace, d.login_grace);
+        let idle_timeout = duration("idle_timeout", keys.idle_timeout, d.idle_timeout);
+        let limits = ConnectionLimits {
+            max_connections: keys.max_connections.unwrap_or(d.max_connections),
+            max_connections_per_source: keys.per_source.unwrap_or(d.max_connections_per_source),
+            max_connections_per_user: keys.per_user.unwrap_or(d.max_connections_per_user),
+            reserved_connections: keys.reserved.unwrap_or(d.reserved_connections),
             login_grace,
+            idle_timeout,
+        };
+        if limits.reserved_connections >= limits.max_connections {
+            self.push(
+                format!("{section}.reserved_connections"),
+                format!(
+                    "must be below max_connections ({}), or ordinary users could never connect",
+                    limits.max_connections
+                ),
+            );
         }
+        limits
     }
     fn name(&mut self, field: &str, name: &str) {
         if !valid_name(name) {
@@ -310,9 +364,15 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
         };
         let limits = p.limits(
             "approver",
-            a.max_connections,
-            a.max_connections_per_source,
-            a.login_grace.as_deref(),
+            LimitKeys {
+                max_connections: a.max_connections,
+                per_source: a.max_connections_per_source,
+                per_user: a.max_connections_per_user,
+                reserved: a.reserved_connections,
+                login_grace: a.login_grace.as_deref(),
+                idle_timeout: a.idle_timeout.as_deref(),
+            },
+            ConnectionLimits::APPROVER,
         );
         ApproverSettings {
             listen,
@@ -382,9 +442,15 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
         }
         let limits = p.limits(
             "gateway",
-            g.max_connections,
-            g.max_connections_per_source,
-            g.login_grace.as_deref(),
+            LimitKeys {
+                max_connections: g.max_connections,
+                per_source: g.max_connections_per_source,
+                per_user: g.max_connections_per_user,
+                reserved: g.reserved_connections,
+                login_grace: g.login_grace.as_deref(),
+                idle_timeout: g.idle_timeout.as_deref(),
+            },
+            ConnectionLimits::GATEWAY,
         );
         if g.max_channels_per_connection == Some(0) {
             p.push("gateway.max_channels_per_connection", "must be at least 1");
@@ -804,7 +870,7 @@ max_duration = "4h"
     #[test]
     fn connection_limits_default_and_validate() {
         let c = parse(&base()).unwrap();
-        assert_eq!(c.approver.unwrap().limits, ConnectionLimits::default());
+        assert_eq!(c.approver.unwrap().limits, ConnectionLimits::APPROVER);
         let tuned = base().replace(
             "request_ttl = \"1h\"",
             "request_ttl = \"1h\"\nmax_connections = 10\nmax_connections_per_source = 2\nlogin_grace = \"5s\"",

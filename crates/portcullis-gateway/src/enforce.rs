@@ -7,7 +7,8 @@ use std::sync::Arc;
 use portcullis_core::Timestamp;
 use tokio::time::Instant;
 
-use crate::state::{EndReason, Gateway};
+use crate::session::EndReason;
+use crate::state::Gateway;
 
 pub(crate) async fn run(gw: Arc<Gateway>) {
     loop {
@@ -74,7 +75,7 @@ fn sweep(gw: &Gateway) {
         // Deprovisioning takes effect on live sessions too, not only on new ones.
         if !catalog
             .as_ref()
-            .is_some_and(|c| crate::server::still_valid(c, &s.user, &s.key))
+            .is_some_and(|c| crate::session::still_valid(c, &s.user, &s.key))
         {
             s.cut.send_replace(Some(EndReason::Deprovisioned));
             notes.push(format!(
@@ -96,10 +97,7 @@ fn sweep(gw: &Gateway) {
                 s.grant = next.id;
             }
             None => {
-                let reason = match current {
-                    Some(g) if g.revoked.is_some() => EndReason::Revoked,
-                    _ => EndReason::Expired,
-                };
+                let reason = why_ended(gw, current, s.grant);
                 notes.push(format!(
                     "session {id}: grant {} {}; cut",
                     s.grant,
@@ -118,6 +116,23 @@ fn sweep(gw: &Gateway) {
     }
 }
 
+/// Why a session's grant ended: revoked or expired. A grant already pruned from memory (a
+/// session can be put on the books under a grant that ends a moment later) is looked up in the
+/// replica, so that the sweep never forgets that a grant was revoked.
+fn why_ended(gw: &Gateway, known: Option<portcullis_core::model::Grant>, id: u64) -> EndReason {
+    let grant = known.or_else(|| {
+        gw.replica
+            .grant(id)
+            .ok()
+            .flatten()
+            .and_then(|signed| signed.verify(&gw.signing).ok())
+    });
+    match grant {
+        Some(g) if g.revoked.is_some() => EndReason::Revoked,
+        _ => EndReason::Expired,
+    }
+}
+
 /// An admin's kill: cut the session if it is here.
 pub(crate) fn kill(gw: &Gateway, session: &str) {
     {
@@ -132,14 +147,20 @@ pub(crate) fn kill(gw: &Gateway, session: &str) {
 /// `fail_mode = "closed"`: once the approver link has been down longer than `fail_after`,
 /// cut every session and refuse new ones until it is back. (The default, "open-until-expiry",
 /// enforces the signed grants the replica holds to their end.)
+///
+/// The deadline counts from the moment the link was first lost (or from start, if it never
+/// came up), not from the latest notification: every failed reconnect says "down" again, and
+/// with reconnects at most a few seconds apart a deadline restarted on each would never run out.
 pub(crate) async fn fail_closed(gw: Arc<Gateway>) {
     use std::sync::atomic::Ordering;
     if !gw.settings.fail_closed {
         return;
     }
     let mut link = gw.link.subscribe();
+    let mut down_since: Option<Instant> = None;
     loop {
         if link.borrow_and_update().is_some() {
+            down_since = None;
             if gw.failed_closed.swap(false, Ordering::SeqCst) {
                 tracing::info!("approver link back: the gateway opens again");
             }
@@ -148,8 +169,15 @@ pub(crate) async fn fail_closed(gw: Arc<Gateway>) {
             }
             continue;
         }
+        let since = *down_since.get_or_insert_with(Instant::now);
+        if gw.failed_closed.load(Ordering::SeqCst) {
+            if link.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
         tokio::select! {
-            _ = tokio::time::sleep(gw.settings.fail_after) => {
+            _ = tokio::time::sleep_until(since + gw.settings.fail_after) => {
                 tracing::warn!(
                     "approver unreachable for {:?}: failing closed, cutting every session",
                     gw.settings.fail_after
@@ -157,9 +185,6 @@ pub(crate) async fn fail_closed(gw: Arc<Gateway>) {
                 gw.failed_closed.store(true, Ordering::SeqCst);
                 for s in gw.sessions().live.values() {
                     s.cut.send_replace(Some(EndReason::FailedClosed));
-                }
-                if link.changed().await.is_err() {
-                    return;
                 }
             }
             r = link.changed() => {

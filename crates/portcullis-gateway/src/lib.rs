@@ -9,13 +9,16 @@
 //! It must not decide: it holds no policy, never signs anything, and trusts nothing from the
 //! approver link that does not verify against the pinned key.
 
+mod command_relay;
 mod enforce;
 mod errors;
+mod forward;
 mod link;
 mod recorded;
 mod recording;
 mod relay;
 mod server;
+mod session;
 mod spool;
 mod state;
 

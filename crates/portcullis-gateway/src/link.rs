@@ -1,6 +1,10 @@
 //! The approver link: follow the signed `watch` stream into the replica, reconnecting with
-//! backoff and resuming after the last revision applied. The same connection carries relayed
-//! commands and session reports.
+//! backoff and resuming after the last revision applied.
+//!
+//! The stream has a connection of its own. Session reports and relayed user commands each go
+//! over another ([`Lane`]): in russh a channel whose reader falls behind holds up every channel
+//! of its connection, so a user who stops reading a command's output, or a slow report, must
+//! never be able to delay a revocation on its way down the stream.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +36,49 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
+
+/// A connection to the approver for one kind of traffic, made on first use and again after it
+/// ends or is dropped. Its users must always drain their channels (see the module comment).
+pub(crate) struct Lane {
+    name: &'static str,
+    current: tokio::sync::Mutex<Option<Arc<Connection>>>,
+}
+
+impl Lane {
+    pub fn new(name: &'static str) -> Lane {
+        Lane {
+            name,
+            current: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The lane's connection, connecting if it has none that is still open.
+    pub async fn get(&self, gw: &Gateway) -> Result<Arc<Connection>, String> {
+        let mut current = self.current.lock().await;
+        if let Some(conn) = current.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(conn.clone());
+        }
+        let conn = tokio::time::timeout(CONNECT, Connection::connect(&options(gw)))
+            .await
+            .map_err(|_| format!("no answer from the approver within {CONNECT:?}"))?
+            .map_err(|e| e.to_string())?;
+        tracing::debug!("approver {} connection up", self.name);
+        let conn = Arc::new(conn);
+        *current = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Give up on `conn` (it timed out): the next [`Lane::get`] connects afresh.
+    pub async fn drop_conn(&self, conn: &Arc<Connection>) {
+        let mut current = self.current.lock().await;
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
+            *current = None;
+        }
+    }
+}
+
+/// How long connecting to the approver may take, handshake and authentication included.
+const CONNECT: Duration = Duration::from_secs(15);
 
 fn options(gw: &Gateway) -> ConnectOptions {
     ConnectOptions {

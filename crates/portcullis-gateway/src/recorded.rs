@@ -3,8 +3,17 @@
 //! (pty, env, shell, exec, subsystem, window changes, signals, data both ways, EOF, exit
 //! status), records pty sessions as asciicast v2, warns before the grant ends, and cuts at the
 //! end with the reason on screen.
+//!
+//! The session is on the books (bound to its grant, see [`crate::session`]) from the moment its
+//! channel is accepted, not from its command: a channel opened under a grant and kept idle is
+//! closed at the grant's end, its login to the target with it, and every request on it (pty,
+//! environment, the command) is checked against a live grant when it is made.
+//!
+//! Phases: [`Recorded::connect`] (the gateway's own login), [`Recorded::await_request`] (pty
+//! and environment, up to the command), [`Recorded::begin`] (reported, recording opened, the
+//! command sent), [`Relay::run`] (data both ways, the warning, the cut) and
+//! [`Recorded::finish`] (the reason on screen, the recording and end reports).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,30 +21,30 @@ use portcullis_core::catalog::{Target, TargetKind};
 use portcullis_core::model::SessionReport;
 use portcullis_core::time::format_duration;
 use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity, SshError};
-use russh::server::{self, Msg};
-use russh::{Channel, ChannelMsg};
-use tokio::sync::watch;
+use russh::server::Msg;
+use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 
-use crate::recording::{Header, RawRecorder, Recorder};
+use crate::recording::{Header, Output, RawRecorder, Recorder, Recording};
+use crate::session::{self, EndReason, Holder, Live, Refusal, SessionEnd};
 use crate::spool;
-use crate::state::{EndReason, Gateway, LiveSession};
+use crate::state::Gateway;
 
 /// How early the expiry warning may fire against the wall clock it is computed from.
 const WARNING_SLACK: Duration = Duration::from_millis(20);
 
 /// What the client asked the session to run.
-enum Request {
+enum Command {
     Shell,
     Exec(String),
     Subsystem(String),
 }
 
-impl Request {
+impl Command {
     fn describe(&self, pty: bool) -> String {
         match self {
-            Request::Shell => format!("shell{}", if pty { " (pty)" } else { "" }),
-            Request::Exec(c) => format!("exec{}: {c}", if pty { " (pty)" } else { "" }),
-            Request::Subsystem(n) => format!("subsystem: {n}"),
+            Command::Shell => format!("shell{}", if pty { " (pty)" } else { "" }),
+            Command::Exec(c) => format!("exec{}: {c}", if pty { " (pty)" } else { "" }),
+            Command::Subsystem(n) => format!("subsystem: {n}"),
         }
     }
 }
@@ -46,139 +55,217 @@ struct Pty {
     rows: u32,
 }
 
-pub(crate) struct Recorded {
-    pub gw: Arc<Gateway>,
-    pub conn: u64,
-    pub user: String,
-    /// The key the user logged in with, normalised.
-    pub key: String,
-    pub fingerprint: String,
-    pub client: String,
-    pub reach: String,
+/// What a recorded session was admitted to.
+pub(crate) struct Admitted {
     pub target: Target,
     pub grant: u64,
     /// Keep the raw data of a channel without a pty (`record_data = true`).
     pub record_data: bool,
-    pub handle: server::Handle,
 }
 
 /// Check a recorded session may open: the target is an ssh target and the user holds a grant.
-pub(crate) fn check(
-    gw: &Gateway,
-    user: &str,
-    key: &str,
-    target: &str,
-    reach: &str,
-) -> Result<(Target, u64, bool), String> {
-    if let Some(why) = gw.closed_reason() {
-        return Err(why);
-    }
-    let catalog = gw
-        .catalog()
-        .ok_or("portcullis: this gateway has not heard from the approver yet; try again shortly")?;
-    if !crate::server::still_valid(&catalog, user, key) {
-        return Err(format!(
-            "portcullis: {user} or this key is no longer configured"
-        ));
-    }
+pub(crate) fn check(gw: &Gateway, who: &Holder, target: &str) -> Result<Admitted, Refusal> {
+    let catalog = session::admit_user(gw, who)?;
     let t = catalog.targets.get(target).ok_or_else(|| {
-        format!(
-            "portcullis: {target:?} is not a configured target - list yours with: {reach} targets"
-        )
+        Refusal::Target(format!(
+            "portcullis: {target:?} is not a configured target - list yours with: {} targets",
+            who.reach
+        ))
     })?;
     if t.kind != TargetKind::Ssh {
-        return Err(format!(
+        return Err(Refusal::Target(format!(
             "portcullis: {target} is a forwarding-only target: use ssh -L through the gateway"
-        ));
+        )));
     }
-    let g = gw.active_grant(user, target).ok_or_else(|| {
-        format!(
-            "portcullis: no active grant for {user} on {target} - request one: {reach} request {target} --for 1h --reason \"...\""
-        )
-    })?;
+    let g = session::grant_for(gw, who, target)?;
     // The data of channels without a pty is kept where the target or the grant's policy asks.
     let record_data = t.record_data || catalog.policy(&g.policy).is_some_and(|p| p.record_data);
-    Ok((t.clone(), g.id, record_data))
+    Ok(Admitted {
+        target: t.clone(),
+        grant: g.id,
+        record_data,
+    })
+}
+
+pub(crate) struct Recorded {
+    pub gw: Arc<Gateway>,
+    pub who: Holder,
+    pub target: Target,
+    pub record_data: bool,
+    /// On the books since the channel was accepted.
+    pub live: Live,
+}
+
+/// The gateway's side of the session on the target.
+struct TargetLeg {
+    conn: Connection,
+    read: ChannelReadHalf,
+    write: ChannelWriteHalf<russh::client::Msg>,
 }
 
 impl Recorded {
     pub async fn run(self, channel: Channel<Msg>) {
         let (mut client, cw) = channel.split();
-        let gw = self.gw.clone();
-        let fail = |msg: String| fail(&cw, msg);
+        let id = self.live.id().to_string();
+        let cut = self.live.cut_signal();
+        tokio::pin!(cut);
+        let leg = tokio::select! {
+            leg = self.connect() => leg,
+            reason = &mut cut => Err(self.cut_text(&reason)),
+        };
+        let mut leg = match leg {
+            Ok(leg) => leg,
+            Err(why) => return self.refuse(&cw, why).await,
+        };
+        let asked = tokio::select! {
+            r = self.await_request(&mut client, &leg) => r,
+            reason = &mut cut => Err(self.cut_text(&reason)),
+        };
+        let (command, pty) = match asked {
+            Ok(Some(asked)) => asked,
+            Ok(None) => {
+                // The client closed the channel before asking for anything.
+                leg.conn.close().await;
+                return;
+            }
+            Err(why) => {
+                leg.conn.close().await;
+                return self.refuse(&cw, why).await;
+            }
+        };
+        let started = Instant::now();
+        let recording = match self.begin(&command, pty.as_ref(), &leg).await {
+            Ok(r) => r,
+            Err(why) => {
+                leg.conn.close().await;
+                return self.refuse(&cw, why).await;
+            }
+        };
+        tracing::info!(
+            "session {id}: {} on {} ({})",
+            self.who.user,
+            self.target.name,
+            command.describe(pty.is_some())
+        );
+        let mut relay = Relay {
+            session: &self,
+            recording,
+            pty: pty.is_some(),
+            bytes_in: 0,
+            bytes_out: 0,
+            exit_status: None,
+        };
+        let reason = relay.run(&mut client, &cw, &mut leg, cut).await;
+        let Relay {
+            recording,
+            bytes_in,
+            bytes_out,
+            exit_status,
+            ..
+        } = relay;
+        let _ = leg.write.close().await;
+        leg.conn.close().await;
+        self.finish(
+            &cw,
+            recording,
+            SessionEnd {
+                reason,
+                bytes_in,
+                bytes_out,
+                started,
+                exit_status,
+                recording: None,
+            },
+        )
+        .await;
+    }
 
-        // The gateway's own login to the target, host key pinned.
-        let host_key = match self
-            .target
+    /// The gateway's own login to the target, host key pinned, and a session channel on it.
+    async fn connect(&self) -> Result<TargetLeg, String> {
+        let target = &self.target;
+        let host_key = match target
             .host_key
             .as_deref()
             .map(portcullis_core::keys::parse_public_key)
         {
             Some(Ok(k)) => k,
             _ => {
-                return fail(format!(
+                return Err(format!(
                     "portcullis: {} has no usable pinned host key",
-                    self.target.name
+                    target.name
                 ))
-                .await
             }
         };
         let options = ConnectOptions {
-            addr: self.target.address.clone(),
-            user: self.target.login.clone().unwrap_or_default(),
-            identity: Identity::Key(gw.client_key.clone()),
+            addr: target.address.clone(),
+            user: target.login.clone().unwrap_or_default(),
+            identity: Identity::Key(self.gw.client_key.clone()),
             host_key: HostKeyPolicy::Pinned(host_key),
             connect_timeout: Duration::from_secs(10),
         };
-        let session_id = match gw.new_session_id().await {
-            Ok(id) => id,
-            Err(e) => return fail(format!("portcullis: cannot record a session here: {e}")).await,
-        };
-        let tconn = match Connection::connect(&options).await {
+        let conn = match Connection::connect(&options).await {
             Ok(c) => c,
             Err(SshError::HostKey(why)) => {
-                tracing::error!("session {session_id}: {why}");
+                let id = self.live.id();
+                tracing::error!("session {id}: {why}");
                 let _ = spool::submit(
-                    &gw,
+                    &self.gw,
                     &SessionReport::HostKeyMismatch {
-                        session: session_id.clone(),
-                        user: self.user.clone(),
-                        target: self.target.name.clone(),
+                        session: id.to_string(),
+                        user: self.who.user.clone(),
+                        target: target.name.clone(),
                         presented: why.clone(),
-                        at: gw.now(),
+                        at: self.gw.now(),
                     },
                 )
                 .await;
-                return fail(format!(
+                return Err(format!(
                     "portcullis: refusing {}: its host key does not match the pinned key (reported to the audit log)",
-                    self.target.name
-                ))
-                .await;
+                    target.name
+                ));
             }
-            Err(e) => {
-                return fail(format!(
-                    "portcullis: cannot reach {}: {e}",
-                    self.target.name
-                ))
-                .await
-            }
+            Err(e) => return Err(format!("portcullis: cannot reach {}: {e}", target.name)),
         };
-        let tch = match tconn.open_session().await {
+        let channel = match conn.open_session().await {
             Ok(c) => c,
             Err(e) => {
-                return fail(format!(
+                conn.close().await;
+                return Err(format!(
                     "portcullis: {} refused a session: {e}",
-                    self.target.name
-                ))
-                .await
+                    target.name
+                ));
             }
         };
-        let (mut target, tw) = tch.split();
+        let (read, write) = channel.split();
+        Ok(TargetLeg { conn, read, write })
+    }
 
-        // Everything up to the request that starts the session: pty and environment.
+    /// Everything up to the request that starts the session: pty and environment are relayed
+    /// as they come, each checked against a live grant when it is made, as is the command.
+    /// `None` if the client closed the channel first.
+    async fn await_request(
+        &self,
+        client: &mut ChannelReadHalf,
+        leg: &TargetLeg,
+    ) -> Result<Option<(Command, Option<Pty>)>, String> {
+        let tw = &leg.write;
         let mut pty: Option<Pty> = None;
-        let request = loop {
-            match client.wait().await {
+        loop {
+            let msg = client.wait().await;
+            let is_request = matches!(
+                msg,
+                Some(
+                    ChannelMsg::RequestPty { .. }
+                        | ChannelMsg::SetEnv { .. }
+                        | ChannelMsg::RequestShell { .. }
+                        | ChannelMsg::Exec { .. }
+                        | ChannelMsg::RequestSubsystem { .. }
+                )
+            );
+            if is_request {
+                self.live.check().map_err(|r| r.message())?;
+            }
+            match msg {
                 Some(ChannelMsg::RequestPty {
                     term,
                     col_width,
@@ -226,291 +313,157 @@ impl Recorded {
                         p.rows = row_height;
                     }
                 }
-                Some(ChannelMsg::RequestShell { .. }) => break Request::Shell,
+                Some(ChannelMsg::RequestShell { .. }) => return Ok(Some((Command::Shell, pty))),
                 Some(ChannelMsg::Exec { command, .. }) => {
-                    break Request::Exec(String::from_utf8_lossy(&command).into_owned())
+                    let line = String::from_utf8_lossy(&command).into_owned();
+                    return Ok(Some((Command::Exec(line), pty)));
                 }
-                Some(ChannelMsg::RequestSubsystem { name, .. }) => break Request::Subsystem(name),
-                Some(ChannelMsg::Close) | None => return,
+                Some(ChannelMsg::RequestSubsystem { name, .. }) => {
+                    return Ok(Some((Command::Subsystem(name), pty)))
+                }
+                Some(ChannelMsg::Close) | None => return Ok(None),
                 Some(_) => {}
             }
-        };
+        }
+    }
 
-        // On the books, bound to the grant, and in the audit log before the first byte.
-        let (cut_tx, mut cut) = watch::channel(None);
-        {
-            let mut s = gw.sessions();
-            s.live.insert(
-                session_id.clone(),
-                LiveSession {
-                    user: self.user.clone(),
-                    key: self.key.clone(),
-                    target: self.target.name.clone(),
-                    grant: self.grant,
-                    conn: self.conn,
-                    cut: cut_tx,
+    /// In the audit log before the first byte, the recording opened (failing to open it
+    /// refuses the session), then the command sent to the target.
+    async fn begin(
+        &self,
+        command: &Command,
+        pty: Option<&Pty>,
+        leg: &TargetLeg,
+    ) -> Result<Recording, String> {
+        let gw = &self.gw;
+        let id = self.live.id();
+        let what = command.describe(pty.is_some());
+        let grant = self
+            .live
+            .grant()
+            .ok_or("portcullis: this session has ended")?;
+        session::report_start(gw, &self.live, grant, &what)
+            .await
+            .map_err(|e| format!("portcullis: cannot record this session ({e}); refused"))?;
+        let recording = match pty {
+            Some(p) => Recorder::create(
+                &gw.recordings_dir(),
+                id,
+                Header {
+                    width: p.cols,
+                    height: p.rows,
+                    timestamp: gw.now().secs(),
+                    term: &p.term,
+                    title: &format!("{} on {} ({what})", self.who.user, self.target.name),
                 },
-            );
-        }
-        gw.enforce_wake.notify_one();
-        let what = request.describe(pty.is_some());
-        let started = Instant::now();
-        let start = SessionReport::Started {
-            session: session_id.clone(),
-            user: self.user.clone(),
-            target: self.target.name.clone(),
-            grant: self.grant,
-            client: self.client.clone(),
-            fingerprint: self.fingerprint.clone(),
-            channel: what.clone(),
-            at: gw.now(),
-        };
-        match spool::submit(&gw, &start).await {
-            Ok(seq) => spool::await_delivery(&gw, seq).await,
-            Err(e) => {
-                self.off_books(&session_id);
-                return fail(format!(
-                    "portcullis: cannot record this session ({e}); refused"
-                ))
-                .await;
+                gw.settings.record_input,
+            )
+            .map(Recording::Cast),
+            None if self.record_data => {
+                RawRecorder::create(&gw.recordings_dir(), id).map(Recording::Raw)
             }
-        }
-        // A pty session is recorded as asciicast; without a pty, the raw stream where the
-        // target asks for it. Either failing to start refuses the session.
-        let recorders = pty
-            .as_ref()
-            .map(|p| {
-                Recorder::create(
-                    &gw.recordings_dir(),
-                    &session_id,
-                    Header {
-                        width: p.cols,
-                        height: p.rows,
-                        timestamp: gw.now().secs(),
-                        term: &p.term,
-                        title: &format!("{} on {} ({what})", self.user, self.target.name),
-                    },
-                    gw.settings.record_input,
-                )
-            })
-            .transpose()
-            .and_then(|recorder| {
-                let raw = (pty.is_none() && self.record_data)
-                    .then(|| RawRecorder::create(&gw.recordings_dir(), &session_id))
-                    .transpose()?;
-                Ok((recorder, raw))
-            });
-        let (mut recorder, mut raw) = match recorders {
+            None => Ok(Recording::None),
+        };
+        let recording = match recording {
             Ok(r) => r,
             Err(e) => {
-                self.off_books(&session_id);
-                self.record_end(&session_id, "recording failed", 0, 0, started, None, None)
-                    .await;
-                return fail(format!(
-                    "portcullis: cannot record this session ({e}); refused"
-                ))
+                session::report_end(
+                    gw,
+                    id,
+                    SessionEnd {
+                        reason: EndReason::RecordingFailed,
+                        bytes_in: 0,
+                        bytes_out: 0,
+                        started: Instant::now(),
+                        exit_status: None,
+                        recording: None,
+                    },
+                )
                 .await;
+                return Err(format!(
+                    "portcullis: cannot record this session ({e}); refused"
+                ));
             }
         };
-        let sent = match &request {
-            Request::Shell => tw.request_shell(false).await,
-            Request::Exec(c) => tw.exec(false, c.as_bytes()).await,
-            Request::Subsystem(n) => tw.request_subsystem(false, n).await,
+        let tw = &leg.write;
+        let sent = match command {
+            Command::Shell => tw.request_shell(false).await,
+            Command::Exec(c) => tw.exec(false, c.as_bytes()).await,
+            Command::Subsystem(n) => tw.request_subsystem(false, n).await,
         };
         if let Err(e) = sent {
-            tracing::warn!("session {session_id}: target refused the request: {e}");
+            tracing::warn!("session {id}: target refused the request: {e}");
         }
+        Ok(recording)
+    }
 
-        let bytes_in = AtomicU64::new(0);
-        let bytes_out = AtomicU64::new(0);
-        let mut exit_status = None;
-        // The per-second tick flushes the recording and re-reads the grant the session rests
-        // on (a switch to another grant moves the warning). Nothing below runs per message
-        // but the relay itself: no table lock, no clock read, no timer to arm.
-        let mut flush = tokio::time::interval(Duration::from_secs(1));
-        let mut warned_for: Option<u64> = None;
-        let mut warn_armed = false;
-        let warning = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(warning);
-        let cut_signal = async {
-            cut.wait_for(|c| c.is_some())
-                .await
-                .ok()
-                .and_then(|c| c.clone())
-        };
-        tokio::pin!(cut_signal);
-        let mut reason = EndReason::Closed;
-        let mut recording_failed = None;
-        let mut client_open = true;
-        loop {
-            tokio::select! {
-                m = client.wait(), if client_open => match m {
-                    Some(ChannelMsg::Data { data }) => {
-                        bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
-                        if let Some(r) = recorder.as_mut() {
-                            if let Err(e) = r.input(&data) { recording_failed = Some(e); break; }
-                        }
-                        if let Some(r) = raw.as_mut() {
-                            if let Err(e) = r.chunk(0, &data) { recording_failed = Some(e); break; }
-                        }
-                        if tw.data_bytes(data).await.is_err() { break; }
-                    }
-                    Some(ChannelMsg::Eof) => { let _ = tw.eof().await; }
-                    Some(ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height }) => {
-                        let _ = tw.window_change(col_width, row_height, pix_width, pix_height).await;
-                        if let Some(r) = recorder.as_mut() {
-                            if let Err(e) = r.resize(col_width, row_height) { recording_failed = Some(e); break; }
-                        }
-                    }
-                    Some(ChannelMsg::Signal { signal }) => { let _ = tw.signal(signal).await; }
-                    Some(ChannelMsg::Close) | None => { client_open = false; let _ = tw.close().await; }
-                    Some(_) => {}
-                },
-                m = target.wait() => match m {
-                    Some(ChannelMsg::Data { data }) => {
-                        bytes_out.fetch_add(data.len() as u64, Ordering::Relaxed);
-                        if let Some(r) = recorder.as_mut() {
-                            if let Err(e) = r.output(&data) { recording_failed = Some(e); break; }
-                        }
-                        if let Some(r) = raw.as_mut() {
-                            if let Err(e) = r.chunk(1, &data) { recording_failed = Some(e); break; }
-                        }
-                        if cw.data_bytes(data).await.is_err() { break; }
-                    }
-                    Some(ChannelMsg::ExtendedData { data, ext }) => {
-                        bytes_out.fetch_add(data.len() as u64, Ordering::Relaxed);
-                        if let Some(r) = recorder.as_mut() {
-                            if let Err(e) = r.output(&data) { recording_failed = Some(e); break; }
-                        }
-                        if let Some(r) = raw.as_mut() {
-                            if let Err(e) = r.chunk(2, &data) { recording_failed = Some(e); break; }
-                        }
-                        if cw.extended_data_bytes(ext, data).await.is_err() { break; }
-                    }
-                    Some(ChannelMsg::Eof) => { let _ = cw.eof().await; }
-                    Some(ChannelMsg::ExitStatus { exit_status: s }) => {
-                        exit_status = Some(s);
-                        let _ = cw.exit_status(s).await;
-                    }
-                    Some(ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag }) => {
-                        let _ = self.handle
-                            .exit_signal_request(cw.id(), signal_name, core_dumped, error_message, lang_tag)
-                            .await;
-                    }
-                    Some(ChannelMsg::Close) | None => break,
-                    Some(_) => {}
-                },
-                r = &mut cut_signal => {
-                    reason = r.unwrap_or(EndReason::Closed);
-                    break;
-                }
-                _ = flush.tick() => {
-                    if let Some(r) = recorder.as_mut() {
-                        if let Err(e) = r.flush() { recording_failed = Some(e); break; }
-                    }
-                    if let Some(r) = raw.as_mut() {
-                        if let Err(e) = r.flush() { recording_failed = Some(e); break; }
-                    }
-                    // The first tick comes at once, so the warning is armed from the start.
-                    let due = self.warning_due(&session_id, warned_for);
-                    warn_armed = due.is_some();
-                    if let Some(d) = due {
-                        warning.as_mut().reset(tokio::time::Instant::now() + d);
-                    }
-                }
-                () = &mut warning, if warn_armed => {
-                    // The session may have moved to a longer grant since the tick that armed
-                    // this: warn only when the warning is due now, else wait for it.
-                    match self.warning_due(&session_id, warned_for) {
-                        Some(d) if d > WARNING_SLACK => {
-                            warning.as_mut().reset(tokio::time::Instant::now() + d);
-                            continue;
-                        }
-                        Some(_) => {}
-                        None => {
-                            warn_armed = false;
-                            continue;
-                        }
-                    }
-                    warn_armed = false;
-                    if let Some((grant, left)) = self.grant_left(&session_id) {
-                        warned_for = Some(grant);
-                        if pty.is_some() {
-                            let note = format!(
-                                "\r\nportcullis: grant on {t} ends in {left} - request more: {reach} request {t} --for 1h --reason \"...\"\r\n",
-                                t = self.target.name,
-                                left = format_duration(left),
-                                reach = self.reach,
-                            );
-                            let _ = cw.data_bytes(note.into_bytes()).await;
-                        }
-                    }
-                }
-            }
-        }
+    /// The reason a cut session is given on screen.
+    fn cut_text(&self, reason: &EndReason) -> String {
+        session::cut_message(
+            &self.gw,
+            reason,
+            self.live.id(),
+            &self.who,
+            &self.target.name,
+            self.live.grant(),
+        )
+        .unwrap_or_else(|| "portcullis: this session has ended".into())
+    }
 
-        if let Some(e) = &recording_failed {
-            tracing::error!("session {session_id}: recording failed ({e}); ending it");
-            reason = EndReason::Closed;
+    /// A session that never started: the reason on stderr, the channel closed, and the
+    /// connection with it if nothing else of it is live.
+    async fn refuse(self, cw: &ChannelWriteHalf<Msg>, why: String) {
+        tracing::info!(
+            "{} {}: session {} on {} not started: {why}",
+            self.who.client,
+            self.who.user,
+            self.live.id(),
+            self.target.name
+        );
+        fail(cw, &why).await;
+        let was_cut = self.live.cut_reason().is_some();
+        let left = self.live.leave();
+        if was_cut {
+            session::disconnect_if_last(&self.who, &left, &why).await;
         }
-        let grant = self.off_books(&session_id);
-        let why = match (&recording_failed, &reason) {
-            (Some(e), _) => Some(format!("portcullis: the recording of this session failed ({e}); ending it")),
-            (None, EndReason::Closed) => None,
-            (None, EndReason::Killed) => Some(format!("portcullis: session {session_id} was ended by an admin")),
-            (None, EndReason::FailedClosed) => gw.closed_reason(),
-            (None, EndReason::Deprovisioned) => Some(format!(
-                "portcullis: {} or this key was removed from the configuration; session {session_id} ended",
-                self.user
-            )),
-            (None, r) => Some(format!(
-                "portcullis: grant {grant} for {} on {} {} - request more: {} request {} --for 1h --reason \"...\"",
-                self.user,
-                self.target.name,
-                r.as_str(),
-                self.reach,
-                self.target.name
-            )),
-        };
+    }
+
+    /// The reason on the user's screen, the channel closed (the connection with it if this
+    /// was its last session and it was cut), then the recording and the end reported.
+    async fn finish(self, cw: &ChannelWriteHalf<Msg>, recording: Recording, mut end: SessionEnd) {
+        let id = self.live.id().to_string();
+        let grant = self.live.grant();
+        let why = session::cut_message(
+            &self.gw,
+            &end.reason,
+            &id,
+            &self.who,
+            &self.target.name,
+            grant,
+        );
+        let mut recording = recording;
         if let Some(why) = &why {
-            // The reason on the user's screen, then the channel goes.
-            let line = format!("\r\n{why}\r\n").into_bytes();
-            if pty.is_some() {
-                let _ = cw.data_bytes(line).await;
+            let line = format!("\r\n{why}\r\n");
+            if matches!(recording, Recording::Cast(_)) {
+                let _ = cw.data_bytes(line.clone().into_bytes()).await;
+                let _ = recording.output(Output::Stdout, line.as_bytes());
             } else {
-                let _ = cw.extended_data_bytes(1, line).await;
-            }
-            if let Some(r) = recorder.as_mut() {
-                let _ = r.output(format!("\r\n{why}\r\n").as_bytes());
+                let _ = cw.extended_data_bytes(1, line.into_bytes()).await;
             }
             let _ = cw.exit_status(255).await;
         }
         let _ = cw.eof().await;
         let _ = cw.close().await;
-        let _ = tw.close().await;
-        tconn.close().await;
-        let others = gw.sessions().live.values().any(|l| l.conn == self.conn);
-        if why.is_some() && !others {
-            let _ = self
-                .handle
-                .disconnect(
-                    russh::Disconnect::ByApplication,
-                    why.clone().unwrap_or_default(),
-                    "en".into(),
-                )
-                .await;
+        let left = self.live.leave();
+        if let Some(why) = &why {
+            session::disconnect_if_last(&self.who, &left, why).await;
         }
-        let finished = match (recorder, raw) {
-            (Some(r), _) => Some(("cast", r.finish())),
-            (None, Some(r)) => Some(("data", r.finish())),
-            (None, None) => None,
-        };
-        let recording = match finished {
+        end.recording = match recording.finish() {
             Some((format, Ok((size, sha)))) => {
                 let _ = spool::submit(
-                    &gw,
+                    &self.gw,
                     &SessionReport::Recorded {
-                        session: session_id.clone(),
+                        session: id.clone(),
                         sha256: sha.clone(),
                         size,
                         format: format.to_string(),
@@ -520,83 +473,252 @@ impl Recorded {
                 Some((sha, size))
             }
             Some((_, Err(e))) => {
-                tracing::error!("session {session_id}: cannot close the recording: {e}");
+                tracing::error!("session {id}: cannot close the recording: {e}");
                 None
             }
             None => None,
         };
-        let end_reason = if recording_failed.is_some() {
-            "recording failed"
-        } else {
-            reason.as_str()
-        };
-        self.record_end(
-            &session_id,
-            end_reason,
-            bytes_in.load(Ordering::Relaxed),
-            bytes_out.load(Ordering::Relaxed),
-            started,
-            exit_status,
-            recording,
-        )
-        .await;
-    }
-
-    /// Remove the session from the live table; returns the grant it ended under.
-    fn off_books(&self, session_id: &str) -> u64 {
-        self.gw
-            .sessions()
-            .end(session_id)
-            .map(|l| l.grant)
-            .unwrap_or(self.grant)
+        session::report_end(&self.gw, &id, end).await;
     }
 
     /// The grant the session rests on now and the time it has left.
-    fn grant_left(&self, session_id: &str) -> Option<(u64, Duration)> {
-        let id = self.gw.sessions().live.get(session_id)?.grant;
-        let g = self.gw.grant(&self.user, id)?;
+    fn grant_left(&self) -> Option<(u64, Duration)> {
+        let id = self.live.grant()?;
+        let g = self.gw.grant(&self.who.user, id)?;
         Some((id, self.gw.now().until(g.ends_at())))
     }
 
     /// How long until the expiry warning for the current grant is due (`None`: not needed).
-    fn warning_due(&self, session_id: &str, warned_for: Option<u64>) -> Option<Duration> {
-        let (grant, left) = self.grant_left(session_id)?;
+    fn warning_due(&self, warned_for: Option<u64>) -> Option<Duration> {
+        let (grant, left) = self.grant_left()?;
         if warned_for == Some(grant) {
             return None;
         }
         Some(left.saturating_sub(self.gw.settings.expiry_warning))
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    async fn record_end(
-        &self,
-        session_id: &str,
-        reason: &str,
-        bytes_in: u64,
-        bytes_out: u64,
-        started: Instant,
-        exit_status: Option<u32>,
-        recording: Option<(String, u64)>,
-    ) {
-        let report = SessionReport::Ended {
-            session: session_id.to_string(),
-            bytes_in,
-            bytes_out,
-            duration: started.elapsed(),
-            reason: reason.to_string(),
-            exit_status,
-            at: self.gw.now(),
-            recording,
-        };
-        if let Err(e) = spool::submit(&self.gw, &report).await {
-            tracing::error!("cannot record the end of session {session_id}: {e}");
+/// The running session: data both ways (recorded), the per-second tick, the expiry warning,
+/// and the cut.
+struct Relay<'a> {
+    session: &'a Recorded,
+    recording: Recording,
+    pty: bool,
+    bytes_in: u64,
+    bytes_out: u64,
+    exit_status: Option<u32>,
+}
+
+/// What one step of the relay came to.
+enum Step {
+    Go,
+    /// The session is over, for this reason.
+    End(EndReason),
+}
+
+impl Relay<'_> {
+    async fn run(
+        &mut self,
+        client: &mut ChannelReadHalf,
+        cw: &ChannelWriteHalf<Msg>,
+        leg: &mut TargetLeg,
+        cut: std::pin::Pin<&mut impl std::future::Future<Output = EndReason>>,
+    ) -> EndReason {
+        let mut cut = cut;
+        // The per-second tick flushes the recording and re-reads the grant the session rests
+        // on (a switch to another grant moves the warning). Nothing below runs per message
+        // but the relay itself: no table lock, no clock read, no timer to arm.
+        let mut flush = tokio::time::interval(Duration::from_secs(1));
+        let mut warning = Warning::default();
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut client_open = true;
+        loop {
+            let step = tokio::select! {
+                m = client.wait(), if client_open => {
+                    if matches!(m, Some(ChannelMsg::Close) | None) {
+                        client_open = false;
+                    }
+                    self.client_said(m, &leg.write).await
+                }
+                m = leg.read.wait() => self.target_said(m, cw).await,
+                r = &mut cut => Step::End(r),
+                _ = flush.tick() => match self.recording.flush() {
+                    Err(e) => self.failed(e),
+                    Ok(()) => {
+                        // The first tick comes at once, so the warning is armed from the start.
+                        warning.arm(self.session, timer.as_mut());
+                        Step::Go
+                    }
+                },
+                () = &mut timer, if warning.armed => {
+                    warning.fire(self.session, self.pty, cw, timer.as_mut()).await;
+                    Step::Go
+                }
+            };
+            if let Step::End(reason) = step {
+                return reason;
+            }
         }
-        tracing::info!("session {session_id}: ended ({reason})");
+    }
+
+    fn failed(&self, e: std::io::Error) -> Step {
+        tracing::error!(
+            "session {}: recording failed ({e}); ending it",
+            self.session.live.id()
+        );
+        Step::End(EndReason::RecordingFailed)
+    }
+
+    async fn client_said(
+        &mut self,
+        m: Option<ChannelMsg>,
+        tw: &ChannelWriteHalf<russh::client::Msg>,
+    ) -> Step {
+        match m {
+            Some(ChannelMsg::Data { data }) => {
+                self.bytes_in += data.len() as u64;
+                if let Err(e) = self.recording.input(&data) {
+                    return self.failed(e);
+                }
+                if tw.data_bytes(data).await.is_err() {
+                    return Step::End(EndReason::Closed);
+                }
+            }
+            Some(ChannelMsg::Eof) => {
+                let _ = tw.eof().await;
+            }
+            Some(ChannelMsg::WindowChange {
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+            }) => {
+                let _ = tw
+                    .window_change(col_width, row_height, pix_width, pix_height)
+                    .await;
+                if let Err(e) = self.recording.resize(col_width, row_height) {
+                    return self.failed(e);
+                }
+            }
+            Some(ChannelMsg::Signal { signal }) => {
+                let _ = tw.signal(signal).await;
+            }
+            Some(ChannelMsg::Close) | None => {
+                let _ = tw.close().await;
+            }
+            Some(_) => {}
+        }
+        Step::Go
+    }
+
+    async fn target_said(&mut self, m: Option<ChannelMsg>, cw: &ChannelWriteHalf<Msg>) -> Step {
+        match m {
+            Some(ChannelMsg::Data { data }) => {
+                self.bytes_out += data.len() as u64;
+                if let Err(e) = self.recording.output(Output::Stdout, &data) {
+                    return self.failed(e);
+                }
+                if cw.data_bytes(data).await.is_err() {
+                    return Step::End(EndReason::Closed);
+                }
+            }
+            Some(ChannelMsg::ExtendedData { data, ext }) => {
+                self.bytes_out += data.len() as u64;
+                if let Err(e) = self.recording.output(Output::Stderr, &data) {
+                    return self.failed(e);
+                }
+                if cw.extended_data_bytes(ext, data).await.is_err() {
+                    return Step::End(EndReason::Closed);
+                }
+            }
+            Some(ChannelMsg::Eof) => {
+                let _ = cw.eof().await;
+            }
+            Some(ChannelMsg::ExitStatus { exit_status }) => {
+                self.exit_status = Some(exit_status);
+                let _ = cw.exit_status(exit_status).await;
+            }
+            Some(ChannelMsg::ExitSignal {
+                signal_name,
+                core_dumped,
+                error_message,
+                lang_tag,
+            }) => {
+                if let Some(handle) = &self.session.who.handle {
+                    let _ = handle
+                        .exit_signal_request(
+                            cw.id(),
+                            signal_name,
+                            core_dumped,
+                            error_message,
+                            lang_tag,
+                        )
+                        .await;
+                }
+            }
+            Some(ChannelMsg::Close) | None => return Step::End(EndReason::Closed),
+            Some(_) => {}
+        }
+        Step::Go
+    }
+}
+
+/// The one-line notice before a grant ends, once per grant the session rests on.
+#[derive(Default)]
+struct Warning {
+    armed: bool,
+    warned_for: Option<u64>,
+}
+
+impl Warning {
+    /// Aim the timer at the current grant's warning, if one is still due.
+    fn arm(&mut self, session: &Recorded, timer: std::pin::Pin<&mut tokio::time::Sleep>) {
+        let due = session.warning_due(self.warned_for);
+        self.armed = due.is_some();
+        if let Some(d) = due {
+            timer.reset(tokio::time::Instant::now() + d);
+        }
+    }
+
+    async fn fire(
+        &mut self,
+        session: &Recorded,
+        pty: bool,
+        cw: &ChannelWriteHalf<Msg>,
+        timer: std::pin::Pin<&mut tokio::time::Sleep>,
+    ) {
+        // The session may have moved to a longer grant since the tick that armed this: warn
+        // only when the warning is due now, else wait for it.
+        match session.warning_due(self.warned_for) {
+            Some(d) if d > WARNING_SLACK => {
+                timer.reset(tokio::time::Instant::now() + d);
+                return;
+            }
+            Some(_) => {}
+            None => {
+                self.armed = false;
+                return;
+            }
+        }
+        self.armed = false;
+        if let Some((grant, left)) = session.grant_left() {
+            self.warned_for = Some(grant);
+            if pty {
+                let note = format!(
+                    "\r\nportcullis: grant on {t} ends in {left} - request more: {reach} request {t} --for 1h --reason \"...\"\r\n",
+                    t = session.target.name,
+                    left = format_duration(left),
+                    reach = session.who.reach,
+                );
+                let _ = cw.data_bytes(note.into_bytes()).await;
+            }
+        }
     }
 }
 
 /// Tell the client why the session cannot go on, and close it.
-async fn fail(cw: &russh::ChannelWriteHalf<Msg>, msg: String) {
+async fn fail(cw: &ChannelWriteHalf<Msg>, msg: &str) {
     let _ = cw
         .extended_data_bytes(1, format!("{msg}\r\n").into_bytes())
         .await;

@@ -173,6 +173,63 @@ impl RawRecorder {
     }
 }
 
+/// Whatever a session is recorded as: asciicast for a pty, the raw stream of a channel without
+/// one where `record_data` asks for it, or nothing (command, timing and byte counts only).
+pub(crate) enum Recording {
+    None,
+    Cast(Recorder),
+    Raw(RawRecorder),
+}
+
+/// Where a chunk of output came from, for the raw stream (a cast does not tell them apart).
+#[derive(Clone, Copy)]
+pub(crate) enum Output {
+    Stdout = 1,
+    Stderr = 2,
+}
+
+impl Recording {
+    pub fn input(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Recording::None => Ok(()),
+            Recording::Cast(r) => r.input(bytes),
+            Recording::Raw(r) => r.chunk(0, bytes),
+        }
+    }
+
+    pub fn output(&mut self, from: Output, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Recording::None => Ok(()),
+            Recording::Cast(r) => r.output(bytes),
+            Recording::Raw(r) => r.chunk(from as u8, bytes),
+        }
+    }
+
+    pub fn resize(&mut self, width: u32, height: u32) -> std::io::Result<()> {
+        match self {
+            Recording::Cast(r) => r.resize(width, height),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Recording::None => Ok(()),
+            Recording::Cast(r) => r.flush(),
+            Recording::Raw(r) => r.flush(),
+        }
+    }
+
+    /// Close the recording: its format (`cast` or `data`), size and SHA-256 in hex.
+    pub fn finish(self) -> Option<(&'static str, std::io::Result<(u64, String)>)> {
+        match self {
+            Recording::None => None,
+            Recording::Cast(r) => Some(("cast", r.finish())),
+            Recording::Raw(r) => Some(("data", r.finish())),
+        }
+    }
+}
+
 /// Where a session's raw data stream is kept.
 pub(crate) fn data_path(dir: &Path, session: &str) -> PathBuf {
     dir.join(format!("{session}.data"))

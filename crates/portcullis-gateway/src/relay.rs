@@ -18,7 +18,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::state::EndReason;
+use crate::session::EndReason;
 
 /// The most read from the target at once: one SSH packet's worth is 32 KiB; two let russh
 /// fill the window without a wake-up between them.

@@ -20,11 +20,12 @@ const START_DELIVERY_WAIT: Duration = Duration::from_secs(5);
 pub(crate) async fn run(gw: Arc<Gateway>) {
     let mut link = gw.link.subscribe();
     loop {
-        let conn = link.borrow_and_update().clone();
-        let Some(conn) = conn else {
+        // Reports wait while the stream is down (the approver is away); they travel on a
+        // connection of their own (see `link`).
+        if link.borrow_and_update().is_none() {
             let _ = link.changed().await;
             continue;
-        };
+        }
         let pending = match gw.replica.spooled() {
             Ok(p) => p,
             Err(e) => {
@@ -60,15 +61,39 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
                     break;
                 }
             };
-            let command = format!("report --seq {first} --instance {}", gw.instance);
-            let sent = match recording {
-                // Streamed from the file: a recording of any size costs a buffer, not its size.
-                Some(file) => {
-                    let file = tokio::io::BufReader::with_capacity(RECORDING_READ, file);
-                    conn.run_with_input(&command, frames.as_slice().chain(file))
-                        .await
+            let conn = match gw.reports.get(&gw).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("reports {first}-{last} not delivered ({e}); will retry");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    break;
                 }
-                None => conn.run_with_input(&command, frames.as_slice()).await,
+            };
+            let command = format!("report --seq {first} --instance {}", gw.instance);
+            let limit = delivery_limit(recording.as_ref().map(|(_, size)| *size));
+            let send = async {
+                match recording {
+                    // Streamed from the file: a recording of any size costs a buffer, not its
+                    // size.
+                    Some((file, _)) => {
+                        let file = tokio::io::BufReader::with_capacity(RECORDING_READ, file);
+                        conn.run_with_input(&command, frames.as_slice().chain(file))
+                            .await
+                    }
+                    None => conn.run_with_input(&command, frames.as_slice()).await,
+                }
+            };
+            let sent = match tokio::time::timeout(limit, send).await {
+                Ok(sent) => sent,
+                Err(_) => {
+                    // A stalled approver (or a connection that died without saying so) must
+                    // not hold the spool for ever: drop the connection and try again.
+                    tracing::warn!(
+                        "reports {first}-{last} not acknowledged within {limit:?}; reconnecting"
+                    );
+                    gw.reports.drop_conn(&conn).await;
+                    break;
+                }
             };
             match sent {
                 Ok((r, _, _)) if r.exit_status == Some(0) => {
@@ -136,7 +161,10 @@ impl Batch {
 
     /// The `report` command's stdin: each report framed, then, for the (single) report that
     /// announces a recording, the recording's file, checked against the announcement first.
-    async fn input(&self, gw: &Gateway) -> Result<(Vec<u8>, Option<tokio::fs::File>), Unsendable> {
+    async fn input(
+        &self,
+        gw: &Gateway,
+    ) -> Result<(Vec<u8>, Option<(tokio::fs::File, u64)>), Unsendable> {
         let mut frames = Vec::new();
         let mut recording = None;
         for report in &self.reports {
@@ -162,11 +190,18 @@ impl Batch {
                 let file = tokio::fs::File::open(&path)
                     .await
                     .map_err(|e| unreadable(&path, e))?;
-                recording = Some(file);
+                recording = Some((file, size));
             }
         }
         Ok((frames, recording))
     }
+}
+
+/// How long one `report` command may take: a batch of reports is a few kilobytes, and a
+/// recording is allowed a generous 1 MiB/s on top.
+fn delivery_limit(recording_size: Option<u64>) -> Duration {
+    const BASE: Duration = Duration::from_secs(30);
+    BASE + Duration::from_secs(recording_size.unwrap_or(0) / (1024 * 1024))
 }
 
 /// How much of a recording's file is read at once while it is sent.

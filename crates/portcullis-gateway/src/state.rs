@@ -17,38 +17,13 @@ use russh::keys::{PrivateKey, PublicKey};
 use tokio::sync::{watch, Notify};
 
 use crate::errors::GatewayError;
+use crate::session::EndReason;
 
 /// What the gateway enforces right now: the newest verified catalog and the grants in force.
 #[derive(Default)]
 pub(crate) struct View {
     pub catalog: Option<Arc<Catalog>>,
     pub grants: GrantIndex,
-}
-
-/// Why a session ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum EndReason {
-    Closed,
-    Expired,
-    Revoked,
-    Killed,
-    /// The user, or the key they logged in with, left the catalog.
-    Deprovisioned,
-    /// `fail_mode = "closed"` and the approver has been unreachable longer than `fail_after`.
-    FailedClosed,
-}
-
-impl EndReason {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            EndReason::Closed => "closed",
-            EndReason::Expired => "expired",
-            EndReason::Revoked => "revoked",
-            EndReason::Killed => "killed",
-            EndReason::Deprovisioned => "user or key removed",
-            EndReason::FailedClosed => "approver unreachable (fail closed)",
-        }
-    }
 }
 
 /// A live session: one channel, bound to one grant at a time.
@@ -95,8 +70,12 @@ pub struct Gateway {
     pub(crate) sessions: Mutex<Sessions>,
     pub(crate) enforce_wake: Notify,
     pub(crate) spool_wake: Notify,
-    /// The current approver connection, `None` while the link is down.
+    /// The current approver connection (the watch stream's), `None` while the link is down.
     pub(crate) link: watch::Sender<Option<Arc<Connection>>>,
+    /// The connection session reports travel on (see `link`).
+    pub(crate) reports: crate::link::Lane,
+    /// The connection users' control commands travel on (see `link`).
+    pub(crate) commands: crate::link::Lane,
     /// The highest report sequence number the approver has acknowledged.
     pub(crate) delivered: watch::Sender<u64>,
     /// Bumped whenever a grant arrives on the stream.
@@ -200,6 +179,8 @@ impl Gateway {
             enforce_wake: Notify::new(),
             spool_wake: Notify::new(),
             link: watch::channel(None).0,
+            reports: crate::link::Lane::new("reports"),
+            commands: crate::link::Lane::new("commands"),
             delivered: watch::channel(0).0,
             grants_changed: watch::channel(0).0,
             failed_closed: std::sync::atomic::AtomicBool::new(false),

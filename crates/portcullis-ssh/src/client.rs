@@ -169,6 +169,9 @@ pub fn client_config() -> client::Config {
     }
 }
 
+/// The most [`Connection::run_with_input`] keeps of each output stream.
+const MAX_KEPT_OUTPUT: usize = 64 * 1024;
+
 /// An authenticated connection.
 pub struct Connection {
     handle: Handle<Checker>,
@@ -267,10 +270,16 @@ impl Connection {
         channel.data(input).await?;
         channel.eof().await?;
         let (mut out, mut err, mut exit_status) = (Vec::new(), Vec::new(), None);
+        // The peer decides how much it answers: keep a bounded head of each stream (replies
+        // to the commands sent this way are a line or two).
+        let keep = |buf: &mut Vec<u8>, data: &[u8]| {
+            let room = MAX_KEPT_OUTPUT.saturating_sub(buf.len());
+            buf.extend_from_slice(&data[..data.len().min(room)]);
+        };
         while let Some(msg) = channel.wait().await {
             match msg {
-                ChannelMsg::Data { data } => out.extend_from_slice(&data),
-                ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
+                ChannelMsg::Data { data } => keep(&mut out, &data),
+                ChannelMsg::ExtendedData { data, .. } => keep(&mut err, &data),
                 ChannelMsg::ExitStatus { exit_status: s } => exit_status = Some(s),
                 ChannelMsg::Close => break,
                 _ => {}
@@ -308,6 +317,11 @@ impl Connection {
             }
         }
         Ok(ExecOutput { exit_status })
+    }
+
+    /// Whether the connection has ended (the peer went away, or it was closed).
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
     }
 
     pub async fn close(self) {

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,31 +39,167 @@ pub fn config(host_key: PrivateKey, keepalive: Duration) -> russh::server::Confi
 
 pub use portcullis_core::config::ConnectionLimits;
 
-/// Releases a connection's place in the budget when it ends.
-struct Slot {
-    active: Arc<AtomicUsize>,
-    sources: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
+/// How a connection's principal counts against the budgets once authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// An ordinary user: within their own cap, and within the budget less the reserve.
+    Ordinary,
+    /// An admin: within their own cap, and may use the reserve.
+    Reserved,
+    /// A gateway's own connection: may use the reserve and is never closed for idleness (its
+    /// report and command connections sit idle between uses).
+    Service,
 }
 
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.active.fetch_sub(1, Ordering::SeqCst);
-        if let Ok(mut s) = self.sources.lock() {
-            if let Some(n) = s.get_mut(&self.ip) {
+/// Authenticated connections by principal, shared by every connection of one server.
+#[derive(Default)]
+struct Holders {
+    by_principal: HashMap<String, usize>,
+    ordinary: usize,
+}
+
+/// What the accept loop and one connection's handler share about that connection.
+pub struct ConnState {
+    limits: ConnectionLimits,
+    holders: Arc<Mutex<Holders>>,
+    /// Who it authenticated as, once it has.
+    principal: Mutex<Option<(String, Standing)>>,
+    /// Sessions, forwards and commands running on it now.
+    busy: AtomicUsize,
+    /// When it last became idle (or was accepted).
+    idle_since: Mutex<tokio::time::Instant>,
+    became_idle: tokio::sync::Notify,
+    /// Told once when it authenticates, so the idle watch starts then, not at the login grace.
+    on_authenticated: tokio::sync::Notify,
+}
+
+impl ConnState {
+    fn new(limits: ConnectionLimits, holders: Arc<Mutex<Holders>>) -> ConnState {
+        ConnState {
+            limits,
+            holders,
+            principal: Mutex::new(None),
+            busy: AtomicUsize::new(0),
+            idle_since: Mutex::new(tokio::time::Instant::now()),
+            became_idle: tokio::sync::Notify::new(),
+            on_authenticated: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Record that the connection authenticated as `who`. Refused, with the reason to log, when
+    /// `who` holds their maximum of connections already, or (for an ordinary user) when ordinary
+    /// users together hold all but the reserve. The handler then rejects the authentication.
+    pub fn authenticate(&self, who: &str, standing: Standing) -> Result<(), String> {
+        let mut principal = lock(&self.principal);
+        if principal.is_some() {
+            return Ok(());
+        }
+        let mut holders = lock(&self.holders);
+        let held = holders.by_principal.get(who).copied().unwrap_or(0);
+        if standing != Standing::Service && held >= self.limits.max_connections_per_user {
+            return Err(format!(
+                "{who} holds {held} connections already (max_connections_per_user)"
+            ));
+        }
+        let shared = self
+            .limits
+            .max_connections
+            .saturating_sub(self.limits.reserved_connections);
+        if standing == Standing::Ordinary && holders.ordinary >= shared {
+            return Err(format!(
+                "ordinary users hold {} connections, all but the {} reserved for admins and gateways",
+                holders.ordinary, self.limits.reserved_connections
+            ));
+        }
+        *holders.by_principal.entry(who.to_string()).or_insert(0) += 1;
+        if standing == Standing::Ordinary {
+            holders.ordinary += 1;
+        }
+        *principal = Some((who.to_string(), standing));
+        *lock(&self.idle_since) = tokio::time::Instant::now();
+        self.on_authenticated.notify_one();
+        Ok(())
+    }
+
+    /// Whether it has authenticated.
+    pub fn authenticated(&self) -> bool {
+        lock(&self.principal).is_some()
+    }
+
+    /// Mark something live on the connection (a session, a forward, a running command) for as
+    /// long as the guard is held: a connection with nothing live is closed after
+    /// `idle_timeout`.
+    pub fn busy(self: &Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        Busy(self.clone())
+    }
+
+    fn exempt_from_idle(&self) -> bool {
+        matches!(*lock(&self.principal), Some((_, Standing::Service)))
+    }
+
+    /// Give back the connection's place among its principal's.
+    fn release(&self) {
+        if let Some((who, standing)) = lock(&self.principal).take() {
+            let mut holders = lock(&self.holders);
+            if let Some(n) = holders.by_principal.get_mut(&who) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
-                    s.remove(&self.ip);
+                    holders.by_principal.remove(&who);
                 }
+            }
+            if standing == Standing::Ordinary {
+                holders.ordinary = holders.ordinary.saturating_sub(1);
             }
         }
     }
 }
 
+/// A poisoned lock here only guards counters: take it over rather than fail the connection.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Something live on a connection; see [`ConnState::busy`].
+pub struct Busy(Arc<ConnState>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.0.busy.fetch_sub(1, Ordering::SeqCst) == 1 {
+            *lock(&self.0.idle_since) = tokio::time::Instant::now();
+            self.0.became_idle.notify_one();
+        }
+    }
+}
+
+/// Releases a connection's place in the budget when it ends.
+struct Slot {
+    active: Arc<AtomicUsize>,
+    sources: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+    state: Arc<ConnState>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        let mut s = lock(&self.sources);
+        if let Some(n) = s.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                s.remove(&self.ip);
+            }
+        }
+        drop(s);
+        self.state.release();
+    }
+}
+
 /// Accept connections and run each through russh with the admission limits: accepting never
 /// waits on a peer (every connection is its own task), a silent or slow peer is dropped at the
-/// pre-auth deadline, and the budgets are enforced with a log line when hit. `make` builds
-/// each connection's handler and is told (through the flag) when it has authenticated.
+/// pre-auth deadline, an authenticated connection with nothing live is closed after the idle
+/// timeout, and the budgets are enforced with a log line when hit. `make` builds each
+/// connection's handler, which reports authentication and activity through the [`ConnState`].
 pub async fn serve<H, F>(
     listener: TcpListener,
     config: Arc<russh::server::Config>,
@@ -72,10 +208,11 @@ pub async fn serve<H, F>(
 ) -> std::io::Result<()>
 where
     H: russh::server::Handler + Send + 'static,
-    F: FnMut(SocketAddr, Option<SocketAddr>, Arc<AtomicBool>) -> H,
+    F: FnMut(SocketAddr, Option<SocketAddr>, Arc<ConnState>) -> H,
 {
     let active = Arc::new(AtomicUsize::new(0));
     let sources: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let holders: Arc<Mutex<Holders>> = Arc::default();
     let mut last_budget_log: Option<std::time::Instant> = None;
     loop {
         let (socket, peer) = match listener.accept().await {
@@ -93,20 +230,16 @@ where
                 limits.max_connections
             ))
         } else {
-            match sources.lock() {
-                Ok(mut s) => {
-                    let n = s.entry(ip).or_insert(0);
-                    if *n >= limits.max_connections_per_source {
-                        Some(format!(
-                            "{} connections from {ip} already",
-                            limits.max_connections_per_source
-                        ))
-                    } else {
-                        *n += 1;
-                        None
-                    }
-                }
-                Err(_) => Some("connection table unavailable".into()),
+            let mut s = lock(&sources);
+            let n = s.entry(ip).or_insert(0);
+            if *n >= limits.max_connections_per_source {
+                Some(format!(
+                    "{} connections from {ip} already",
+                    limits.max_connections_per_source
+                ))
+            } else {
+                *n += 1;
+                None
             }
         };
         if let Some(why) = over {
@@ -119,18 +252,19 @@ where
             continue;
         }
         active.fetch_add(1, Ordering::SeqCst);
+        let state = Arc::new(ConnState::new(limits, holders.clone()));
         let slot = Slot {
             active: active.clone(),
             sources: sources.clone(),
             ip,
+            state: state.clone(),
         };
         let _ = socket.set_nodelay(true);
         let local = socket.local_addr().ok();
-        let authed = Arc::new(AtomicBool::new(false));
-        let handler = make(peer, local, authed.clone());
+        let handler = make(peer, local, state.clone());
         let config = config.clone();
-        // One task per connection, the login deadline included (a second task per connection
-        // would cost every held session its memory for as long as the grace lasts).
+        // One task per connection, the login deadline and idle watch included (a second task
+        // per connection would cost every held session its memory).
         tokio::spawn(async move {
             let _slot = slot;
             let deadline = tokio::time::Instant::now() + limits.login_grace;
@@ -155,22 +289,54 @@ where
             tokio::select! {
                 _ = &mut session => return,
                 _ = tokio::time::sleep_until(deadline) => {}
+                _ = state.on_authenticated.notified() => {}
             }
-            if !authed.load(Ordering::SeqCst) {
+            let why = if !state.authenticated() {
                 tracing::info!(
                     "{peer}: not authenticated within {:?}; dropped",
                     limits.login_grace
                 );
-                let _ = handle
-                    .disconnect(
-                        russh::Disconnect::ByApplication,
-                        "portcullis: authentication took too long".into(),
-                        "en".into(),
-                    )
-                    .await;
-            }
+                "portcullis: authentication took too long".to_string()
+            } else {
+                tokio::select! {
+                    _ = &mut session => return,
+                    idle = idle_out(&state) => {
+                        tracing::info!("{peer}: nothing live for {idle:?}; closed");
+                        format!("portcullis: closing a connection idle for {}", portcullis_core::time::format_duration(idle))
+                    }
+                }
+            };
+            let _ = handle
+                .disconnect(russh::Disconnect::ByApplication, why, "en".into())
+                .await;
             drop(handle);
             let _ = session.await;
         });
+    }
+}
+
+/// Resolves once the connection has held nothing live for the idle timeout (never for a
+/// gateway's own connection). Returns the timeout.
+async fn idle_out(state: &ConnState) -> Duration {
+    let timeout = state.limits.idle_timeout;
+    loop {
+        if state.exempt_from_idle() {
+            std::future::pending::<()>().await;
+        }
+        if state.busy.load(Ordering::SeqCst) > 0 {
+            state.became_idle.notified().await;
+            continue;
+        }
+        let due = *lock(&state.idle_since) + timeout;
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => {
+                let still_idle = state.busy.load(Ordering::SeqCst) == 0
+                    && *lock(&state.idle_since) + timeout <= tokio::time::Instant::now();
+                if still_idle {
+                    return timeout;
+                }
+            }
+            _ = state.became_idle.notified() => {}
+        }
     }
 }

@@ -187,6 +187,15 @@ impl Replica {
         decode_all(self.grants.iter(), "grants")
     }
 
+    /// One signed grant, to be verified again by the caller before use: the enforcer asks for
+    /// a grant it has already pruned from memory, to tell a revoked one from an expired one.
+    pub fn grant(&self, id: u64) -> Result<Option<SignedGrant>> {
+        match self.grants.get(key(id))? {
+            Some(v) => Ok(Some(decode("grants", id, &v)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Apply one verified change (catalog and/or grant, possibly neither for a kill) and move
     /// to `rev`, atomically and durably.
     pub async fn apply(

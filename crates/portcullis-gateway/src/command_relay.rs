@@ -1,0 +1,182 @@
+//! Control commands typed at the gateway (`ssh -p 2222 alice@bastion request …`), relayed to
+//! the approver as `as --user alice --key SHA256:… -- request …` over the gateway's commands
+//! connection, with the answer handed back to the user.
+//!
+//! A user who stops reading must not hold anything up but their own command: the approver's
+//! answer is always drained from the shared connection (in russh, a channel whose reader falls
+//! behind stalls every channel of its connection) into a bounded queue towards the user, and a
+//! command whose user lets that queue fill is dropped.
+
+use std::sync::Arc;
+
+use russh::server::Msg;
+use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
+use tokio::sync::mpsc;
+
+use crate::state::Gateway;
+
+/// Pieces of the approver's answer waiting for the user (each at most one SSH packet, 32 KiB):
+/// about a megabyte before a user who does not read loses the command.
+const QUEUED_PIECES: usize = 32;
+
+/// Exit status of a command the user went away from (as a shell reports Ctrl-C).
+const GONE: u32 = 130;
+
+/// What goes to the user, in order.
+enum Piece {
+    Out(Vec<u8>),
+    Err(Vec<u8>),
+}
+
+/// Run `line` on the approver as `user` and give the answer back on `channel`. Returns when the
+/// command is over; the channel is closed by then.
+pub(crate) async fn run(
+    gw: Arc<Gateway>,
+    user: String,
+    fingerprint: String,
+    line: String,
+    channel: Channel<Msg>,
+) {
+    let (mut read, write) = channel.split();
+    let (tx, rx) = mpsc::channel(QUEUED_PIECES);
+    let to_user = deliver(rx, &write);
+    let from_approver = async {
+        let code = match relay(&gw, &user, &fingerprint, &line, &tx, &mut read).await {
+            Ok(code) => code,
+            Err(Stop::Failed(msg)) => {
+                let _ = tx
+                    .send(Piece::Err(format!("portcullis: {msg}\n").into_bytes()))
+                    .await;
+                1
+            }
+            Err(Stop::Gone) => GONE,
+            Err(Stop::NotReading) => {
+                tracing::info!(
+                    "{user}: relayed command dropped, its output was not being read ({line:?})"
+                );
+                return None;
+            }
+        };
+        drop(tx);
+        Some(code)
+    };
+    tokio::pin!(to_user);
+    tokio::pin!(from_approver);
+    let mut delivered = None;
+    let code = loop {
+        tokio::select! {
+            code = &mut from_approver => break code,
+            ok = &mut to_user, if delivered.is_none() => delivered = Some(ok),
+        }
+    };
+    let delivered = match (code, delivered) {
+        // Dropped: no waiting on a user who does not read.
+        (None, _) => false,
+        (Some(_), Some(ok)) => ok,
+        (Some(_), None) => to_user.await,
+    };
+    if let (Some(code), true) = (code, delivered) {
+        let _ = write.exit_status(code).await;
+    }
+    let _ = write.eof().await;
+    let _ = write.close().await;
+}
+
+/// Write the queued pieces to the user until the queue is closed. `false` if the user went.
+async fn deliver(mut rx: mpsc::Receiver<Piece>, write: &ChannelWriteHalf<Msg>) -> bool {
+    while let Some(piece) = rx.recv().await {
+        let sent = match piece {
+            Piece::Out(data) => write.data_bytes(data).await,
+            Piece::Err(data) => write.extended_data_bytes(1, data).await,
+        };
+        if sent.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+enum Stop {
+    /// The command could not run; the message says why.
+    Failed(String),
+    /// The user closed the channel (Ctrl-C during `wait`, say).
+    Gone,
+    /// The user let the queue fill.
+    NotReading,
+}
+
+/// Queue a piece for the user without ever waiting for them.
+fn queue(tx: &mpsc::Sender<Piece>, piece: Piece) -> Result<(), Stop> {
+    tx.try_send(piece).map_err(|e| match e {
+        mpsc::error::TrySendError::Full(_) => Stop::NotReading,
+        mpsc::error::TrySendError::Closed(_) => Stop::Gone,
+    })
+}
+
+async fn relay(
+    gw: &Gateway,
+    user: &str,
+    fingerprint: &str,
+    line: &str,
+    tx: &mpsc::Sender<Piece>,
+    client: &mut ChannelReadHalf,
+) -> Result<u32, Stop> {
+    let words = shell_words::split(line)
+        .map_err(|e| Stop::Failed(format!("cannot split the command line: {e}")))?;
+    let unreachable = "the approver is unreachable right now: requests and decisions must wait; grants you already hold still work";
+    if gw.link().is_none() {
+        return Err(Stop::Failed(unreachable.into()));
+    }
+    let mut relayed = vec![
+        "as".to_string(),
+        "--user".into(),
+        user.to_string(),
+        "--key".into(),
+        fingerprint.to_string(),
+        "--".into(),
+    ];
+    relayed.extend(words);
+    let line = portcullis_core::command::join_words(&relayed);
+    let conn = gw
+        .commands
+        .get(gw)
+        .await
+        .map_err(|e| Stop::Failed(format!("{unreachable} ({e})")))?;
+    let mut channel = match conn.exec(&line).await {
+        Ok(c) => c,
+        Err(e) => {
+            // The connection may have died under us: the next command connects afresh.
+            gw.commands.drop_conn(&conn).await;
+            return Err(Stop::Failed(format!("{unreachable} ({e})")));
+        }
+    };
+    let mut status = None;
+    let result = loop {
+        tokio::select! {
+            msg = channel.wait() => match msg {
+                Some(ChannelMsg::Data { data }) => {
+                    if let Err(stop) = queue(tx, Piece::Out(data.to_vec())) { break Err(stop); }
+                }
+                Some(ChannelMsg::ExtendedData { data, .. }) => {
+                    if let Err(stop) = queue(tx, Piece::Err(data.to_vec())) { break Err(stop); }
+                }
+                Some(ChannelMsg::ExitStatus { exit_status }) => status = Some(exit_status),
+                Some(ChannelMsg::Close) | None => break match status {
+                    Some(code) => Ok(code),
+                    None => Err(Stop::Failed("the approver closed the command without a status".into())),
+                },
+                Some(_) => {}
+            },
+            m = client.wait() => {
+                if matches!(m, None | Some(ChannelMsg::Close)) {
+                    break Err(Stop::Gone);
+                }
+            }
+        }
+    };
+    if result.is_err() {
+        // Stop the command on the approver too (a `wait` would otherwise run on).
+        let _ = channel.close().await;
+    }
+    result
+}

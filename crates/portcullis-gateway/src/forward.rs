@@ -1,0 +1,165 @@
+//! Forwards: `ssh -L`, `ssh -W` and `ssh -J` open direct-tcpip channels to a configured
+//! target, checked, numbered, reported and relayed through the session lifecycle.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::server::Msg;
+use russh::{Channel, ChannelOpenFailure};
+use tokio::net::TcpStream;
+
+use crate::relay::{self, Counters};
+use crate::session::{self, Holder, Live, Refusal, SessionEnd};
+use crate::state::Gateway;
+
+/// How long to wait for a target to accept a connection.
+const TARGET_CONNECT: Duration = Duration::from_secs(10);
+
+/// One direct-tcpip request, checked and then relayed.
+pub(crate) struct Forward {
+    pub gw: Arc<Gateway>,
+    pub who: Holder,
+    pub host: String,
+    pub port: u32,
+}
+
+/// What a forward was admitted to.
+struct Admitted {
+    target: String,
+    address: String,
+    grant: u64,
+}
+
+pub(crate) fn refuse(reason: String) -> ChannelOpenFailure {
+    ChannelOpenFailure::Other { code: 1, reason }
+}
+
+impl Forward {
+    pub async fn run(self, channel: Channel<Msg>, reply: russh::server::ChannelOpenHandle) {
+        let gw = &self.gw;
+        let admitted = match session::admit(gw, || self.check()).await {
+            Ok(a) => a,
+            Err(why) => {
+                let why = why.message();
+                tracing::info!(
+                    "{} {}: refused {}:{}: {why}",
+                    self.who.client,
+                    self.who.user,
+                    self.host,
+                    self.port
+                );
+                reply.reject(refuse(why)).await;
+                return;
+            }
+        };
+        let Admitted {
+            target,
+            address,
+            grant,
+        } = admitted;
+        let session_id = match gw.new_session_id().await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!("cannot number a session: {e}");
+                reply.reject(ChannelOpenFailure::ResourceShortage).await;
+                return;
+            }
+        };
+        // On the books before the target is dialled: a revocation during the connect cuts it.
+        let live = Live::enter(gw, session_id.clone(), &self.who, &target, grant);
+        let tcp = tokio::select! {
+            r = tokio::time::timeout(TARGET_CONNECT, TcpStream::connect(&address)) => match r {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    reply.reject(ChannelOpenFailure::Other {
+                        code: 2,
+                        reason: format!("portcullis: cannot reach {target}: {e}"),
+                    }).await;
+                    return;
+                }
+                Err(_) => {
+                    reply.reject(ChannelOpenFailure::Other {
+                        code: 2,
+                        reason: format!("portcullis: {target} did not answer within {TARGET_CONNECT:?}"),
+                    }).await;
+                    return;
+                }
+            },
+            reason = live.cut_signal() => {
+                let why = session::cut_message(gw, &reason, &session_id, &self.who, &target, Some(grant));
+                reply.reject(refuse(why.unwrap_or_else(|| "portcullis: cut".into()))).await;
+                return;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let started = std::time::Instant::now();
+        if let Err(e) = session::report_start(gw, &live, grant, "direct-tcpip").await {
+            tracing::error!("cannot record session {session_id}: {e}; refusing it");
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return;
+        }
+        let channel_id = channel.id();
+        reply.accept().await;
+        tracing::info!(
+            "session {session_id}: {} → {target} under grant {grant}",
+            self.who.user
+        );
+        let counters = Arc::new(Counters::default());
+        let reason = relay::run(channel, tcp, counters.clone(), live.cut_receiver()).await;
+        let left = live.leave();
+        match session::cut_message(gw, &reason, &session_id, &self.who, &target, left.grant) {
+            Some(why) if !left.others => session::disconnect_if_last(&self.who, &left, &why).await,
+            _ => {
+                if let Some(handle) = &self.who.handle {
+                    let _ = handle.close(channel_id).await;
+                }
+            }
+        }
+        session::report_end(
+            gw,
+            &session_id,
+            SessionEnd {
+                reason,
+                bytes_in: counters
+                    .to_target
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                bytes_out: counters
+                    .to_client
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                started,
+                exit_status: None,
+                recording: None,
+            },
+        )
+        .await;
+    }
+
+    /// Which target, and under which grant: refused before any connection is made.
+    fn check(&self) -> Result<Admitted, Refusal> {
+        let catalog = session::admit_user(&self.gw, &self.who)?;
+        let port = u16::try_from(self.port)
+            .map_err(|_| Refusal::Target(format!("portcullis: bad port {}", self.port)))?;
+        let target = match catalog.target_by_name_or_address(&self.host, port) {
+            Some(t) => t,
+            None => {
+                let same_host = catalog.targets.get(&self.host);
+                return Err(Refusal::Target(match same_host {
+                    Some(t) => format!(
+                        "portcullis: {} is reachable on port {} only, not {}",
+                        t.name, t.port, self.port
+                    ),
+                    None => format!(
+                        "portcullis: {}:{} is not a configured target - list yours with: {} targets",
+                        self.host, self.port, self.who.reach
+                    ),
+                }));
+            }
+        };
+        let grant = session::grant_for(&self.gw, &self.who, &target.name)?;
+        Ok(Admitted {
+            target: target.name.clone(),
+            address: target.address.clone(),
+            grant: grant.id,
+        })
+    }
+}

@@ -1,0 +1,432 @@
+//! One session lifecycle for every channel kind that reaches a target: forwards, recorded
+//! sessions, and the database sessions to come. Admission (gateway open, user and key still
+//! configured, a live grant), the live-table entry that binds a session to its grant from the
+//! moment its channel opens until it ends, the start and end reports, and the message a cut
+//! session is given all live here, so that a new channel kind cannot forget one of them.
+//!
+//! What is checked when: [`admit`] when a channel opens, [`Live::check`] again whenever the
+//! channel is used for something new (a pty, an environment variable, the command itself), and
+//! the enforcer at every grant end. A channel that never runs a command is bound to its grant
+//! like any other, so keeping one open is no way to outlive a grant.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portcullis_core::catalog::Catalog;
+use portcullis_core::model::{Grant, SessionReport};
+use russh::server;
+use tokio::sync::watch;
+
+use crate::errors::GatewayError;
+use crate::spool;
+use crate::state::{Gateway, LiveSession};
+
+/// How long a session waits for a grant that may still be replicating before it is refused.
+const GRANT_GRACE: Duration = Duration::from_secs(1);
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EndReason {
+    Closed,
+    Expired,
+    Revoked,
+    Killed,
+    /// The user, or the key they logged in with, left the catalog.
+    Deprovisioned,
+    /// `fail_mode = "closed"` and the approver has been unreachable longer than `fail_after`.
+    FailedClosed,
+    /// The session's recording could not be written: it does not go on unrecorded.
+    RecordingFailed,
+}
+
+impl EndReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EndReason::Closed => "closed",
+            EndReason::Expired => "expired",
+            EndReason::Revoked => "revoked",
+            EndReason::Killed => "killed",
+            EndReason::Deprovisioned => "user or key removed",
+            EndReason::FailedClosed => "approver unreachable (fail closed)",
+            EndReason::RecordingFailed => "recording failed",
+        }
+    }
+}
+
+/// The authenticated user of one connection, as every session they open needs them.
+#[derive(Clone)]
+pub(crate) struct Holder {
+    pub user: String,
+    /// The key they logged in with, normalised: checked against the catalog at every use.
+    pub key: String,
+    pub fingerprint: String,
+    /// Their address, for the audit log.
+    pub client: String,
+    /// How they reach this gateway, for the commands we suggest (`ssh -p 2222 alice@host`).
+    pub reach: String,
+    /// Which connection of this gateway they are on.
+    pub conn: u64,
+    /// The connection's handle, known from its first channel on.
+    pub handle: Option<server::Handle>,
+}
+
+/// Why a session may not open, or not go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// `fail_mode = "closed"` holds the gateway shut.
+    FailedClosed(String),
+    /// No catalog has arrived from the approver yet.
+    NoCatalog,
+    /// The user, or the key they logged in with, is no longer configured.
+    Deprovisioned { user: String },
+    /// The target is not one this user may reach this way; the message says why.
+    Target(String),
+    /// No live grant for (user, target): may only be late, if one was just approved.
+    NoGrant {
+        user: String,
+        target: String,
+        reach: String,
+    },
+}
+
+impl Refusal {
+    /// What the user is told.
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::FailedClosed(why) | Refusal::Target(why) => why.clone(),
+            Refusal::NoCatalog => {
+                "portcullis: this gateway has not heard from the approver yet; try again shortly"
+                    .into()
+            }
+            Refusal::Deprovisioned { user } => {
+                format!("portcullis: {user} or this key is no longer configured")
+            }
+            Refusal::NoGrant {
+                user,
+                target,
+                reach,
+            } => format!(
+                "portcullis: no active grant for {user} on {target} - request one: {reach} request {target} --for 1h --reason \"...\""
+            ),
+        }
+    }
+}
+
+/// The checks every session passes whatever its kind: the gateway is open, it knows the
+/// catalog, and the user still holds the key they logged in with. Returns that catalog.
+pub(crate) fn admit_user(gw: &Gateway, who: &Holder) -> Result<Arc<Catalog>, Refusal> {
+    if let Some(why) = gw.closed_reason() {
+        return Err(Refusal::FailedClosed(why));
+    }
+    let catalog = gw.catalog().ok_or(Refusal::NoCatalog)?;
+    if !still_valid(&catalog, &who.user, &who.key) {
+        return Err(Refusal::Deprovisioned {
+            user: who.user.clone(),
+        });
+    }
+    Ok(catalog)
+}
+
+/// The live grant `who` holds on `target` (the one that lasts longest).
+pub(crate) fn grant_for(gw: &Gateway, who: &Holder, target: &str) -> Result<Grant, Refusal> {
+    gw.active_grant(&who.user, target)
+        .ok_or_else(|| Refusal::NoGrant {
+            user: who.user.clone(),
+            target: target.to_string(),
+            reach: who.reach.clone(),
+        })
+}
+
+/// Whether `user` still exists and still holds `key` in `catalog`.
+pub(crate) fn still_valid(catalog: &Catalog, user: &str, key: &str) -> bool {
+    catalog
+        .users
+        .get(user)
+        .is_some_and(|u| u.keys.iter().any(|k| k == key))
+}
+
+/// Run `check` until it passes or refuses for good. A grant approved a moment ago may still be
+/// on its way down the stream: while the link is up, a missing grant gets [`GRANT_GRACE`] to
+/// arrive before the refusal stands.
+pub(crate) async fn admit<T>(
+    gw: &Gateway,
+    mut check: impl FnMut() -> Result<T, Refusal>,
+) -> Result<T, Refusal> {
+    let mut changes = gw.grants_changed.subscribe();
+    let deadline = tokio::time::Instant::now() + GRANT_GRACE;
+    loop {
+        changes.borrow_and_update();
+        match check() {
+            Err(r @ Refusal::NoGrant { .. }) if gw.link().is_some() => {
+                let arrived = tokio::time::timeout_at(deadline, changes.changed()).await;
+                if !matches!(arrived, Ok(Ok(()))) {
+                    return Err(r);
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A session on the books: in the live table, bound to its grant, until it is dropped. The
+/// enforcer moves it to another grant or cuts it; whoever runs the session watches
+/// [`Live::cut_signal`].
+pub(crate) struct Live {
+    gw: Arc<Gateway>,
+    id: String,
+    who: Holder,
+    target: String,
+    cut: watch::Receiver<Option<EndReason>>,
+}
+
+impl Live {
+    /// Put a session on the books under `grant`, and wake the enforcer so that its timer
+    /// covers this grant's end.
+    pub fn enter(gw: &Arc<Gateway>, id: String, who: &Holder, target: &str, grant: u64) -> Live {
+        let (cut_tx, cut) = watch::channel(None);
+        gw.sessions().live.insert(
+            id.clone(),
+            LiveSession {
+                user: who.user.clone(),
+                key: who.key.clone(),
+                target: target.to_string(),
+                grant,
+                conn: who.conn,
+                cut: cut_tx,
+            },
+        );
+        gw.enforce_wake.notify_one();
+        Live {
+            gw: gw.clone(),
+            id,
+            who: who.clone(),
+            target: target.to_string(),
+            cut,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The grant the session rests on now (the enforcer may have moved it to another).
+    pub fn grant(&self) -> Option<u64> {
+        self.gw.sessions().live.get(&self.id).map(|s| s.grant)
+    }
+
+    /// Why the session was cut, if it was.
+    pub fn cut_reason(&self) -> Option<EndReason> {
+        self.cut.borrow().clone()
+    }
+
+    /// Resolves with the reason once the session is cut. Owns what it needs, so a session can
+    /// keep it pinned in its loop while using the rest of `self`.
+    pub fn cut_signal(&self) -> impl std::future::Future<Output = EndReason> + Send + 'static {
+        let mut cut = self.cut.clone();
+        async move {
+            match cut.wait_for(|c| c.is_some()).await {
+                Ok(reason) => reason.clone().unwrap_or(EndReason::Closed),
+                // The table dropped the session without a reason: it is not to go on.
+                Err(_) => EndReason::Closed,
+            }
+        }
+    }
+
+    /// The session's receiver of its cut, for relays that watch it themselves.
+    pub fn cut_receiver(&self) -> watch::Receiver<Option<EndReason>> {
+        self.cut.clone()
+    }
+
+    /// At the moment of use (a pty, an environment variable, the command itself): the session
+    /// may go on only if it has not been cut, the user and key are still configured and a live
+    /// grant still covers it. Not waiting for the enforcer's next sweep closes the gap between
+    /// a grant's end and its sweep.
+    pub fn check(&self) -> Result<(), Refusal> {
+        if let Some(reason) = self.cut_reason() {
+            return Err(Refusal::Target(
+                cut_message(
+                    &self.gw,
+                    &reason,
+                    &self.id,
+                    &self.who,
+                    &self.target,
+                    self.grant(),
+                )
+                .unwrap_or_else(|| "portcullis: this session has ended".into()),
+            ));
+        }
+        admit_user(&self.gw, &self.who)?;
+        grant_for(&self.gw, &self.who, &self.target).map(|_| ())
+    }
+
+    /// Take the session off the books. Returns the grant it ended under, and whether other
+    /// sessions of the same connection are still live (if none, a cut takes the connection).
+    pub fn leave(self) -> Left {
+        let mut sessions = self.gw.sessions();
+        let grant = sessions.end(&self.id).map(|s| s.grant);
+        let others = sessions.live.values().any(|s| s.conn == self.who.conn);
+        Left { grant, others }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        // Whatever path a session takes out, it leaves the table: an entry left behind would
+        // keep the enforcer's timer and the connection's "others" count wrong for ever.
+        self.gw.sessions().end(&self.id);
+    }
+}
+
+/// What [`Live::leave`] found.
+pub(crate) struct Left {
+    pub grant: Option<u64>,
+    pub others: bool,
+}
+
+/// The start of a session: durable in the spool, and normally in the approver's audit log,
+/// before the caller relays its first byte (with the approver away the spool holds it).
+pub(crate) async fn report_start(
+    gw: &Gateway,
+    live: &Live,
+    grant: u64,
+    channel: &str,
+) -> Result<(), GatewayError> {
+    let report = SessionReport::Started {
+        session: live.id.clone(),
+        user: live.who.user.clone(),
+        target: live.target.clone(),
+        grant,
+        client: live.who.client.clone(),
+        fingerprint: live.who.fingerprint.clone(),
+        channel: channel.to_string(),
+        at: gw.now(),
+    };
+    let seq = spool::submit(gw, &report).await?;
+    spool::await_delivery(gw, seq).await;
+    Ok(())
+}
+
+/// How a session ended, for its end report.
+pub(crate) struct SessionEnd {
+    pub reason: EndReason,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub started: Instant,
+    pub exit_status: Option<u32>,
+    /// SHA-256 (hex) and size of the recording, when there is one.
+    pub recording: Option<(String, u64)>,
+}
+
+/// Spool the end of a session (its start was reported).
+pub(crate) async fn report_end(gw: &Gateway, session: &str, end: SessionEnd) {
+    let report = SessionReport::Ended {
+        session: session.to_string(),
+        bytes_in: end.bytes_in,
+        bytes_out: end.bytes_out,
+        duration: end.started.elapsed(),
+        reason: end.reason.as_str().to_string(),
+        exit_status: end.exit_status,
+        at: gw.now(),
+        recording: end.recording,
+    };
+    if let Err(e) = spool::submit(gw, &report).await {
+        tracing::error!("cannot record the end of session {session}: {e}");
+    }
+    tracing::info!("session {session}: ended ({})", end.reason.as_str());
+}
+
+/// What a session cut for `reason` is told (`None` for a session that simply closed).
+pub(crate) fn cut_message(
+    gw: &Gateway,
+    reason: &EndReason,
+    session: &str,
+    who: &Holder,
+    target: &str,
+    grant: Option<u64>,
+) -> Option<String> {
+    let user = &who.user;
+    Some(match reason {
+        EndReason::Closed => return None,
+        EndReason::Killed => format!("portcullis: session {session} was ended by an admin"),
+        EndReason::FailedClosed => gw.closed_reason().unwrap_or_else(|| {
+            "portcullis: the approver is unreachable and this gateway fails closed".into()
+        }),
+        EndReason::Deprovisioned => format!(
+            "portcullis: {user} or this key was removed from the configuration; session {session} ended"
+        ),
+        EndReason::RecordingFailed => {
+            "portcullis: the recording of this session failed; ending it".into()
+        }
+        EndReason::Expired | EndReason::Revoked => format!(
+            "portcullis: grant {} for {user} on {target} {} - request more: {} request {target} --for 1h --reason \"...\"",
+            grant.map(|g| g.to_string()).unwrap_or_default(),
+            reason.as_str(),
+            who.reach
+        ),
+    })
+}
+
+/// After a session was cut: the last session of a connection takes the connection with it,
+/// with the reason in the disconnect message (`Received disconnect …: portcullis: …`).
+pub(crate) async fn disconnect_if_last(who: &Holder, left: &Left, why: &str) {
+    if let (false, Some(handle)) = (left.others, &who.handle) {
+        let _ = handle
+            .disconnect(
+                russh::Disconnect::ByApplication,
+                why.to_string(),
+                "en".into(),
+            )
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_says_what_to_run() {
+        let r = Refusal::NoGrant {
+            user: "alice".into(),
+            target: "db".into(),
+            reach: "ssh -p 2222 alice@127.0.0.1".into(),
+        };
+        assert_eq!(
+            r.message(),
+            "portcullis: no active grant for alice on db - request one: ssh -p 2222 alice@127.0.0.1 request db --for 1h --reason \"...\""
+        );
+        assert!(Refusal::Deprovisioned {
+            user: "alice".into()
+        }
+        .message()
+        .contains("alice or this key is no longer configured"));
+    }
+
+    #[test]
+    fn end_reasons_keep_their_audit_names() {
+        let names: Vec<_> = [
+            EndReason::Closed,
+            EndReason::Expired,
+            EndReason::Revoked,
+            EndReason::Killed,
+            EndReason::Deprovisioned,
+            EndReason::FailedClosed,
+            EndReason::RecordingFailed,
+        ]
+        .iter()
+        .map(EndReason::as_str)
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "closed",
+                "expired",
+                "revoked",
+                "killed",
+                "user or key removed",
+                "approver unreachable (fail closed)",
+                "recording failed"
+            ]
+        );
+    }
+}
