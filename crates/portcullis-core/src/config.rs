@@ -169,7 +169,8 @@ pub struct ConnectionLimits {
     /// fill the server.
     pub max_connections_per_user: usize,
     /// Of `max_connections`, how many ordinary users may never take together
-    /// (`reserved_connections`, default 64): admins and gateways always find room.
+    /// (`reserved_connections`, default 64, or a quarter of a smaller `max_connections`):
+    /// admins and gateways always find room.
     pub reserved_connections: usize,
     /// How long a peer has to authenticate before it is dropped (`login_grace`, default 30s,
     /// OpenSSH's `LoginGraceTime`).
@@ -316,7 +317,11 @@ impl Problems {
             max_connections: keys.max_connections.unwrap_or(d.max_connections),
             max_connections_per_source: keys.per_source.unwrap_or(d.max_connections_per_source),
             max_connections_per_user: keys.per_user.unwrap_or(d.max_connections_per_user),
-            reserved_connections: keys.reserved.unwrap_or(d.reserved_connections),
+            // A small `max_connections` without a reserve of its own keeps a quarter back.
+            reserved_connections: keys.reserved.unwrap_or_else(|| {
+                d.reserved_connections
+                    .min(keys.max_connections.unwrap_or(d.max_connections) / 4)
+            }),
             login_grace,
             idle_timeout,
         };
@@ -879,6 +884,23 @@ max_duration = "4h"
         assert_eq!(limits.max_connections, 10);
         assert_eq!(limits.max_connections_per_source, 2);
         assert_eq!(limits.login_grace, Duration::from_secs(5));
+        assert_eq!(
+            limits.reserved_connections, 2,
+            "a quarter of a small budget"
+        );
+        let over = base().replace(
+            "request_ttl = \"1h\"",
+            "request_ttl = \"1h\"\nmax_connections = 10\nreserved_connections = 10\nidle_timeout = \"0s\"",
+        );
+        let e = problems(&over);
+        assert!(
+            e.contains("approver.reserved_connections: must be below max_connections (10)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("approver.idle_timeout: must be longer than zero"),
+            "{e}"
+        );
         let zero = base().replace(
             "request_ttl = \"1h\"",
             "request_ttl = \"1h\"\nmax_connections_per_source = 0\nlogin_grace = \"0s\"",
