@@ -119,3 +119,51 @@ fn an_unreachable_approver_is_a_clear_error() {
         .args(["--approver-host-key", &env.host_key, "status"]))
     .fails_with("cannot connect to 127.0.0.1:1");
 }
+
+/// A server posing as the approver with another type of host key than the one recorded (an
+/// ECDSA key where known_hosts holds the approver's ed25519 key): refused as `ssh` refuses it,
+/// never learned beside the recorded one. The fake is a real sshd whose forced command answers
+/// like the approver would.
+#[test]
+fn a_host_key_of_another_type_is_a_changed_key_not_a_new_one() {
+    for key_type in ["ecdsa", "rsa"] {
+        fake_approver_with(key_type);
+    }
+}
+
+fn fake_approver_with(key_type: &str) {
+    let env = Env::start();
+    let kh = env.path().join("pc_known_hosts");
+    let dir = tempfile::tempdir().unwrap();
+    let alice_pub = std::fs::read_to_string(env.key("alice").with_extension("pub")).unwrap();
+    let fake = crate::support::targets::Sshd::start_keyed(
+        dir.path(),
+        &format!("command=\"echo grant 17 revoked\" {}", alice_pub.trim()),
+        key_type,
+    );
+    // The approver's real key, recorded for the address the fake answers on.
+    std::fs::write(&kh, format!("[127.0.0.1]:{} {}\n", fake.port, env.host_key)).unwrap();
+    let before = std::fs::read_to_string(&kh).unwrap();
+    let out = run(client(&env, &fake.login)
+        .args(["admin", "revoke", "17", "-i"])
+        .arg(env.key("alice"))
+        .arg("--approver")
+        .arg(format!("127.0.0.1:{}", fake.port))
+        .arg("--known-hosts")
+        .arg(&kh));
+    assert_ne!(
+        out.code, 0,
+        "{key_type}: the fake approver was believed: {}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("revoked"), "{}", out.stdout);
+    // An RSA-only server is refused even earlier: no host key algorithm in common.
+    if key_type == "ecdsa" {
+        assert!(out.stderr.contains("HOST KEY CHANGED"), "{}", out.stderr);
+    }
+    assert_eq!(
+        std::fs::read_to_string(&kh).unwrap(),
+        before,
+        "the other key was appended"
+    );
+}

@@ -212,6 +212,12 @@ pub struct Sshd {
 
 impl Sshd {
     pub fn start(dir: &Path, authorized_keys: &str) -> Sshd {
+        Sshd::start_keyed(dir, authorized_keys, "ed25519")
+    }
+
+    /// As [`Sshd::start`], with a host key of another type (`ecdsa`, `rsa`): a server that
+    /// offers only that.
+    pub fn start_keyed(dir: &Path, authorized_keys: &str, host_key_type: &str) -> Sshd {
         let sshd = ["/usr/sbin/sshd", "/usr/local/sbin/sshd"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -221,7 +227,7 @@ impl Sshd {
         let _ = std::fs::create_dir_all("/run/sshd");
         let host_key = dir.join("host_key");
         let st = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .args(["-q", "-t", host_key_type, "-N", "", "-f"])
             .arg(&host_key)
             .status()
             .unwrap();

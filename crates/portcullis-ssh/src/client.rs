@@ -72,6 +72,8 @@ struct Checker {
     port: u16,
     policy: HostKeyPolicy,
     verdict: Arc<Mutex<Option<String>>>,
+    /// Set when accept-new recorded the host's key.
+    learned: Arc<Mutex<Option<String>>>,
 }
 
 impl Checker {
@@ -91,32 +93,42 @@ impl Checker {
                 }
             }
             HostKeyPolicy::KnownHosts(path) => {
-                match russh::keys::check_known_hosts_path(&self.host, self.port, key, path) {
-                    Ok(true) => Ok(()),
-                    Ok(false) => {
-                        russh::keys::known_hosts::learn_known_hosts_path(
-                            &self.host, self.port, key, path,
-                        )
-                        .map_err(|e| format!("cannot record host key in {}: {e}", path.display()))?;
-                        eprintln!(
-                            "portcullis: learned host key {} for [{}]:{} into {}",
-                            key.fingerprint(Default::default()),
-                            self.host,
-                            self.port,
-                            path.display()
-                        );
-                        Ok(())
-                    }
-                    Err(russh::keys::Error::KeyChanged { line }) => Err(format!(
-                        "HOST KEY CHANGED for [{}]:{} (now {}); {} line {line} holds another key. \
+                // Every key recorded for this host, of any type: as OpenSSH does, a host that
+                // has a recorded key and offers another (an ECDSA key where an ed25519 one is
+                // pinned, say) is refused, never learned beside it.
+                let recorded =
+                    russh::keys::known_hosts::known_host_keys_path(&self.host, self.port, path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                if recorded.iter().any(|(_, k)| k.key_data() == key.key_data()) {
+                    return Ok(());
+                }
+                if let Some((line, other)) = recorded.first() {
+                    return Err(format!(
+                        "HOST KEY CHANGED for [{}]:{}: it offered {} {}, but {} line {line} holds {} {}. \
                          If the approver's key was rotated on purpose, remove that line; otherwise someone may be intercepting",
                         self.host,
                         self.port,
+                        key.algorithm().as_str(),
                         key.fingerprint(Default::default()),
-                        path.display()
-                    )),
-                    Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+                        path.display(),
+                        other.algorithm().as_str(),
+                        other.fingerprint(Default::default()),
+                    ));
                 }
+                russh::keys::known_hosts::learn_known_hosts_path(&self.host, self.port, key, path)
+                    .map_err(|e| format!("cannot record host key in {}: {e}", path.display()))?;
+                let note = format!(
+                    "learned host key {} for [{}]:{} into {}",
+                    key.fingerprint(Default::default()),
+                    self.host,
+                    self.port,
+                    path.display()
+                );
+                tracing::info!("{note}");
+                if let Ok(mut l) = self.learned.lock() {
+                    *l = Some(note);
+                }
+                Ok(())
             }
         }
     }
@@ -175,6 +187,7 @@ const MAX_KEPT_OUTPUT: usize = 64 * 1024;
 /// An authenticated connection.
 pub struct Connection {
     handle: Handle<Checker>,
+    learned: Option<String>,
 }
 
 /// What a finished exec returned.
@@ -199,11 +212,13 @@ impl Connection {
     pub async fn connect(opts: &ConnectOptions) -> Result<Connection, SshError> {
         let (host, port) = split_addr(&opts.addr);
         let verdict = Arc::new(Mutex::new(None));
+        let learned = Arc::new(Mutex::new(None));
         let checker = Checker {
             host,
             port,
             policy: opts.host_key.clone(),
             verdict: verdict.clone(),
+            learned: learned.clone(),
         };
         let tcp = tokio::time::timeout(
             opts.connect_timeout,
@@ -237,7 +252,8 @@ impl Connection {
             }
         };
         authenticate(&mut handle, opts).await?;
-        Ok(Connection { handle })
+        let learned = learned.lock().ok().and_then(|mut l| l.take());
+        Ok(Connection { handle, learned })
     }
 
     /// Open a session channel and start `line` on it.
@@ -317,6 +333,12 @@ impl Connection {
             }
         }
         Ok(ExecOutput { exit_status })
+    }
+
+    /// What accept-new learned while connecting (`learned host key … into FILE`), for the
+    /// caller to tell the user, as `ssh` does.
+    pub fn learned_host_key(&self) -> Option<&str> {
+        self.learned.as_deref()
     }
 
     /// Whether the connection has ended (the peer went away, or it was closed).

@@ -66,6 +66,9 @@ pub async fn run(opts: &ClientOpts, line: &ControlLine) -> anyhow::Result<ExitCo
     let conn = Connection::connect(&options)
         .await
         .with_context(|| format!("approver {}", options.addr))?;
+    if let Some(note) = conn.learned_host_key() {
+        eprintln!("portcullis: {note}");
+    }
     let mut out = tokio::io::stdout();
     let mut err = tokio::io::stderr();
     // `wait` on a terminal shows a live countdown to the request's lapse; in a pipe it is quiet.
