@@ -123,8 +123,13 @@ impl<C: Clock> HighWaterClock<C> {
 
     /// Start no earlier than `at` (for example the newest instant a store has recorded).
     pub fn not_before(self, at: Timestamp) -> Self {
-        self.high.fetch_max(at.0, Ordering::SeqCst);
+        self.raise(at);
         self
+    }
+
+    /// From now on, no earlier than `at` (a gateway told the approver's time by a heartbeat).
+    pub fn raise(&self, at: Timestamp) {
+        self.high.fetch_max(at.0, Ordering::SeqCst);
     }
 }
 

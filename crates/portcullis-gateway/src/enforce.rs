@@ -108,6 +108,10 @@ fn sweep(gw: &Gateway) {
         }
     }
     drop(sessions);
+    if !notes.is_empty() {
+        // Grants ended here: the clock must never again read earlier than this.
+        gw.keep_clock_floor(None);
+    }
     for note in notes {
         tracing::info!("{note}");
     }
@@ -193,5 +197,15 @@ pub(crate) async fn fail_closed(gw: Arc<Gateway>) {
                 }
             }
         }
+    }
+}
+
+/// Record the clock's progress every second, so that after a restart with the wall clock
+/// stepped back no grant that had ended comes back to life (see `Gateway::open`).
+pub(crate) async fn keep_clock_floor(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        gw.keep_clock_floor(None);
     }
 }

@@ -41,5 +41,6 @@ pub async fn run(
     tokio::spawn(spool::run(gw.clone()));
     tokio::spawn(enforce::run(gw.clone()));
     tokio::spawn(enforce::fail_closed(gw.clone()));
+    tokio::spawn(enforce::keep_clock_floor(gw.clone()));
     server::serve(gw).await
 }

@@ -135,7 +135,8 @@ async fn apply(gw: &Gateway, follower: &mut Follower, record: &[u8]) -> Result<(
     })?;
     let store = |e: portcullis_store::StoreError| format!("replica: {e}");
     match verified {
-        Verified::Heartbeat { .. } => {}
+        // The approver's time: the gateway's clock goes no earlier, now or after a restart.
+        Verified::Heartbeat { at, .. } => gw.keep_clock_floor(Some(at)),
         Verified::Catalog { rev, catalog } => {
             gw.replica
                 .apply(rev, Some(&catalog), None)

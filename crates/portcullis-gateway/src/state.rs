@@ -65,7 +65,7 @@ pub struct Gateway {
     pub(crate) approver_host_key: PublicKey,
     pub(crate) signing: VerifyingKey,
     pub(crate) replica: Replica,
-    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<portcullis_core::HighWaterClock<Arc<dyn Clock>>>,
     pub(crate) view: RwLock<View>,
     pub(crate) sessions: Mutex<Sessions>,
     pub(crate) enforce_wake: Notify,
@@ -141,17 +141,18 @@ impl Gateway {
         let replica = Replica::open(&settings.data_dir.join("replica"))?;
         let instance = replica.instance()?;
 
-        // Time never runs backwards, not even across a restart: no earlier than the newest
-        // instant any grant in the replica mentions.
+        // Time never runs backwards, not even across a restart: no earlier than the clock was
+        // when the gateway last recorded it (every second, at every heartbeat and every cut),
+        // nor than the newest instant any grant in the replica mentions.
         let newest = replica
             .grants()?
             .iter()
             .filter_map(|(_, g)| g.verify(&signing).ok())
             .map(|g| g.revoked.as_ref().map(|r| r.at).unwrap_or(g.issued_at))
             .max()
-            .unwrap_or(portcullis_core::Timestamp(0));
-        let clock: Arc<dyn Clock> =
-            Arc::new(portcullis_core::HighWaterClock::new(clock).not_before(newest));
+            .unwrap_or(portcullis_core::Timestamp(0))
+            .max(portcullis_core::Timestamp(replica.clock_floor()?));
+        let clock = Arc::new(portcullis_core::HighWaterClock::new(clock).not_before(newest));
         let mut view = View {
             catalog: replica.catalog()?.map(Arc::new),
             ..View::default()
@@ -244,6 +245,18 @@ impl Gateway {
         self.clock.now()
     }
 
+    /// Record how far the clock has come, for the floor after a restart (see `open`); `at`
+    /// (the approver's time in a heartbeat) raises it too. Failing to record it is logged, not
+    /// fatal: the floor is a second line behind the grants' own times.
+    pub(crate) fn keep_clock_floor(&self, at: Option<Timestamp>) {
+        if let Some(at) = at {
+            self.clock.raise(at);
+        }
+        if let Err(e) = self.replica.raise_clock_floor(self.now().0) {
+            tracing::warn!("cannot record the clock floor: {e}");
+        }
+    }
+
     pub(crate) fn catalog(&self) -> Option<Arc<Catalog>> {
         self.view.read().ok().and_then(|v| v.catalog.clone())
     }
@@ -297,5 +310,84 @@ impl Gateway {
 
     pub(crate) fn link(&self) -> Option<Arc<Connection>> {
         self.link.borrow().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_core::model::Grant;
+    use portcullis_core::time::ManualClock;
+
+    /// A gateway-only config in `dir` trusting `signing`, and that key's grant for alice on db
+    /// (issued at 100 s, ending at 200 s) already in the replica.
+    async fn gateway_dir(dir: &Path) -> std::path::PathBuf {
+        let signing = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        let (host, _) = keyfile::load_or_create(&dir.join("approver_host")).unwrap();
+        let config = dir.join("gateway.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[gateway]\nname = \"gw-t\"\ndata_dir = \"{}\"\napprover_host_key = \"{}\"\ngrant_signing_key = \"{}\"\n",
+                dir.join("gw").display(),
+                keys::normalize(host.public_key()),
+                keys::format_signing_key(&signing.verifying_key()),
+            ),
+        )
+        .unwrap();
+        let grant = Grant {
+            id: 1,
+            request: 1,
+            user: "alice".into(),
+            target: "db".into(),
+            policy: "p".into(),
+            issued_at: Timestamp(100_000),
+            expires_at: Timestamp(200_000),
+            approvers: vec![],
+            revoked: None,
+        };
+        std::fs::create_dir_all(dir.join("gw")).unwrap();
+        let replica = Replica::open(&dir.join("gw/replica")).unwrap();
+        replica
+            .apply(1, None, Some((1, &grant.sign(&signing))))
+            .await
+            .unwrap();
+        config
+    }
+
+    #[tokio::test]
+    async fn a_clock_stepped_back_across_a_restart_revives_no_grant() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = gateway_dir(dir.path()).await;
+        let clock = Arc::new(ManualClock::new(Timestamp(150_000)));
+        let gw = Gateway::open(&config, clock.clone()).await.unwrap();
+        assert!(gw.active_grant("alice", "db").is_some());
+        // The grant runs out while the gateway runs, which records how far its clock came.
+        clock.set(Timestamp(250_000));
+        assert!(gw.active_grant("alice", "db").is_none());
+        gw.keep_clock_floor(None);
+        drop(gw);
+        // Restarted with the wall clock stepped back to before the grant's end.
+        clock.set(Timestamp(150_000));
+        let gw = Gateway::open(&config, clock.clone()).await.unwrap();
+        assert!(gw.now() >= Timestamp(250_000), "{:?}", gw.now());
+        assert!(
+            gw.active_grant("alice", "db").is_none(),
+            "an expired grant came back to life"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_approvers_heartbeat_time_is_a_floor_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = gateway_dir(dir.path()).await;
+        // This gateway's clock lags the approver's by 100 s.
+        let clock = Arc::new(ManualClock::new(Timestamp(150_000)));
+        let gw = Gateway::open(&config, clock.clone()).await.unwrap();
+        gw.keep_clock_floor(Some(Timestamp(250_000)));
+        assert!(gw.active_grant("alice", "db").is_none());
+        drop(gw);
+        let gw = Gateway::open(&config, clock.clone()).await.unwrap();
+        assert!(gw.active_grant("alice", "db").is_none());
     }
 }

@@ -17,6 +17,7 @@ const CATALOG: &[u8] = b"catalog";
 const SESSION_SEQ: &[u8] = b"session_seq";
 const REPORT_SEQ: &[u8] = b"report_seq";
 const INSTANCE: &[u8] = b"instance";
+const CLOCK_FLOOR: &[u8] = b"clock_floor";
 
 /// Writes are serialised and run on the blocking pool: concurrent sled transactions racing
 /// with `flush_async` on the async workers were seen to stall every writer (the cut-latency
@@ -168,6 +169,26 @@ impl Replica {
             .get(INSTANCE)?
             .map(|v| String::from_utf8_lossy(&v).into_owned())
             .unwrap_or(text))
+    }
+
+    /// The latest instant (ms since the epoch) this gateway's clock is known to have reached:
+    /// after a restart its clock starts no earlier, so a wall clock stepped back while it was
+    /// down revives no grant it had already seen end.
+    pub fn clock_floor(&self) -> Result<u64> {
+        read_u64(&self.meta, CLOCK_FLOOR)
+    }
+
+    /// Raise the clock floor to `ms` (never lower it). Not flushed on its own: sled writes it
+    /// within its flush interval, and whatever the gateway acted on was flushed with it.
+    pub fn raise_clock_floor(&self, ms: u64) -> Result<()> {
+        self.meta.fetch_and_update(CLOCK_FLOOR, |old| {
+            let old = old
+                .and_then(|v| <[u8; 8]>::try_from(v).ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            Some(old.max(ms).to_be_bytes().to_vec())
+        })?;
+        Ok(())
     }
 
     /// The approver revision this replica has applied.
