@@ -25,6 +25,8 @@ mod cuts;
 mod forwarding;
 #[path = "gateway/preopened.rs"]
 mod preopened;
+#[path = "gateway/private_files.rs"]
+mod private_files;
 #[path = "gateway/quickstart.rs"]
 mod quickstart;
 #[path = "gateway/recorded.rs"]

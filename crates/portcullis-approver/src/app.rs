@@ -216,12 +216,18 @@ impl Approver {
                 config_path.display()
             ))
         })?;
-        std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+        portcullis_ssh::keyfile::create_private_dir(&settings.data_dir).map_err(|e| {
             ApproverError::Config(format!(
                 "cannot create data_dir {}: {e}",
                 settings.data_dir.display()
             ))
         })?;
+        // The store, the signing key and the recordings are the approver's alone.
+        portcullis_ssh::keyfile::check_private(
+            &settings.data_dir,
+            portcullis_ssh::keyfile::Kind::Dir,
+        )
+        .map_err(|e| ApproverError::Config(format!("data_dir: {e}")))?;
         let keys = ApproverKeys::load_or_create(&settings.data_dir)?;
         let store = Store::open(&settings.data_dir.join("store"))?;
         let state = WriterState::from_store(&store)?;

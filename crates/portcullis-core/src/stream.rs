@@ -40,6 +40,11 @@ impl SignedChange {
     pub fn peek(&self) -> Result<Change, CodecError> {
         self.0.peek()
     }
+    /// The change, if it verifies against `key` (a gateway's replica keeps the signed catalog
+    /// and checks it again at every start).
+    pub fn verify(&self, key: &VerifyingKey) -> Result<Change, SignatureError> {
+        self.0.open(key, Purpose::Change)
+    }
 }
 
 /// What travels on the stream.
@@ -82,6 +87,8 @@ pub enum Verified {
     Catalog {
         rev: u64,
         catalog: Catalog,
+        /// As signed, for the replica to keep.
+        signed: SignedChange,
     },
     Grant {
         rev: u64,
@@ -133,8 +140,8 @@ impl Follower {
     pub fn accept(&mut self, record: &[u8]) -> Result<Verified, StreamError> {
         match Frame::from_record(record)? {
             Frame::Heartbeat { rev, at } => Ok(Verified::Heartbeat { rev, at }),
-            Frame::Change(signed) => {
-                let change: Change = signed.0.open(&self.key, Purpose::Change)?;
+            Frame::Change(signed_change) => {
+                let change: Change = signed_change.verify(&self.key)?;
                 if change.rev != self.last_rev + 1 {
                     return Err(StreamError::OutOfOrder {
                         expected: self.last_rev + 1,
@@ -145,6 +152,7 @@ impl Follower {
                     ChangeBody::Catalog(catalog) => Verified::Catalog {
                         rev: change.rev,
                         catalog,
+                        signed: signed_change,
                     },
                     ChangeBody::KillSession { session } => Verified::Kill {
                         rev: change.rev,

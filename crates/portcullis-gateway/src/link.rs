@@ -137,9 +137,13 @@ async fn apply(gw: &Gateway, follower: &mut Follower, record: &[u8]) -> Result<(
     match verified {
         // The approver's time: the gateway's clock goes no earlier, now or after a restart.
         Verified::Heartbeat { at, .. } => gw.keep_clock_floor(Some(at)),
-        Verified::Catalog { rev, catalog } => {
+        Verified::Catalog {
+            rev,
+            catalog,
+            signed,
+        } => {
             gw.replica
-                .apply(rev, Some(&catalog), None)
+                .apply(rev, Some(&signed), None)
                 .await
                 .map_err(store)?;
             tracing::info!(

@@ -84,6 +84,33 @@ pub struct Gateway {
     pub(crate) failed_closed: std::sync::atomic::AtomicBool,
 }
 
+/// The replica's catalog, if it verifies against the pinned signing key as a whole-catalog
+/// change: one that does not (damaged, planted, or kept unsigned by an earlier version) is
+/// dropped and the gateway waits for the approver's.
+fn verified_catalog(
+    replica: &Replica,
+    signing: &VerifyingKey,
+) -> Result<Option<Catalog>, GatewayError> {
+    let Some(signed) = replica.catalog()? else {
+        return Ok(None);
+    };
+    match signed.verify(signing).map(|c| c.body) {
+        Ok(portcullis_core::stream::ChangeBody::Catalog(catalog)) => Ok(Some(catalog)),
+        Ok(_) => {
+            tracing::error!(
+                "the replica's catalog is not a catalog change; waiting for the approver's"
+            );
+            Ok(None)
+        }
+        Err(e) => {
+            tracing::error!(
+                "the replica's catalog does not verify ({e}); waiting for the approver's"
+            );
+            Ok(None)
+        }
+    }
+}
+
 fn cfg_err(path: &Path, what: impl std::fmt::Display) -> GatewayError {
     GatewayError::Config(format!("{}: {what}", path.display()))
 }
@@ -131,8 +158,11 @@ impl Gateway {
             cfg_err(config_path, "gateway.grant_signing_key is required (`portcullis keys` prints it as grant-signing)")
         })?)
         .map_err(|e| cfg_err(config_path, format!("gateway.grant_signing_key: {e}")))?;
-        std::fs::create_dir_all(&settings.data_dir)
+        keyfile::create_private_dir(&settings.data_dir)
             .map_err(|e| cfg_err(config_path, format!("cannot create data_dir: {e}")))?;
+        // Its keys, replica and recordings are this gateway's alone.
+        keyfile::check_private(&settings.data_dir, keyfile::Kind::Dir)
+            .map_err(|e| cfg_err(config_path, format!("data_dir: {e}")))?;
         let (host_key, _) = keyfile::load_or_create(&settings.data_dir.join(names::GATEWAY_HOST))
             .map_err(|e| GatewayError::Config(e.to_string()))?;
         let (client_key, _) =
@@ -154,7 +184,7 @@ impl Gateway {
             .max(portcullis_core::Timestamp(replica.clock_floor()?));
         let clock = Arc::new(portcullis_core::HighWaterClock::new(clock).not_before(newest));
         let mut view = View {
-            catalog: replica.catalog()?.map(Arc::new),
+            catalog: verified_catalog(&replica, &signing)?.map(Arc::new),
             ..View::default()
         };
         let now = clock.now();
@@ -346,7 +376,7 @@ mod tests {
             approvers: vec![],
             revoked: None,
         };
-        std::fs::create_dir_all(dir.join("gw")).unwrap();
+        keyfile::create_private_dir(&dir.join("gw")).unwrap();
         let replica = Replica::open(&dir.join("gw/replica")).unwrap();
         replica
             .apply(1, None, Some((1, &grant.sign(&signing))))
@@ -389,5 +419,45 @@ mod tests {
         drop(gw);
         let gw = Gateway::open(&config, clock.clone()).await.unwrap();
         assert!(gw.active_grant("alice", "db").is_none());
+    }
+
+    #[tokio::test]
+    async fn the_replicas_catalog_is_trusted_only_if_it_verifies() {
+        use portcullis_core::stream::{Change, ChangeBody, SignedChange};
+        let dir = tempfile::tempdir().unwrap();
+        let config = gateway_dir(dir.path()).await;
+        let catalog = |key: [u8; 32], rev| {
+            SignedChange::seal(
+                &ed25519_dalek::SigningKey::from_bytes(&key),
+                &Change {
+                    rev,
+                    at: Timestamp(1),
+                    body: ChangeBody::Catalog(Catalog::default()),
+                },
+            )
+        };
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp(150_000)));
+        // Planted: signed by some other key.
+        let replica = Replica::open(&dir.path().join("gw/replica")).unwrap();
+        replica
+            .apply(2, Some(&catalog([8; 32], 2)), None)
+            .await
+            .unwrap();
+        drop(replica);
+        let gw = Gateway::open(&config, clock.clone()).await.unwrap();
+        assert!(
+            gw.catalog().is_none(),
+            "a catalog signed by another key was trusted"
+        );
+        drop(gw);
+        // The approver's own.
+        let replica = Replica::open(&dir.path().join("gw/replica")).unwrap();
+        replica
+            .apply(3, Some(&catalog([7; 32], 3)), None)
+            .await
+            .unwrap();
+        drop(replica);
+        let gw = Gateway::open(&config, clock).await.unwrap();
+        assert!(gw.catalog().is_some());
     }
 }

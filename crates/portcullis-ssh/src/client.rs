@@ -416,6 +416,21 @@ async fn authenticate(handle: &mut Handle<Checker>, opts: &ConnectOptions) -> Re
 }
 
 fn load_identity(path: &std::path::Path) -> Result<russh::keys::PrivateKey, SshError> {
+    // As `ssh` does: a private key others can read is not used.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.mode() & 0o077 != 0 {
+                return Err(SshError::Identity(format!(
+                    "key {} is readable by others (mode {:04o}): chmod 600 {}",
+                    path.display(),
+                    meta.mode() & 0o777,
+                    path.display()
+                )));
+            }
+        }
+    }
     russh::keys::load_secret_key(path, None).map_err(|e| {
         let hint = if e.to_string().to_lowercase().contains("encrypt") {
             " (it is encrypted: add it to ssh-agent with `ssh-add` and leave out -i)"

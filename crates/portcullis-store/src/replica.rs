@@ -6,14 +6,16 @@ use std::path::Path;
 
 use portcullis_core::codec;
 use portcullis_core::model::{SessionReport, SignedGrant};
-use portcullis_core::Catalog;
+use portcullis_core::stream::SignedChange;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
 use crate::{decode, decode_all, key, open_db, Result, StoreError};
 
 const REV: &[u8] = b"rev";
-const CATALOG: &[u8] = b"catalog";
+/// The catalog as the approver signed it (a whole-catalog change). The plain catalog that
+/// earlier versions kept under `catalog` is no longer read: nothing unsigned is trusted.
+const CATALOG: &[u8] = b"catalog_signed";
 const SESSION_SEQ: &[u8] = b"session_seq";
 const REPORT_SEQ: &[u8] = b"report_seq";
 const INSTANCE: &[u8] = b"instance";
@@ -196,7 +198,8 @@ impl Replica {
         read_u64(&self.meta, REV)
     }
 
-    pub fn catalog(&self) -> Result<Option<Catalog>> {
+    /// The newest catalog, as signed: the caller verifies it before trusting it.
+    pub fn catalog(&self) -> Result<Option<SignedChange>> {
         match self.meta.get(CATALOG)? {
             Some(v) => Ok(Some(decode("meta", 0, &v)?)),
             None => Ok(None),
@@ -222,7 +225,7 @@ impl Replica {
     pub async fn apply(
         &self,
         rev: u64,
-        catalog: Option<&Catalog>,
+        catalog: Option<&SignedChange>,
         grant: Option<(u64, &SignedGrant)>,
     ) -> Result<()> {
         let _w = self.write.lock().await;
@@ -429,7 +432,15 @@ mod tests {
                 };
                 assert_eq!(r.spool(&end).await.unwrap(), 3);
                 r.delivered(1..=1).await.unwrap();
-                r.apply(7, Some(&Catalog::default()), None).await.unwrap();
+                let catalog = SignedChange::seal(
+                    &ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
+                    &portcullis_core::stream::Change {
+                        rev: 7,
+                        at: Timestamp(3),
+                        body: portcullis_core::stream::ChangeBody::Catalog(Default::default()),
+                    },
+                );
+                r.apply(7, Some(&catalog), None).await.unwrap();
             });
         }
         let r = reopen(dir.path());

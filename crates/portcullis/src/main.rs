@@ -13,6 +13,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // Whatever portcullis creates (stores, spools, recordings, keys, configs) is 0600/0700,
+    // whatever umask it was started with.
+    portcullis_ssh::keyfile::private_umask();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

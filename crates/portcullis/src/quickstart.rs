@@ -57,7 +57,7 @@ fn start_sshd(
         return Ok(None);
     };
     let sdir = dir.join("sshd");
-    std::fs::create_dir_all(&sdir)?;
+    keyfile::create_private_dir(&sdir)?;
     let _ = std::fs::create_dir_all("/run/sshd");
     let host_key = sdir.join("host_key");
     if !host_key.exists() {
@@ -98,7 +98,11 @@ fn start_sshd(
 }
 
 pub async fn run(dir: &Path) -> anyhow::Result<ExitCode> {
-    std::fs::create_dir_all(dir)?;
+    // A directory of its own: one that someone else prepared (and could have put keys or an
+    // sshd config in) is refused.
+    keyfile::create_private_dir(dir)?;
+    keyfile::check_private(dir, keyfile::Kind::Dir)
+        .context("quickstart keeps its keys here: give it a directory of its own (--dir)")?;
     let dir: PathBuf = dir
         .canonicalize()
         .with_context(|| format!("cannot use {}", dir.display()))?;

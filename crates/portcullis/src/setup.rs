@@ -114,7 +114,7 @@ pub fn init(dir: &Path, user: Option<String>, key: Option<PathBuf>) -> anyhow::R
             config_path.display()
         );
     }
-    std::fs::create_dir_all(dir)?;
+    keyfile::create_private_dir(dir)?;
     let dir = dir
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", dir.display()))?;
