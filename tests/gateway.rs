@@ -23,6 +23,8 @@ mod connection_budget;
 mod cuts;
 #[path = "gateway/forwarding.rs"]
 mod forwarding;
+#[path = "gateway/graceful_stop.rs"]
+mod graceful_stop;
 #[path = "gateway/preopened.rs"]
 mod preopened;
 #[path = "gateway/private_files.rs"]

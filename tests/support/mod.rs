@@ -524,6 +524,19 @@ impl Env {
         self.gw_addr.rsplit(':').next().unwrap().to_string()
     }
 
+    /// Stop the gateway as systemd does (SIGTERM) and wait for it: its exit status, and how
+    /// long it took.
+    pub fn stop_gateway(&mut self) -> (std::process::ExitStatus, Duration) {
+        let mut c = self.gateway.take().expect("the gateway is running");
+        let started = Instant::now();
+        let st = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        (c.wait().unwrap(), started.elapsed())
+    }
+
     pub fn kill9_gateway(&mut self) {
         if let Some(mut c) = self.gateway.take() {
             c.kill().unwrap();

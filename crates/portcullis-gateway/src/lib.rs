@@ -21,6 +21,7 @@ mod server;
 mod session;
 mod spool;
 mod state;
+mod stop;
 
 pub use errors::GatewayError;
 /// The `user:target` login parser, exposed for fuzzing.
@@ -35,6 +36,17 @@ pub async fn run(
     config: &Path,
     clock: Arc<dyn portcullis_core::Clock>,
 ) -> Result<(), GatewayError> {
+    run_until(config, clock, std::future::pending()).await
+}
+
+/// Run a gateway until `stop` resolves (the binary passes SIGTERM or SIGINT), then stop
+/// gracefully: no new connections or sessions, every session ended with `gateway-stopping`,
+/// the spool drained to the approver (each with a bound).
+pub async fn run_until(
+    config: &Path,
+    clock: Arc<dyn portcullis_core::Clock>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), GatewayError> {
     let gw = Gateway::open(config, clock).await?;
     gw.recover().await?;
     tokio::spawn(link::run(gw.clone()));
@@ -42,5 +54,12 @@ pub async fn run(
     tokio::spawn(enforce::run(gw.clone()));
     tokio::spawn(enforce::fail_closed(gw.clone()));
     tokio::spawn(enforce::keep_clock_floor(gw.clone()));
-    server::serve(gw).await
+    tokio::select! {
+        served = server::serve(gw.clone()) => served,
+        () = stop => {
+            // The listener went with the accept loop: nobody new gets in.
+            stop::graceful(&gw).await;
+            Ok(())
+        }
+    }
 }

@@ -37,6 +37,8 @@ pub(crate) enum EndReason {
     FailedClosed,
     /// The session's recording could not be written: it does not go on unrecorded.
     RecordingFailed,
+    /// The gateway was told to stop (SIGTERM, SIGINT).
+    GatewayStopping,
 }
 
 impl EndReason {
@@ -49,6 +51,7 @@ impl EndReason {
             EndReason::Deprovisioned => "user or key removed",
             EndReason::FailedClosed => "approver unreachable (fail closed)",
             EndReason::RecordingFailed => "recording failed",
+            EndReason::GatewayStopping => "gateway-stopping",
         }
     }
 }
@@ -357,6 +360,7 @@ pub(crate) fn cut_message(
         EndReason::RecordingFailed => {
             "portcullis: the recording of this session failed; ending it".into()
         }
+        EndReason::GatewayStopping => "portcullis: gateway stopping".into(),
         EndReason::Expired | EndReason::Revoked => format!(
             "portcullis: grant {} for {user} on {target} {} - request more: {} request {target} --for 1h --reason \"...\"",
             grant.map(|g| g.to_string()).unwrap_or_default(),
@@ -412,6 +416,7 @@ mod tests {
             EndReason::Deprovisioned,
             EndReason::FailedClosed,
             EndReason::RecordingFailed,
+            EndReason::GatewayStopping,
         ]
         .iter()
         .map(EndReason::as_str)
@@ -425,7 +430,8 @@ mod tests {
                 "killed",
                 "user or key removed",
                 "approver unreachable (fail closed)",
-                "recording failed"
+                "recording failed",
+                "gateway-stopping"
             ]
         );
     }

@@ -82,6 +82,8 @@ pub struct Gateway {
     pub(crate) grants_changed: watch::Sender<u64>,
     /// Set while `fail_mode = "closed"` holds the gateway shut (approver away too long).
     pub(crate) failed_closed: std::sync::atomic::AtomicBool,
+    /// Set once a graceful stop has begun: no new sessions.
+    pub(crate) stopping: std::sync::atomic::AtomicBool,
 }
 
 /// The replica's catalog, if it verifies against the pinned signing key as a whole-catalog
@@ -215,6 +217,7 @@ impl Gateway {
             delivered: watch::channel(0).0,
             grants_changed: watch::channel(0).0,
             failed_closed: std::sync::atomic::AtomicBool::new(false),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -326,8 +329,11 @@ impl Gateway {
         ))
     }
 
-    /// Why new sessions are refused outright, if they are (fail mode "closed").
+    /// Why new sessions are refused outright, if they are (stopping, or fail mode "closed").
     pub(crate) fn closed_reason(&self) -> Option<String> {
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return Some("portcullis: gateway stopping".into());
+        }
         self.failed_closed
             .load(std::sync::atomic::Ordering::SeqCst)
             .then(|| {

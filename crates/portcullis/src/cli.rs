@@ -235,6 +235,23 @@ fn init_logging() {
         .try_init();
 }
 
+/// Resolves at SIGTERM (what systemd's stop sends) or SIGINT (Ctrl-C): a daemon then stops
+/// gracefully.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 /// Warnings only: the quickstart's own output is the lines to try.
 fn init_logging_quiet() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
@@ -259,7 +276,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Gateway { config } => {
             init_logging();
-            portcullis_gateway::run(&config, Arc::new(portcullis_core::SystemClock)).await?;
+            portcullis_gateway::run_until(
+                &config,
+                Arc::new(portcullis_core::SystemClock),
+                termination(),
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Admin { conn, command } => {

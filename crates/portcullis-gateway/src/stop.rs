@@ -1,0 +1,82 @@
+//! A graceful stop (SIGTERM or SIGINT, as systemd and Ctrl-C send them): the gateway stops
+//! accepting and refuses new sessions, tells interactive users, ends every session with the
+//! reason `gateway-stopping` (each end reported, each recording closed and announced), then
+//! drains the spool to the approver, each step with a bound so that a stop always ends.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::session::EndReason;
+use crate::state::Gateway;
+
+/// How long sessions get to end (write their reason, close their recording, spool their end).
+const SESSIONS_WAIT: Duration = Duration::from_secs(5);
+/// How long the approver gets to acknowledge what the spool holds. What is left is delivered
+/// by the next start.
+const SPOOL_WAIT: Duration = Duration::from_secs(10);
+/// How often the waits look again: a stop is not a path worth a notification per session.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Everything after the stop signal, once the listener is gone.
+pub(crate) async fn graceful(gw: &Gateway) {
+    gw.stopping.store(true, Ordering::SeqCst);
+    let cut = {
+        let sessions = gw.sessions();
+        for s in sessions.live.values() {
+            s.cut.send_replace(Some(EndReason::GatewayStopping));
+        }
+        sessions.live.len()
+    };
+    tracing::info!("gateway stopping: ending {cut} sessions");
+    let all_ended = wait_until(SESSIONS_WAIT, || gw.sessions().live.is_empty()).await;
+    if !all_ended {
+        tracing::warn!(
+            "{} sessions did not end within {SESSIONS_WAIT:?}; the next start reports them",
+            gw.sessions().live.len()
+        );
+    }
+    drain_spool(gw).await;
+    tracing::info!("gateway stopped");
+}
+
+/// Wait for the approver to acknowledge every report spooled so far, if it is reachable.
+async fn drain_spool(gw: &Gateway) {
+    let last = match gw.replica.spooled() {
+        Ok(pending) => pending.last().map(|(seq, _)| *seq),
+        Err(e) => {
+            tracing::error!("cannot read the spool: {e}");
+            return;
+        }
+    };
+    let Some(last) = last else { return };
+    if gw.link().is_none() {
+        tracing::warn!(
+            "the approver is away: reports up to {last} stay in the spool for the next start"
+        );
+        return;
+    }
+    let mut delivered = gw.delivered.subscribe();
+    let drained = tokio::time::timeout(SPOOL_WAIT, delivered.wait_for(|d| *d >= last))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    if drained {
+        tracing::info!("spool drained (reports up to {last} delivered)");
+    } else {
+        tracing::warn!(
+            "reports up to {last} not acknowledged within {SPOOL_WAIT:?}; they stay in the spool for the next start"
+        );
+    }
+}
+
+async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    true
+}
