@@ -134,3 +134,94 @@ fn a_requester_removed_by_a_reload_gets_no_grant() {
     let grants = env.ssh("ada", &["grants", "--json"]);
     assert!(grants.json()["grants"].as_array().unwrap().is_empty());
 }
+
+/// Issue 17 item 8: a request racing reloads is decided under the catalog in force when its
+/// commit lands, never under one a reload replaced while it waited for the writer. Reloads
+/// flip a target between a config that auto-approves it and one that covers it by no policy;
+/// in the audit log, no `request.created` for it may follow a `config.loaded` of the second.
+#[test]
+fn a_request_racing_reloads_follows_the_catalog_in_force_at_its_commit() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    let race = |env_label: &str| {
+        format!(
+            "\n[[targets]]\nname = \"pg-race\"\nkind = \"tcp\"\naddress = \"127.0.0.1:56432\"\nlabels = {{ env = \"{env_label}\" }}\n\n[[policies]]\nname = \"race\"\nmatch = {{ env = \"race\" }}\nauto_approve = {{ groups = [\"dev\"] }}\nmax_duration = \"1h\"\n"
+        )
+    };
+    let env = Env::start_with("24h", &race("race"));
+    let base = std::fs::read_to_string(&env.config).unwrap();
+    let allow = base.clone();
+    let deny = base.replace(
+        "labels = { env = \"race\" }",
+        "labels = { env = \"closed\" }",
+    );
+    assert_ne!(allow, deny);
+    let sha = |text: &str| {
+        let p = env.path().join("sha-input");
+        std::fs::write(&p, text).unwrap();
+        let out = std::process::Command::new("sha256sum")
+            .arg(&p)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let deny_sha = sha(&deny);
+
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let tmp = env.path().join("portcullis.toml.new");
+            let until = Instant::now() + Duration::from_secs(8);
+            let mut flip = false;
+            while Instant::now() < until {
+                flip = !flip;
+                std::fs::write(&tmp, if flip { &deny } else { &allow }).unwrap();
+                std::fs::rename(&tmp, &env.config).unwrap();
+                std::process::Command::new("kill")
+                    .args(["-HUP", &env.pid().to_string()])
+                    .status()
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(15));
+            }
+            stop.store(true, Ordering::SeqCst);
+        });
+        for user in ["alice", "dave"] {
+            let stop = &stop;
+            let env = &env;
+            s.spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let _ = env.ssh(user, &["request", "pg-race", "--for", "5m"]);
+                }
+            });
+        }
+    });
+
+    let log = env.ssh("audrey", &["audit", "log", "--json", "--limit", "100000"]);
+    log.ok();
+    let (mut in_force_denies, mut created, mut reloads) = (false, 0, 0);
+    for line in log.stdout.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        if e["event"] == "config.loaded" {
+            in_force_denies = e["sha256"] == deny_sha.as_str();
+            reloads += 1;
+        }
+        if e["event"] == "request.created" && e["target"] == "pg-race" {
+            created += 1;
+            assert!(
+                !in_force_denies,
+                "request {} was created under a catalog a reload had replaced: {e}",
+                e["request"]
+            );
+        }
+    }
+    assert!(
+        created > 0 && reloads > 2,
+        "{created} requests, {reloads} reloads"
+    );
+    println!("{created} requests across {reloads} reloads");
+}
