@@ -391,6 +391,13 @@ pub(crate) async fn kill(
     id: &str,
 ) -> Result<SessionRecord, ApproverError> {
     app.write(|tx| {
+        // Checked again under the writer, against the catalog in force: a reload may have
+        // taken the caller out of admins since the command started.
+        if !tx.catalog.users.get(actor).is_some_and(|u| u.is_admin()) {
+            return Err(ApproverError::Forbidden(format!(
+                "`kill` is for members of admins; {actor} is no longer one"
+            )));
+        }
         let rec = app
             .store
             .session(id)?
