@@ -14,12 +14,18 @@ mod approvals;
 mod audit_verify;
 #[path = "control_plane/crash.rs"]
 mod crash;
+#[path = "control_plane/escapes.rs"]
+mod escapes;
 #[path = "control_plane/examples.rs"]
 mod examples;
 #[path = "control_plane/expiry.rs"]
 mod expiry;
+#[path = "control_plane/limits.rs"]
+mod limits;
 #[path = "control_plane/permissions.rs"]
 mod permissions;
+#[path = "control_plane/recheck.rs"]
+mod recheck;
 #[path = "control_plane/reload.rs"]
 mod reload;
 #[path = "control_plane/reports.rs"]

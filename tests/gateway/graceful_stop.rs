@@ -53,7 +53,14 @@ fn sigterm_ends_every_session_with_gateway_stopping_and_loses_nothing() {
     assert!(err.contains("gateway stopping"), "{err}");
     let out = shell.wait_with_output().unwrap();
     let screen = String::from_utf8_lossy(&out.stdout);
-    assert!(screen.contains("gateway stopping"), "{screen}");
+    if !screen.contains("gateway stopping") {
+        let _ = std::fs::write("/tmp/graceful-gw.log", env.gw_log());
+    }
+    assert!(
+        screen.contains("gateway stopping"),
+        "{screen}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let ended = |env: &crate::support::Env, id: &str| {
         session_events(env, id)

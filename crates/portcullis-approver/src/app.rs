@@ -81,6 +81,12 @@ pub struct Approver {
     changed: watch::Sender<u64>,
     pub(crate) deadlines: Mutex<BTreeSet<(Timestamp, Deadline)>>,
     pub(crate) wake: Notify,
+    /// `wait`ers, woken only by a commit that decides their own request.
+    pub(crate) waiters: crate::waiters::Waiters,
+    /// Which refusals are recorded one by one and which only counted.
+    pub(crate) refusals: crate::refusals::RefusalBudget,
+    /// Commands running per user, over every connection.
+    pub(crate) running: crate::limits::Running,
     /// What is open now, so that `status`, `requests` and `grants --active` cost what the
     /// caller has, not what the store has accumulated.
     pub(crate) live: RwLock<Live>,
@@ -118,6 +124,11 @@ pub(crate) struct Tx<'a> {
     batch: Batch,
     deadlines: Vec<(Timestamp, Deadline)>,
     pub now: Timestamp,
+    /// The catalog in force for this write, read under the writer lock: a reload swaps it only
+    /// under that lock too, so no decision is taken under rules already replaced.
+    pub catalog: Arc<Catalog>,
+    /// A reload's new catalog, put in force as this write commits.
+    new_catalog: Option<Arc<Catalog>>,
 }
 
 impl Tx<'_> {
@@ -194,6 +205,12 @@ impl Tx<'_> {
         self.push_change(ChangeBody::Catalog(catalog.clone()));
     }
 
+    /// Stream `catalog` and put it in force once this write commits (and only if it does).
+    pub fn replace_catalog(&mut self, catalog: Catalog) {
+        self.put_catalog(&catalog);
+        self.new_catalog = Some(Arc::new(catalog));
+    }
+
     fn push_change(&mut self, body: ChangeBody) {
         self.state.last_rev += 1;
         let change = Change {
@@ -253,6 +270,9 @@ impl Approver {
             changed: watch::channel(0).0,
             deadlines: Mutex::new(BTreeSet::new()),
             wake: Notify::new(),
+            waiters: crate::waiters::Waiters::default(),
+            refusals: crate::refusals::RefusalBudget::default(),
+            running: crate::limits::Running::default(),
             live: RwLock::new(Live::default()),
         });
         app.load_deadlines()?;
@@ -349,7 +369,8 @@ impl Approver {
         &self.config_path
     }
 
-    /// A receiver that sees every commit.
+    /// A receiver that sees every commit (the gateways' `watch` streams; a `wait` uses
+    /// [`Approver::waiters`] instead, so that a commit does not wake every waiter).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
     }
@@ -367,6 +388,8 @@ impl Approver {
             batch: Batch::default(),
             deadlines: Vec::new(),
             now: self.clock.now(),
+            catalog: self.catalog(),
+            new_catalog: None,
         };
         let out = f(&mut tx)?;
         if tx.batch.is_empty() {
@@ -381,9 +404,23 @@ impl Approver {
             return Err(e.into());
         }
         *guard = tx.state;
+        if let Some(catalog) = tx.new_catalog.take() {
+            // Still under the writer lock: the next write sees the catalog this one recorded.
+            match self.catalog.write() {
+                Ok(mut c) => *c = catalog,
+                Err(p) => *p.into_inner() = catalog,
+            }
+        }
         if let Ok(mut live) = self.live.write() {
             live.apply(&tx.batch, tx.now);
         }
+        self.waiters.decided(
+            tx.batch
+                .requests
+                .iter()
+                .filter(|r| !r.is_pending())
+                .map(|r| r.id),
+        );
         drop(guard);
         if !tx.deadlines.is_empty() {
             if let Ok(mut d) = self.deadlines.lock() {
@@ -393,6 +430,60 @@ impl Approver {
         }
         self.changed.send_modify(|n| *n += 1);
         Ok(out)
+    }
+
+    /// Record a refusal for lack of permission: on its own while `actor` is within its budget,
+    /// else only counted (see [`crate::refusals`]).
+    pub(crate) async fn record_refusal(&self, actor: &str, command: String, error: String) {
+        if !self
+            .refusals
+            .admit(actor, self.now(), std::time::Instant::now())
+        {
+            return;
+        }
+        let event = AuditEvent::new(actor, EventKind::Refused { command, error });
+        let recorded = self
+            .write(|tx| {
+                tx.audit(event);
+                Ok(())
+            })
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!("could not record a refusal: {e}");
+        }
+    }
+
+    /// Write the refusals counted since the last call, one event per actor, in one commit.
+    pub(crate) async fn record_counted_refusals(&self) {
+        let counted = self.refusals.take_counted();
+        if counted.is_empty() {
+            return;
+        }
+        let events: Vec<AuditEvent> = counted
+            .iter()
+            .map(|(actor, count, first, last)| {
+                AuditEvent::new(
+                    actor.as_str(),
+                    EventKind::RefusedRepeatedly {
+                        count: *count,
+                        first: *first,
+                        last: *last,
+                    },
+                )
+            })
+            .collect();
+        let recorded = self
+            .write(|tx| {
+                for e in events {
+                    tx.audit(e);
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!("could not record counted refusals, kept for the next try: {e}");
+            self.refusals.restore(counted);
+        }
     }
 
     /// Re-read the config file. A bad file is refused (and logged) and the old catalog kept.
@@ -417,13 +508,10 @@ impl Approver {
                             sha256: sha,
                         },
                     ));
-                    tx.put_catalog(&catalog);
+                    tx.replace_catalog(catalog);
                     Ok(())
                 })
                 .await?;
-                if let Ok(mut c) = self.catalog.write() {
-                    *c = Arc::new(catalog);
-                }
                 tracing::info!("{summary}");
                 Ok(summary)
             }

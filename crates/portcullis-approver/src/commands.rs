@@ -5,15 +5,16 @@ use std::sync::Arc;
 
 use portcullis_core::audit_event::{AuditEvent, EventKind};
 use portcullis_core::catalog::{Principal, User};
-use portcullis_core::command::{self, AuditCommand, ControlCommand, DecideArgs, RequestArgs};
-use portcullis_core::model::{Approval, Grant, Request, RequestState, Revocation};
-use portcullis_core::policy::{self, Admission};
+use portcullis_core::command::{self, AuditCommand, ControlCommand};
+use portcullis_core::model::{Grant, Request, RequestState, Revocation};
+use portcullis_core::policy;
 use portcullis_core::time::{format_duration, parse_duration};
 use serde_json::{json, Value};
 
 use crate::app::Approver;
 use crate::errors::ApproverError;
-use crate::render;
+use crate::render::{self, clean};
+use crate::{decisions, limits};
 
 /// Who is asking: what their key proved, and from where.
 #[derive(Debug, Clone)]
@@ -78,11 +79,23 @@ pub(crate) enum Outcome {
     },
 }
 
-fn out(json: bool, value: Value, text: String) -> Reply {
+pub(crate) fn out(json: bool, value: Value, text: String) -> Reply {
     if json {
         Reply::text(format!("{value}\n"))
     } else {
         Reply::text(text)
+    }
+}
+
+/// Whose command `line` is: the caller's, or for a gateway the user it relays it for (its own
+/// `watch` and `report` are nobody's).
+pub(crate) fn acting_user(caller: &Caller, line: &str) -> Option<String> {
+    match &caller.principal {
+        Principal::User(name) => Some(name.clone()),
+        Principal::Gateway(_) => match command::parse_line(line).ok()?.command {
+            ControlCommand::As { user, .. } => Some(user),
+            _ => None,
+        },
     }
 }
 
@@ -251,25 +264,8 @@ async fn finish(
         Ok(r) => r,
         Err(e) => {
             if let ApproverError::Forbidden(msg) = &e {
-                let actor = match &caller.principal {
-                    Principal::User(n) | Principal::Gateway(n) => n.clone(),
-                };
-                let event = AuditEvent::new(
-                    actor,
-                    EventKind::Refused {
-                        command: command_name,
-                        error: msg.clone(),
-                    },
-                );
-                let recorded = app
-                    .write(|tx| {
-                        tx.audit(event);
-                        Ok(())
-                    })
-                    .await;
-                if let Err(store) = recorded {
-                    tracing::error!("could not record a refusal: {store}");
-                }
+                let (Principal::User(actor) | Principal::Gateway(actor)) = &caller.principal;
+                app.record_refusal(actor, command_name, msg.clone()).await;
             }
             error_reply(&e, json)
         }
@@ -320,19 +316,21 @@ async fn run_user_command(
     json: bool,
 ) -> Result<Reply, ApproverError> {
     match cmd {
-        ControlCommand::Request(args) => request(app, user, args, json).await,
-        ControlCommand::Requests { all, .. } => requests(app, user, all, json),
-        ControlCommand::Approve(args) => decide(app, user, args, true, json).await,
-        ControlCommand::Deny(args) => decide(app, user, args, false, json).await,
+        ControlCommand::Request(args) => decisions::request(app, user, args, json).await,
+        ControlCommand::Requests { all, limit, .. } => requests(app, user, all, limit, json),
+        ControlCommand::Approve(args) => decisions::decide(app, user, args, true, json).await,
+        ControlCommand::Deny(args) => decisions::decide(app, user, args, false, json).await,
         ControlCommand::Grants {
             active,
             user: for_user,
             target,
-        } => grants(app, user, active, for_user, target, json),
+            limit,
+        } => grants(app, user, (active, for_user, target), limit, json),
         ControlCommand::Revoke { grant, reason } => {
-            revoke(app, user, grant, command::text(&reason), json).await
+            let reason = limits::text(&reason, "reason")?;
+            revoke(app, user, grant, reason, json).await
         }
-        ControlCommand::Sessions { live } => {
+        ControlCommand::Sessions { live, limit } => {
             require_auditor(user, "sessions")?;
             let list: Vec<_> = app
                 .store
@@ -340,23 +338,12 @@ async fn run_user_command(
                 .into_iter()
                 .filter(|s| !live || s.end.is_none())
                 .collect();
-            let mut text = String::new();
-            if list.is_empty() {
-                text.push_str(if live {
-                    "no live sessions\n"
-                } else {
-                    "no sessions\n"
-                });
-            }
-            for s in &list {
-                text.push_str(&crate::sessions::session_line(s));
-                text.push('\n');
-            }
-            Ok(out(
-                json,
-                json!({"sessions": list.iter().map(crate::sessions::session_json).collect::<Vec<_>>()}),
-                text,
-            ))
+            let empty = if live {
+                "no live sessions"
+            } else {
+                "no sessions"
+            };
+            Ok(crate::sessions::listing(list, limit, json, empty))
         }
         ControlCommand::Kill { session } => {
             require_admin(user, "kill")?;
@@ -366,7 +353,10 @@ async fn run_user_command(
                 crate::sessions::session_json(&rec),
                 format!(
                     "session {} ({} on {}) is being cut by gateway {}\n",
-                    rec.id, rec.user, rec.target, rec.gateway
+                    clean(&rec.id),
+                    clean(&rec.user),
+                    clean(&rec.target),
+                    clean(&rec.gateway)
                 ),
             ))
         }
@@ -421,136 +411,6 @@ fn require_auditor(user: &User, what: &str) -> Result<(), ApproverError> {
     }
 }
 
-async fn request(
-    app: &Arc<Approver>,
-    user: &User,
-    args: RequestArgs,
-    json: bool,
-) -> Result<Reply, ApproverError> {
-    let duration = args
-        .duration
-        .as_deref()
-        .map(parse_duration)
-        .transpose()
-        .map_err(ApproverError::BadInput)?;
-    let reason = command::text(&args.reason);
-    let catalog = app.catalog();
-    let ttl = app.settings.request_ttl;
-    let (req, grant) = app
-        .write(|tx| {
-            let admission = policy::evaluate(
-                &catalog,
-                user,
-                &args.target,
-                duration,
-                reason.as_deref(),
-                tx.now,
-            )?;
-            let policy = admission.policy();
-            let id = tx.next_request_id();
-            let mut req = Request {
-                id,
-                user: user.name.clone(),
-                target: args.target.clone(),
-                policy: policy.name.clone(),
-                duration: admission.duration(),
-                reason: reason.clone(),
-                created_at: tx.now,
-                expires_at: tx.now.plus(ttl),
-                approvals: Vec::new(),
-                needed: policy.approvals,
-                state: RequestState::Pending,
-                decided_at: None,
-            };
-            tx.audit(
-                AuditEvent::new(
-                    &user.name,
-                    EventKind::RequestCreated {
-                        policy: policy.name.clone(),
-                        duration: req.duration,
-                    },
-                )
-                .user(&user.name)
-                .target(&req.target)
-                .request(id)
-                .reason(reason.clone()),
-            );
-            let grant = match admission {
-                Admission::AutoApproved { .. } => Some(issue(tx, &mut req, true)),
-                Admission::NeedsApproval { .. } => None,
-            };
-            tx.put_request(req.clone());
-            Ok((req, grant))
-        })
-        .await?;
-    let now = app.now();
-    let value = json!({
-        "request": render::request_json(&req, now),
-        "grant": grant.as_ref().map(|g| render::grant_json(g, now)),
-    });
-    let text = match &grant {
-        Some(g) => format!(
-            "request {} approved by policy {:?}: grant {} on {} for {}, until {}\n",
-            req.id,
-            req.policy,
-            g.id,
-            g.target,
-            format_duration(req.duration),
-            g.expires_at
-        ),
-        None => {
-            let groups = catalog
-                .policy(&req.policy)
-                .map(|p| p.approvers.join(" or "))
-                .unwrap_or_default();
-            format!(
-                "request {} is pending: policy {:?} needs {} approval{} from {}; it lapses in {} if undecided.\nwait for the decision: wait {}\n",
-                req.id,
-                req.policy,
-                req.needed,
-                if req.needed == 1 { "" } else { "s" },
-                groups,
-                format_duration(ttl),
-                req.id
-            )
-        }
-    };
-    Ok(out(json, value, text))
-}
-
-/// Issue the grant for an approved request: its clock starts now.
-fn issue(tx: &mut crate::app::Tx<'_>, req: &mut Request, automatic: bool) -> Grant {
-    let grant = Grant {
-        id: req.id,
-        request: req.id,
-        user: req.user.clone(),
-        target: req.target.clone(),
-        policy: req.policy.clone(),
-        issued_at: tx.now,
-        expires_at: tx.now.plus(req.duration),
-        approvers: req.approvals.iter().map(|a| a.by.clone()).collect(),
-        revoked: None,
-    };
-    req.state = RequestState::Approved { grant: grant.id };
-    req.decided_at = Some(tx.now);
-    tx.audit(
-        AuditEvent::new(
-            "approver",
-            EventKind::GrantIssued {
-                expires_at: grant.expires_at,
-                approvers: grant.approvers.clone(),
-                automatic,
-            },
-        )
-        .user(&grant.user)
-        .target(&grant.target)
-        .request(req.id)
-        .grant(grant.id),
-    );
-    tx.put_grant(&grant, false);
-    grant
-}
-
 /// Requesters see their own requests; approvers those they may decide; admins all.
 fn may_view(catalog: &portcullis_core::Catalog, user: &User, r: &Request) -> bool {
     r.user == user.name
@@ -584,216 +444,92 @@ fn may_see_request(app: &Approver, user: &User, id: u64) -> Result<(), ApproverE
     }
 }
 
-fn not_found_request(id: u64) -> ApproverError {
+pub(crate) fn not_found_request(id: u64) -> ApproverError {
     ApproverError::NotFound(format!(
         "no request {id} that you can see — `requests --all` lists yours and those you may decide"
     ))
 }
 
-fn requests(app: &Approver, user: &User, all: bool, json: bool) -> Result<Reply, ApproverError> {
-    let now = app.now();
-    let list: Vec<Request> = visible_requests(app, user, all)?;
-    let value =
-        json!({"requests": list.iter().map(|r| render::request_json(r, now)).collect::<Vec<_>>()});
-    let mut text = String::new();
-    if list.is_empty() {
-        text.push_str(if all {
-            "no requests\n"
-        } else {
-            "no pending requests\n"
-        });
-    }
-    for r in &list {
-        text.push_str(&render::request_line(r, now));
-        text.push('\n');
-    }
-    Ok(out(json, value, text))
-}
-
-async fn decide(
-    app: &Arc<Approver>,
+fn requests(
+    app: &Approver,
     user: &User,
-    args: DecideArgs,
-    approve: bool,
+    all: bool,
+    limit: u64,
     json: bool,
 ) -> Result<Reply, ApproverError> {
-    let verb = if approve { "approve" } else { "deny" };
-    let catalog = app.catalog();
-    let note = command::text(&args.note);
-    let (req, grant, repeated) = app
-        .write(|tx| {
-            let mut req = app
-                .store
-                .request(args.id)?
-                .ok_or_else(|| not_found_request(args.id))?;
-            if req.user == user.name {
-                return Err(ApproverError::Forbidden(format!(
-                    "you cannot {verb} your own request {} — another approver of policy {:?} must",
-                    req.id, req.policy
-                )));
-            }
-            let policy = catalog.policy(&req.policy).ok_or_else(|| {
-                ApproverError::Conflict(format!(
-                    "policy {:?} of request {} no longer exists; ask for a new request",
-                    req.policy, req.id
-                ))
-            })?;
-            if !policy.is_approver(user) {
-                return Err(ApproverError::Forbidden(format!(
-                    "not an approver: requests under policy {:?} are decided by members of {}",
-                    req.policy,
-                    policy.approvers.join(", ")
-                )));
-            }
-            match &req.state {
-                RequestState::Pending if tx.now >= req.expires_at => {
-                    return Err(ApproverError::Conflict(format!(
-                        "request {} has expired (it lapsed at {}) — the requester must ask again",
-                        req.id, req.expires_at
-                    )))
-                }
-                RequestState::Pending => {}
-                RequestState::Approved { grant } => {
-                    return Err(ApproverError::Conflict(format!(
-                        "request {} is already decided: approved, grant {grant}",
-                        req.id
-                    )))
-                }
-                RequestState::Denied { by, .. } => {
-                    return Err(ApproverError::Conflict(format!(
-                        "request {} is already decided: denied by {by}",
-                        req.id
-                    )))
-                }
-                RequestState::Expired => {
-                    return Err(ApproverError::Conflict(format!(
-                        "request {} has expired undecided — the requester must ask again",
-                        req.id
-                    )))
-                }
-            }
-            let event = |kind| {
-                AuditEvent::new(&user.name, kind)
-                    .user(&req.user)
-                    .target(&req.target)
-                    .request(req.id)
-                    .note(note.clone())
-            };
-            if !approve {
-                tx.audit(event(EventKind::RequestDenied));
-                req.state = RequestState::Denied {
-                    by: user.name.clone(),
-                    note: note.clone(),
-                };
-                req.decided_at = Some(tx.now);
-                tx.put_request(req.clone());
-                return Ok((req, None, false));
-            }
-            if req.approved_by(&user.name) {
-                // Counted once: a second approval by the same person changes nothing.
-                return Ok((req, None, true));
-            }
-            req.approvals.push(Approval {
-                by: user.name.clone(),
-                at: tx.now,
-                note: note.clone(),
-            });
-            tx.audit(event(EventKind::RequestApproved {
-                approvals: req.approvals.len() as u32,
-                needed: req.needed,
-            }));
-            let grant = if req.approvals.len() as u32 >= req.needed {
-                Some(issue(tx, &mut req, false))
-            } else {
-                None
-            };
-            tx.put_request(req.clone());
-            Ok((req, grant, false))
-        })
-        .await?;
     let now = app.now();
+    let mut list: Vec<Request> = visible_requests(app, user, all)?;
+    list.sort_by_key(|r| r.id);
+    let (list, more) = render::newest(list, limit);
     let value = json!({
-        "request": render::request_json(&req, now),
-        "grant": grant.as_ref().map(|g| render::grant_json(g, now)),
-        "already_counted": repeated,
+        "requests": list.iter().map(|r| render::request_json(r, now)).collect::<Vec<_>>(),
+        "more": more,
     });
-    let text = if !approve {
-        format!("request {} denied\n", req.id)
-    } else if repeated {
-        format!(
-            "your approval of request {} was already counted ({} of {})\n",
-            req.id,
-            req.approvals.len(),
-            req.needed
-        )
-    } else if let Some(g) = &grant {
-        format!(
-            "request {} approved: grant {} for {} on {} until {}\n",
-            req.id, g.id, g.user, g.target, g.expires_at
-        )
+    let empty = if all {
+        "no requests"
     } else {
-        format!(
-            "approval recorded: request {} has {} of {} approvals\n",
-            req.id,
-            req.approvals.len(),
-            req.needed
-        )
+        "no pending requests"
     };
-    Ok(out(json, value, text))
+    let lines = list.iter().map(|r| render::request_line(r, now));
+    Ok(out(json, value, render::listing(lines, more, limit, empty)))
 }
 
-/// Block until request `id` is decided. Exit 0 only when approved.
+/// Block until request `id` is decided. Exit 0 only when approved. The waiter sleeps on its
+/// own request's notification and checks the in-memory mirror (see `waiters`); the store is
+/// read once, for the answer.
 pub(crate) async fn wait(app: &Approver, id: u64, json: bool) -> Reply {
-    let mut changes = app.subscribe();
-    loop {
-        let req = match app.store.request(id) {
-            Ok(Some(r)) => r,
-            Ok(None) => return error_reply(&not_found_request(id), json),
-            Err(e) => return error_reply(&ApproverError::Store(e), json),
-        };
-        let now = app.now();
-        if !req.is_pending() {
-            let value = render::request_json(&req, now);
-            let (text, code) = match &req.state {
-                RequestState::Approved { grant } => {
-                    let until = app
-                        .store
-                        .grant(*grant)
-                        .ok()
-                        .flatten()
-                        .and_then(|g| g.signed.grant().ok())
-                        .map(|g| format!(" until {}", g.expires_at))
-                        .unwrap_or_default();
-                    (format!("request {id} approved: grant {grant}{until}\n"), 0)
-                }
-                RequestState::Denied { by, note } => (
-                    format!(
-                        "request {id} denied by {by}{}\n",
-                        note.as_ref().map(|n| format!(": {n}")).unwrap_or_default()
-                    ),
-                    1,
-                ),
-                _ => (format!("request {id} expired undecided\n"), 1),
-            };
-            let mut r = out(json, value, text);
-            r.code = code;
-            return r;
+    let waiting = app.waiters.register(id);
+    waiting
+        .until(|| {
+            app.live
+                .read()
+                .map(|l| l.pending.contains_key(&id))
+                .unwrap_or(false)
+        })
+        .await;
+    let req = match app.store.request(id) {
+        Ok(Some(r)) => r,
+        Ok(None) => return error_reply(&not_found_request(id), json),
+        Err(e) => return error_reply(&ApproverError::Store(e), json),
+    };
+    let (text, code) = match &req.state {
+        RequestState::Approved { grant } => {
+            let until = app
+                .store
+                .grant(*grant)
+                .ok()
+                .flatten()
+                .and_then(|g| g.signed.grant().ok())
+                .map(|g| format!(" until {}", g.expires_at))
+                .unwrap_or_default();
+            (format!("request {id} approved: grant {grant}{until}\n"), 0)
         }
-        if changes.changed().await.is_err() {
-            return error_reply(
-                &ApproverError::Conflict("the approver is shutting down".into()),
-                json,
-            );
-        }
-    }
+        RequestState::Denied { by, note } => (
+            format!(
+                "request {id} denied by {}{}\n",
+                clean(by),
+                note.as_ref()
+                    .map(|n| format!(": {}", clean(n)))
+                    .unwrap_or_default()
+            ),
+            1,
+        ),
+        RequestState::Pending => (format!("request {id} is still pending\n"), 1),
+        RequestState::Expired => (format!("request {id} expired undecided\n"), 1),
+    };
+    let mut r = out(json, render::request_json(&req, app.now()), text);
+    r.code = code;
+    r
 }
+
+/// `grants [--active] [--user U] [--target T]`: what to list.
+type GrantFilter = (bool, Option<String>, Option<String>);
 
 fn grants(
     app: &Approver,
     user: &User,
-    active: bool,
-    for_user: Option<String>,
-    target: Option<String>,
+    (active, for_user, target): GrantFilter,
+    limit: u64,
     json: bool,
 ) -> Result<Reply, ApproverError> {
     if let Some(u) = &for_user {
@@ -836,17 +572,17 @@ fn grants(
         }
     }
     list.sort_by_key(|g| g.id);
-    let value =
-        json!({"grants": list.iter().map(|g| render::grant_json(g, now)).collect::<Vec<_>>()});
-    let mut text = String::new();
-    if list.is_empty() {
-        text.push_str("no grants\n");
-    }
-    for g in &list {
-        text.push_str(&render::grant_line(g, now));
-        text.push('\n');
-    }
-    Ok(out(json, value, text))
+    let (list, more) = render::newest(list, limit);
+    let value = json!({
+        "grants": list.iter().map(|g| render::grant_json(g, now)).collect::<Vec<_>>(),
+        "more": more,
+    });
+    let lines = list.iter().map(|g| render::grant_line(g, now));
+    Ok(out(
+        json,
+        value,
+        render::listing(lines, more, limit, "no grants"),
+    ))
 }
 
 async fn revoke(
@@ -856,9 +592,9 @@ async fn revoke(
     reason: Option<String>,
     json: bool,
 ) -> Result<Reply, ApproverError> {
-    let catalog = app.catalog();
     let grant = app
         .write(|tx| {
+            let catalog = tx.catalog.clone();
             let rec = app.store.grant(id)?.ok_or_else(|| {
                 ApproverError::NotFound(format!("no grant {id} — `grants` lists them"))
             })?;
@@ -866,11 +602,12 @@ async fn revoke(
                 .signed
                 .grant()
                 .map_err(|e| ApproverError::Conflict(format!("unreadable grant {id}: {e}")))?;
-            let allowed = user.is_admin()
-                || g.user == user.name
-                || catalog
-                    .policy(&g.policy)
-                    .is_some_and(|p| p.is_approver(user));
+            // Giving up one's own grant is always allowed; anyone else's takes the rights
+            // the config in force gives.
+            let allowed = g.user == user.name
+                || catalog.users.get(&user.name).is_some_and(|u| {
+                    u.is_admin() || catalog.policy(&g.policy).is_some_and(|p| p.is_approver(u))
+                });
             if !allowed {
                 return Err(ApproverError::Forbidden(format!(
                     "`revoke` of grant {id} is for admins and approvers of policy {:?}",
@@ -906,7 +643,9 @@ async fn revoke(
         render::grant_json(&grant, now),
         format!(
             "grant {} revoked: {} no longer has {}; sessions on it are cut\n",
-            grant.id, grant.user, grant.target
+            grant.id,
+            clean(&grant.user),
+            clean(&grant.target)
         ),
     ))
 }
@@ -948,7 +687,7 @@ fn status(app: &Approver, user: &User, json: bool) -> Result<Reply, ApproverErro
         for g in &active {
             text.push_str(&format!(
                 "  {:<16} grant {:<5} {} left (until {})\n",
-                g.target,
+                clean(&g.target),
                 g.id,
                 format_duration(g.remaining(now)),
                 g.expires_at
@@ -960,7 +699,7 @@ fn status(app: &Approver, user: &User, json: bool) -> Result<Reply, ApproverErro
         for r in &pending {
             text.push_str(&format!(
                 "  {:<16} request {:<5} {}/{} approvals\n",
-                r.target,
+                clean(&r.target),
                 r.id,
                 r.approvals.len(),
                 r.needed
@@ -1100,51 +839,21 @@ fn no_recording(app: &Approver, session: &str) -> ApproverError {
 
 fn audit(app: &Approver, cmd: AuditCommand, json: bool) -> Result<Reply, ApproverError> {
     match cmd {
-        AuditCommand::Log { since } => {
+        AuditCommand::Log { since, limit } => {
             let cutoff = since
                 .as_deref()
                 .map(parse_duration)
                 .transpose()
                 .map_err(ApproverError::BadInput)?
                 .map(|d| app.now().minus(d));
-            let mut text = String::new();
-            for (seq, rec) in app.store.audit_records() {
-                let rec = match rec {
-                    Ok(r) => r,
-                    Err(e) => {
-                        text.push_str(&format!(
-                            "{}\n",
-                            if json {
-                                json!({"seq": seq, "error": e.to_string()}).to_string()
-                            } else {
-                                format!("{seq:>6}  <unreadable record: {e}>")
-                            }
-                        ));
-                        continue;
-                    }
-                };
-                if cutoff.is_some_and(|c| rec.at < c) {
-                    continue;
-                }
-                if json {
-                    text.push_str(&rec.to_json().to_string());
-                } else {
-                    text.push_str(&format!(
-                        "{:>6}  {}  {}",
-                        rec.seq,
-                        rec.at,
-                        rec.event.summary()
-                    ));
-                }
-                text.push('\n');
-            }
-            Ok(Reply::text(text))
+            Ok(audit_log(app, cutoff, limit, json))
         }
         AuditCommand::Sessions {
             user,
             target,
             since,
             live,
+            limit,
         } => {
             let cutoff = since
                 .as_deref()
@@ -1163,19 +872,7 @@ fn audit(app: &Approver, cmd: AuditCommand, json: bool) -> Result<Reply, Approve
                         && cutoff.is_none_or(|c| s.started_at >= c)
                 })
                 .collect();
-            let mut text = String::new();
-            if list.is_empty() {
-                text.push_str("no sessions\n");
-            }
-            for s in &list {
-                text.push_str(&crate::sessions::session_line(s));
-                text.push('\n');
-            }
-            Ok(out(
-                json,
-                json!({"sessions": list.iter().map(crate::sessions::session_json).collect::<Vec<_>>()}),
-                text,
-            ))
+            Ok(crate::sessions::listing(list, limit, json, "no sessions"))
         }
         AuditCommand::Export { .. } => Err(ApproverError::BadInput(
             "export streams; it cannot run here".into(),
@@ -1213,7 +910,10 @@ fn audit(app: &Approver, cmd: AuditCommand, json: bool) -> Result<Reply, Approve
                 )),
                 Err((first_bad, broken)) => {
                     let mut r = Reply::failure(
-                        format!("portcullis: audit log verification FAILED: {broken}\n"),
+                        format!(
+                            "portcullis: audit log verification FAILED: {}\n",
+                            clean(&broken)
+                        ),
                         1,
                     );
                     if json {
@@ -1226,5 +926,48 @@ fn audit(app: &Approver, cmd: AuditCommand, json: bool) -> Result<Reply, Approve
                 }
             }
         }
+    }
+}
+
+/// `audit log`: the newest `limit` events since `cutoff`, oldest first, one a line (JSON Lines
+/// with `--json`, where the note that more exist goes to stderr so the lines stay events).
+/// Only `limit` records are held at a time, however long the log.
+fn audit_log(
+    app: &Approver,
+    cutoff: Option<portcullis_core::Timestamp>,
+    limit: u64,
+    json: bool,
+) -> Reply {
+    let keep = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut newest = std::collections::VecDeque::new();
+    let mut more = 0usize;
+    for (seq, rec) in app.store.audit_records() {
+        let line = match rec {
+            Ok(r) if cutoff.is_some_and(|c| r.at < c) => continue,
+            Ok(r) if json => r.to_json().to_string(),
+            Ok(r) => format!("{:>6}  {}  {}", r.seq, r.at, clean(&r.event.summary())),
+            Err(e) if json => json!({"seq": seq, "error": e.to_string()}).to_string(),
+            Err(e) => format!("{seq:>6}  <unreadable record: {}>", clean(&e.to_string())),
+        };
+        newest.push_back(line);
+        if newest.len() > keep {
+            newest.pop_front();
+            more += 1;
+        }
+    }
+    let mut text = String::new();
+    for line in newest {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let note = (more > 0).then(|| render::more_line(more, limit));
+    match note {
+        Some(n) if json => Reply {
+            out: text,
+            err: n,
+            code: 0,
+        },
+        Some(n) => Reply::text(text + &n),
+        None => Reply::text(text),
     }
 }

@@ -10,11 +10,15 @@
 
 mod app;
 mod commands;
+mod decisions;
 mod errors;
+mod limits;
+mod refusals;
 mod render;
 mod scheduler;
 mod server;
 mod sessions;
+mod waiters;
 
 pub use app::{read_config, Approver, ApproverKeys};
 pub use errors::ApproverError;

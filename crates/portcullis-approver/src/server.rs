@@ -13,6 +13,7 @@ use russh::server::{
 };
 use russh::{Channel, ChannelId, ChannelMsg};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::app::Approver;
 use crate::commands::{self, Caller, Outcome, Reply};
@@ -50,6 +51,7 @@ pub async fn serve(app: Arc<Approver>) -> Result<(), ApproverError> {
     );
 
     tokio::spawn(scheduler::run(app.clone()));
+    tokio::spawn(record_counted_refusals(app.clone()));
     #[cfg(unix)]
     tokio::spawn(reload_on_sighup(app.clone()));
 
@@ -58,16 +60,28 @@ pub async fn serve(app: Arc<Approver>) -> Result<(), ApproverError> {
         listener,
         config,
         app.settings.limits,
+        portcullis_ssh::server::Connections::new(),
         |peer, _local, state| Connection {
             app: app.clone(),
             peer: peer.to_string(),
             caller: None,
             state,
             channels: HashMap::new(),
+            places: Arc::new(Semaphore::new(0)),
         },
     )
     .await
     .map_err(|e| ApproverError::Config(format!("control port failed: {e}")))
+}
+
+/// Write the refusals counted past their budget, every few seconds (see `refusals`).
+async fn record_counted_refusals(app: Arc<Approver>) {
+    let mut tick = tokio::time::interval(crate::refusals::FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        app.record_counted_refusals().await;
+    }
 }
 
 #[cfg(unix)]
@@ -85,6 +99,13 @@ async fn reload_on_sighup(app: Arc<Approver>) {
     }
 }
 
+/// Channels a user's connection may hold at once, open or running a command: a `wait` holds
+/// its place until it ends, so one connection cannot pile up blocked commands.
+const USER_CHANNELS: usize = 8;
+/// The same for a gateway's connection, which carries its stream, its reports and the commands
+/// it relays for all of its users.
+const GATEWAY_CHANNELS: usize = 256;
+
 /// One client connection.
 struct Connection {
     app: Arc<Approver>,
@@ -93,7 +114,11 @@ struct Connection {
     /// Shared with the accept loop: who it authenticated as (against the per-user caps and
     /// the reserve), and whether anything runs on it (an idle one is closed).
     state: Arc<portcullis_ssh::server::ConnState>,
-    channels: HashMap<ChannelId, Channel<Msg>>,
+    /// Channels opened and not yet started, each with its place.
+    channels: HashMap<ChannelId, (Channel<Msg>, OwnedSemaphorePermit)>,
+    /// The places of this connection: taken when a channel opens, given back when its command
+    /// ends (or it closes without one).
+    places: Arc<Semaphore>,
 }
 
 impl Connection {
@@ -161,6 +186,11 @@ impl server::Handler for Connection {
                     "{} authenticated as {principal:?} ({fingerprint})",
                     self.peer
                 );
+                let places = match principal {
+                    Principal::Gateway(_) => GATEWAY_CHANNELS,
+                    Principal::User(_) => USER_CHANNELS,
+                };
+                self.places = Arc::new(Semaphore::new(places));
                 self.caller = Some(Caller {
                     principal,
                     fingerprint,
@@ -180,14 +210,29 @@ impl server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.caller.is_none() || self.channels.len() >= 8 {
+        let place = match &self.caller {
+            Some(_) => self.places.clone().try_acquire_owned().ok(),
+            None => None,
+        };
+        let Some(place) = place else {
             reply
                 .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
             return Ok(());
-        }
-        self.channels.insert(channel.id(), channel);
+        };
+        self.channels.insert(channel.id(), (channel, place));
         reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // Closed before it started a command: its place comes back now. A started one gives
+        // its place back when its task ends.
+        self.channels.remove(&channel);
         Ok(())
     }
 
@@ -251,7 +296,9 @@ impl Connection {
         line: String,
         session: &mut Session,
     ) -> Result<(), russh::Error> {
-        let (Some(channel), Some(caller)) = (self.channels.remove(&id), self.caller.clone()) else {
+        let (Some((channel, place)), Some(caller)) =
+            (self.channels.remove(&id), self.caller.clone())
+        else {
             return session.channel_failure(id);
         };
         session.channel_success(id)?;
@@ -261,7 +308,7 @@ impl Connection {
         tokio::spawn(async move {
             tracing::debug!("{peer} {:?}: {line}", caller.principal);
             run_channel(app, caller, line, channel).await;
-            drop(busy);
+            drop((place, busy));
         });
         Ok(())
     }
@@ -276,6 +323,12 @@ const RECORDING_WRITE: usize = 1024 * 1024;
 
 async fn run_channel(app: Arc<Approver>, caller: Caller, line: String, channel: Channel<Msg>) {
     let (mut read, write) = channel.split();
+    // The acting user's place among their running commands, held until this one ends.
+    let _running = match commands::acting_user(&caller, &line).map(|u| app.running.start(&u)) {
+        Some(Err(e)) => return send_reply(&write, commands::error_reply(&e, false)).await,
+        Some(Ok(place)) => Some(place),
+        None => None,
+    };
     let reply = match commands::execute(&app, &caller, &line).await {
         Outcome::Done(reply) => reply,
         Outcome::Report { seq, instance } => {

@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use portcullis_store::Incoming;
 
 use crate::app::{Approver, Tx};
+use crate::commands::{out, Reply};
 use crate::errors::ApproverError;
+use crate::render::{self, clean};
 
 /// Reports are numbered per gateway *instance* (its replica), so a gateway whose replica was
 /// made afresh starts its own sequence instead of having its reports taken for repeats.
@@ -356,10 +358,30 @@ pub(crate) fn session_line(s: &SessionRecord) -> String {
             format_duration(e.duration)
         ),
     };
+    // Every string here came from a gateway's report, and `channel` holds the command a user
+    // ran: escaped for the terminal (the `--json` form keeps them exact).
     format!(
         "{:<12} {:<10} {:<16} grant {:<5} {:<12} since {}  {}",
-        s.id, s.user, s.target, s.grant, s.channel, s.started_at, state
+        clean(&s.id),
+        clean(&s.user),
+        clean(&s.target),
+        s.grant,
+        clean(&s.channel),
+        s.started_at,
+        clean(&state)
     )
+}
+
+/// `sessions` and `audit sessions`: the newest `limit`, oldest first, as text or JSON.
+pub(crate) fn listing(mut list: Vec<SessionRecord>, limit: u64, json: bool, empty: &str) -> Reply {
+    list.sort_by_key(|s| s.started_at);
+    let (list, more) = render::newest(list, limit);
+    let value = json!({
+        "sessions": list.iter().map(session_json).collect::<Vec<_>>(),
+        "more": more,
+    });
+    let lines = list.iter().map(session_line);
+    out(json, value, render::listing(lines, more, limit, empty))
 }
 
 /// Cut a live session: a signed kill on the stream, and an audit event.
@@ -369,6 +391,13 @@ pub(crate) async fn kill(
     id: &str,
 ) -> Result<SessionRecord, ApproverError> {
     app.write(|tx| {
+        // Checked again under the writer, against the catalog in force: a reload may have
+        // taken the caller out of admins since the command started.
+        if !tx.catalog.users.get(actor).is_some_and(|u| u.is_admin()) {
+            return Err(ApproverError::Forbidden(format!(
+                "`kill` is for members of admins; {actor} is no longer one"
+            )));
+        }
         let rec = app
             .store
             .session(id)?

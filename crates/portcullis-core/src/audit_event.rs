@@ -69,6 +69,13 @@ pub enum EventKind {
         session: String,
         presented: String,
     },
+    /// Refusals of one actor past the budget of those recorded one by one, counted instead:
+    /// a flood of refused commands costs one record per interval, not one flush each.
+    RefusedRepeatedly {
+        count: u64,
+        first: Timestamp,
+        last: Timestamp,
+    },
 }
 
 impl EventKind {
@@ -90,6 +97,7 @@ impl EventKind {
             EventKind::SessionEnded { .. } => "session.ended",
             EventKind::SessionKilled { .. } => "session.killed",
             EventKind::TargetHostKeyMismatch { .. } => "target.host_key_mismatch",
+            EventKind::RefusedRepeatedly { .. } => "command.refused",
         }
     }
 }
@@ -212,6 +220,9 @@ impl AuditEvent {
             EventKind::TargetHostKeyMismatch { session, presented } => {
                 json!({ "session": session, "presented": presented })
             }
+            EventKind::RefusedRepeatedly { count, first, last } => json!({
+                "count": count, "first_at": first.rfc3339(), "last_at": last.rfc3339(),
+            }),
             EventKind::RequestDenied
             | EventKind::RequestExpired
             | EventKind::GrantExpired

@@ -4,6 +4,12 @@
 
 use clap::{Args, Parser, Subcommand};
 
+/// How many entries a listing shows unless `--limit` says otherwise: one reply stays small
+/// enough for a gateway to relay and a terminal to show.
+pub const DEFAULT_LIMIT: u64 = 1000;
+/// The most `--limit` may ask for.
+pub const MAX_LIMIT: u64 = 100_000;
+
 /// A parsed control line.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -37,6 +43,9 @@ pub enum ControlCommand {
         /// Every request, decided or not.
         #[arg(long)]
         all: bool,
+        /// Show at most this many, the newest (default 1000); a last line says how many more.
+        #[arg(long, value_name = "N", default_value_t = DEFAULT_LIMIT, value_parser = clap::value_parser!(u64).range(1..=MAX_LIMIT))]
+        limit: u64,
     },
 
     /// Approve a request (approvers of its policy; never your own).
@@ -68,6 +77,9 @@ pub enum ControlCommand {
         /// Only grants on this target.
         #[arg(long)]
         target: Option<String>,
+        /// Show at most this many, the newest (default 1000); a last line says how many more.
+        #[arg(long, value_name = "N", default_value_t = DEFAULT_LIMIT, value_parser = clap::value_parser!(u64).range(1..=MAX_LIMIT))]
+        limit: u64,
     },
 
     /// End a grant now; every session on it is cut (admins, approvers of its policy).
@@ -86,6 +98,9 @@ pub enum ControlCommand {
         /// Only sessions still open.
         #[arg(long)]
         live: bool,
+        /// Show at most this many, the newest (default 1000); a last line says how many more.
+        #[arg(long, value_name = "N", default_value_t = DEFAULT_LIMIT, value_parser = clap::value_parser!(u64).range(1..=MAX_LIMIT))]
+        limit: u64,
     },
 
     /// Cut one session now (admins).
@@ -181,6 +196,9 @@ pub enum AuditCommand {
         /// Only events newer than this, e.g. 1h, 7d.
         #[arg(long, value_name = "DURATION")]
         since: Option<String>,
+        /// Show at most this many, the newest (default 1000); a last line says how many more.
+        #[arg(long, value_name = "N", default_value_t = DEFAULT_LIMIT, value_parser = clap::value_parser!(u64).range(1..=MAX_LIMIT))]
+        limit: u64,
     },
     /// Check the hash chain, every signature and every finished recording; name the first
     /// bad record.
@@ -201,6 +219,9 @@ pub enum AuditCommand {
         /// Only sessions still open.
         #[arg(long)]
         live: bool,
+        /// Show at most this many, the newest (default 1000); a last line says how many more.
+        #[arg(long, value_name = "N", default_value_t = DEFAULT_LIMIT, value_parser = clap::value_parser!(u64).range(1..=MAX_LIMIT))]
+        limit: u64,
     },
     /// Play a recorded session in the terminal with its timing.
     #[command(after_help = "Example:\n  audit replay gw-1-3fa2-17 --speed 2 --idle-limit 2s")]
@@ -234,7 +255,11 @@ impl ControlLine {
                     w.push(&format!("--reason={x}"));
                 }
             }
-            ControlCommand::Requests { pending, all } => {
+            ControlCommand::Requests {
+                pending,
+                all,
+                limit,
+            } => {
                 w.push("requests");
                 if *pending {
                     w.push("--pending");
@@ -242,6 +267,7 @@ impl ControlLine {
                 if *all {
                     w.push("--all");
                 }
+                w.limit(*limit);
             }
             ControlCommand::Approve(d) | ControlCommand::Deny(d) => {
                 w.push(if matches!(self.command, ControlCommand::Approve(_)) {
@@ -262,6 +288,7 @@ impl ControlLine {
                 active,
                 user,
                 target,
+                limit,
             } => {
                 w.push("grants");
                 if *active {
@@ -273,6 +300,7 @@ impl ControlLine {
                 if let Some(t) = target {
                     w.push(&format!("--target={t}"));
                 }
+                w.limit(*limit);
             }
             ControlCommand::Revoke { grant, reason } => {
                 w.push("revoke");
@@ -281,11 +309,12 @@ impl ControlLine {
                     w.push(&format!("--reason={r}"));
                 }
             }
-            ControlCommand::Sessions { live } => {
+            ControlCommand::Sessions { live, limit } => {
                 w.push("sessions");
                 if *live {
                     w.push("--live");
                 }
+                w.limit(*limit);
             }
             ControlCommand::Kill { session } => {
                 w.push("kill");
@@ -295,12 +324,13 @@ impl ControlLine {
             ControlCommand::Whoami => w.push("whoami"),
             ControlCommand::Targets => w.push("targets"),
             ControlCommand::Reload => w.push("reload"),
-            ControlCommand::Audit(AuditCommand::Log { since }) => {
+            ControlCommand::Audit(AuditCommand::Log { since, limit }) => {
                 w.push("audit");
                 w.push("log");
                 if let Some(s) = since {
                     w.push(&format!("--since={s}"));
                 }
+                w.limit(*limit);
             }
             ControlCommand::Audit(AuditCommand::Verify) => {
                 w.push("audit");
@@ -311,6 +341,7 @@ impl ControlLine {
                 target,
                 since,
                 live,
+                limit,
             }) => {
                 w.push("audit");
                 w.push("sessions");
@@ -322,6 +353,7 @@ impl ControlLine {
                 if *live {
                     w.push("--live");
                 }
+                w.limit(*limit);
             }
             ControlCommand::Audit(AuditCommand::Replay {
                 session,
@@ -383,6 +415,13 @@ struct Words {
 impl Words {
     fn push(&mut self, s: &str) {
         self.words.push(s.to_string());
+    }
+
+    /// `--limit=N`, left out at its default so that lines stay as they were.
+    fn limit(&mut self, n: u64) {
+        if n != DEFAULT_LIMIT {
+            self.push(&format!("--limit={n}"));
+        }
     }
 
     fn positional(&mut self, s: &str) {
@@ -448,6 +487,8 @@ mod tests {
             ControlCommand::Audit(AuditCommand::Log { .. })
         ));
         assert!(parse_line("approve seventeen").is_err());
+        assert!(parse_line("requests --limit 0").is_err());
+        assert!(parse_line("audit log --limit 100001").is_err());
         assert!(parse_line("").is_err());
     }
 
@@ -456,6 +497,11 @@ mod tests {
         for line in [
             "request pg-prod --for 1h --reason 'INC 42'",
             "requests --all",
+            "requests --all --limit 5",
+            "grants --limit 2",
+            "sessions --live --limit 7",
+            "audit log --limit 3",
+            "audit sessions --limit 9",
             "approve 17 --note 'ok then'",
             "deny 3",
             "wait 9 --json",

@@ -52,6 +52,7 @@ pub struct ApproverFile {
     pub reserved_connections: Option<usize>,
     pub login_grace: Option<String>,
     pub idle_timeout: Option<String>,
+    pub max_pending_requests_per_user: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -154,7 +155,13 @@ pub struct ApproverSettings {
     pub data_dir: PathBuf,
     pub request_ttl: Duration,
     pub limits: ConnectionLimits,
+    /// Requests one user may have waiting for approval at once
+    /// (`max_pending_requests_per_user`, default 10).
+    pub max_pending_requests_per_user: usize,
 }
+
+/// The default of `[approver] max_pending_requests_per_user`.
+pub const DEFAULT_MAX_PENDING_REQUESTS_PER_USER: usize = 10;
 
 /// What a server admits, the same keys in `[approver]` and `[gateway]` (defaults differ).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,11 +386,20 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
             },
             ConnectionLimits::APPROVER,
         );
+        if a.max_pending_requests_per_user == Some(0) {
+            p.push(
+                "approver.max_pending_requests_per_user",
+                "must be at least 1",
+            );
+        }
         ApproverSettings {
             listen,
             data_dir: a.data_dir.clone(),
             request_ttl,
             limits,
+            max_pending_requests_per_user: a
+                .max_pending_requests_per_user
+                .unwrap_or(DEFAULT_MAX_PENDING_REQUESTS_PER_USER),
         }
     });
 
@@ -914,6 +930,26 @@ max_duration = "4h"
             e.contains("approver.login_grace: must be longer than zero"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn pending_requests_per_user_default_and_validate() {
+        let c = parse(&base()).unwrap();
+        assert_eq!(c.approver.unwrap().max_pending_requests_per_user, 10);
+        let set = |v: &str| {
+            base().replace(
+                "request_ttl = \"1h\"",
+                &format!("request_ttl = \"1h\"\nmax_pending_requests_per_user = {v}"),
+            )
+        };
+        let c = parse(&set("3")).unwrap();
+        assert_eq!(c.approver.unwrap().max_pending_requests_per_user, 3);
+        let e = problems(&set("0"));
+        assert!(
+            e.contains("approver.max_pending_requests_per_user: must be at least 1"),
+            "{e}"
+        );
+        assert!(problems(&set("-1")).contains("max_pending_requests_per_user"));
     }
 
     #[test]

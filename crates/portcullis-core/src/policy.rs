@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::catalog::{Catalog, Policy, User};
+use crate::model::{Approval, Request};
 use crate::time::{format_duration, Timestamp};
 
 /// What a new request becomes.
@@ -62,6 +63,19 @@ pub enum Refusal {
         who: String,
         when: String,
     },
+    #[error("the requester {user} is no longer configured")]
+    RequesterGone { user: String },
+    #[error("policy {policy:?} no longer exists")]
+    PolicyGone { policy: String },
+    #[error("policy {policy:?} no longer covers {target:?}")]
+    PolicyNoLongerCovers { policy: String, target: String },
+    #[error("policy {policy:?} no longer takes approvals")]
+    NoApprovers { policy: String },
+    /// A pending request that the config now in force would not admit: it is closed.
+    #[error(
+        "request {request} no longer qualifies under the config in force: {why}; it is closed — ask again if the access is still needed"
+    )]
+    NoLongerQualifies { request: u64, why: Box<Refusal> },
 }
 
 fn auto_approves(policy: &Policy, user: &User, now: Timestamp) -> bool {
@@ -71,14 +85,9 @@ fn auto_approves(policy: &Policy, user: &User, now: Timestamp) -> bool {
     })
 }
 
-fn admit<'a>(
-    policy: &'a Policy,
-    user: &User,
-    requested: Option<Duration>,
-    reason: Option<&str>,
-    now: Timestamp,
-) -> Result<Admission<'a>, Refusal> {
-    let duration = requested.unwrap_or(policy.default_duration);
+/// The limits a policy puts on any request under it, new or pending: a duration above zero
+/// and within `max_duration` (refused, never shortened), and a reason where one is required.
+fn within_limits(policy: &Policy, duration: Duration, reason: Option<&str>) -> Result<(), Refusal> {
     if duration.is_zero() {
         return Err(Refusal::ZeroDuration);
     }
@@ -94,6 +103,18 @@ fn admit<'a>(
             policy: policy.name.clone(),
         });
     }
+    Ok(())
+}
+
+fn admit<'a>(
+    policy: &'a Policy,
+    user: &User,
+    requested: Option<Duration>,
+    reason: Option<&str>,
+    now: Timestamp,
+) -> Result<Admission<'a>, Refusal> {
+    let duration = requested.unwrap_or(policy.default_duration);
+    within_limits(policy, duration, reason)?;
     if auto_approves(policy, user, now) {
         return Ok(Admission::AutoApproved { policy, duration });
     }
@@ -163,6 +184,62 @@ pub fn evaluate<'a>(
     Err(first_refusal.unwrap_or(Refusal::NoPolicy {
         target: target.name.clone(),
     }))
+}
+
+/// Re-check a pending request against `catalog`, the config in force at a decision: its
+/// requester still configured, its policy still there and still covering its target, its
+/// duration and reason within that policy's limits now, and approvers still able to grant it.
+/// The policy it is decided under is returned; a refusal closes the request, since the rules
+/// it was made under are no longer the ones in force.
+pub fn recheck<'a>(catalog: &'a Catalog, request: &Request) -> Result<&'a Policy, Refusal> {
+    if !catalog.users.contains_key(&request.user) {
+        return Err(Refusal::RequesterGone {
+            user: request.user.clone(),
+        });
+    }
+    let target = catalog
+        .targets
+        .get(&request.target)
+        .ok_or_else(|| Refusal::UnknownTarget {
+            target: request.target.clone(),
+        })?;
+    let policy = catalog
+        .policy(&request.policy)
+        .ok_or_else(|| Refusal::PolicyGone {
+            policy: request.policy.clone(),
+        })?;
+    if !policy.selector.matches(target) {
+        return Err(Refusal::PolicyNoLongerCovers {
+            policy: policy.name.clone(),
+            target: target.name.clone(),
+        });
+    }
+    within_limits(policy, request.duration, request.reason.as_deref())?;
+    if policy.approvers.is_empty() {
+        return Err(Refusal::NoApprovers {
+            policy: policy.name.clone(),
+        });
+    }
+    Ok(policy)
+}
+
+/// The approvals of `request` that count under `policy` now: from approvers still configured
+/// and still in one of its approver groups, never the requester's own.
+pub fn counted_approvals<'r>(
+    catalog: &Catalog,
+    policy: &Policy,
+    request: &'r Request,
+) -> Vec<&'r Approval> {
+    request
+        .approvals
+        .iter()
+        .filter(|a| {
+            catalog
+                .users
+                .get(&a.by)
+                .is_some_and(|u| may_decide(policy, u, &request.user))
+        })
+        .collect()
 }
 
 /// Whether `approver` may decide a request by `requester` under `policy`.
@@ -313,5 +390,104 @@ default_duration = "2h"
         c.policies.push(auto);
         let a = evaluate(&c, &c.users["alice"], "pg-prod", None, None, MONDAY_NOON).unwrap();
         assert_eq!(a.policy().name, "prod-oncall");
+    }
+
+    fn pending(c: &Catalog, approvers: &[&str]) -> Request {
+        let a = evaluate(
+            c,
+            &c.users["alice"],
+            "pg-prod",
+            None,
+            Some("INC-1"),
+            MONDAY_NOON,
+        )
+        .unwrap();
+        Request {
+            id: 7,
+            user: "alice".into(),
+            target: "pg-prod".into(),
+            policy: a.policy().name.clone(),
+            duration: a.duration(),
+            reason: Some("INC-1".into()),
+            created_at: MONDAY_NOON,
+            expires_at: MONDAY_NOON.plus(Duration::from_secs(3600)),
+            approvals: approvers
+                .iter()
+                .map(|by| Approval {
+                    by: (*by).into(),
+                    at: MONDAY_NOON,
+                    note: None,
+                })
+                .collect(),
+            needed: a.policy().approvals,
+            state: crate::model::RequestState::Pending,
+            decided_at: None,
+        }
+    }
+
+    #[test]
+    fn a_pending_request_is_rechecked_against_the_catalog_in_force() {
+        let c = catalog();
+        let r = pending(&c, &[]);
+        assert_eq!(recheck(&c, &r).unwrap().name, "prod");
+
+        // Tighter limits under the same policy: refused, never shortened.
+        let mut tighter = c.clone();
+        tighter.policies[0].max_duration = Duration::from_secs(600);
+        let e = recheck(&tighter, &r).unwrap_err();
+        assert!(matches!(e, Refusal::OverMaxDuration { .. }), "{e}");
+        let mut no_reason = r.clone();
+        no_reason.reason = None;
+        assert!(matches!(
+            recheck(&c, &no_reason),
+            Err(Refusal::ReasonRequired { .. })
+        ));
+
+        // The target relabelled out of the policy, the policy gone, its approvers gone.
+        let mut moved = c.clone();
+        if let Some(t) = moved.targets.get_mut("pg-prod") {
+            t.labels.insert("env".into(), "staging".into());
+        }
+        assert!(matches!(
+            recheck(&moved, &r),
+            Err(Refusal::PolicyNoLongerCovers { .. })
+        ));
+        let mut gone = c.clone();
+        gone.policies.remove(0);
+        assert!(matches!(
+            recheck(&gone, &r),
+            Err(Refusal::PolicyGone { .. })
+        ));
+        let mut nobody = c.clone();
+        nobody.policies[0].approvers.clear();
+        assert!(matches!(
+            recheck(&nobody, &r),
+            Err(Refusal::NoApprovers { .. })
+        ));
+
+        // The requester removed.
+        let mut left = c.clone();
+        left.users.remove("alice");
+        let e = recheck(&left, &r).unwrap_err();
+        assert_eq!(e.to_string(), "the requester alice is no longer configured");
+    }
+
+    #[test]
+    fn only_approvals_from_current_approvers_count() {
+        let c = catalog();
+        // bob is a dba; alice is the requester; nobody is not configured.
+        let r = pending(&c, &["bob", "alice", "nobody"]);
+        let prod = c.policy("prod").unwrap();
+        let counted: Vec<&str> = counted_approvals(&c, prod, &r)
+            .iter()
+            .map(|a| a.by.as_str())
+            .collect();
+        assert_eq!(counted, vec!["bob"]);
+        // bob moved out of dba: his approval no longer counts.
+        let mut moved = c.clone();
+        if let Some(b) = moved.users.get_mut("bob") {
+            b.groups = ["dev".to_string()].into_iter().collect();
+        }
+        assert!(counted_approvals(&moved, moved.policy("prod").unwrap(), &r).is_empty());
     }
 }

@@ -456,7 +456,8 @@ impl Recorded {
         let _ = cw.close().await;
         let left = self.live.leave();
         if let Some(why) = &why {
-            session::disconnect_if_last(&self.who, &left, why).await;
+            // The reason is on the screen already: let the client leave first.
+            session::disconnect_if_last_later(&self.who, &left, why);
         }
         end.recording = match recording.finish() {
             Some((format, Ok((size, sha)))) => {

@@ -50,6 +50,7 @@ pub(crate) async fn serve(gw: Arc<Gateway>) -> Result<(), GatewayError> {
         listener,
         config,
         gw.settings.limits,
+        gw.conns.clone(),
         |peer, local, state| {
             next_id += 1;
             Conn {

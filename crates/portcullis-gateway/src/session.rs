@@ -370,6 +370,24 @@ pub(crate) fn cut_message(
     })
 }
 
+/// How long a client whose last channel was closed with the reason written in it (a recorded
+/// session's screen) gets to leave by itself before the connection is cut under it: OpenSSH
+/// exits at a disconnect without writing out what it has buffered for the terminal, so a
+/// disconnect on the heels of the reason can swallow the reason.
+pub(crate) const LINGER: Duration = Duration::from_millis(250);
+
+/// As [`disconnect_if_last`], after [`LINGER`], without holding up the caller.
+pub(crate) fn disconnect_if_last_later(who: &Holder, left: &Left, why: &str) {
+    if left.others {
+        return;
+    }
+    let (who, why) = (who.clone(), why.to_string());
+    tokio::spawn(async move {
+        tokio::time::sleep(LINGER).await;
+        disconnect_if_last(&who, &Left { grant: None, others: false }, &why).await;
+    });
+}
+
 /// After a session was cut: the last session of a connection takes the connection with it,
 /// with the reason in the disconnect message (`Received disconnect …: portcullis: …`).
 pub(crate) async fn disconnect_if_last(who: &Holder, left: &Left, why: &str) {

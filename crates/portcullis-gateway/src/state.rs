@@ -84,6 +84,8 @@ pub struct Gateway {
     pub(crate) failed_closed: std::sync::atomic::AtomicBool,
     /// Set once a graceful stop has begun: no new sessions.
     pub(crate) stopping: std::sync::atomic::AtomicBool,
+    /// The users' connections, for a graceful stop to close and wait for.
+    pub(crate) conns: Arc<portcullis_ssh::server::Connections>,
 }
 
 /// The replica's catalog, if it verifies against the pinned signing key as a whole-catalog
@@ -218,6 +220,7 @@ impl Gateway {
             grants_changed: watch::channel(0).0,
             failed_closed: std::sync::atomic::AtomicBool::new(false),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            conns: portcullis_ssh::server::Connections::new(),
         }))
     }
 

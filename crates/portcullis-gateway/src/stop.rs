@@ -13,6 +13,8 @@ use crate::state::Gateway;
 
 /// How long sessions get to end (write their reason, close their recording, spool their end).
 const SESSIONS_WAIT: Duration = Duration::from_secs(5);
+/// How long connections get to close once told to.
+const CONNECTIONS_WAIT: Duration = Duration::from_secs(2);
 /// How long the approver gets to acknowledge what the spool holds. What is left is delivered
 /// by the next start.
 const SPOOL_WAIT: Duration = Duration::from_secs(10);
@@ -36,6 +38,19 @@ pub(crate) async fn graceful(gw: &Gateway) {
             "{} sessions did not end within {SESSIONS_WAIT:?}; the next start reports them",
             gw.sessions().live.len()
         );
+    }
+    // Their last words written, the connections are closed and waited for: exiting with them
+    // open would drop whatever russh had not yet sent. Clients told in-band (on a terminal)
+    // get a moment to leave by themselves first (see `session::LINGER`).
+    if cut > 0 {
+        tokio::time::sleep(crate::session::LINGER).await;
+    }
+    let open = gw
+        .conns
+        .close_all("portcullis: gateway stopping", CONNECTIONS_WAIT)
+        .await;
+    if open > 0 {
+        tracing::warn!("{open} connections still open after {CONNECTIONS_WAIT:?}");
     }
     drain_spool(gw).await;
     tracing::info!("gateway stopped");

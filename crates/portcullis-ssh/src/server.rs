@@ -172,9 +172,63 @@ impl Drop for Busy {
     }
 }
 
+/// The connections one server holds: counted against `max_connections`, and reachable by a
+/// graceful stop, which disconnects them all with its reason and waits for them to end (a
+/// process that simply exited would drop what russh had not yet written to them, the last
+/// words to the user included).
+pub struct Connections {
+    active: AtomicUsize,
+    stop: tokio::sync::watch::Sender<Option<String>>,
+    ended: tokio::sync::Notify,
+}
+
+impl Connections {
+    pub fn new() -> Arc<Connections> {
+        Arc::new(Connections {
+            active: AtomicUsize::new(0),
+            stop: tokio::sync::watch::channel(None).0,
+            ended: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// How many are open now.
+    pub fn open(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Disconnect every connection with `why` and wait, at most `limit`, for them to end.
+    /// Returns how many were still open at the limit.
+    pub async fn close_all(&self, why: &str, limit: Duration) -> usize {
+        self.stop.send_replace(Some(why.to_string()));
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let ended = self.ended.notified();
+            if self.open() == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return self.open();
+            }
+        }
+    }
+}
+
+/// Resolves with the reason once a stop has begun.
+async fn stopped(rx: &mut tokio::sync::watch::Receiver<Option<String>>) -> String {
+    let why = rx
+        .wait_for(|s| s.is_some())
+        .await
+        .map(|why| why.clone().unwrap_or_default());
+    match why {
+        Ok(why) => why,
+        // The server is gone: nothing will ever stop this connection but itself.
+        Err(_) => std::future::pending().await,
+    }
+}
+
 /// Releases a connection's place in the budget when it ends.
 struct Slot {
-    active: Arc<AtomicUsize>,
+    conns: Arc<Connections>,
     sources: Arc<Mutex<HashMap<IpAddr, usize>>>,
     ip: IpAddr,
     state: Arc<ConnState>,
@@ -182,7 +236,8 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.active.fetch_sub(1, Ordering::SeqCst);
+        self.conns.active.fetch_sub(1, Ordering::SeqCst);
+        self.conns.ended.notify_waiters();
         let mut s = lock(&self.sources);
         if let Some(n) = s.get_mut(&self.ip) {
             *n = n.saturating_sub(1);
@@ -204,13 +259,13 @@ pub async fn serve<H, F>(
     listener: TcpListener,
     config: Arc<russh::server::Config>,
     limits: ConnectionLimits,
+    conns: Arc<Connections>,
     mut make: F,
 ) -> std::io::Result<()>
 where
     H: russh::server::Handler + Send + 'static,
     F: FnMut(SocketAddr, Option<SocketAddr>, Arc<ConnState>) -> H,
 {
-    let active = Arc::new(AtomicUsize::new(0));
     let sources: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let holders: Arc<Mutex<Holders>> = Arc::default();
     let mut last_budget_log: Option<std::time::Instant> = None;
@@ -224,7 +279,7 @@ where
             }
         };
         let ip = peer.ip();
-        let over = if active.load(Ordering::SeqCst) >= limits.max_connections {
+        let over = if conns.open() >= limits.max_connections {
             Some(format!(
                 "connection budget of {} reached",
                 limits.max_connections
@@ -251,10 +306,11 @@ where
             drop(socket);
             continue;
         }
-        active.fetch_add(1, Ordering::SeqCst);
+        conns.active.fetch_add(1, Ordering::SeqCst);
         let state = Arc::new(ConnState::new(limits, holders.clone()));
+        let mut stop = conns.stop.subscribe();
         let slot = Slot {
-            active: active.clone(),
+            conns: conns.clone(),
             sources: sources.clone(),
             ip,
             state: state.clone(),
@@ -268,43 +324,52 @@ where
         tokio::spawn(async move {
             let _slot = slot;
             let deadline = tokio::time::Instant::now() + limits.login_grace;
-            let session = match tokio::time::timeout_at(
+            let handshake = tokio::time::timeout_at(
                 deadline,
                 russh::server::run_stream(config, socket, handler),
-            )
-            .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(_)) => return,
-                Err(_) => {
-                    tracing::info!(
-                        "{peer}: no SSH handshake within {:?}; dropped",
-                        limits.login_grace
-                    );
-                    return;
-                }
+            );
+            let session = tokio::select! {
+                r = handshake => match r {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        tracing::info!(
+                            "{peer}: no SSH handshake within {:?}; dropped",
+                            limits.login_grace
+                        );
+                        return;
+                    }
+                },
+                _ = stopped(&mut stop) => return,
             };
             let handle = session.handle();
             tokio::pin!(session);
-            tokio::select! {
+            let why = tokio::select! {
                 _ = &mut session => return,
-                _ = tokio::time::sleep_until(deadline) => {}
-                _ = state.on_authenticated.notified() => {}
-            }
-            let why = if !state.authenticated() {
-                tracing::info!(
-                    "{peer}: not authenticated within {:?}; dropped",
-                    limits.login_grace
-                );
-                "portcullis: authentication took too long".to_string()
-            } else {
-                tokio::select! {
+                why = stopped(&mut stop) => Some(why),
+                _ = tokio::time::sleep_until(deadline) => None,
+                _ = state.on_authenticated.notified() => None,
+            };
+            let why = match why {
+                Some(why) => why,
+                None if !state.authenticated() => {
+                    tracing::info!(
+                        "{peer}: not authenticated within {:?}; dropped",
+                        limits.login_grace
+                    );
+                    "portcullis: authentication took too long".to_string()
+                }
+                None => tokio::select! {
                     _ = &mut session => return,
+                    why = stopped(&mut stop) => why,
                     idle = idle_out(&state) => {
                         tracing::info!("{peer}: nothing live for {idle:?}; closed");
-                        format!("portcullis: closing a connection idle for {}", portcullis_core::time::format_duration(idle))
+                        format!(
+                            "portcullis: closing a connection idle for {}",
+                            portcullis_core::time::format_duration(idle)
+                        )
                     }
-                }
+                },
             };
             let _ = handle
                 .disconnect(russh::Disconnect::ByApplication, why, "en".into())

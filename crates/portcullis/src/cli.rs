@@ -127,6 +127,9 @@ pub enum AuditCli {
         /// Only events newer than this, e.g. 1h, 7d.
         #[arg(long, value_name = "DURATION")]
         since: Option<String>,
+        /// Show at most this many, the newest (default 1000); a last line says how many more.
+        #[arg(long, value_name = "N", default_value_t = portcullis_core::command::DEFAULT_LIMIT, value_parser = clap::value_parser!(u64).range(1..=portcullis_core::command::MAX_LIMIT))]
+        limit: u64,
     },
     /// Check the hash chain, every signature and every finished recording; exit non-zero
     /// naming the first bad record.
@@ -153,6 +156,9 @@ pub enum AuditCli {
         since: Option<String>,
         #[arg(long)]
         live: bool,
+        /// Show at most this many, the newest (default 1000); a last line says how many more.
+        #[arg(long, value_name = "N", default_value_t = portcullis_core::command::DEFAULT_LIMIT, value_parser = clap::value_parser!(u64).range(1..=portcullis_core::command::MAX_LIMIT))]
+        limit: u64,
     },
     /// Play a recorded session in this terminal with its timing.
     #[command(
@@ -311,17 +317,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             other => {
                 let command = match other {
-                    AuditCli::Log { since } => AuditCommand::Log { since },
+                    AuditCli::Log { since, limit } => AuditCommand::Log { since, limit },
                     AuditCli::Sessions {
                         user,
                         target,
                         since,
                         live,
+                        limit,
                     } => AuditCommand::Sessions {
                         user,
                         target,
                         since,
                         live,
+                        limit,
                     },
                     AuditCli::Replay {
                         session,

@@ -97,11 +97,13 @@ pub async fn run(opts: &ClientOpts, line: &ControlLine) -> anyhow::Result<ExitCo
     })
 }
 
-/// When request `id` lapses if undecided (ms since the epoch), from the approver.
+/// When request `id` lapses if undecided (ms since the epoch), from the approver. Only pending
+/// requests are asked for (a decided one needs no countdown): the approver answers those from
+/// memory, and the reply stays small however long the history.
 async fn lapse_time(conn: &Connection, id: u64) -> Option<u64> {
     let mut out = Vec::new();
     let mut err = Vec::new();
-    conn.run("requests --all --json", &mut out, &mut err)
+    conn.run("requests --pending --json", &mut out, &mut err)
         .await
         .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&out).ok()?;

@@ -1,0 +1,375 @@
+//! Requests and decisions: `request`, `approve`, `deny`, and the grant they issue.
+//!
+//! Everything here is decided inside [`Approver::write`], against `tx.catalog`, the catalog in
+//! force for that commit: a reload cannot slip between the check and the write. A pending
+//! request is re-checked at every approval against the rules in force then
+//! ([`policy::recheck`]): one that no longer qualifies is closed with the reason, never granted
+//! and never shortened.
+
+use std::sync::Arc;
+
+use portcullis_core::audit_event::{AuditEvent, EventKind};
+use portcullis_core::catalog::{Catalog, User};
+use portcullis_core::command::{DecideArgs, RequestArgs};
+use portcullis_core::model::{Approval, Grant, Request, RequestState};
+use portcullis_core::policy::{self, Admission, Refusal};
+use portcullis_core::time::{format_duration, parse_duration};
+use serde_json::json;
+
+use crate::app::{Approver, Tx};
+use crate::commands::{not_found_request, out, Reply};
+use crate::errors::ApproverError;
+use crate::{limits, render};
+
+/// The daemon's own name in the audit log, for what it decides itself.
+const DAEMON: &str = "approver";
+
+/// `user` as the catalog in force has them: gone users decide nothing.
+fn current<'c>(catalog: &'c Catalog, user: &User) -> Result<&'c User, ApproverError> {
+    catalog.users.get(&user.name).ok_or_else(|| {
+        ApproverError::Forbidden(format!("user {} is no longer configured", user.name))
+    })
+}
+
+pub(crate) async fn request(
+    app: &Arc<Approver>,
+    user: &User,
+    args: RequestArgs,
+    json: bool,
+) -> Result<Reply, ApproverError> {
+    let duration = args
+        .duration
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(ApproverError::BadInput)?;
+    let reason = limits::text(&args.reason, "reason")?;
+    let ttl = app.settings.request_ttl;
+    let (req, grant, groups) = app
+        .write(|tx| {
+            let catalog = tx.catalog.clone();
+            let user = current(&catalog, user)?;
+            let admission = policy::evaluate(
+                &catalog,
+                user,
+                &args.target,
+                duration,
+                reason.as_deref(),
+                tx.now,
+            )?;
+            if matches!(admission, Admission::NeedsApproval { .. }) {
+                limits::may_add_pending(app, &user.name)?;
+            }
+            let policy = admission.policy();
+            let id = tx.next_request_id();
+            let mut req = Request {
+                id,
+                user: user.name.clone(),
+                target: args.target.clone(),
+                policy: policy.name.clone(),
+                duration: admission.duration(),
+                reason: reason.clone(),
+                created_at: tx.now,
+                expires_at: tx.now.plus(ttl),
+                approvals: Vec::new(),
+                needed: policy.approvals,
+                state: RequestState::Pending,
+                decided_at: None,
+            };
+            tx.audit(
+                AuditEvent::new(
+                    &user.name,
+                    EventKind::RequestCreated {
+                        policy: policy.name.clone(),
+                        duration: req.duration,
+                    },
+                )
+                .user(&user.name)
+                .target(&req.target)
+                .request(id)
+                .reason(reason.clone()),
+            );
+            let grant = match admission {
+                Admission::AutoApproved { .. } => Some(issue(tx, &mut req, Vec::new(), true)),
+                Admission::NeedsApproval { .. } => None,
+            };
+            tx.put_request(req.clone());
+            Ok((req, grant, policy.approvers.join(" or ")))
+        })
+        .await?;
+    let now = app.now();
+    let value = json!({
+        "request": render::request_json(&req, now),
+        "grant": grant.as_ref().map(|g| render::grant_json(g, now)),
+    });
+    let text = match &grant {
+        Some(g) => format!(
+            "request {} approved by policy {:?}: grant {} on {} for {}, until {}\n",
+            req.id,
+            req.policy,
+            g.id,
+            g.target,
+            format_duration(req.duration),
+            g.expires_at
+        ),
+        None => format!(
+            "request {} is pending: policy {:?} needs {} approval{} from {groups}; it lapses in {} if undecided.\nwait for the decision: wait {}\n",
+            req.id,
+            req.policy,
+            req.needed,
+            if req.needed == 1 { "" } else { "s" },
+            format_duration(ttl),
+            req.id
+        ),
+    };
+    Ok(out(json, value, text))
+}
+
+/// Issue the grant for an approved request: its clock starts now.
+fn issue(tx: &mut Tx<'_>, req: &mut Request, approvers: Vec<String>, automatic: bool) -> Grant {
+    let grant = Grant {
+        id: req.id,
+        request: req.id,
+        user: req.user.clone(),
+        target: req.target.clone(),
+        policy: req.policy.clone(),
+        issued_at: tx.now,
+        expires_at: tx.now.plus(req.duration),
+        approvers,
+        revoked: None,
+    };
+    req.state = RequestState::Approved { grant: grant.id };
+    req.decided_at = Some(tx.now);
+    tx.audit(
+        AuditEvent::new(
+            DAEMON,
+            EventKind::GrantIssued {
+                expires_at: grant.expires_at,
+                approvers: grant.approvers.clone(),
+                automatic,
+            },
+        )
+        .user(&grant.user)
+        .target(&grant.target)
+        .request(req.id)
+        .grant(grant.id),
+    );
+    tx.put_grant(&grant, false);
+    grant
+}
+
+/// What a decision came to.
+enum Decided {
+    Denied,
+    /// Approved (counted, or already counted), with the grant if the count is met.
+    Approved {
+        repeated: bool,
+        counted: usize,
+        grant: Option<Grant>,
+    },
+    /// The request no longer qualifies under the config in force; it is closed.
+    Refused(Refusal),
+}
+
+/// A pending request, or why it cannot be decided.
+fn undecided(tx: &Tx<'_>, app: &Approver, id: u64) -> Result<Request, ApproverError> {
+    let req = app
+        .store
+        .request(id)?
+        .ok_or_else(|| not_found_request(id))?;
+    let why = match &req.state {
+        RequestState::Pending if tx.now >= req.expires_at => format!(
+            "has expired (it lapsed at {}) — the requester must ask again",
+            req.expires_at
+        ),
+        RequestState::Pending => return Ok(req),
+        RequestState::Approved { grant } => {
+            format!("is already decided: approved, grant {grant}")
+        }
+        RequestState::Denied { by, .. } => format!("is already decided: denied by {by}"),
+        RequestState::Expired => "has expired undecided — the requester must ask again".into(),
+    };
+    Err(ApproverError::Conflict(format!("request {} {why}", req.id)))
+}
+
+/// Whether `user` may decide `req` under the catalog in force.
+fn may_decide(
+    catalog: &Catalog,
+    user: &User,
+    req: &Request,
+    verb: &str,
+) -> Result<(), ApproverError> {
+    if req.user == user.name {
+        return Err(ApproverError::Forbidden(format!(
+            "you cannot {verb} your own request {} — another approver of policy {:?} must",
+            req.id, req.policy
+        )));
+    }
+    match catalog.policy(&req.policy) {
+        Some(p) if !p.is_approver(user) => Err(ApproverError::Forbidden(format!(
+            "not an approver: requests under policy {:?} are decided by members of {}",
+            req.policy,
+            p.approvers.join(", ")
+        ))),
+        Some(_) => Ok(()),
+        // A policy gone takes its approvers' right with it; an approval then closes the
+        // request (see `approve`), a denial has nothing left to decide under.
+        None if verb == "approve" => Ok(()),
+        None => Err(ApproverError::Conflict(format!(
+            "policy {:?} of request {} no longer exists; ask for a new request",
+            req.policy, req.id
+        ))),
+    }
+}
+
+/// Count an approval and issue the grant if the count is met, all under the rules in force.
+fn approve(
+    tx: &mut Tx<'_>,
+    user: &User,
+    mut req: Request,
+    note: Option<String>,
+) -> (Request, Decided) {
+    let catalog = tx.catalog.clone();
+    let policy = match policy::recheck(&catalog, &req) {
+        Ok(p) => p,
+        Err(why) => {
+            let why = Refusal::NoLongerQualifies {
+                request: req.id,
+                why: Box::new(why),
+            };
+            tx.audit(
+                AuditEvent::new(DAEMON, EventKind::RequestDenied)
+                    .user(&req.user)
+                    .target(&req.target)
+                    .request(req.id)
+                    .note(Some(why.to_string())),
+            );
+            req.state = RequestState::Denied {
+                by: DAEMON.into(),
+                note: Some(why.to_string()),
+            };
+            req.decided_at = Some(tx.now);
+            tx.put_request(req.clone());
+            return (req, Decided::Refused(why));
+        }
+    };
+    req.needed = policy.approvals;
+    let repeated = req.approved_by(&user.name);
+    if !repeated {
+        req.approvals.push(Approval {
+            by: user.name.clone(),
+            at: tx.now,
+            note: note.clone(),
+        });
+    }
+    let counted: Vec<String> = policy::counted_approvals(&catalog, policy, &req)
+        .iter()
+        .map(|a| a.by.clone())
+        .collect();
+    if !repeated {
+        tx.audit(
+            AuditEvent::new(
+                &user.name,
+                EventKind::RequestApproved {
+                    approvals: counted.len() as u32,
+                    needed: req.needed,
+                },
+            )
+            .user(&req.user)
+            .target(&req.target)
+            .request(req.id)
+            .note(note),
+        );
+    }
+    let n = counted.len();
+    let grant = (n as u32 >= req.needed).then(|| issue(tx, &mut req, counted, false));
+    if !repeated || grant.is_some() {
+        tx.put_request(req.clone());
+    }
+    (
+        req,
+        Decided::Approved {
+            repeated,
+            counted: n,
+            grant,
+        },
+    )
+}
+
+pub(crate) async fn decide(
+    app: &Arc<Approver>,
+    user: &User,
+    args: DecideArgs,
+    approving: bool,
+    json: bool,
+) -> Result<Reply, ApproverError> {
+    let verb = if approving { "approve" } else { "deny" };
+    let note = limits::text(&args.note, "note")?;
+    let (req, decided) = app
+        .write(|tx| {
+            let catalog = tx.catalog.clone();
+            let user = current(&catalog, user)?;
+            let mut req = undecided(tx, app, args.id)?;
+            may_decide(&catalog, user, &req, verb)?;
+            if approving {
+                return Ok(approve(tx, user, req, note.clone()));
+            }
+            tx.audit(
+                AuditEvent::new(&user.name, EventKind::RequestDenied)
+                    .user(&req.user)
+                    .target(&req.target)
+                    .request(req.id)
+                    .note(note.clone()),
+            );
+            req.state = RequestState::Denied {
+                by: user.name.clone(),
+                note: note.clone(),
+            };
+            req.decided_at = Some(tx.now);
+            tx.put_request(req.clone());
+            Ok((req, Decided::Denied))
+        })
+        .await?;
+    reply(app, req, decided, json)
+}
+
+fn reply(
+    app: &Approver,
+    req: Request,
+    decided: Decided,
+    json: bool,
+) -> Result<Reply, ApproverError> {
+    let now = app.now();
+    let (grant, repeated, counted, text) = match decided {
+        Decided::Refused(why) => return Err(ApproverError::Refused(why)),
+        Decided::Denied => (None, false, 0, format!("request {} denied\n", req.id)),
+        Decided::Approved {
+            repeated,
+            counted,
+            grant,
+        } => {
+            let text = match (&grant, repeated) {
+                (Some(g), _) => format!(
+                    "request {} approved: grant {} for {} on {} until {}\n",
+                    req.id, g.id, g.user, g.target, g.expires_at
+                ),
+                (None, true) => format!(
+                    "your approval of request {} was already counted ({counted} of {})\n",
+                    req.id, req.needed
+                ),
+                (None, false) => format!(
+                    "approval recorded: request {} has {counted} of {} approvals\n",
+                    req.id, req.needed
+                ),
+            };
+            (grant, repeated, counted, text)
+        }
+    };
+    let value = json!({
+        "request": render::request_json(&req, now),
+        "grant": grant.as_ref().map(|g| render::grant_json(g, now)),
+        "already_counted": repeated,
+        "approvals_counted": counted,
+    });
+    Ok(out(json, value, text))
+}
