@@ -56,13 +56,19 @@ fn volumes(svc: &BTreeMap<String, String>) -> Vec<(String, String)> {
         .iter()
         .map(|m| {
             let mut parts = m.split(':');
-            (parts.next().unwrap().to_string(), parts.next().unwrap().to_string())
+            (
+                parts.next().unwrap().to_string(),
+                parts.next().unwrap().to_string(),
+            )
         })
         .collect()
 }
 
 fn uid_of(svc: &BTreeMap<String, String>) -> String {
-    let user = svc.get("user").expect("each daemon names its uid").trim_matches('"');
+    let user = svc
+        .get("user")
+        .expect("each daemon names its uid")
+        .trim_matches('"');
     let (uid, gid) = user.split_once(':').unwrap();
     assert_eq!(uid, gid);
     uid.to_string()
@@ -80,9 +86,8 @@ fn the_compose_demo_runs_without_docker() {
 
     // One volume per process; the target gets only the key volume; the admin's key is in no
     // daemon's volume.
-    let mounts = |name: &str| -> Vec<String> {
-        volumes(&svc[name]).into_iter().map(|(v, _)| v).collect()
-    };
+    let mounts =
+        |name: &str| -> Vec<String> { volumes(&svc[name]).into_iter().map(|(v, _)| v).collect() };
     let (approver, gateway) = (mounts("approver"), mounts("gateway"));
     let private = |mine: &[String], theirs: &[String]| {
         mine.iter()
@@ -90,29 +95,56 @@ fn the_compose_demo_runs_without_docker() {
             .cloned()
             .collect::<Vec<_>>()
     };
-    assert_eq!(private(&approver, &gateway).len(), 1, "{approver:?} / {gateway:?}");
-    assert_eq!(private(&gateway, &approver).len(), 1, "{approver:?} / {gateway:?}");
+    assert_eq!(
+        private(&approver, &gateway).len(),
+        1,
+        "{approver:?} / {gateway:?}"
+    );
+    assert_eq!(
+        private(&gateway, &approver).len(),
+        1,
+        "{approver:?} / {gateway:?}"
+    );
     assert!(
-        approver.iter().all(|v| !gateway.contains(v) || v == "config"),
+        approver
+            .iter()
+            .all(|v| !gateway.contains(v) || v == "config"),
         "the approver and the gateway share a volume: {approver:?} / {gateway:?}"
     );
     for s in ["approver", "gateway"] {
         assert!(
-            list(&svc[s]["volumes"]).iter().any(|m| m.starts_with("config:") && m.ends_with(":ro")),
+            list(&svc[s]["volumes"])
+                .iter()
+                .any(|m| m.starts_with("config:") && m.ends_with(":ro")),
             "{s} reads the config, read-only"
         );
     }
-    assert_eq!(mounts("sshd"), ["target-keys"], "the target gets the key volume only");
+    assert_eq!(
+        mounts("sshd"),
+        ["target-keys"],
+        "the target gets the key volume only"
+    );
     for s in ["approver", "gateway", "sshd"] {
-        assert!(!mounts(s).contains(&"admin".to_string()), "{s} mounts the admin's key");
+        assert!(
+            !mounts(s).contains(&"admin".to_string()),
+            "{s} mounts the admin's key"
+        );
     }
     // The daemons' uids are the Dockerfile's users.
     let (a_uid, g_uid) = (uid_of(&svc["approver"]), uid_of(&svc["gateway"]));
     assert_ne!(a_uid, g_uid);
-    assert!(dockerfile.contains(&format!("--uid {a_uid} ")) && dockerfile.contains("portcullis-approver"));
-    assert!(dockerfile.contains(&format!("--uid {g_uid} ")) && dockerfile.contains("portcullis-gateway"));
+    assert!(
+        dockerfile.contains(&format!("--uid {a_uid} "))
+            && dockerfile.contains("portcullis-approver")
+    );
+    assert!(
+        dockerfile.contains(&format!("--uid {g_uid} "))
+            && dockerfile.contains("portcullis-gateway")
+    );
     // 2223 is reachable on the compose network and published only on the host's loopback.
-    assert!(list(&svc["approver"]["ports"]).iter().all(|p| p.starts_with("127.0.0.1:")));
+    assert!(list(&svc["approver"]["ports"])
+        .iter()
+        .all(|p| p.starts_with("127.0.0.1:")));
 
     // The init service's script, with ROOT for the containers' / and portcullis on PATH.
     let tmp = tempfile::tempdir().unwrap();
@@ -124,7 +156,11 @@ fn the_compose_demo_runs_without_docker() {
     assert_eq!(entry, ["/bin/sh", "/demo-init.sh"]);
     assert!(list(&init["volumes"]).contains(&"./demo-init.sh:/demo-init.sh:ro".to_string()));
     let bin_dir = Path::new(BIN).parent().unwrap();
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let script = deploy.join("demo-init.sh");
     let out = run(Command::new("sh")
         .arg(&script)
@@ -132,11 +168,19 @@ fn the_compose_demo_runs_without_docker() {
         .env("PATH", &path));
     out.ok();
     // A second `up` runs it again: it leaves the setup alone.
-    run(Command::new("sh").arg(&script).env("ROOT", root).env("PATH", &path)).ok();
+    run(Command::new("sh")
+        .arg(&script)
+        .env("ROOT", root)
+        .env("PATH", &path))
+    .ok();
 
-    let at = |container_path: &str| -> PathBuf { root.join(container_path.trim_start_matches('/')) };
+    let at =
+        |container_path: &str| -> PathBuf { root.join(container_path.trim_start_matches('/')) };
     let init_mount = |volume: &str| -> PathBuf {
-        let (_, path) = volumes(init).into_iter().find(|(v, _)| v == volume).unwrap();
+        let (_, path) = volumes(init)
+            .into_iter()
+            .find(|(v, _)| v == volume)
+            .unwrap();
         at(&path)
     };
     let target_keys: Vec<String> = std::fs::read_dir(init_mount("target-keys"))
@@ -155,9 +199,17 @@ fn the_compose_demo_runs_without_docker() {
         let last = words.len() - 1;
         words[last] = at(&words[last]).display().to_string();
         let mut c = ns.command("setpriv");
-        c.args(["--reuid", &uid, "--regid", &uid, "--clear-groups", "--", BIN])
-            .args(&words)
-            .env("PORTCULLIS_LOG", "debug");
+        c.args([
+            "--reuid",
+            &uid,
+            "--regid",
+            &uid,
+            "--clear-groups",
+            "--",
+            BIN,
+        ])
+        .args(&words)
+        .env("PORTCULLIS_LOG", "debug");
         ns.spawn(name, c);
     };
     start(&mut ns, "approver");
@@ -170,18 +222,32 @@ fn the_compose_demo_runs_without_docker() {
     let g_dir = init_mount("gateway-data");
     for (path, want) in [
         (a_dir.clone(), format!("{a_uid}:{a_uid} 700")),
-        (a_dir.join("grant_signing_key"), format!("{a_uid}:{a_uid} 600")),
+        (
+            a_dir.join("grant_signing_key"),
+            format!("{a_uid}:{a_uid} 600"),
+        ),
         (a_dir.join("store"), format!("{a_uid}:{a_uid} 700")),
         (g_dir.clone(), format!("{g_uid}:{g_uid} 700")),
         (g_dir.join("client_key"), format!("{g_uid}:{g_uid} 600")),
         (g_dir.join("replica"), format!("{g_uid}:{g_uid} 700")),
-        (init_mount("admin").join("demo_ed25519"), "0:0 600".to_string()),
+        (
+            init_mount("admin").join("demo_ed25519"),
+            "0:0 600".to_string(),
+        ),
     ] {
         assert_eq!(ns::stat_ids(&path), want, "{}", path.display());
     }
     let cat = run(ns
         .command("setpriv")
-        .args(["--reuid", &g_uid, "--regid", &g_uid, "--clear-groups", "--", "cat"])
+        .args([
+            "--reuid",
+            &g_uid,
+            "--regid",
+            &g_uid,
+            "--clear-groups",
+            "--",
+            "cat",
+        ])
         .arg(a_dir.join("grant_signing_key")));
     cat.fails_with("Permission denied");
 
@@ -193,13 +259,20 @@ fn the_compose_demo_runs_without_docker() {
         "localhost",
         &g_dir.join("host_key.pub"),
     );
-    let ssh = |words: &[&str]| run(ns.command("ssh").args(&args).arg("-n").arg("demo@localhost").args(words));
-    ns.eventually("the gateway to reach approver:2223 and get the catalog", || {
-        ssh(&["whoami"]).code == 0
-    });
+    let ssh = |words: &[&str]| {
+        run(ns
+            .command("ssh")
+            .args(&args)
+            .arg("-n")
+            .arg("demo@localhost")
+            .args(words))
+    };
+    ns.eventually(
+        "the gateway to reach approver:2223 and get the catalog",
+        || ssh(&["whoami"]).code == 0,
+    );
     ssh(&["request", "demo-db", "--for", "10m"]).ok();
     ns.eventually("a forward to postgres:5432 through the gateway", || {
         ns::echo_through(&ns, &args, "demo@localhost", "demo-db:5432", b"hello, demo").code == 0
     });
 }
-

@@ -73,7 +73,11 @@ impl Netns {
         BufReader::new(holder.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        assert_eq!(line.trim(), "ready", "the namespace did not come up (is iproute2 installed?)");
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "the namespace did not come up (is iproute2 installed?)"
+        );
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs).unwrap();
         Netns {
@@ -119,8 +123,14 @@ impl Netns {
     /// The echo target on `addr` inside the namespace.
     pub fn start_echo(&mut self, addr: &str) {
         let mut c = self.command(std::env::current_exe().unwrap());
-        c.args(["--exact", "echo_child", "--nocapture", "--test-threads", "1"])
-            .env(ECHO_ENV, addr);
+        c.args([
+            "--exact",
+            "echo_child",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(ECHO_ENV, addr);
         self.spawn("echo", c);
         let port = addr.rsplit(':').next().unwrap().to_string();
         self.wait_listening("echo", &port);
@@ -191,7 +201,13 @@ pub fn stat_ids(path: &Path) -> String {
 }
 
 /// The stock ssh client's options for a gateway whose host key is `host_key_pub`.
-pub fn ssh_args(dir: &Path, key: &Path, port: &str, host: &str, host_key_pub: &Path) -> Vec<String> {
+pub fn ssh_args(
+    dir: &Path,
+    key: &Path,
+    port: &str,
+    host: &str,
+    host_key_pub: &Path,
+) -> Vec<String> {
     let kh = dir.join("known_hosts_client");
     let host_key = std::fs::read_to_string(host_key_pub).unwrap();
     std::fs::write(&kh, format!("[{host}]:{port} {}", host_key.trim())).unwrap();

@@ -6,7 +6,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use super::ns::{self, Netns};
 use crate::support::{keygen, run, BIN};
@@ -14,8 +14,8 @@ use crate::support::{keygen, run, BIN};
 /// One `Key=value` of a unit file (the last, as systemd takes it for single-valued keys).
 fn unit_value(unit: &str, key: &str) -> String {
     unit.lines()
-        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
         .unwrap_or_else(|| panic!("the unit has no {key}="))
         .trim()
         .to_string()
@@ -32,8 +32,14 @@ struct Users(Vec<String>);
 impl Drop for Users {
     fn drop(&mut self) {
         for u in &self.0 {
-            let _ = Command::new("userdel").arg(u).status();
-            let _ = Command::new("groupdel").arg(u).status();
+            let _ = Command::new("userdel")
+                .arg(u)
+                .stderr(Stdio::null())
+                .status();
+            let _ = Command::new("groupdel")
+                .arg(u)
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
@@ -45,15 +51,23 @@ fn rooted(root: &Path, path: &str) -> PathBuf {
 
 #[test]
 fn the_units_layout_runs_with_two_users_and_the_gateway_cannot_read_the_signing_key() {
-    if !ns::root_or_skip("the_units_layout_runs_with_two_users_and_the_gateway_cannot_read_the_signing_key") {
+    if !ns::root_or_skip(
+        "the_units_layout_runs_with_two_users_and_the_gateway_cannot_read_the_signing_key",
+    ) {
         return;
     }
     let approver_unit = unit("portcullis-approver.service");
     let gateway_unit = unit("portcullis-gateway.service");
 
     // What the units say: separate users and state directories, one config.
-    let (a_user, g_user) = (unit_value(&approver_unit, "User"), unit_value(&gateway_unit, "User"));
-    assert_ne!(a_user, g_user, "the approver and the gateway must run as different users");
+    let (a_user, g_user) = (
+        unit_value(&approver_unit, "User"),
+        unit_value(&gateway_unit, "User"),
+    );
+    assert_ne!(
+        a_user, g_user,
+        "the approver and the gateway must run as different users"
+    );
     let (a_state, g_state) = (
         unit_value(&approver_unit, "StateDirectory"),
         unit_value(&gateway_unit, "StateDirectory"),
@@ -63,7 +77,8 @@ fn the_units_layout_runs_with_two_users_and_the_gateway_cannot_read_the_signing_
         "one state directory each, neither inside the other: {a_state:?} / {g_state:?}"
     );
     assert!(
-        !a_state.starts_with(&format!("{g_state}/")) && !g_state.starts_with(&format!("{a_state}/")),
+        !a_state.starts_with(&format!("{g_state}/"))
+            && !g_state.starts_with(&format!("{a_state}/")),
         "{a_state:?} / {g_state:?}"
     );
     for u in [&approver_unit, &gateway_unit] {
@@ -76,7 +91,12 @@ fn the_units_layout_runs_with_two_users_and_the_gateway_cannot_read_the_signing_
     };
     let config = config_of(&approver_unit);
     assert_eq!(config, config_of(&gateway_unit));
-    let config_dir = Path::new(&config).parent().unwrap().to_str().unwrap().to_string();
+    let config_dir = Path::new(&config)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
 
     // A scratch root with the /etc and /var/lib a host has (0755, root's).
     let tmp = tempfile::tempdir().unwrap();
@@ -88,8 +108,7 @@ fn the_units_layout_runs_with_two_users_and_the_gateway_cannot_read_the_signing_
     }
     let data_root = root.join("var/lib");
     let config_path = rooted(root, &config);
-    let admin_pub = keygen(root, "ops");
-    let _ = admin_pub;
+    keygen(root, "ops");
 
     // Users of our own (unique, removed afterwards) in place of the units' names.
     let tag = std::process::id() % 100_000;
@@ -130,13 +149,23 @@ fn the_units_layout_runs_with_two_users_and_the_gateway_cannot_read_the_signing_
     let a_dir = data_root.join(&a_state);
     let g_dir = data_root.join(&g_state);
     let text = std::fs::read_to_string(&config_path).unwrap();
-    assert!(text.contains(&format!("data_dir = \"{}\"", a_dir.display())), "{text}");
-    assert!(text.contains(&format!("data_dir = \"{}\"", g_dir.display())), "{text}");
+    assert!(
+        text.contains(&format!("data_dir = \"{}\"", a_dir.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("data_dir = \"{}\"", g_dir.display())),
+        "{text}"
+    );
     // The admin's private key is with the admin, in no daemon's directory.
     for d in [&a_dir, &g_dir, &rooted(root, &config_dir)] {
         for e in std::fs::read_dir(d).unwrap() {
             let name = e.unwrap().file_name().to_string_lossy().into_owned();
-            assert!(!name.contains("ops") && !name.contains("user_"), "{name} in {}", d.display());
+            assert!(
+                !name.contains("ops") && !name.contains("user_"),
+                "{name} in {}",
+                d.display()
+            );
         }
     }
 
@@ -145,7 +174,8 @@ fn the_units_layout_runs_with_two_users_and_the_gateway_cannot_read_the_signing_
     ns.start_echo("127.0.0.1:5432");
     let as_user = |ns: &Netns, user: &str, program: &str| {
         let mut c = ns.command("setpriv");
-        c.args(["--reuid", user, "--regid", user, "--init-groups", "--"]).arg(program);
+        c.args(["--reuid", user, "--regid", user, "--init-groups", "--"])
+            .arg(program);
         c
     };
     let exec = |unit: &str| -> Vec<String> {
@@ -161,7 +191,10 @@ fn the_units_layout_runs_with_two_users_and_the_gateway_cannot_read_the_signing_
     for (unit, user) in [(&approver_unit, &a_name), (&gateway_unit, &g_name)] {
         let pre = unit_value(unit, "ExecStartPre");
         assert!(pre.contains(" check --config "), "{pre}");
-        run(as_user(&ns, user, BIN).args(["check", "--config"]).arg(&config_path)).ok();
+        run(as_user(&ns, user, BIN)
+            .args(["check", "--config"])
+            .arg(&config_path))
+        .ok();
     }
     let mut c = as_user(&ns, &a_name, BIN);
     c.args(exec(&approver_unit)).env("PORTCULLIS_LOG", "debug");
@@ -198,11 +231,16 @@ fn the_units_layout_runs_with_two_users_and_the_gateway_cannot_read_the_signing_
     run(as_user(&ns, &a_name, "cat").arg(g_dir.join("client_key"))).fails_with("Permission denied");
 
     // A gateway started as the approver's user could read the key: it refuses to start.
-    run(as_user(&ns, &a_name, BIN).args(exec(&gateway_unit)))
-        .fails_with("grant-signing key");
+    run(as_user(&ns, &a_name, BIN).args(exec(&gateway_unit))).fails_with("grant-signing key");
 
     // One real request and forward through the gateway, with the stock ssh client.
-    let args = ns::ssh_args(root, &root.join("ops_key"), "2222", "127.0.0.1", &g_dir.join("host_key.pub"));
+    let args = ns::ssh_args(
+        root,
+        &root.join("ops_key"),
+        "2222",
+        "127.0.0.1",
+        &g_dir.join("host_key.pub"),
+    );
     let ssh = |words: &[&str]| {
         run(ns
             .command("ssh")
@@ -211,11 +249,28 @@ fn the_units_layout_runs_with_two_users_and_the_gateway_cannot_read_the_signing_
             .arg("ops@127.0.0.1")
             .args(words))
     };
-    ns.eventually("the gateway to have the catalog", || ssh(&["whoami"]).code == 0);
-    let req = ssh(&["request", "demo-db", "--for", "10m", "--reason", "deploy test"]);
+    ns.eventually("the gateway to have the catalog", || {
+        ssh(&["whoami"]).code == 0
+    });
+    let req = ssh(&[
+        "request",
+        "demo-db",
+        "--for",
+        "10m",
+        "--reason",
+        "deploy test",
+    ]);
     req.ok();
     ns.eventually("a forward through the gateway", || {
-        ns::echo_through(&ns, &args, "ops@127.0.0.1", "demo-db:5432", b"through the bastion").code == 0
+        ns::echo_through(
+            &ns,
+            &args,
+            "ops@127.0.0.1",
+            "demo-db:5432",
+            b"through the bastion",
+        )
+        .code
+            == 0
     });
     drop(ns);
     drop(users);
