@@ -70,6 +70,37 @@ fn nested_data_dirs(cfg: &portcullis_core::config::Config) -> Option<String> {
     })
 }
 
+/// The store (sled) must be this user's: one left behind by a run as root, or planted by
+/// someone else, is refused with the fix. Its modes are not checked here: it lies inside the
+/// data directory, which the daemon itself refuses unless it is private (0700, its own), and a
+/// store copied back from a backup with a looser mode is still out of others' reach.
+fn store_is_mine(store: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = store.symlink_metadata() else {
+            return Ok(());
+        };
+        let me = rustix::process::geteuid().as_raw();
+        if meta.file_type().is_symlink() {
+            anyhow::bail!(
+                "refusing {}: it is a symbolic link; portcullis keeps its stores in place",
+                store.display()
+            );
+        }
+        if meta.uid() != me {
+            anyhow::bail!(
+                "refusing {}: it is owned by uid {}, not by the user running portcullis (uid {me}): chown -R {me} {}",
+                store.display(),
+                meta.uid(),
+                store.display()
+            );
+        }
+    }
+    let _ = store;
+    Ok(())
+}
+
 /// Checks at a daemon's start that the daemon itself cannot make: its stores are its own and
 /// private (the keys and the data directory are checked where they are loaded), and a gateway
 /// cannot read the approver's grant-signing key. The gateway faces the internet; whoever takes
@@ -84,8 +115,8 @@ pub fn preflight(config: &Path, daemon: Daemon) -> anyhow::Result<()> {
         Daemon::Approver => cfg.approver.as_ref().map(|a| a.data_dir.join("store")),
         Daemon::Gateway => cfg.gateway.as_ref().map(|g| g.data_dir.join("replica")),
     };
-    if let Some(store) = store.filter(|s| s.symlink_metadata().is_ok()) {
-        keyfile::check_private(&store, keyfile::Kind::Dir)?;
+    if let Some(store) = store {
+        store_is_mine(&store)?;
     }
     if daemon == Daemon::Gateway {
         if let Some(a) = &cfg.approver {
