@@ -36,7 +36,7 @@ pub enum Command {
 
     /// Run the gateway developers ssh to (port 2222 by default): enforces signed grants.
     #[command(
-        after_help = "Example:\n  portcullis gateway --config /etc/portcullis/portcullis.toml\n\nDevelopers then use stock OpenSSH:\n  ssh -p 2222 alice@bastion request pg-prod --for 1h --reason INC-42\n  ssh -p 2222 -N -L 15432:pg-prod:5432 alice@bastion\n  ssh -J alice@bastion:2222 deploy@web-1"
+        after_help = "Example:\n  runuser -u portcullis-gateway -- portcullis gateway --config /etc/portcullis/portcullis.toml\n\nRun it as a user of its own: a gateway that can read the approver's grant-signing key\nrefuses to start.\n\nDevelopers then use stock OpenSSH:\n  ssh -p 2222 alice@bastion request pg-prod --for 1h --reason INC-42\n  ssh -p 2222 -N -L 15432:pg-prod:5432 alice@bastion\n  ssh -J alice@bastion:2222 deploy@web-1"
     )]
     Gateway {
         /// The config file (its [gateway] section, and pins of the approver's keys).
