@@ -384,7 +384,15 @@ pub(crate) fn disconnect_if_last_later(who: &Holder, left: &Left, why: &str) {
     let (who, why) = (who.clone(), why.to_string());
     tokio::spawn(async move {
         tokio::time::sleep(LINGER).await;
-        disconnect_if_last(&who, &Left { grant: None, others: false }, &why).await;
+        disconnect_if_last(
+            &who,
+            &Left {
+                grant: None,
+                others: false,
+            },
+            &why,
+        )
+        .await;
     });
 }
 

@@ -36,7 +36,7 @@ pub enum Command {
 
     /// Run the gateway developers ssh to (port 2222 by default): enforces signed grants.
     #[command(
-        after_help = "Example:\n  portcullis gateway --config /etc/portcullis/portcullis.toml\n\nDevelopers then use stock OpenSSH:\n  ssh -p 2222 alice@bastion request pg-prod --for 1h --reason INC-42\n  ssh -p 2222 -N -L 15432:pg-prod:5432 alice@bastion\n  ssh -J alice@bastion:2222 deploy@web-1"
+        after_help = "Example:\n  runuser -u portcullis-gateway -- portcullis gateway --config /etc/portcullis/portcullis.toml\n\nRun it as a user of its own: a gateway that can read the approver's grant-signing key\nrefuses to start.\n\nDevelopers then use stock OpenSSH:\n  ssh -p 2222 alice@bastion request pg-prod --for 1h --reason INC-42\n  ssh -p 2222 -N -L 15432:pg-prod:5432 alice@bastion\n  ssh -J alice@bastion:2222 deploy@web-1"
     )]
     Gateway {
         /// The config file (its [gateway] section, and pins of the approver's keys).
@@ -103,7 +103,7 @@ pub enum Command {
 
     /// Write a working single-host config with fresh keys into DIR.
     #[command(
-        after_help = "Example:\n  portcullis init --dir ./pc && portcullis approver --config ./pc/portcullis.toml"
+        after_help = "Examples:\n  portcullis init --dir ./pc && portcullis approver --config ./pc/portcullis.toml   # a trial, as yourself\n  portcullis init --dir /etc/portcullis --data-root /var/lib --key ~/.ssh/id_ed25519.pub   # what deploy/*.service expect\n\nWith --data-root the approver's and the gateway's data go to ROOT/portcullis-approver and\nROOT/portcullis-gateway (the units' StateDirectory), the config (no secrets in it) is made\nreadable by both, and init prints the useradd and chown steps that give each daemon its own\nuser. It needs no root itself."
     )]
     Init {
         #[arg(long, value_name = "DIR")]
@@ -111,9 +111,20 @@ pub enum Command {
         /// The first admin's name (default: $USER).
         #[arg(long)]
         user: Option<String>,
-        /// The first admin's public key file (default: ~/.ssh/id_ed25519.pub, or a new key in DIR).
+        /// The first admin's public key file (default: ~/.ssh/id_ed25519.pub; without
+        /// --data-root, else a new key in DIR).
         #[arg(long, value_name = "FILE")]
         key: Option<PathBuf>,
+        /// Put the daemons' data directories under this directory, one per daemon and user
+        /// (/var/lib for the shipped systemd units), instead of inside DIR.
+        #[arg(long, value_name = "DIR")]
+        data_root: Option<PathBuf>,
+        /// With --data-root: the approver's system user, in the printed steps.
+        #[arg(long, value_name = "NAME", default_value = "portcullis-approver")]
+        approver_user: String,
+        /// With --data-root: the gateway's system user, in the printed steps.
+        #[arg(long, value_name = "NAME", default_value = "portcullis-gateway")]
+        gateway_user: String,
     },
 }
 
@@ -272,6 +283,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Approver { config } => {
             init_logging();
+            setup::preflight(&config, setup::Daemon::Approver)?;
             let app = portcullis_approver::Approver::open(
                 &config,
                 Arc::new(portcullis_core::SystemClock),
@@ -282,6 +294,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Gateway { config } => {
             init_logging();
+            setup::preflight(&config, setup::Daemon::Gateway)?;
             portcullis_gateway::run_until(
                 &config,
                 Arc::new(portcullis_core::SystemClock),
@@ -356,8 +369,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::quickstart::run(&dir).await
         }
         Command::Check { config } => setup::check(&config),
-        Command::Init { dir, user, key } => {
-            setup::init(&dir, user, key).with_context(|| format!("init {}", dir.display()))
+        Command::Init {
+            dir,
+            user,
+            key,
+            data_root,
+            approver_user,
+            gateway_user,
+        } => {
+            let context = format!("init {}", dir.display());
+            setup::init(setup::InitOptions {
+                dir,
+                user,
+                key,
+                data_root,
+                approver_user,
+                gateway_user,
+            })
+            .with_context(|| context)
         }
     }
 }

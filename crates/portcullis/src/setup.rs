@@ -10,6 +10,14 @@ use portcullis_ssh::keyfile::{self, names};
 
 pub fn check(config: &Path) -> anyhow::Result<ExitCode> {
     match portcullis_approver::read_config(config) {
+        Ok((_, cfg)) if nested_data_dirs(&cfg).is_some() => {
+            eprintln!(
+                "{}: {}",
+                config.display(),
+                nested_data_dirs(&cfg).unwrap_or_default()
+            );
+            Ok(ExitCode::from(1))
+        }
         Ok((_, cfg)) => {
             let c = &cfg.catalog;
             println!(
@@ -38,6 +46,96 @@ pub fn check(config: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Which daemon [`preflight`] is about to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Daemon {
+    Approver,
+    Gateway,
+}
+
+/// A data directory inside (or equal to) the other daemon's: whoever runs one could reach the
+/// other's keys, whatever the modes say.
+fn nested_data_dirs(cfg: &portcullis_core::config::Config) -> Option<String> {
+    let (a, g) = (cfg.approver.as_ref()?, cfg.gateway.as_ref()?);
+    let resolve = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let (ad, gd) = (resolve(&a.data_dir), resolve(&g.data_dir));
+    (ad.starts_with(&gd) || gd.starts_with(&ad)).then(|| {
+        format!(
+            "approver.data_dir {} and gateway.data_dir {} overlap: give each daemon a directory of its own (and a user of its own)",
+            a.data_dir.display(),
+            g.data_dir.display()
+        )
+    })
+}
+
+/// The store (sled) must be this user's: one left behind by a run as root, or planted by
+/// someone else, is refused with the fix. Its modes are not checked here: it lies inside the
+/// data directory, which the daemon itself refuses unless it is private (0700, its own), and a
+/// store copied back from a backup with a looser mode is still out of others' reach.
+fn store_is_mine(store: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = store.symlink_metadata() else {
+            return Ok(());
+        };
+        let me = rustix::process::geteuid().as_raw();
+        if meta.file_type().is_symlink() {
+            anyhow::bail!(
+                "refusing {}: it is a symbolic link; portcullis keeps its stores in place",
+                store.display()
+            );
+        }
+        if meta.uid() != me {
+            anyhow::bail!(
+                "refusing {}: it is owned by uid {}, not by the user running portcullis (uid {me}): chown -R {me} {}",
+                store.display(),
+                meta.uid(),
+                store.display()
+            );
+        }
+    }
+    let _ = store;
+    Ok(())
+}
+
+/// Checks at a daemon's start that the daemon itself cannot make: its stores are its own and
+/// private (the keys and the data directory are checked where they are loaded), and a gateway
+/// cannot read the approver's grant-signing key. The gateway faces the internet; whoever takes
+/// it over must not be able to sign grants, so a gateway that could read the key (the same
+/// user as the approver, or root) refuses to start.
+pub fn preflight(config: &Path, daemon: Daemon) -> anyhow::Result<()> {
+    let (_, cfg) = portcullis_approver::read_config(config)?;
+    if let Some(problem) = nested_data_dirs(&cfg) {
+        anyhow::bail!("{}: {problem}", config.display());
+    }
+    let store = match daemon {
+        Daemon::Approver => cfg.approver.as_ref().map(|a| a.data_dir.join("store")),
+        Daemon::Gateway => cfg.gateway.as_ref().map(|g| g.data_dir.join("replica")),
+    };
+    if let Some(store) = store {
+        store_is_mine(&store)?;
+    }
+    if daemon == Daemon::Gateway {
+        if let Some(a) = &cfg.approver {
+            let key = a.data_dir.join(names::GRANT_SIGNING);
+            // Listing the directory is enough: the key is made there at the approver's first
+            // start if it is not there yet.
+            let reachable =
+                std::fs::File::open(&key).is_ok() || std::fs::read_dir(&a.data_dir).is_ok();
+            if reachable {
+                anyhow::bail!(
+                    "refusing to start the gateway: it can read the approver's grant-signing key {} \
+                     (the same user as the approver, or root), so whoever takes over this gateway could sign any grant. \
+                     Run the gateway as a user of its own (init --data-root prints the steps; see docs/operators.md, Install)",
+                    key.display()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn public_line(key: &russh::keys::PrivateKey) -> String {
@@ -106,28 +204,141 @@ pub fn keys(config: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn init(dir: &Path, user: Option<String>, key: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let config_path = dir.join("portcullis.toml");
+/// The data directories' names under `init --data-root`: the shipped units'
+/// `StateDirectory=` (deploy/portcullis-*.service).
+pub const APPROVER_STATE: &str = "portcullis-approver";
+pub const GATEWAY_STATE: &str = "portcullis-gateway";
+
+pub struct InitOptions {
+    pub dir: PathBuf,
+    pub user: Option<String>,
+    pub key: Option<PathBuf>,
+    /// Data directories under this one, one per daemon (the deployed layout), instead of
+    /// inside `dir` (a trial as oneself).
+    pub data_root: Option<PathBuf>,
+    pub approver_user: String,
+    pub gateway_user: String,
+}
+
+/// A system user name `useradd` takes, so that the printed steps are safe to paste.
+fn valid_system_user(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 32
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// `s` as one shell word.
+fn sh_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:@+=,%".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Create `dir` and any missing parent with mode 0755 whatever the umask: directories that
+/// hold no secret and that both daemons' users must pass through (the config's directory, the
+/// data root), like /etc and /var/lib themselves. Existing ones are left as they are.
+fn create_shared_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        if d.as_os_str().is_empty() || d.symlink_metadata().is_ok() {
+            break;
+        }
+        missing.push(d);
+        at = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        std::fs::create_dir(d).with_context(|| format!("cannot create {}", d.display()))?;
+        set_mode(d, 0o755)?;
+    }
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot chmod {}", path.display()))?;
+    }
+    let _ = (path, mode);
+    Ok(())
+}
+
+pub fn init(o: InitOptions) -> anyhow::Result<ExitCode> {
+    let config_path = o.dir.join("portcullis.toml");
     if config_path.exists() {
         anyhow::bail!(
             "{} already exists: refusing to overwrite it",
             config_path.display()
         );
     }
-    keyfile::create_private_dir(dir)?;
-    let dir = dir
+    for (what, name) in [
+        ("--approver-user", &o.approver_user),
+        ("--gateway-user", &o.gateway_user),
+    ] {
+        if !valid_system_user(name) {
+            anyhow::bail!("{what} {name:?}: a system user name is 1-32 of a-z 0-9 _ - (starting with a letter or _)");
+        }
+    }
+    if o.approver_user == o.gateway_user {
+        anyhow::bail!(
+            "the approver and the gateway need users of their own (both are {:?}): the gateway must not be able to read the grant-signing key",
+            o.approver_user
+        );
+    }
+    let deployed = o.data_root.is_some();
+    let home_key = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh/id_ed25519.pub"));
+    if deployed && o.key.is_none() && !home_key.as_ref().is_some_and(|p| p.exists()) {
+        // Before anything is written: a deployed layout never makes an admin's private key.
+        anyhow::bail!(
+            "give the first admin's public key with --key FILE (their private key stays on their own machine: ssh-keygen -t ed25519 makes one)"
+        );
+    }
+    if deployed {
+        create_shared_dir(&o.dir)?;
+    } else {
+        keyfile::create_private_dir(&o.dir)?;
+    }
+    let dir = o
+        .dir
         .canonicalize()
-        .with_context(|| format!("cannot resolve {}", dir.display()))?;
-    let user = match user {
+        .with_context(|| format!("cannot resolve {}", o.dir.display()))?;
+    let (approver_dir, gateway_dir) = match &o.data_root {
+        None => (dir.join("approver"), dir.join("gateway")),
+        Some(root) => {
+            create_shared_dir(root)?;
+            let root = root
+                .canonicalize()
+                .with_context(|| format!("cannot resolve {}", root.display()))?;
+            if dir.starts_with(root.join(APPROVER_STATE))
+                || dir.starts_with(root.join(GATEWAY_STATE))
+            {
+                anyhow::bail!(
+                    "{} is inside a daemon's data directory: keep the config apart",
+                    dir.display()
+                );
+            }
+            (root.join(APPROVER_STATE), root.join(GATEWAY_STATE))
+        }
+    };
+    let user = match o.user {
         Some(u) => u,
         None => std::env::var("USER").unwrap_or_else(|_| "admin".into()),
     };
-    let approver_dir = dir.join("approver");
-    let gateway_dir = dir.join("gateway");
-    let k = ensure_keys(Some(&approver_dir), Some(&gateway_dir))?;
 
-    let home_key = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh/id_ed25519.pub"));
-    let (user_key, key_note) = match key {
+    // The first admin's key: their public key. A new private key is made only for a trial
+    // (no --data-root), in the trial's own directory; a deployed layout never holds an admin's
+    // private key, let alone where a daemon could read it.
+    let (user_key, key_note) = match o.key {
         Some(p) => (
             std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?,
             format!("from {}", p.display()),
@@ -136,6 +347,9 @@ pub fn init(dir: &Path, user: Option<String>, key: Option<PathBuf>) -> anyhow::R
             Some(p) => (
                 std::fs::read_to_string(&p)?,
                 format!("from {}", p.display()),
+            ),
+            None if deployed => anyhow::bail!(
+                "give the first admin's public key with --key FILE (their private key stays on their own machine: ssh-keygen -t ed25519 makes one)"
             ),
             None => {
                 let path = dir.join("user_ed25519");
@@ -149,6 +363,7 @@ pub fn init(dir: &Path, user: Option<String>, key: Option<PathBuf>) -> anyhow::R
     };
     let user_key = user_key.trim().to_string();
     portcullis_core::keys::parse_public_key(&user_key).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let k = ensure_keys(Some(&approver_dir), Some(&gateway_dir))?;
 
     let mut t = String::new();
     let approver_host = k.approver_host.unwrap_or_default();
@@ -214,14 +429,66 @@ default_duration = "1h"
     );
     portcullis_core::config::parse(&t)
         .map_err(|e| anyhow::anyhow!("generated config is invalid (a bug): {e}"))?;
-    std::fs::write(&config_path, t)?;
+    if deployed {
+        // Public keys, addresses and paths only: both daemons' users read it, as sshd_config.
+        keyfile::write_public(&config_path, t.as_bytes())?;
+        set_mode(&config_path, 0o644)?;
+    } else {
+        keyfile::write_public(&config_path, t.as_bytes())?;
+    }
     println!("wrote {}", config_path.display());
     println!("admin user {user}: key {key_note}");
-    println!(
-        "start the approver:  portcullis approver --config {}",
-        config_path.display()
+    let config_arg = sh_quote(&config_path.display().to_string());
+    if !deployed {
+        println!("start the approver:  portcullis approver --config {config_arg}");
+        println!("then try:            portcullis admin -l {user} status");
+        println!(
+            "(a trial: the gateway refuses to run as the user who can read the approver's keys; \
+             for a real install use --data-root, see docs/operators.md)"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (au, gu) = (&o.approver_user, &o.gateway_user);
+    let (ad, gd) = (
+        sh_quote(&approver_dir.display().to_string()),
+        sh_quote(&gateway_dir.display().to_string()),
     );
-    println!("then try:            portcullis admin -l {user} status");
+    println!(
+        "approver data: {} (store, host_key, grant_signing_key: {au} alone may read it)",
+        approver_dir.display()
+    );
+    println!(
+        "gateway data:  {} (replica, recordings, host_key, client_key: {gu} alone may read it)",
+        gateway_dir.display()
+    );
+    println!();
+    println!("Next, as root, give each daemon its own user and its own data directory:");
+    for (name, home) in [(au, &ad), (gu, &gd)] {
+        println!(
+            "  id -u {name} >/dev/null 2>&1 || useradd --system --user-group --no-create-home --home-dir {home} --shell /usr/sbin/nologin {name}"
+        );
+    }
+    println!("  chown -R {au}:{au} {ad} && chmod 700 {ad}");
+    println!("  chown -R {gu}:{gu} {gd} && chmod 700 {gd}");
+    println!();
+    println!("Then start them (deploy/portcullis-approver.service and portcullis-gateway.service run these):");
+    println!("  systemctl enable --now portcullis-approver portcullis-gateway");
+    let shipped = Path::new("/etc/portcullis/portcullis.toml");
+    let shipped_root = Path::new("/var/lib");
+    if config_path != shipped
+        || approver_dir.parent() != Some(shipped_root)
+        || au != "portcullis-approver"
+        || gu != "portcullis-gateway"
+    {
+        println!(
+            "  (the shipped units use /etc/portcullis, /var/lib and the users portcullis-approver and \
+             portcullis-gateway: change ExecStart, StateDirectory, User and Group to match)"
+        );
+    }
+    println!("or by hand:");
+    println!("  runuser -u {au} -- portcullis approver --config {config_arg}");
+    println!("  runuser -u {gu} -- portcullis gateway --config {config_arg}");
+    println!("then try:  portcullis admin -l {user} status");
     Ok(ExitCode::SUCCESS)
 }
 
