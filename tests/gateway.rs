@@ -37,5 +37,7 @@ mod recorded;
 mod refusals;
 #[path = "gateway/relayed_commands.rs"]
 mod relayed_commands;
+#[path = "gateway/restore.rs"]
+mod restore;
 #[path = "gateway/stalled_reader.rs"]
 mod stalled_reader;

@@ -57,14 +57,28 @@ struct WriterState {
     last_request: u64,
 }
 
+/// The store's identity: made when the store is first used, made anew when a gateway shows a
+/// history the store does not have (see [`Approver::history_diverged`]).
+pub(crate) const STORE_EPOCH: &str = "store_epoch";
+/// Request (and so grant) ids start above this: raised past every id a gateway holds when the
+/// store turns out to have been restored from an older copy, so that no id means two grants.
+const REQUEST_ID_FLOOR: &str = "request_id_floor";
+
 impl WriterState {
     fn from_store(store: &Store) -> Result<WriterState, ApproverError> {
         Ok(WriterState {
             chain: Chain::after(store.last_audit()?.as_ref()),
             last_rev: store.last_rev()?,
-            last_request: store.last_request_id()?,
+            last_request: store
+                .last_request_id()?
+                .max(store.counter(REQUEST_ID_FLOOR)?),
         })
     }
+}
+
+/// A fresh store identity (never 0, which means "none" on the wire).
+fn new_epoch() -> u64 {
+    rand::random::<u64>().max(1)
 }
 
 pub struct Approver {
@@ -138,6 +152,12 @@ impl Tx<'_> {
             .chain
             .seal(&self.app.keys.signing, self.now, event);
         self.batch.audit.push(rec);
+    }
+
+    /// New ids start above `id` from now on (and after a restart).
+    pub fn raise_request_floor(&mut self, id: u64) {
+        self.state.last_request = self.state.last_request.max(id);
+        self.set_counter(REQUEST_ID_FLOOR.into(), self.state.last_request);
     }
 
     pub fn next_request_id(&mut self) -> u64 {
@@ -286,7 +306,11 @@ impl Approver {
         let catalog = self.catalog();
         let path = self.config_path.display().to_string();
         let stream_catalog = self.streamed_catalog()? != Some((*catalog).clone());
+        let needs_epoch = self.epoch()? == 0;
         self.write(|tx| {
+            if needs_epoch {
+                tx.set_counter(STORE_EPOCH.into(), new_epoch());
+            }
             tx.audit(AuditEvent::new(
                 "approver",
                 EventKind::ApproverStarted {
@@ -306,6 +330,76 @@ impl Approver {
             Ok(())
         })
         .await
+    }
+
+    /// This store's identity (0 before the first start has made one).
+    pub fn epoch(&self) -> Result<u64, ApproverError> {
+        Ok(self.store.counter(STORE_EPOCH)?)
+    }
+
+    /// `gateway` resumed from a history this store does not have: its revision is past this
+    /// store's newest, or its change at that revision is another. The store was restored from
+    /// an older copy (or replaced). Take a new identity, so that every gateway re-reads the
+    /// whole state instead of resuming, and start new ids above every one that gateway holds.
+    /// Returns the new identity.
+    pub async fn history_diverged(
+        &self,
+        gateway: &str,
+        gateway_rev: u64,
+        max_grant: u64,
+    ) -> Result<u64, ApproverError> {
+        let old_epoch = self.epoch()?;
+        let store_rev = self.store.last_rev()?;
+        let new = new_epoch();
+        let ids_from = self
+            .write(|tx| {
+                tx.set_counter(STORE_EPOCH.into(), new);
+                tx.raise_request_floor(max_grant);
+                let ids_from = tx.state.last_request + 1;
+                tx.audit(AuditEvent::new(
+                    "approver",
+                    EventKind::StoreHistoryDiverged {
+                        gateway: gateway.to_string(),
+                        gateway_rev,
+                        store_rev,
+                        old_epoch,
+                        new_epoch: new,
+                        ids_from,
+                    },
+                ));
+                Ok(ids_from)
+            })
+            .await?;
+        tracing::warn!(
+            "gateway {gateway} is at revision {gateway_rev}, a history this store (at {store_rev}) does not have: \
+             the store was restored or replaced. Store identity {old_epoch:016x} -> {new:016x}; new ids from {ids_from}; gateways re-read the whole state"
+        );
+        Ok(new)
+    }
+
+    /// The whole state as of `rev` (and perhaps a little after: later changes are applied on
+    /// top of it, and applying one twice is harmless), for a gateway that must start over.
+    pub fn snapshot(&self, rev: u64, epoch: u64) -> Result<SignedChange, ApproverError> {
+        let now = self.now();
+        let grants = self
+            .store
+            .grants()?
+            .into_iter()
+            .filter(|(_, r)| r.signed.grant().is_ok_and(|g| g.is_active(now)))
+            .map(|(_, r)| r.signed)
+            .collect();
+        Ok(SignedChange::seal(
+            &self.keys.signing,
+            &Change {
+                rev,
+                at: now,
+                body: ChangeBody::Snapshot {
+                    epoch,
+                    catalog: (*self.catalog()).clone(),
+                    grants,
+                },
+            },
+        ))
     }
 
     /// The newest catalog on the stream, to avoid re-sending an unchanged one at start.

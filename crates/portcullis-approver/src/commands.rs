@@ -47,6 +47,18 @@ impl Reply {
     }
 }
 
+/// Where a gateway's `watch` picks up, and what it shows of its history.
+pub(crate) struct WatchFrom {
+    pub gateway: String,
+    pub since: u64,
+    /// The store identity its replica follows (`Some(0)`: none yet); `None` from a gateway
+    /// that predates identities (no hello, no snapshot).
+    pub epoch: Option<u64>,
+    /// SHA-256 (hex) of the change it applied at `since`.
+    pub after: Option<String>,
+    pub max_grant: u64,
+}
+
 /// What the server should do with a command.
 pub(crate) enum Outcome {
     Done(Reply),
@@ -54,9 +66,7 @@ pub(crate) enum Outcome {
         id: u64,
         json: bool,
     },
-    Watch {
-        since: u64,
-    },
+    Watch(WatchFrom),
     /// Play a recording with its timing, read in pieces like [`Outcome::Export`].
     Replay {
         path: std::path::PathBuf,
@@ -115,8 +125,22 @@ pub(crate) async fn execute(app: &Arc<Approver>, caller: &Caller, line: &str) ->
     let json = parsed.json;
     let command_name = line.split_whitespace().next().unwrap_or("").to_string();
     let result = match (&caller.principal, parsed.command) {
-        (Principal::Gateway(_), ControlCommand::Watch { since }) => {
-            return Outcome::Watch { since };
+        (
+            Principal::Gateway(gateway),
+            ControlCommand::Watch {
+                since,
+                epoch,
+                after,
+                max_grant,
+            },
+        ) => {
+            return Outcome::Watch(WatchFrom {
+                gateway: gateway.clone(),
+                since,
+                epoch,
+                after,
+                max_grant: max_grant.unwrap_or(0),
+            });
         }
         (Principal::Gateway(_), ControlCommand::Report { seq, instance }) => {
             return Outcome::Report { seq, instance };

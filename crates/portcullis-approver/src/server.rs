@@ -363,9 +363,9 @@ async fn run_channel(app: Arc<Approver>, caller: Caller, line: String, channel: 
             r = commands::wait(&app, id, json) => r,
             _ = client_gone(&mut read) => return,
         },
-        Outcome::Watch { since } => {
+        Outcome::Watch(from) => {
             tokio::select! {
-                r = stream(&app, since, &write) => {
+                r = stream(&app, from, &write) => {
                     if let Err(e) = r {
                         let _ = write
                             .extended_data_bytes(1, format!("portcullis: watch ended: {e}\n").into_bytes())
@@ -659,21 +659,72 @@ async fn send_reply(write: &russh::ChannelWriteHalf<Msg>, reply: Reply) {
     let _ = write.close().await;
 }
 
+/// Whether the change this store holds at `rev` is the one a gateway says it applied there
+/// (`after`, hex SHA-256). Revision 0 is everyone's starting point; a gateway that shows no
+/// digest cannot be vouched for (the caller then sends a snapshot).
+fn same_change_at(app: &Approver, rev: u64, after: &Option<String>) -> Result<bool, ApproverError> {
+    if rev == 0 {
+        return Ok(true);
+    }
+    let Some(after) = after else { return Ok(true) };
+    let ours = app.store.changes_after(rev - 1, 1)?;
+    Ok(matches!(ours.first(), Some((r, c)) if *r == rev && hex::encode(c.digest()) == *after))
+}
+
 /// Send every change after `since`, then each new one as it is committed, with heartbeats
 /// while idle. Never buffers more than one batch: the channel's window paces the store reads.
+/// A gateway that asks (`--epoch`) first gets a signed hello with the store's identity, and a
+/// snapshot of the whole state instead of the changes it missed if its history is not this
+/// store's.
 async fn stream(
     app: &Approver,
-    since: u64,
+    from: commands::WatchFrom,
     write: &russh::ChannelWriteHalf<Msg>,
 ) -> Result<(), ApproverError> {
     let mut changes = app.subscribe();
+    changes.borrow_and_update();
     let newest = app.store.last_rev()?;
-    if since > newest {
-        return Err(ApproverError::Conflict(format!(
-            "revision {since} is ahead of this approver's newest ({newest}): the replica belongs to another approver's store; start it afresh"
-        )));
+    let send = |frame: Frame| async move {
+        write
+            .data_bytes(frame.to_wire())
+            .await
+            .map_err(|e| ApproverError::Conflict(format!("gateway went away: {e}")))
+    };
+    let mut last = from.since;
+    match from.epoch {
+        // A gateway from before store identities: it resumes, or is refused if it is ahead.
+        None if from.since > newest => {
+            return Err(ApproverError::Conflict(format!(
+                "revision {} is ahead of this approver's newest ({newest}): the replica belongs to another approver's store; start it afresh",
+                from.since
+            )))
+        }
+        None => {}
+        Some(theirs) => {
+            // Its history must be this store's: not past our newest, and the same change at
+            // the revision it stopped at. Otherwise this store was restored or replaced.
+            let diverged = from.since > newest || !same_change_at(app, from.since, &from.after)?;
+            let epoch = if diverged {
+                app.history_diverged(&from.gateway, from.since, from.max_grant)
+                    .await?
+            } else {
+                app.epoch()?
+            };
+            let hello = portcullis_core::stream::Hello {
+                epoch,
+                newest,
+                at: app.now(),
+            };
+            send(hello.seal(&app.keys.signing)).await?;
+            // A replica of another store, or one that cannot show its history, starts over
+            // from the whole state; a fresh one (revision 0) simply takes every change.
+            let vouched = theirs == epoch && (from.since == 0 || from.after.is_some());
+            if diverged || !vouched {
+                send(Frame::Change(app.snapshot(newest, epoch)?)).await?;
+                last = newest;
+            }
+        }
     }
-    let mut last = since;
     loop {
         changes.borrow_and_update();
         let batch = app.store.changes_after(last, WATCH_BATCH)?;

@@ -76,6 +76,17 @@ pub enum EventKind {
         first: Timestamp,
         last: Timestamp,
     },
+    /// A gateway showed a history this store does not have (the store was restored from an
+    /// older copy, or replaced): the store took a new identity, and new request and grant ids
+    /// start above every id that gateway holds.
+    StoreHistoryDiverged {
+        gateway: String,
+        gateway_rev: u64,
+        store_rev: u64,
+        old_epoch: u64,
+        new_epoch: u64,
+        ids_from: u64,
+    },
 }
 
 impl EventKind {
@@ -98,6 +109,7 @@ impl EventKind {
             EventKind::SessionKilled { .. } => "session.killed",
             EventKind::TargetHostKeyMismatch { .. } => "target.host_key_mismatch",
             EventKind::RefusedRepeatedly { .. } => "command.refused",
+            EventKind::StoreHistoryDiverged { .. } => "store.history_diverged",
         }
     }
 }
@@ -222,6 +234,18 @@ impl AuditEvent {
             }
             EventKind::RefusedRepeatedly { count, first, last } => json!({
                 "count": count, "first_at": first.rfc3339(), "last_at": last.rfc3339(),
+            }),
+            EventKind::StoreHistoryDiverged {
+                gateway,
+                gateway_rev,
+                store_rev,
+                old_epoch,
+                new_epoch,
+                ids_from,
+            } => json!({
+                "gateway": gateway, "gateway_rev": gateway_rev, "store_rev": store_rev,
+                "old_epoch": format!("{old_epoch:016x}"), "new_epoch": format!("{new_epoch:016x}"),
+                "ids_from": ids_from,
             }),
             EventKind::RequestDenied
             | EventKind::RequestExpired

@@ -162,6 +162,17 @@ pub enum ControlCommand {
         /// Resume after this revision (0 for everything).
         #[arg(long, default_value_t = 0)]
         since: u64,
+        /// The store identity the gateway's replica follows (0: none yet). Asks for a signed
+        /// hello first, and a snapshot instead of changes if the store is another.
+        #[arg(long)]
+        epoch: Option<u64>,
+        /// SHA-256 (hex) of the change the gateway applied at `since`: its history must be
+        /// this store's, or it gets a snapshot.
+        #[arg(long)]
+        after: Option<String>,
+        /// The highest grant id the gateway holds: after a restore, new ids start above it.
+        #[arg(long)]
+        max_grant: Option<u64>,
     },
 }
 
@@ -387,9 +398,23 @@ impl ControlLine {
                 w.push(&format!("--seq={seq}"));
                 w.push(&format!("--instance={instance}"));
             }
-            ControlCommand::Watch { since } => {
+            ControlCommand::Watch {
+                since,
+                epoch,
+                after,
+                max_grant,
+            } => {
                 w.push("watch");
                 w.push(&format!("--since={since}"));
+                if let Some(e) = epoch {
+                    w.push(&format!("--epoch={e}"));
+                }
+                if let Some(a) = after {
+                    w.push(&format!("--after={a}"));
+                }
+                if let Some(m) = max_grant {
+                    w.push(&format!("--max-grant={m}"));
+                }
             }
         }
         if self.json {

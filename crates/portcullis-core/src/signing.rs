@@ -12,6 +12,8 @@ pub enum Purpose {
     Grant,
     Change,
     Audit,
+    /// The first frame of a `watch` stream: which store the changes that follow come from.
+    Hello,
 }
 
 impl Purpose {
@@ -20,6 +22,7 @@ impl Purpose {
             Purpose::Grant => b"portcullis grant v1\0",
             Purpose::Change => b"portcullis change v1\0",
             Purpose::Audit => b"portcullis audit v1\0",
+            Purpose::Hello => b"portcullis stream hello v1\0",
         }
     }
 }

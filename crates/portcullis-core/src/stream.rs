@@ -27,6 +27,16 @@ pub enum ChangeBody {
     Grant(SignedGrant),
     /// An admin's `kill SESSION`: the gateway holding it cuts it.
     KillSession { session: String },
+    /// The whole state a gateway needs, as of `rev`: sent (never stored) to a gateway whose
+    /// history is not this store's (another store identity, or a store restored from an older
+    /// copy), which replaces its replica with it instead of resuming.
+    Snapshot {
+        /// The store identity (see [`Hello`]).
+        epoch: u64,
+        catalog: Catalog,
+        /// Every grant that has not ended, as signed.
+        grants: Vec<SignedGrant>,
+    },
 }
 
 /// A change as stored and sent: the signed bytes of a [`Change`].
@@ -34,6 +44,16 @@ pub enum ChangeBody {
 pub struct SignedChange(pub Signed);
 
 impl SignedChange {
+    /// What a gateway remembers of the last change it applied, to show on reconnecting that
+    /// its history is the approver's: SHA-256 of the signed bytes.
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(&self.0.body);
+        h.update(&self.0.signature);
+        h.finalize().into()
+    }
+
     pub fn seal(key: &ed25519_dalek::SigningKey, change: &Change) -> Self {
         SignedChange(Signed::seal(key, Purpose::Change, change))
     }
@@ -47,6 +67,22 @@ impl SignedChange {
     }
 }
 
+/// The first frame of a stream to a gateway that asked for it: the store's identity (an epoch
+/// made when the store is created, and made anew when the approver finds its store was
+/// restored from an older copy) and its newest revision, signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub epoch: u64,
+    pub newest: u64,
+    pub at: Timestamp,
+}
+
+impl Hello {
+    pub fn seal(&self, key: &ed25519_dalek::SigningKey) -> Frame {
+        Frame::Hello(Signed::seal(key, Purpose::Hello, self))
+    }
+}
+
 /// What travels on the stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Frame {
@@ -57,6 +93,8 @@ pub enum Frame {
         rev: u64,
         at: Timestamp,
     },
+    /// See [`Hello`]; only to gateways that ask (`watch --epoch`), so older ones keep working.
+    Hello(Signed),
 }
 
 impl Frame {
@@ -103,6 +141,15 @@ pub enum Verified {
         rev: u64,
         session: String,
     },
+    Hello(Hello),
+    /// Replaces the whole replica (see [`ChangeBody::Snapshot`]).
+    Snapshot {
+        rev: u64,
+        epoch: u64,
+        catalog: Catalog,
+        grants: Vec<(Grant, SignedGrant)>,
+        signed: SignedChange,
+    },
 }
 
 impl Verified {
@@ -112,7 +159,9 @@ impl Verified {
             Verified::Catalog { rev, .. }
             | Verified::Grant { rev, .. }
             | Verified::Heartbeat { rev, .. }
-            | Verified::Kill { rev, .. } => *rev,
+            | Verified::Kill { rev, .. }
+            | Verified::Snapshot { rev, .. } => *rev,
+            Verified::Hello(h) => h.newest,
         }
     }
 }
@@ -123,6 +172,8 @@ impl Verified {
 pub struct Follower {
     key: VerifyingKey,
     last_rev: u64,
+    /// SHA-256 of the last change accepted (see [`SignedChange::digest`]).
+    last_digest: Option<[u8; 32]>,
 }
 
 impl Follower {
@@ -130,7 +181,13 @@ impl Follower {
         Follower {
             key,
             last_rev: since,
+            last_digest: None,
         }
+    }
+
+    /// The digest of the last change accepted, for the replica to keep beside its revision.
+    pub fn last_digest(&self) -> Option<[u8; 32]> {
+        self.last_digest
     }
 
     pub fn last_rev(&self) -> u64 {
@@ -140,40 +197,51 @@ impl Follower {
     pub fn accept(&mut self, record: &[u8]) -> Result<Verified, StreamError> {
         match Frame::from_record(record)? {
             Frame::Heartbeat { rev, at } => Ok(Verified::Heartbeat { rev, at }),
+            Frame::Hello(signed) => Ok(Verified::Hello(signed.open(&self.key, Purpose::Hello)?)),
             Frame::Change(signed_change) => {
                 let change: Change = signed_change.verify(&self.key)?;
-                if change.rev != self.last_rev + 1 {
+                let digest = signed_change.digest();
+                let rev = change.rev;
+                // A snapshot replaces everything before it: there is no revision it must
+                // follow on from. Every other change comes next, or not at all.
+                let snapshot = matches!(change.body, ChangeBody::Snapshot { .. });
+                if !snapshot && rev != self.last_rev + 1 {
                     return Err(StreamError::OutOfOrder {
                         expected: self.last_rev + 1,
-                        got: change.rev,
+                        got: rev,
                     });
                 }
+                let grant = |signed: SignedGrant| {
+                    signed
+                        .verify(&self.key)
+                        .map(|g| (g, signed))
+                        .map_err(|error| StreamError::Grant { rev, error })
+                };
                 let verified = match change.body {
                     ChangeBody::Catalog(catalog) => Verified::Catalog {
-                        rev: change.rev,
+                        rev,
                         catalog,
                         signed: signed_change,
                     },
-                    ChangeBody::KillSession { session } => Verified::Kill {
-                        rev: change.rev,
-                        session,
-                    },
+                    ChangeBody::KillSession { session } => Verified::Kill { rev, session },
                     ChangeBody::Grant(signed) => {
-                        let grant =
-                            signed
-                                .verify(&self.key)
-                                .map_err(|error| StreamError::Grant {
-                                    rev: change.rev,
-                                    error,
-                                })?;
-                        Verified::Grant {
-                            rev: change.rev,
-                            grant,
-                            signed,
-                        }
+                        let (grant, signed) = grant(signed)?;
+                        Verified::Grant { rev, grant, signed }
                     }
+                    ChangeBody::Snapshot {
+                        epoch,
+                        catalog,
+                        grants,
+                    } => Verified::Snapshot {
+                        rev,
+                        epoch,
+                        catalog,
+                        grants: grants.into_iter().map(grant).collect::<Result<_, _>>()?,
+                        signed: signed_change,
+                    },
                 };
-                self.last_rev = change.rev;
+                self.last_rev = rev;
+                self.last_digest = Some(digest);
                 Ok(verified)
             }
         }
@@ -217,6 +285,68 @@ mod tests {
             })
         );
         assert_eq!(f.last_rev(), 2);
+    }
+
+    #[test]
+    fn a_snapshot_replaces_the_revision_and_its_grants_are_verified() {
+        let mut f = Follower::new(key().verifying_key(), 9);
+        let grant = |k: &ed25519_dalek::SigningKey| {
+            crate::model::Grant {
+                id: 3,
+                request: 3,
+                user: "alice".into(),
+                target: "db".into(),
+                policy: "p".into(),
+                issued_at: Timestamp(1),
+                expires_at: Timestamp(2),
+                approvers: vec![],
+                revoked: None,
+            }
+            .sign(k)
+        };
+        let snapshot = |grants| {
+            Frame::Change(SignedChange::seal(
+                &key(),
+                &Change {
+                    rev: 4,
+                    at: Timestamp(4),
+                    body: ChangeBody::Snapshot {
+                        epoch: 77,
+                        catalog: Catalog::default(),
+                        grants,
+                    },
+                },
+            ))
+        };
+        // A grant inside that another key signed spoils the whole snapshot.
+        let other = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        assert!(matches!(
+            f.accept(&record(&snapshot(vec![grant(&other)]))),
+            Err(StreamError::Grant { .. })
+        ));
+        let v = f.accept(&record(&snapshot(vec![grant(&key())]))).unwrap();
+        assert!(
+            matches!(v, Verified::Snapshot { rev: 4, epoch: 77, ref grants, .. } if grants.len() == 1)
+        );
+        // Changes follow on from the snapshot's revision, even below where the follower was.
+        assert_eq!(f.last_rev(), 4);
+        assert!(f.accept(&record(&change(5))).is_ok());
+        // The hello is signed for its own purpose only.
+        let hello = Hello {
+            epoch: 77,
+            newest: 5,
+            at: Timestamp(5),
+        };
+        assert_eq!(
+            f.accept(&record(&hello.seal(&key()))),
+            Ok(Verified::Hello(hello.clone()))
+        );
+        let forged = Frame::Hello(crate::signing::Signed::seal(
+            &key(),
+            Purpose::Change,
+            &hello,
+        ));
+        assert!(f.accept(&record(&forged)).is_err());
     }
 
     #[test]

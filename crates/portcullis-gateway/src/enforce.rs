@@ -120,9 +120,9 @@ fn sweep(gw: &Gateway) {
     }
 }
 
-/// Why a session's grant ended: revoked or expired. A grant already pruned from memory (a
-/// session can be put on the books under a grant that ends a moment later) is looked up in the
-/// replica, so that the sweep never forgets that a grant was revoked.
+/// Why a session's grant ended: revoked, expired, or withdrawn. A grant already pruned from
+/// memory (a session can be put on the books under a grant that ends a moment later) is looked
+/// up in the replica, so that the sweep never forgets that a grant was revoked.
 fn why_ended(gw: &Gateway, known: Option<portcullis_core::model::Grant>, id: u64) -> EndReason {
     let grant = known.or_else(|| {
         gw.replica
@@ -133,7 +133,9 @@ fn why_ended(gw: &Gateway, known: Option<portcullis_core::model::Grant>, id: u64
     });
     match grant {
         Some(g) if g.revoked.is_some() => EndReason::Revoked,
-        _ => EndReason::Expired,
+        Some(_) => EndReason::Expired,
+        // Neither in memory nor in the replica: a snapshot replaced the replica without it.
+        None => EndReason::Withdrawn,
     }
 }
 

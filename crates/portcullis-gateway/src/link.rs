@@ -96,11 +96,19 @@ async fn follow(gw: &Arc<Gateway>) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?,
     );
-    let since = gw.replica.rev().map_err(|e| e.to_string())?;
-    let mut channel = conn
-        .exec(&format!("watch --since {since}"))
-        .await
-        .map_err(|e| e.to_string())?;
+    let store = |e: portcullis_store::StoreError| format!("replica: {e}");
+    let since = gw.replica.rev().map_err(store)?;
+    // Which store this replica follows and what it last applied: a store restored from an
+    // older copy (or another store) cannot pass for its history, and answers with a snapshot.
+    let mut watch = format!(
+        "watch --since {since} --epoch {} --max-grant {}",
+        gw.replica.epoch().map_err(store)?,
+        gw.replica.max_grant_id().map_err(store)?
+    );
+    if let Some(d) = gw.replica.last_digest().map_err(store)? {
+        watch.push_str(&format!(" --after {}", hex::encode(d)));
+    }
+    let mut channel = conn.exec(&watch).await.map_err(|e| e.to_string())?;
     tracing::info!(
         "approver link up at {} (resuming after revision {since})",
         gw.settings.approver
@@ -134,16 +142,58 @@ async fn apply(gw: &Gateway, follower: &mut Follower, record: &[u8]) -> Result<(
         format!("bad frame: {e}")
     })?;
     let store = |e: portcullis_store::StoreError| format!("replica: {e}");
+    let digest = follower.last_digest();
     match verified {
         // The approver's time: the gateway's clock goes no earlier, now or after a restart.
         Verified::Heartbeat { at, .. } => gw.keep_clock_floor(Some(at)),
+        Verified::Hello(hello) => {
+            let ours = gw.replica.epoch().map_err(store)?;
+            if ours == 0 {
+                gw.replica.set_epoch(hello.epoch).map_err(store)?;
+            } else if ours != hello.epoch {
+                tracing::warn!(
+                    "the approver's store identity changed ({ours:016x} -> {:016x}): it was restored or replaced; re-reading the whole state",
+                    hello.epoch
+                );
+            }
+        }
+        Verified::Snapshot {
+            rev,
+            epoch,
+            catalog,
+            grants,
+            signed,
+        } => {
+            let held: Vec<(u64, portcullis_core::model::SignedGrant)> =
+                grants.iter().map(|(g, s)| (g.id, s.clone())).collect();
+            gw.replica
+                .replace_all(rev, epoch, &signed, &held)
+                .await
+                .map_err(store)?;
+            tracing::warn!(
+                "re-read the whole state from a signed snapshot at revision {rev} (store {epoch:016x}): {} users, {} targets, {} grants in force",
+                catalog.users.len(),
+                catalog.targets.len(),
+                grants.len()
+            );
+            if let Ok(mut v) = gw.view.write() {
+                v.catalog = Some(Arc::new(catalog));
+                v.grants = portcullis_core::grant_index::GrantIndex::default();
+                for (g, _) in grants {
+                    v.grants.upsert(g);
+                }
+            }
+            // Sessions on grants the snapshot no longer holds end now.
+            gw.grants_changed.send_modify(|n| *n += 1);
+            gw.enforce_wake.notify_one();
+        }
         Verified::Catalog {
             rev,
             catalog,
             signed,
         } => {
             gw.replica
-                .apply(rev, Some(&signed), None)
+                .apply(rev, digest, Some(&signed), None)
                 .await
                 .map_err(store)?;
             tracing::info!(
@@ -159,7 +209,7 @@ async fn apply(gw: &Gateway, follower: &mut Follower, record: &[u8]) -> Result<(
         }
         Verified::Grant { rev, grant, signed } => {
             gw.replica
-                .apply(rev, None, Some((grant.id, &signed)))
+                .apply(rev, digest, None, Some((grant.id, &signed)))
                 .await
                 .map_err(store)?;
             tracing::debug!(
@@ -175,7 +225,10 @@ async fn apply(gw: &Gateway, follower: &mut Follower, record: &[u8]) -> Result<(
             gw.enforce_wake.notify_one();
         }
         Verified::Kill { rev, session } => {
-            gw.replica.apply(rev, None, None).await.map_err(store)?;
+            gw.replica
+                .apply(rev, digest, None, None)
+                .await
+                .map_err(store)?;
             crate::enforce::kill(gw, &session);
         }
     }

@@ -39,6 +39,9 @@ pub(crate) enum EndReason {
     RecordingFailed,
     /// The gateway was told to stop (SIGTERM, SIGINT).
     GatewayStopping,
+    /// The grant is no longer on the approver's books (a snapshot after the approver's store
+    /// was restored from an older copy does not hold it).
+    Withdrawn,
 }
 
 impl EndReason {
@@ -52,6 +55,7 @@ impl EndReason {
             EndReason::FailedClosed => "approver unreachable (fail closed)",
             EndReason::RecordingFailed => "recording failed",
             EndReason::GatewayStopping => "gateway-stopping",
+            EndReason::Withdrawn => "withdrawn",
         }
     }
 }
@@ -361,7 +365,7 @@ pub(crate) fn cut_message(
             "portcullis: the recording of this session failed; ending it".into()
         }
         EndReason::GatewayStopping => "portcullis: gateway stopping".into(),
-        EndReason::Expired | EndReason::Revoked => format!(
+        EndReason::Expired | EndReason::Revoked | EndReason::Withdrawn => format!(
             "portcullis: grant {} for {user} on {target} {} - request more: {} request {target} --for 1h --reason \"...\"",
             grant.map(|g| g.to_string()).unwrap_or_default(),
             reason.as_str(),
@@ -443,6 +447,7 @@ mod tests {
             EndReason::FailedClosed,
             EndReason::RecordingFailed,
             EndReason::GatewayStopping,
+            EndReason::Withdrawn,
         ]
         .iter()
         .map(EndReason::as_str)
@@ -457,7 +462,8 @@ mod tests {
                 "user or key removed",
                 "approver unreachable (fail closed)",
                 "recording failed",
-                "gateway-stopping"
+                "gateway-stopping",
+                "withdrawn"
             ]
         );
     }

@@ -99,7 +99,8 @@ fn verified_catalog(
         return Ok(None);
     };
     match signed.verify(signing).map(|c| c.body) {
-        Ok(portcullis_core::stream::ChangeBody::Catalog(catalog)) => Ok(Some(catalog)),
+        Ok(portcullis_core::stream::ChangeBody::Catalog(catalog))
+        | Ok(portcullis_core::stream::ChangeBody::Snapshot { catalog, .. }) => Ok(Some(catalog)),
         Ok(_) => {
             tracing::error!(
                 "the replica's catalog is not a catalog change; waiting for the approver's"
@@ -388,7 +389,7 @@ mod tests {
         keyfile::create_private_dir(&dir.join("gw")).unwrap();
         let replica = Replica::open(&dir.join("gw/replica")).unwrap();
         replica
-            .apply(1, None, Some((1, &grant.sign(&signing))))
+            .apply(1, None, None, Some((1, &grant.sign(&signing))))
             .await
             .unwrap();
         config
@@ -449,7 +450,7 @@ mod tests {
         // Planted: signed by some other key.
         let replica = Replica::open(&dir.path().join("gw/replica")).unwrap();
         replica
-            .apply(2, Some(&catalog([8; 32], 2)), None)
+            .apply(2, None, Some(&catalog([8; 32], 2)), None)
             .await
             .unwrap();
         drop(replica);
@@ -462,7 +463,7 @@ mod tests {
         // The approver's own.
         let replica = Replica::open(&dir.path().join("gw/replica")).unwrap();
         replica
-            .apply(3, Some(&catalog([7; 32], 3)), None)
+            .apply(3, None, Some(&catalog([7; 32], 3)), None)
             .await
             .unwrap();
         drop(replica);

@@ -20,6 +20,11 @@ const SESSION_SEQ: &[u8] = b"session_seq";
 const REPORT_SEQ: &[u8] = b"report_seq";
 const INSTANCE: &[u8] = b"instance";
 const CLOCK_FLOOR: &[u8] = b"clock_floor";
+/// The identity of the approver's store this replica follows (u64, 0: none yet).
+const EPOCH: &[u8] = b"epoch";
+/// SHA-256 of the signed change applied at `rev`: shown to the approver on reconnecting, so
+/// that a store restored from an older copy cannot pass for this replica's history.
+const LAST_DIGEST: &[u8] = b"last_digest";
 
 /// Writes are serialised and run on the blocking pool: concurrent sled transactions racing
 /// with `flush_async` on the async workers were seen to stall every writer (the cut-latency
@@ -173,6 +178,80 @@ impl Replica {
             .unwrap_or(text))
     }
 
+    /// The approver store identity this replica follows (0 before the first hello).
+    pub fn epoch(&self) -> Result<u64> {
+        read_u64(&self.meta, EPOCH)
+    }
+
+    pub fn set_epoch(&self, epoch: u64) -> Result<()> {
+        self.meta.insert(EPOCH, &epoch.to_be_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// SHA-256 of the change applied at [`Replica::rev`], if it is known.
+    pub fn last_digest(&self) -> Result<Option<[u8; 32]>> {
+        Ok(self
+            .meta
+            .get(LAST_DIGEST)?
+            .and_then(|v| <[u8; 32]>::try_from(v.as_ref()).ok()))
+    }
+
+    /// The highest grant id held (0 if none).
+    pub fn max_grant_id(&self) -> Result<u64> {
+        match self.grants.last()? {
+            Some((k, _)) => Ok(<[u8; 8]>::try_from(k.as_ref())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0)),
+            None => Ok(0),
+        }
+    }
+
+    /// Start over from a snapshot of the approver's whole state at `rev`: the grants and
+    /// catalog held are replaced by these, atomically and durably, and the replica follows
+    /// store `epoch` from `rev` on. `snapshot` is kept as the signed catalog (it holds it).
+    pub async fn replace_all(
+        &self,
+        rev: u64,
+        epoch: u64,
+        snapshot: &SignedChange,
+        grants: &[(u64, SignedGrant)],
+    ) -> Result<()> {
+        let _w = self.write.lock().await;
+        let cat = codec::encode(snapshot);
+        let digest = snapshot.digest();
+        let new: Vec<_> = grants
+            .iter()
+            .map(|(id, g)| (key(*id), codec::encode(g)))
+            .collect();
+        let old: Vec<_> = self
+            .grants
+            .iter()
+            .keys()
+            .collect::<std::result::Result<_, _>>()?;
+        let (meta, grants, db) = (self.meta.clone(), self.grants.clone(), self.db.clone());
+        blocking(move || {
+            (&meta, &grants)
+                .transaction(|(me, gt)| {
+                    for k in &old {
+                        gt.remove(k)?;
+                    }
+                    for (k, v) in &new {
+                        gt.insert(k, v.as_slice())?;
+                    }
+                    me.insert(CATALOG, cat.as_slice())?;
+                    me.insert(REV, &rev.to_be_bytes())?;
+                    me.insert(EPOCH, &epoch.to_be_bytes())?;
+                    me.insert(LAST_DIGEST, &digest[..])?;
+                    Ok::<(), ConflictableTransactionError<()>>(())
+                })
+                .map_err(tx_err)?;
+            db.flush()?;
+            Ok(())
+        })
+        .await
+    }
+
     /// The latest instant (ms since the epoch) this gateway's clock is known to have reached:
     /// after a restart its clock starts no earlier, so a wall clock stepped back while it was
     /// down revives no grant it had already seen end.
@@ -221,10 +300,11 @@ impl Replica {
     }
 
     /// Apply one verified change (catalog and/or grant, possibly neither for a kill) and move
-    /// to `rev`, atomically and durably.
+    /// to `rev`, atomically and durably. `digest` is the change's (see [`Replica::last_digest`]).
     pub async fn apply(
         &self,
         rev: u64,
+        digest: Option<[u8; 32]>,
         catalog: Option<&SignedChange>,
         grant: Option<(u64, &SignedGrant)>,
     ) -> Result<()> {
@@ -242,6 +322,10 @@ impl Replica {
                         gt.insert(k, v.as_slice())?;
                     }
                     me.insert(REV, &rev.to_be_bytes())?;
+                    match &digest {
+                        Some(d) => me.insert(LAST_DIGEST, &d[..])?,
+                        None => me.remove(LAST_DIGEST)?,
+                    };
                     Ok::<(), ConflictableTransactionError<()>>(())
                 })
                 .map_err(tx_err)?;
@@ -440,7 +524,7 @@ mod tests {
                         body: portcullis_core::stream::ChangeBody::Catalog(Default::default()),
                     },
                 );
-                r.apply(7, Some(&catalog), None).await.unwrap();
+                r.apply(7, None, Some(&catalog), None).await.unwrap();
             });
         }
         let r = reopen(dir.path());
