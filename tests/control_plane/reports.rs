@@ -22,6 +22,25 @@ fn recorded(size: u64) -> Vec<u8> {
 
 /// Send `report --seq 1` with `input` as gw-1; its exit status and standard error.
 fn report(env: &Env, input: Vec<u8>) -> (Option<u32>, String) {
+    let (code, _, err) = report_as(
+        env,
+        "gw-1",
+        &env.path().join("gateway/client_key"),
+        1,
+        input,
+    );
+    (code, err)
+}
+
+/// Send `report --seq SEQ` with `input` as gateway `name` (its key at `key`); its exit
+/// status, standard output and standard error.
+fn report_as(
+    env: &Env,
+    name: &str,
+    key: &std::path::Path,
+    seq: u64,
+    input: Vec<u8>,
+) -> (Option<u32>, String, String) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -29,8 +48,8 @@ fn report(env: &Env, input: Vec<u8>) -> (Option<u32>, String) {
     rt.block_on(async {
         let conn = Connection::connect(&ConnectOptions {
             addr: env.addr.clone(),
-            user: "gw-1".into(),
-            identity: Identity::KeyFile(env.path().join("gateway/client_key")),
+            user: name.into(),
+            identity: Identity::KeyFile(key.to_path_buf()),
             host_key: HostKeyPolicy::Pinned(
                 portcullis_core::keys::parse_public_key(&env.host_key).unwrap(),
             ),
@@ -38,12 +57,16 @@ fn report(env: &Env, input: Vec<u8>) -> (Option<u32>, String) {
         })
         .await
         .unwrap();
-        let (status, _, err) = conn
-            .run_with_input("report --seq 1 --instance t", input.as_slice())
+        let (status, out, err) = conn
+            .run_with_input(
+                &format!("report --seq {seq} --instance t"),
+                input.as_slice(),
+            )
             .await
             .unwrap();
         (
             status.exit_status,
+            String::from_utf8_lossy(&out).into_owned(),
             String::from_utf8_lossy(&err).into_owned(),
         )
     })
@@ -85,4 +108,103 @@ fn a_recording_is_kept_only_whole_and_as_announced() {
         std::fs::read(env.path().join("approver/recordings/gw-1-t-1.data")).unwrap(),
         b"abc"
     );
+}
+
+fn framed(r: &SessionReport) -> Vec<u8> {
+    codec::frame(&codec::encode(r))
+}
+
+fn started(session: &str, user: &str) -> SessionReport {
+    SessionReport::Started {
+        session: session.into(),
+        user: user.into(),
+        target: "echo".into(),
+        grant: 1,
+        client: "127.0.0.1:1".into(),
+        fingerprint: "SHA256:x".into(),
+        channel: "direct-tcpip".into(),
+        at: portcullis_core::Timestamp(1),
+    }
+}
+
+/// One gateway's key cannot start, record or overwrite another gateway's session: such a
+/// report is acknowledged (the sender's spool moves on), audited, and changes nothing; and a
+/// recording once kept is never replaced, not even by its own gateway.
+#[test]
+fn a_gateway_cannot_overwrite_another_gateways_session_or_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw2_key = crate::support::keygen(dir.path(), "gw2");
+    let env = Env::start_with(
+        "24h",
+        &format!("\n[[gateways]]\nname = \"gw-2\"\nkey = \"{gw2_key}\"\n"),
+    );
+    let gw1 = env.path().join("gateway/client_key");
+    let gw2 = dir.path().join("gw2_key");
+    let session = |env: &Env| {
+        env.admin("ada", &["--json", "sessions"]).json()["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == "gw-1-t-1")
+            .cloned()
+            .unwrap()
+    };
+
+    let (code, _, err) = report_as(&env, "gw-1", &gw1, 1, framed(&started("gw-1-t-1", "alice")));
+    assert_eq!(code, Some(0), "{err}");
+    // gw-2 restarts gw-1's session as bob's.
+    let (code, out, err) = report_as(&env, "gw-2", &gw2, 1, framed(&started("gw-1-t-1", "bob")));
+    assert_eq!(
+        code,
+        Some(0),
+        "acknowledged, so gw-2's spool moves on: {err}"
+    );
+    assert!(out.contains("refused"), "{out}");
+    let s = session(&env);
+    assert_eq!(
+        (s["gateway"].as_str(), s["user"].as_str()),
+        (Some("gw-1"), Some("alice"))
+    );
+
+    // gw-1's recording is kept; gw-2's for the same session is not, and leaves nothing.
+    let (code, _, err) = report_as(
+        &env,
+        "gw-1",
+        &gw1,
+        2,
+        [recorded(3), b"abc".to_vec()].concat(),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let xyz = SessionReport::Recorded {
+        session: "gw-1-t-1".into(),
+        // SHA-256 of `xyz`.
+        sha256: "3608bca1e44ea6c4d268eb6db02260269892c0b42b86bbf1e77a6fa16c3c9282".into(),
+        size: 3,
+        format: "data".into(),
+    };
+    let (code, out, err) = report_as(
+        &env,
+        "gw-2",
+        &gw2,
+        2,
+        [framed(&xyz), b"xyz".to_vec()].concat(),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("refused"), "{out}");
+    // Not even gw-1 replaces a recording once kept.
+    let (code, out, err) = report_as(
+        &env,
+        "gw-1",
+        &gw1,
+        3,
+        [framed(&xyz), b"xyz".to_vec()].concat(),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("never replaced"), "{out}");
+    assert_eq!(stored(&env), vec!["gw-1-t-1.data".to_string()]);
+    assert_eq!(
+        std::fs::read(env.path().join("approver/recordings/gw-1-t-1.data")).unwrap(),
+        b"abc"
+    );
+    assert!(env.has_event("command.refused", "actor", serde_json::json!("gw-2")));
 }

@@ -47,17 +47,39 @@ pub(crate) async fn report(
             attachment.len()
         )));
     }
+    // A recording this gateway may not deliver is acknowledged (so its spool moves on) and
+    // audited, never kept: its temporary file goes with `incoming`.
+    let mut refused_recording = None;
     match (reports.as_slice(), recording) {
-        ([SessionReport::Recorded { sha256, size, .. }], Some(incoming)) => {
-            // The file first (idempotent if this report is a retry), then the books.
-            let (sha256, size) = (sha256.clone(), *size);
-            tokio::task::spawn_blocking(move || incoming.keep(&sha256, size))
-                .await
-                .map_err(|e| ApproverError::Config(format!("storing the recording: {e}")))?
-                .map_err(|e| match e.source.kind() {
-                    std::io::ErrorKind::InvalidData => ApproverError::BadInput(e.to_string()),
-                    _ => ApproverError::Config(e.to_string()),
-                })?;
+        (
+            [SessionReport::Recorded {
+                session,
+                sha256,
+                size,
+                ..
+            }],
+            Some(incoming),
+        ) => {
+            let existing = app.store.session(session)?;
+            if let Some(why) = not_owner(existing.as_ref(), gateway, session) {
+                refused_recording = Some(why);
+            } else {
+                // The file first (idempotent if this report is a retry), then the books.
+                let (sha256, size) = (sha256.clone(), *size);
+                let kept = tokio::task::spawn_blocking(move || incoming.keep(&sha256, size))
+                    .await
+                    .map_err(|e| ApproverError::Config(format!("storing the recording: {e}")))?;
+                match kept {
+                    Ok(()) => {}
+                    Err(e) if e.source.kind() == std::io::ErrorKind::AlreadyExists => {
+                        refused_recording = Some(format!("recording {e}"));
+                    }
+                    Err(e) if e.source.kind() == std::io::ErrorKind::InvalidData => {
+                        return Err(ApproverError::BadInput(e.to_string()))
+                    }
+                    Err(e) => return Err(ApproverError::Config(e.to_string())),
+                }
+            }
         }
         ([SessionReport::Recorded { .. }], None) => {
             return Err(ApproverError::BadInput(
@@ -81,6 +103,8 @@ pub(crate) async fn report(
         for (seq, report) in (first_seq..=last_seq).zip(reports) {
             if seq <= last {
                 notes.push(format!("report {seq} already recorded"));
+            } else if let Some(why) = &refused_recording {
+                notes.push(refuse(tx, gateway, seq, why));
             } else {
                 notes.push(record(tx, gateway, seq, report)?);
             }
@@ -181,6 +205,44 @@ fn split_reports(input: &[u8]) -> Result<(Vec<SessionReport>, &[u8]), ApproverEr
     }
 }
 
+/// Why `gateway` may not report on `session`, if it may not. A session belongs to the
+/// gateway that numbered it (`GATEWAY-INSTANCE-N`) and reported its start: no other gateway's
+/// key may start, end or record it, or overwrite what it reported.
+fn not_owner(existing: Option<&SessionRecord>, gateway: &str, session: &str) -> Option<String> {
+    let numbered_here = session
+        .strip_prefix(gateway)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .and_then(|rest| rest.split_once('-'))
+        .is_some_and(|(instance, n)| {
+            !instance.is_empty() && !instance.contains('-') && n.parse::<u64>().is_ok()
+        });
+    if !numbered_here {
+        return Some(format!(
+            "session {session} is not one gateway {gateway} numbered"
+        ));
+    }
+    match existing {
+        Some(r) if r.gateway != gateway => Some(format!(
+            "session {session} belongs to gateway {}",
+            r.gateway
+        )),
+        _ => None,
+    }
+}
+
+/// A report acknowledged (so the gateway's spool moves on) but not believed: audited.
+fn refuse(tx: &mut Tx<'_>, gateway: &str, seq: u64, why: &str) -> String {
+    tx.audit(AuditEvent::new(
+        gateway,
+        EventKind::Refused {
+            command: "report".into(),
+            error: why.to_string(),
+        },
+    ));
+    tracing::warn!("report {seq} from {gateway} refused: {why}");
+    format!("report {seq} refused: {why}")
+}
+
 /// Record one report in `tx`; what to say about it.
 fn record(
     tx: &mut Tx<'_>,
@@ -188,6 +250,10 @@ fn record(
     seq: u64,
     report: SessionReport,
 ) -> Result<String, ApproverError> {
+    let session = report.session().to_string();
+    if let Some(why) = not_owner(tx.session(&session)?.as_ref(), gateway, &session) {
+        return Ok(refuse(tx, gateway, seq, &why));
+    }
     match report {
         SessionReport::Started {
             session,
@@ -239,22 +305,9 @@ fn record(
         } => {
             // An end whose start never arrived is still recorded: refusing it would
             // block the gateway's spool behind it for good.
+            // Its owner is checked above.
             let mut rec = match tx.session(&session)? {
-                Some(r) if r.gateway == gateway => r,
-                Some(other) => {
-                    // Acknowledged (so the spool moves on) but not believed.
-                    tx.audit(AuditEvent::new(
-                        gateway,
-                        EventKind::Refused {
-                            command: "report".into(),
-                            error: format!(
-                                "end of session {session}, which belongs to gateway {}",
-                                other.gateway
-                            ),
-                        },
-                    ));
-                    return Ok(format!("report {seq} refused: not this gateway's session"));
-                }
+                Some(r) => r,
                 None => SessionRecord {
                     id: session.clone(),
                     gateway: gateway.to_string(),

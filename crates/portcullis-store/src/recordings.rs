@@ -116,26 +116,11 @@ impl Recordings {
     /// A recording's SHA-256 in hex, if here, read in pieces: a recording can be larger
     /// than the memory of whoever checks it.
     pub fn sha256(&self, session: &str) -> Result<Option<String>, RecordingError> {
-        use std::io::Read as _;
         let path = self.path(session)?;
-        let err = |source| RecordingError {
+        file_sha256(&path).map_err(|source| RecordingError {
             path: path.display().to_string(),
             source,
-        };
-        let mut file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(err(e)),
-        };
-        let (mut hasher, mut buf) = (Sha256::new(), vec![0u8; 1024 * 1024]);
-        loop {
-            let n = file.read(&mut buf).map_err(err)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        Ok(Some(hex::encode(hasher.finalize())))
+        })
     }
 }
 
@@ -199,13 +184,49 @@ impl Incoming {
         };
         file.sync_all().map_err(|e| self.err(e))?;
         drop(file);
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| self.err(e))?;
-        self.kept = true;
+        // Never over a recording already kept: a link fails where a rename would replace.
+        match std::fs::hard_link(&self.tmp, &self.path) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&self.tmp);
+                self.kept = true;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // The same recording again (a retry whose acknowledgement was lost) is fine;
+                // another one is refused, and its temporary file goes on drop.
+                if file_sha256(&self.path).map_err(|e| self.err(e))?.as_deref() != Some(&found) {
+                    return Err(self.err(std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        "another recording of this session is kept already; it is never replaced",
+                    )));
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(self.err(e)),
+        }
         if let Ok(d) = std::fs::File::open(&self.dir) {
             let _ = d.sync_all();
         }
         Ok(())
     }
+}
+
+/// SHA-256 (hex) of a file read in pieces; `None` if it does not exist.
+fn file_sha256(path: &Path) -> std::io::Result<Option<String>> {
+    use std::io::Read as _;
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let (mut hasher, mut buf) = (Sha256::new(), vec![0u8; 1024 * 1024]);
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(Some(hex::encode(hasher.finalize())))
 }
 
 impl Drop for Incoming {
