@@ -181,8 +181,10 @@ pub fn client_config() -> client::Config {
     }
 }
 
-/// The most [`Connection::run_with_input`] keeps of each output stream.
-const MAX_KEPT_OUTPUT: usize = 64 * 1024;
+/// The most [`Connection::run_with_input`] keeps of each output stream: far more than any
+/// answer it is used for (a report's acknowledgement, a list of pending requests), and a
+/// bound on what a hostile or broken peer can make the caller hold.
+const MAX_KEPT_OUTPUT: usize = 1024 * 1024;
 
 /// An authenticated connection.
 pub struct Connection {

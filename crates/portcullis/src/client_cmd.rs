@@ -101,9 +101,9 @@ pub async fn run(opts: &ClientOpts, line: &ControlLine) -> anyhow::Result<ExitCo
 /// requests are asked for (a decided one needs no countdown): the approver answers those from
 /// memory, and the reply stays small however long the history.
 async fn lapse_time(conn: &Connection, id: u64) -> Option<u64> {
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    conn.run("requests --pending --json", &mut out, &mut err)
+    // Bounded: the approver decides how long its answer is.
+    let (_, out, _) = conn
+        .run_with_input("requests --pending --json", &[][..])
         .await
         .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&out).ok()?;
