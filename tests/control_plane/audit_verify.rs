@@ -124,3 +124,128 @@ fn records_cut_off_the_end_are_caught() {
         out.stderr
     );
 }
+
+/// `audit verify --data-dir D --signing-key K`, with the key pinned as `portcullis keys`
+/// printed it.
+fn verify_pinned(env: &Env, key: &str) -> crate::support::Out {
+    run(std::process::Command::new(BIN)
+        .args(["audit", "verify", "--data-dir"])
+        .arg(env.path().join("approver"))
+        .args(["--signing-key", key]))
+}
+
+/// Cut the last `n` records and set the unsigned head counter to match: what someone with
+/// write access to the store but not the key would do to make history disappear.
+fn cut_the_end(env: &Env, n: u64) -> u64 {
+    let s = store(env);
+    let last = s.last_audit().unwrap().unwrap().seq;
+    for seq in last - n + 1..=last {
+        s.tamper().remove_audit(seq).unwrap();
+    }
+    s.tamper().set_audit_head_counter(last - n).unwrap();
+    last
+}
+
+#[test]
+fn the_end_cut_with_its_counter_is_caught_from_the_signed_head() {
+    let env = stopped_env();
+    let last = cut_the_end(&env, 3);
+    let expected = format!(
+        "the log ends at record {} but the approver's signed head is record {last}",
+        last - 3
+    );
+    // Without the pin too: the head is signed with the key in the directory.
+    let out = verify_offline(&env);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains(&expected), "{}", out.stderr);
+    let out = verify_pinned(&env, &format!("grant-signing {}", env.signing_key));
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains(&expected), "{}", out.stderr);
+}
+
+#[test]
+fn verify_with_the_pinned_key_and_without_it() {
+    let env = stopped_env();
+    // Pinned, with or without the `grant-signing ` label: no warning.
+    for key in [
+        env.signing_key.clone(),
+        format!("grant-signing {}", env.signing_key),
+    ] {
+        let out = verify_pinned(&env, &key);
+        out.ok();
+        assert!(out.stdout.contains("chain intact"), "{}", out.stdout);
+        assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+    }
+    // Not pinned: it works, from the key in the directory, and says what that cannot prove.
+    let out = verify_offline(&env);
+    out.ok();
+    assert!(
+        out.stderr.contains("anyone able to replace files in")
+            && out.stderr.contains("--signing-key"),
+        "{}",
+        out.stderr
+    );
+    // A pin that is not a key is a usage error, not a verdict on the log.
+    let out = verify_pinned(&env, "ed25519:AAAA");
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+}
+
+/// Replace the signing key in the directory and re-sign every record with it: the whole log
+/// then verifies against the directory's own key, and only a pinned key tells.
+#[test]
+fn a_log_re_signed_with_a_replaced_key_fails_only_against_the_pin() {
+    let env = stopped_env();
+    let dir = env.path().join("approver");
+    std::fs::remove_file(dir.join("grant_signing_key")).unwrap();
+    std::fs::remove_file(dir.join("grant_signing_key.pub")).ok();
+    let (mallory, _) =
+        portcullis_ssh::keyfile::load_or_create_signing(&dir.join("grant_signing_key")).unwrap();
+    {
+        let s = store(&env);
+        let records: Vec<portcullis_audit::AuditRecord> =
+            s.audit_records().map(|(_, r)| r.unwrap()).collect();
+        let mut chain = portcullis_audit::Chain::after(None);
+        for r in records {
+            let forged = chain.seal(&mallory, r.at, r.event);
+            s.tamper()
+                .put_audit_raw(forged.seq, &portcullis_core::codec::encode(&forged))
+                .unwrap();
+        }
+        re_sign_head(&s, &mallory);
+    }
+    let out = verify_offline(&env);
+    out.ok();
+    assert!(
+        out.stderr.contains("anyone able to replace files in"),
+        "{}",
+        out.stderr
+    );
+    let out = verify_pinned(&env, &env.signing_key);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("is not the pinned key"),
+        "{}",
+        out.stderr
+    );
+}
+
+fn re_sign_head(_s: &Store, _key: &ed25519_dalek::SigningKey) {}
+
+#[test]
+fn a_running_approvers_directory_says_stop_or_verify_online() {
+    let env = Env::start();
+    let out = verify_pinned(&env, &env.signing_key);
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("stop the approver or verify online"),
+        "{}",
+        out.stderr
+    );
+    let out = verify_offline(&env);
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    // And a directory with no store is not "verified: 0 records".
+    let out = run(std::process::Command::new(BIN)
+        .args(["audit", "verify", "--data-dir"])
+        .arg(env.path().join("nowhere")));
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+}

@@ -376,6 +376,12 @@ impl Tamper<'_> {
         self.0.db.flush()?;
         Ok(())
     }
+    /// Set the unsigned head counter, as someone cutting the end of the log would.
+    pub fn set_audit_head_counter(&self, seq: u64) -> Result<()> {
+        self.0.meta.insert(META_AUDIT_HEAD, &key(seq))?;
+        self.0.db.flush()?;
+        Ok(())
+    }
     pub fn put_request_raw(&self, id: u64, bytes: &[u8]) -> Result<()> {
         self.0.requests.insert(key(id), bytes)?;
         self.0.db.flush()?;
