@@ -19,13 +19,34 @@ fn stopped_env() -> Env {
 }
 
 fn verify_offline(env: &Env) -> crate::support::Out {
+    released(env);
+    verify_offline_now(env)
+}
+
+fn verify_offline_now(env: &Env) -> crate::support::Out {
     run(std::process::Command::new(BIN)
         .args(["audit", "verify", "--data-dir"])
         .arg(env.path().join("approver")))
 }
 
+/// The store, once a `Store` this test dropped has let go of it: sled's background threads
+/// release the lock a moment after the drop.
 fn store(env: &Env) -> Store {
+    released(env);
     Store::open(&env.path().join("approver/store")).unwrap()
+}
+
+/// Wait until nobody holds the store's lock (sled's is a `flock` on `db`).
+fn released(env: &Env) {
+    let db = std::fs::File::open(env.path().join("approver/store/db")).unwrap();
+    let deadline = std::time::Instant::now() + crate::support::SOON;
+    while rustix::fs::flock(&db, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store stays locked"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 #[test]
@@ -59,6 +80,7 @@ fn an_altered_record_is_named() {
         out.stderr
     );
     // The running approver reports the same through the API.
+    released(&env);
     env.start_approver();
     env.admin("audrey", &["audit", "verify"])
         .fails_with("record 4");
@@ -75,7 +97,7 @@ fn a_flipped_byte_is_named() {
         s.tamper().put_audit_raw(2, &raw).unwrap();
     }
     let out = verify_offline(&env);
-    assert_eq!(out.code, 1);
+    assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("record 2 "), "{}", out.stderr);
 }
 
@@ -128,6 +150,11 @@ fn records_cut_off_the_end_are_caught() {
 /// `audit verify --data-dir D --signing-key K`, with the key pinned as `portcullis keys`
 /// printed it.
 fn verify_pinned(env: &Env, key: &str) -> crate::support::Out {
+    released(env);
+    verify_pinned_now(env, key)
+}
+
+fn verify_pinned_now(env: &Env, key: &str) -> crate::support::Out {
     run(std::process::Command::new(BIN)
         .args(["audit", "verify", "--data-dir"])
         .arg(env.path().join("approver"))
@@ -229,19 +256,100 @@ fn a_log_re_signed_with_a_replaced_key_fails_only_against_the_pin() {
     );
 }
 
-fn re_sign_head(_s: &Store, _key: &ed25519_dalek::SigningKey) {}
+/// Sign a head for the log as it stands with `key`, and store it.
+fn re_sign_head(s: &Store, key: &ed25519_dalek::SigningKey) {
+    let last = s.last_audit().unwrap();
+    let head = portcullis_audit::Chain::after(last.as_ref())
+        .head(portcullis_core::Timestamp(1))
+        .unwrap();
+    let signed = portcullis_audit::SignedHead::seal(key, &head);
+    s.tamper()
+        .put_signed_audit_head_raw(&portcullis_core::codec::encode(&signed))
+        .unwrap();
+}
+
+/// A head signed by any other key, naming the cut end of the log: tampering, not a pass.
+#[test]
+fn a_forged_head_is_tampering() {
+    let env = stopped_env();
+    cut_the_end(&env, 2);
+    re_sign_head(
+        &store(&env),
+        &ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+    );
+    let out = verify_pinned(&env, &env.signing_key);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("signed head is not signed by this approver's key"),
+        "{}",
+        out.stderr
+    );
+    // Bytes that do not decode are no better.
+    store(&env)
+        .tamper()
+        .put_signed_audit_head_raw(b"\x01garbage")
+        .unwrap();
+    verify_pinned(&env, &env.signing_key).fails_with("signed head does not decode");
+}
+
+/// The approver does not write over a cut end: its next commit would sign a head for it.
+#[test]
+fn an_approver_does_not_start_on_a_log_cut_at_the_end() {
+    let env = stopped_env();
+    let last = cut_the_end(&env, 1);
+    released(&env);
+    let out = run(std::process::Command::new(BIN)
+        .args(["approver", "--config"])
+        .arg(&env.config));
+    assert_ne!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "the audit log ends at record {} but its signed head is record {last}",
+            last - 1
+        )),
+        "{}",
+        out.stderr
+    );
+    // Nothing was written: the evidence is still there.
+    verify_pinned(&env, &env.signing_key).fails_with("removed from the end");
+}
+
+/// A store written before heads were signed still verifies, saying what it cannot prove; the
+/// approver's next start signs a head, and the warning goes.
+#[test]
+fn a_store_from_before_signed_heads_verifies_with_a_warning() {
+    let mut env = stopped_env();
+    store(&env).tamper().remove_signed_audit_head().unwrap();
+    let out = verify_pinned(&env, &env.signing_key);
+    out.ok();
+    assert!(
+        out.stderr.contains("no signed head") && out.stdout.contains("unsigned head"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    released(&env);
+    env.start_approver();
+    env.admin("audrey", &["audit", "verify"]).ok();
+    env.kill9();
+    let out = verify_pinned(&env, &env.signing_key);
+    out.ok();
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+    assert!(out.stdout.contains("signed head of"), "{}", out.stdout);
+}
 
 #[test]
 fn a_running_approvers_directory_says_stop_or_verify_online() {
     let env = Env::start();
-    let out = verify_pinned(&env, &env.signing_key);
+    let out = verify_pinned_now(&env, &env.signing_key);
     assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
     assert!(
         out.stderr.contains("stop the approver or verify online"),
         "{}",
         out.stderr
     );
-    let out = verify_offline(&env);
+    let out = verify_offline_now(&env);
     assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
     // And a directory with no store is not "verified: 0 records".
     let out = run(std::process::Command::new(BIN)

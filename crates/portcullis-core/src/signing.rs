@@ -12,6 +12,9 @@ pub enum Purpose {
     Grant,
     Change,
     Audit,
+    /// The head of the audit log: where it ends. Its own context, so that no record, grant or
+    /// change signature can be presented as a head (and no head as one of those).
+    AuditHead,
 }
 
 impl Purpose {
@@ -20,6 +23,7 @@ impl Purpose {
             Purpose::Grant => b"portcullis grant v1\0",
             Purpose::Change => b"portcullis change v1\0",
             Purpose::Audit => b"portcullis audit v1\0",
+            Purpose::AuditHead => b"portcullis audit head v1\0",
         }
     }
 }
