@@ -88,7 +88,14 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(json["seq"], a.seq, "audit JSON carries another seq");
         assert_eq!(json["event"], a.event.kind.name());
         let _ = a.event.summary();
-        let _ = portcullis_audit::verify(&verifying_key(), [(a.seq, Ok(a.clone()))], Some(a.seq));
+        let _ = portcullis_audit::verify(
+            &verifying_key(),
+            [(a.seq, Ok(a.clone()))],
+            &portcullis_audit::End {
+                signed: None,
+                counter: Some(a.seq),
+            },
+        );
         let _ = portcullis_audit::recording_hashes([(a.seq, Ok(a))]);
     }
     // sessions: id -> SessionRecord

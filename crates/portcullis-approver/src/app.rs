@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use ed25519_dalek::SigningKey;
-use portcullis_audit::{AuditRecord, Chain};
+use portcullis_audit::{AuditRecord, Chain, SignedHead};
 use portcullis_core::audit_event::{AuditEvent, EventKind};
 use portcullis_core::config::{self, ApproverSettings};
 use portcullis_core::grant_index::GrantIndex;
@@ -267,6 +267,7 @@ impl Approver {
         .map_err(|e| ApproverError::Config(format!("data_dir: {e}")))?;
         let keys = ApproverKeys::load_or_create(&settings.data_dir)?;
         let store = Store::open(&settings.data_dir.join("store"))?;
+        check_audit_end(&store, &keys.signing.verifying_key(), &settings.data_dir)?;
         let state = WriterState::from_store(&store)?;
         // Time never runs backwards here, not even across a restart: the clock starts no
         // earlier than the newest audit record.
@@ -297,6 +298,18 @@ impl Approver {
         });
         app.load_deadlines()?;
         Ok(app)
+    }
+
+    /// Where the store says the log ends, read under the writer lock so that it belongs to
+    /// a whole commit: `audit verify` online checks the records up to it, and records
+    /// committed while it runs are past it.
+    /// Blocks: call it off the async workers.
+    pub(crate) fn audit_end(&self) -> Result<portcullis_audit::End, ApproverError> {
+        let _writer = self.writer.blocking_lock();
+        Ok(portcullis_audit::End {
+            signed: self.store.signed_audit_head()?,
+            counter: self.store.audit_head()?,
+        })
     }
 
     /// Record the start: the version, the config's digest (so auditors can tell which rules
@@ -489,6 +502,15 @@ impl Approver {
         if tx.batch.is_empty() {
             return Ok(out);
         }
+        // Sign where the log now ends, committed with the records: without the key nobody
+        // can cut records off the end and make the head agree.
+        if !tx.batch.audit.is_empty() {
+            tx.batch.audit_head = tx
+                .state
+                .chain
+                .head(tx.now)
+                .map(|head| SignedHead::seal(&self.keys.signing, &head));
+        }
         if let Err(e) = self.store.commit(&tx.batch).await {
             // The store may hold part of it (applied but not flushed): continue from what it
             // holds, so no revision, sequence number or id is ever handed out twice.
@@ -629,6 +651,49 @@ impl Approver {
             }
         }
     }
+}
+
+/// Refuse to start on a log that does not end at its signed head: the next commit would sign
+/// a new head over the cut (or the forgery) and erase the evidence `audit verify` needs. A
+/// store from before heads were signed gets one with the first commit.
+fn check_audit_end(
+    store: &Store,
+    key: &ed25519_dalek::VerifyingKey,
+    data_dir: &Path,
+) -> Result<(), ApproverError> {
+    let refuse = |what: String| {
+        ApproverError::Config(format!(
+            "refusing to start: {what}. Writing to this store would seal over it. Run \
+             `portcullis audit verify --data-dir {dir} --signing-key KEY` for the details, then \
+             move {dir}/store aside as evidence and restore it from a backup",
+            dir = data_dir.display()
+        ))
+    };
+    let Some(signed) = store.signed_audit_head()? else {
+        if store.last_audit()?.is_some() {
+            tracing::warn!(
+                "the audit log has no signed head yet (written before heads were signed): the \
+                 next commit signs one; until then records cut off its end go unnoticed"
+            );
+        }
+        return Ok(());
+    };
+    let head = signed
+        .map_err(|e| refuse(format!("the audit log's signed head does not decode ({e})")))?
+        .open(key)
+        .map_err(|_| {
+            refuse("the audit log's signed head is not signed by this approver's key".into())
+        })?;
+    let last = store.last_audit()?;
+    let (seq, hash) = last.map(|r| (r.seq, r.hash)).unwrap_or((0, [0; 32]));
+    if seq != head.seq || hash != head.hash {
+        return Err(refuse(format!(
+            "the audit log ends at record {seq} but its signed head is record {} (signed {})",
+            head.seq,
+            head.at.rfc3339()
+        )));
+    }
+    Ok(())
 }
 
 /// Read and validate a config file; errors name the file.

@@ -904,51 +904,81 @@ fn audit(app: &Approver, cmd: AuditCommand, json: bool) -> Result<Reply, Approve
         AuditCommand::Replay { .. } => Err(ApproverError::BadInput(
             "replay streams; it cannot run here".into(),
         )),
-        AuditCommand::Verify => {
-            let head = app.store.audit_head()?;
-            let key = app.keys.signing.verifying_key();
-            let chain = portcullis_audit::verify(&key, app.store.audit_records(), head)
-                .map_err(|b| (b.first_bad(), b.to_string()));
-            // Recordings are checked against the hashes in the signed end events.
-            let hashes = portcullis_audit::recording_hashes(app.store.audit_records());
-            let result = chain.and_then(|v| {
-                for (session, sha) in &hashes {
-                    let found = app
-                        .recordings
-                        .sha256(session)
-                        .map_err(|e| (0, e.to_string()))?;
-                    portcullis_audit::verify_recording_hash(session, sha, found)
-                        .map_err(|b| (0, b.to_string()))?;
+        AuditCommand::Verify => match verify(app, json) {
+            Ok(reply) => Ok(reply),
+            // Exit 2, not 1: nothing was found wrong, the check could not be made.
+            Err(e) => {
+                let mut r = Reply::failure(format!("portcullis: could not verify: {e}\n"), 2);
+                if json {
+                    r.out = format!("{}\n", json!({"ok": null, "error": e.to_string()}));
                 }
-                Ok((v, hashes.len()))
-            });
-            match result {
-                Ok((v, recordings)) => Ok(out(
-                    json,
-                    json!({"ok": true, "records": v.records, "recordings": recordings, "head": hex::encode(v.head)}),
-                    format!(
-                        "audit log verified: {} records, chain intact, every signature valid (head {}); {recordings} recordings match their hashes\n",
-                        v.records,
-                        hex::encode(v.head)
-                    ),
-                )),
-                Err((first_bad, broken)) => {
-                    let mut r = Reply::failure(
-                        format!(
-                            "portcullis: audit log verification FAILED: {}\n",
-                            clean(&broken)
-                        ),
-                        1,
-                    );
-                    if json {
-                        r.out = format!(
-                            "{}\n",
-                            json!({"ok": false, "first_bad": first_bad, "error": broken})
-                        );
-                    }
-                    Ok(r)
-                }
+                Ok(r)
             }
+        },
+    }
+}
+
+/// `audit verify`: the chain up to the signed head read under the writer (records committed
+/// while it runs come after it), every signature, and every finished recording.
+fn verify(app: &Approver, json: bool) -> Result<Reply, ApproverError> {
+    let end = app.audit_end()?;
+    let upto = match &end.signed {
+        Some(Ok(h)) => h.peek().map(|h| h.seq).unwrap_or(u64::MAX),
+        _ => u64::MAX,
+    };
+    let key = app.keys.signing.verifying_key();
+    let records = app
+        .store
+        .audit_records()
+        .take_while(|(position, _)| *position <= upto);
+    let chain =
+        portcullis_audit::verify(&key, records, &end).map_err(|b| (b.first_bad(), b.to_string()));
+    // Recordings are checked against the hashes in the signed end events.
+    let hashes = portcullis_audit::recording_hashes(app.store.audit_records());
+    let result = chain.and_then(|v| {
+        for (session, sha) in &hashes {
+            let found = app
+                .recordings
+                .sha256(session)
+                .map_err(|e| (0, e.to_string()))?;
+            portcullis_audit::verify_recording_hash(session, sha, found)
+                .map_err(|b| (0, b.to_string()))?;
+        }
+        Ok((v, hashes.len()))
+    });
+    match result {
+        Ok((v, recordings)) => {
+            let signed = v.signed_head.map(|h| h.at.rfc3339());
+            let mut reply = out(
+                        json,
+                        json!({"ok": true, "records": v.records, "recordings": recordings, "head": hex::encode(v.head), "head_signed_at": signed}),
+                        format!(
+                            "audit log verified: {} records, chain intact, every signature valid, ends at its {} (head {}); {recordings} recordings match their hashes\n",
+                            v.records,
+                            signed.as_deref().map_or("unsigned head".to_string(), |at| format!("signed head of {at}")),
+                            hex::encode(v.head)
+                        ),
+                    );
+            if v.signed_head.is_none() && v.records > 0 {
+                reply.err = format!("portcullis: warning: {}\n", portcullis_audit::UNSIGNED_HEAD);
+            }
+            Ok(reply)
+        }
+        Err((first_bad, broken)) => {
+            let mut r = Reply::failure(
+                format!(
+                    "portcullis: audit log verification FAILED: {}\n",
+                    clean(&broken)
+                ),
+                1,
+            );
+            if json {
+                r.out = format!(
+                    "{}\n",
+                    json!({"ok": false, "first_bad": first_bad, "error": broken})
+                );
+            }
+            Ok(r)
         }
     }
 }

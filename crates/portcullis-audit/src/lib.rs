@@ -8,7 +8,7 @@
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use portcullis_core::audit_event::AuditEvent;
 use portcullis_core::codec::{self, CodecError};
-use portcullis_core::signing::{self, Purpose};
+use portcullis_core::signing::{self, Purpose, SignatureError, Signed};
 use portcullis_core::Timestamp;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -85,6 +85,16 @@ impl Chain {
         }
     }
 
+    /// Where the chain ends now, as of `at`: what the approver signs with every commit that
+    /// adds records. `None` before the first record.
+    pub fn head(&self, at: Timestamp) -> Option<Head> {
+        (self.next_seq > 1).then_some(Head {
+            seq: self.next_seq - 1,
+            hash: self.prev,
+            at,
+        })
+    }
+
     /// Seal the next record and advance the head.
     pub fn seal(&mut self, key: &SigningKey, at: Timestamp, event: AuditEvent) -> AuditRecord {
         let hash = digest(self.next_seq, at, &self.prev, &event);
@@ -103,6 +113,42 @@ impl Chain {
     }
 }
 
+/// Where the log ends: its last record's `seq` and `hash`, and when that was committed.
+/// Records prove what they say; only a signed head proves that nothing came after them, so
+/// records cut off the end (with any unsigned counter beside them) are caught from the
+/// signature alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    pub seq: u64,
+    pub hash: [u8; 32],
+    pub at: Timestamp,
+}
+
+/// A [`Head`] signed by the approver under its own purpose ([`Purpose::AuditHead`]), kept as
+/// the exact bytes signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedHead(pub Signed);
+
+impl SignedHead {
+    pub fn seal(key: &SigningKey, head: &Head) -> SignedHead {
+        SignedHead(Signed::seal(key, Purpose::AuditHead, head))
+    }
+
+    /// Verify, then decode.
+    pub fn open(&self, key: &VerifyingKey) -> Result<Head, SignatureError> {
+        self.0.open(key, Purpose::AuditHead)
+    }
+
+    /// Decode without verifying: for the store's consistency check of what the approver
+    /// just signed, never for a verdict.
+    pub fn peek(&self) -> Result<Head, CodecError> {
+        self.0.peek()
+    }
+}
+
+/// What a verify says of a store that has no signed head yet.
+pub const UNSIGNED_HEAD: &str = "this store has no signed head (it was written before heads were signed): records cut off the end of the log together with its head counter cannot be caught. The approver signs one with its next commit (at its next start at the latest). If this approver has run a version that signs heads, the signed head was removed: treat that as tampering";
+
 /// The first thing wrong with a log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Broken {
@@ -118,6 +164,14 @@ pub enum Broken {
     Signature { seq: u64 },
     #[error("the log ends at record {last} but the approver's head is record {head}: records were removed from the end")]
     Truncated { last: u64, head: u64 },
+    #[error("the log ends at record {last} but the approver's signed head is record {head}: records were removed from the end")]
+    TruncatedSigned { last: u64, head: u64 },
+    #[error("record {seq} comes after the approver's signed head (record {head}): records were added after the last commit, or the head was replaced with an older one")]
+    PastHead { seq: u64, head: u64 },
+    #[error("record {seq} is not the record the approver's signed head names (its hash differs): the end of the log was replaced")]
+    HeadMismatch { seq: u64 },
+    #[error("the approver's signed head {why}: it was forged or altered (a head is signed with the approver's key; without that key it cannot be made)")]
+    HeadForged { why: String },
 }
 
 impl Broken {
@@ -129,7 +183,9 @@ impl Broken {
             | Broken::Link { seq }
             | Broken::Altered { seq }
             | Broken::Signature { seq } => *seq,
-            Broken::Truncated { last, .. } => last + 1,
+            Broken::Truncated { last, .. } | Broken::TruncatedSigned { last, .. } => last + 1,
+            Broken::PastHead { seq, .. } | Broken::HeadMismatch { seq } => *seq,
+            Broken::HeadForged { .. } => 0,
         }
     }
 }
@@ -139,16 +195,25 @@ impl Broken {
 pub struct Verified {
     pub records: u64,
     pub head: [u8; 32],
+    /// The signed head the log ends at; `None` for a store written before heads were signed,
+    /// where records cut off the end together with the unsigned counter go unnoticed (say so).
+    pub signed_head: Option<Head>,
 }
 
-/// Verify records in stored order. `position` is the storage key (1-based); `expected_head`
-/// is the last sequence number the writer acknowledged, when known, so that records cut off
-/// the end are caught too.
-pub fn verify<I>(
-    key: &VerifyingKey,
-    records: I,
-    expected_head: Option<u64>,
-) -> Result<Verified, Broken>
+/// Where the store says the log ends.
+#[derive(Debug, Clone, Default)]
+pub struct End {
+    /// The approver's signed head, as decoded from the store (`None`: there is none).
+    pub signed: Option<Result<SignedHead, CodecError>>,
+    /// The unsigned counter of the last acknowledged `seq` (kept for stores written before
+    /// heads were signed, and for older binaries).
+    pub counter: Option<u64>,
+}
+
+/// Verify records in stored order. `position` is the storage key (1-based). The log must end
+/// exactly at `end`'s signed head when there is one, and reach its counter, so that records cut
+/// off the end are caught too.
+pub fn verify<I>(key: &VerifyingKey, records: I, end: &End) -> Result<Verified, Broken>
 where
     I: IntoIterator<Item = (u64, Result<AuditRecord, CodecError>)>,
 {
@@ -175,7 +240,38 @@ where
         chain.prev = record.hash;
         count += 1;
     }
-    if let Some(head) = expected_head {
+    let signed_head = match &end.signed {
+        None => None,
+        Some(Err(e)) => {
+            return Err(Broken::HeadForged {
+                why: format!("does not decode ({e})"),
+            })
+        }
+        Some(Ok(signed)) => Some(signed.open(key).map_err(|e| Broken::HeadForged {
+            why: match e {
+                SignatureError::Invalid => "is not signed by this approver's key".to_string(),
+                SignatureError::Payload(e) => format!("does not decode ({e})"),
+            },
+        })?),
+    };
+    if let Some(head) = signed_head {
+        if count < head.seq {
+            return Err(Broken::TruncatedSigned {
+                last: count,
+                head: head.seq,
+            });
+        }
+        if count > head.seq {
+            return Err(Broken::PastHead {
+                seq: head.seq + 1,
+                head: head.seq,
+            });
+        }
+        if chain.prev != head.hash {
+            return Err(Broken::HeadMismatch { seq: head.seq });
+        }
+    }
+    if let Some(head) = end.counter {
         if head > count {
             return Err(Broken::Truncated { last: count, head });
         }
@@ -183,6 +279,7 @@ where
     Ok(Verified {
         records: count,
         head: chain.prev,
+        signed_head,
     })
 }
 
@@ -257,8 +354,143 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, r)| (i as u64 + 1, Ok(r.clone()))),
-            head,
+            &End {
+                signed: None,
+                counter: head,
+            },
         )
+    }
+
+    /// The head the approver signs after committing `records`.
+    fn head_of(key: &SigningKey, records: &[AuditRecord]) -> SignedHead {
+        let chain = Chain::after(records.last());
+        SignedHead::seal(key, &chain.head(Timestamp(99)).unwrap())
+    }
+
+    fn check_signed(
+        key: &SigningKey,
+        records: &[AuditRecord],
+        head: SignedHead,
+        counter: Option<u64>,
+    ) -> Result<Verified, Broken> {
+        verify(
+            &key.verifying_key(),
+            records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (i as u64 + 1, Ok(r.clone()))),
+            &End {
+                signed: Some(Ok(head)),
+                counter,
+            },
+        )
+    }
+
+    #[test]
+    fn a_log_ending_at_its_signed_head_verifies() {
+        let (key, records) = log(5);
+        let v = check_signed(&key, &records, head_of(&key, &records), Some(5)).unwrap();
+        assert_eq!(v.records, 5);
+        assert_eq!(
+            v.signed_head,
+            Some(Head {
+                seq: 5,
+                hash: records[4].hash,
+                at: Timestamp(99)
+            })
+        );
+        // A store from before heads were signed verifies, and says it has none.
+        assert_eq!(check(&key, &records, Some(5)).unwrap().signed_head, None);
+        assert_eq!(Chain::after(None).head(Timestamp(1)), None);
+    }
+
+    #[test]
+    fn the_end_cut_with_its_counter_is_caught_by_the_signed_head() {
+        let (key, records) = log(5);
+        let head = head_of(&key, &records);
+        // The counter rewritten to match: only the signature tells.
+        assert_eq!(
+            check_signed(&key, &records[..3], head.clone(), Some(3)),
+            Err(Broken::TruncatedSigned { last: 3, head: 5 })
+        );
+        assert_eq!(
+            check_signed(&key, &[], head, None),
+            Err(Broken::TruncatedSigned { last: 0, head: 5 })
+        );
+        // An older head (one the approver really signed) kept with the whole log: a record
+        // past it is named.
+        let old = head_of(&key, &records[..4]);
+        assert_eq!(
+            check_signed(&key, &records, old, None),
+            Err(Broken::PastHead { seq: 5, head: 4 })
+        );
+    }
+
+    #[test]
+    fn a_forged_or_altered_head_is_tampering() {
+        let (key, records) = log(3);
+        let mallory = SigningKey::from_bytes(&[9; 32]);
+        // Signed by another key, right seq and hash.
+        let forged = head_of(&mallory, &records);
+        let e = check_signed(&key, &records, forged, None).unwrap_err();
+        assert!(matches!(e, Broken::HeadForged { .. }), "{e}");
+        assert!(e.to_string().contains("not signed by this approver's key"));
+        // The right key, bytes changed after signing (a lower seq, to hide a cut).
+        let mut altered = head_of(&key, &records[..2]);
+        altered.0.body[0] ^= 1;
+        assert!(matches!(
+            check_signed(&key, &records[..2], altered, None),
+            Err(Broken::HeadForged { .. })
+        ));
+        // Bytes that no longer decode.
+        let e = verify(
+            &key.verifying_key(),
+            records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (i as u64 + 1, Ok(r.clone()))),
+            &End {
+                signed: Some(Err(CodecError::Empty)),
+                counter: None,
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(e, Broken::HeadForged { .. }), "{e}");
+        // A head whose hash is not the last record's, signed by the right key.
+        let wrong = SignedHead::seal(
+            &key,
+            &Head {
+                seq: 3,
+                hash: [7; 32],
+                at: Timestamp(1),
+            },
+        );
+        assert_eq!(
+            check_signed(&key, &records, wrong, None),
+            Err(Broken::HeadMismatch { seq: 3 })
+        );
+    }
+
+    #[test]
+    fn head_signatures_and_record_signatures_do_not_cross() {
+        let (key, records) = log(2);
+        let head = head_of(&key, &records);
+        let vk = key.verifying_key();
+        // A head's signature is no record signature, over the head's own bytes or the hash.
+        assert!(signing::verify(&vk, Purpose::Audit, &head.0.body, &head.0.signature).is_err());
+        assert!(signing::verify(&vk, Purpose::Audit, &records[1].hash, &head.0.signature).is_err());
+        // A record's signature (or a grant's, a change's) is never a head's.
+        let replayed = SignedHead(Signed {
+            body: records[1].hash.to_vec(),
+            signature: records[1].signature.clone(),
+        });
+        assert_eq!(replayed.open(&vk), Err(SignatureError::Invalid));
+        let h = head.peek().unwrap();
+        for purpose in [Purpose::Audit, Purpose::Grant, Purpose::Change] {
+            let other = SignedHead(Signed::seal(&key, purpose, &h));
+            assert_eq!(other.open(&vk), Err(SignatureError::Invalid), "{purpose:?}");
+        }
+        assert_eq!(head.open(&vk), Ok(h));
     }
 
     #[test]
@@ -317,7 +549,8 @@ mod tests {
             let pos = pos % rec.len();
             rec[pos] ^= 1 << bit;
             let decoded = stored.iter().enumerate().map(|(i, b)| (i as u64 + 1, codec::decode::<AuditRecord>(b)));
-            prop_assert!(verify(&key.verifying_key(), decoded, Some(4)).is_err());
+            let end = End { signed: None, counter: Some(4) };
+            prop_assert!(verify(&key.verifying_key(), decoded, &end).is_err());
         }
     }
 }

@@ -14,6 +14,9 @@ pub enum Purpose {
     Audit,
     /// The first frame of a `watch` stream: which store the changes that follow come from.
     Hello,
+    /// The head of the audit log: where it ends. Its own context, so that no record, grant or
+    /// change signature can be presented as a head (and no head as one of those).
+    AuditHead,
 }
 
 impl Purpose {
@@ -23,6 +26,7 @@ impl Purpose {
             Purpose::Change => b"portcullis change v1\0",
             Purpose::Audit => b"portcullis audit v1\0",
             Purpose::Hello => b"portcullis stream hello v1\0",
+            Purpose::AuditHead => b"portcullis audit head v1\0",
         }
     }
 }

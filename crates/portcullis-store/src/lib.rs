@@ -15,7 +15,7 @@ pub mod replica;
 pub use recordings::{Incoming, Recordings};
 pub use replica::Replica;
 
-use portcullis_audit::AuditRecord;
+use portcullis_audit::{AuditRecord, SignedHead};
 use portcullis_core::codec::{self, CodecError};
 use portcullis_core::model::{GrantRecord, Request, SessionRecord};
 use portcullis_core::stream::SignedChange;
@@ -38,6 +38,10 @@ pub enum StoreError {
     },
     #[error("corrupt key in tree {tree}: not 8 bytes")]
     BadKey { tree: &'static str },
+    /// A write path bug, refused before anything is written: a log whose head does not name
+    /// its last record would fail `audit verify` from then on.
+    #[error("audit records up to {seq} come without the signed head of record {seq}; nothing was written")]
+    HeadMissing { seq: u64 },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -52,6 +56,9 @@ pub struct Batch {
     pub sessions: Vec<SessionRecord>,
     /// Small named counters (per-gateway report sequence numbers).
     pub counters: Vec<(String, u64)>,
+    /// The head of the log after `audit`, signed by the approver (the store never signs): it
+    /// must name the last record of `audit`, and is written in the same transaction.
+    pub audit_head: Option<SignedHead>,
 }
 
 impl Batch {
@@ -65,7 +72,11 @@ impl Batch {
     }
 }
 
+/// The unsigned `seq` of the last record (all that stores kept before heads were signed; still
+/// written, so an older binary's verify keeps working).
 const META_AUDIT_HEAD: &[u8] = b"audit_head";
+/// The signed head: `[version] ++ bincode(SignedHead)`.
+const META_AUDIT_HEAD_SIGNED: &[u8] = b"audit_head_signed";
 
 /// The approver's store.
 #[derive(Clone)]
@@ -154,6 +165,20 @@ impl Store {
             .map(|r| (key(r.seq), codec::encode(r)))
             .collect();
         let head = batch.audit.last().map(|r| key(r.seq));
+        let signed_head = match batch.audit.last() {
+            None => None,
+            Some(last) => {
+                let named = batch
+                    .audit_head
+                    .as_ref()
+                    .and_then(|h| h.peek().ok())
+                    .is_some_and(|h| h.seq == last.seq && h.hash == last.hash);
+                match (&batch.audit_head, named) {
+                    (Some(h), true) => Some(codec::encode(h)),
+                    _ => return Err(StoreError::HeadMissing { seq: last.seq }),
+                }
+            }
+        };
         let sessions: Vec<_> = batch
             .sessions
             .iter()
@@ -198,6 +223,9 @@ impl Store {
                     }
                     if let Some(h) = head {
                         me.insert(META_AUDIT_HEAD, &h)?;
+                    }
+                    if let Some(h) = &signed_head {
+                        me.insert(META_AUDIT_HEAD_SIGNED, h.as_slice())?;
                     }
                     Ok::<(), ConflictableTransactionError<()>>(())
                 })
@@ -268,6 +296,15 @@ impl Store {
             .get(META_AUDIT_HEAD)?
             .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
             .map(u64::from_be_bytes))
+    }
+
+    /// The signed head of the log, decoded on its own so that damage to it is reported as what
+    /// it is (`None`: a store written before heads were signed, or an empty one).
+    pub fn signed_audit_head(&self) -> Result<Option<std::result::Result<SignedHead, CodecError>>> {
+        Ok(self
+            .meta
+            .get(META_AUDIT_HEAD_SIGNED)?
+            .map(|v| codec::decode::<SignedHead>(&v)))
     }
 
     /// A named counter (0 when never set).
@@ -376,6 +413,26 @@ impl Tamper<'_> {
         self.0.db.flush()?;
         Ok(())
     }
+    pub fn signed_audit_head_raw(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.0.meta.get(META_AUDIT_HEAD_SIGNED)?.map(|v| v.to_vec()))
+    }
+    pub fn put_signed_audit_head_raw(&self, bytes: &[u8]) -> Result<()> {
+        self.0.meta.insert(META_AUDIT_HEAD_SIGNED, bytes)?;
+        self.0.db.flush()?;
+        Ok(())
+    }
+    /// What a store written before heads were signed looks like.
+    pub fn remove_signed_audit_head(&self) -> Result<()> {
+        self.0.meta.remove(META_AUDIT_HEAD_SIGNED)?;
+        self.0.db.flush()?;
+        Ok(())
+    }
+    /// Set the unsigned head counter, as someone cutting the end of the log would.
+    pub fn set_audit_head_counter(&self, seq: u64) -> Result<()> {
+        self.0.meta.insert(META_AUDIT_HEAD, &key(seq))?;
+        self.0.db.flush()?;
+        Ok(())
+    }
     pub fn put_request_raw(&self, id: u64, bytes: &[u8]) -> Result<()> {
         self.0.requests.insert(key(id), bytes)?;
         self.0.db.flush()?;
@@ -423,7 +480,7 @@ mod tests {
         {
             let s = Store::open(dir.path()).unwrap();
             let mut chain = Chain::after(None);
-            let batch = Batch {
+            let mut batch = Batch {
                 requests: vec![request(1), request(2)],
                 audit: vec![chain.seal(
                     &key,
@@ -432,12 +489,27 @@ mod tests {
                 )],
                 ..Default::default()
             };
+            // Records without their signed head (or with another record's) are refused whole.
+            let e = rt().block_on(s.commit(&batch)).unwrap_err();
+            assert!(matches!(e, StoreError::HeadMissing { seq: 1 }), "{e}");
+            let wrong = portcullis_audit::Head {
+                seq: 1,
+                hash: [0; 32],
+                at: Timestamp(5),
+            };
+            batch.audit_head = Some(SignedHead::seal(&key, &wrong));
+            assert!(rt().block_on(s.commit(&batch)).is_err());
+            assert_eq!(s.last_request_id().unwrap(), 0);
+            let head = chain.head(Timestamp(5)).unwrap();
+            batch.audit_head = Some(SignedHead::seal(&key, &head));
             rt().block_on(s.commit(&batch)).unwrap();
         }
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.last_request_id().unwrap(), 2);
         assert_eq!(s.request(1).unwrap(), Some(request(1)));
         assert_eq!(s.audit_head().unwrap(), Some(1));
+        let signed = s.signed_audit_head().unwrap().unwrap().unwrap();
+        assert_eq!(signed.open(&key.verifying_key()).unwrap().seq, 1);
         assert_eq!(s.last_audit().unwrap().unwrap().seq, 1);
         assert_eq!(s.last_rev().unwrap(), 0);
     }

@@ -66,7 +66,7 @@ pub enum Command {
 
     /// Compliance commands: print and verify the audit trail.
     #[command(
-        after_help = "Examples:\n  portcullis audit log --since 24h\n  portcullis audit log --json > events.jsonl\n  portcullis audit verify\n  portcullis audit verify --data-dir /var/lib/portcullis/approver   # offline, approver stopped"
+        after_help = "Examples:\n  portcullis audit log --since 24h\n  portcullis audit log --json > events.jsonl\n  portcullis audit verify\n  portcullis audit verify --data-dir /var/lib/portcullis-approver --signing-key ed25519:…   # offline, approver stopped"
     )]
     Audit {
         #[command(flatten)]
@@ -142,15 +142,19 @@ pub enum AuditCli {
         #[arg(long, value_name = "N", default_value_t = portcullis_core::command::DEFAULT_LIMIT, value_parser = clap::value_parser!(u64).range(1..=portcullis_core::command::MAX_LIMIT))]
         limit: u64,
     },
-    /// Check the hash chain, every signature and every finished recording; exit non-zero
-    /// naming the first bad record.
+    /// Check the hash chain, every signature, that the log ends at its signed head, and every
+    /// finished recording; exit non-zero naming the first bad record.
     #[command(
-        after_help = "Examples:\n  portcullis audit verify\n  portcullis audit verify --data-dir /var/lib/portcullis/approver   # approver stopped"
+        after_help = "Examples:\n  portcullis audit verify\n  portcullis audit verify --data-dir /var/lib/portcullis-approver --signing-key ed25519:…   # approver stopped\n\nOffline, pin the approver's public key (the grant-signing line of `portcullis keys`, with or\nwithout its label): without --signing-key the key inside DIR is used, and anyone able to\nreplace files in DIR could have re-signed the whole log.\n\nExit status: 0 the log is intact; 1 it was tampered with (the message names what);\n2 it could not be verified (the store is in use by a running approver, a file cannot be\nread, a bad --signing-key, the approver unreachable)."
     )]
     Verify {
         /// Verify a stopped approver's store directly instead of asking the approver.
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// With --data-dir: the approver's public signing key to verify against
+        /// (`ed25519:BASE64`, as `portcullis keys` prints it), instead of the key inside DIR.
+        #[arg(long, value_name = "KEY", requires = "data_dir")]
+        signing_key: Option<String>,
     },
     /// Sessions through the gateways (`--live`: still open).
     #[command(
@@ -320,13 +324,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit { conn, command } => match command {
             AuditCli::Verify {
                 data_dir: Some(dir),
-            } => setup::verify_offline(&dir),
-            AuditCli::Verify { data_dir: None } => {
+                signing_key,
+            } => Ok(setup::verify_offline(&dir, signing_key.as_deref())),
+            AuditCli::Verify { data_dir: None, .. } => {
                 let line = ControlLine {
                     json: conn.json,
                     command: ControlCommand::Audit(AuditCommand::Verify),
                 };
-                client_cmd::run(&conn, &line).await
+                // Not reaching the approver is "could not verify" (2), never "tampered" (1).
+                match client_cmd::run(&conn, &line).await {
+                    Ok(code) => Ok(code),
+                    Err(e) => {
+                        eprintln!("portcullis: could not verify: {e:#}");
+                        Ok(ExitCode::from(setup::VERIFY_UNVERIFIED))
+                    }
+                }
             }
             other => {
                 let command = match other {
