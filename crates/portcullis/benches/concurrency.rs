@@ -55,7 +55,13 @@ fn main() {
     let echo = EchoProcess::start();
     let mut env = support::Env::prepare("24h", &support::tcp_target("echo", echo.port));
     // Every session comes from 127.0.0.1 here: lift the per-source budget for the measurement.
-    env.gateway_extra = format!("max_connections_per_source = {}", n + 100);
+    // One user opens every session, each on a connection of its own: the per-user cap is a
+    // defence against exactly that, raised here for the load.
+    env.gateway_extra = format!(
+        "max_connections_per_source = {}\nmax_connections_per_user = {}",
+        n + 100,
+        n + 100
+    );
     env.start_approver();
     env.start_gateway();
     assert_eq!(
