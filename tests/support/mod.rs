@@ -524,17 +524,18 @@ impl Env {
         self.gw_addr.rsplit(':').next().unwrap().to_string()
     }
 
+    /// Stop the approver as systemd does (SIGTERM) and wait for it: its exit status, and how
+    /// long it took.
+    pub fn stop_approver(&mut self) -> (std::process::ExitStatus, Duration) {
+        let c = self.approver.take().expect("the approver is running");
+        sigterm(c)
+    }
+
     /// Stop the gateway as systemd does (SIGTERM) and wait for it: its exit status, and how
     /// long it took.
     pub fn stop_gateway(&mut self) -> (std::process::ExitStatus, Duration) {
-        let mut c = self.gateway.take().expect("the gateway is running");
-        let started = Instant::now();
-        let st = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        (c.wait().unwrap(), started.elapsed())
+        let c = self.gateway.take().expect("the gateway is running");
+        sigterm(c)
     }
 
     pub fn kill9_gateway(&mut self) {
@@ -598,6 +599,17 @@ impl Env {
             .args(args);
         run(&mut c)
     }
+}
+
+/// SIGTERM a daemon and wait for it: its exit status and how long it took.
+fn sigterm(mut c: Child) -> (std::process::ExitStatus, Duration) {
+    let started = Instant::now();
+    let st = Command::new("kill")
+        .args(["-TERM", &c.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    (c.wait().unwrap(), started.elapsed())
 }
 
 /// Write `text` to `path` unless it is there already: an ssh client that started a moment ago

@@ -51,7 +51,7 @@ pub(crate) enum Deadline {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct WriterState {
+pub(crate) struct WriterState {
     chain: Chain,
     last_rev: u64,
     last_request: u64,
@@ -480,6 +480,12 @@ impl Approver {
     /// [`Approver::waiters`] instead, so that a commit does not wake every waiter).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+
+    /// Wait for the write in flight, if any, and hold the writer: no write starts while the
+    /// guard lives (a graceful stop keeps it until the process exits).
+    pub(crate) async fn stop_writing(&self) -> tokio::sync::MutexGuard<'_, WriterState> {
+        self.writer.lock().await
     }
 
     /// Run `f` as the only writer, then commit what it produced and flush. Nothing `f` did is

@@ -22,4 +22,4 @@ mod waiters;
 
 pub use app::{read_config, Approver, ApproverKeys};
 pub use errors::ApproverError;
-pub use server::serve;
+pub use server::{serve, serve_until};

@@ -35,6 +35,42 @@ fn ssh_config(app: &Approver) -> server::Config {
 /// `DATA_DIR/approver.addr` (useful with `listen = "127.0.0.1:0"`), starts the deadline
 /// scheduler, and reloads the config on SIGHUP.
 pub async fn serve(app: Arc<Approver>) -> Result<(), ApproverError> {
+    serve_until(app, std::future::pending()).await
+}
+
+/// How long connections get to close once told the approver is stopping.
+const CONNECTIONS_WAIT: Duration = Duration::from_secs(2);
+
+/// As [`serve`], until `stop` resolves (the binary passes SIGTERM or SIGINT); then stop
+/// gracefully: no new connections, the write in flight (if any) finishes and no other starts,
+/// counted refusals are written, and connections are closed with the reason.
+pub async fn serve_until(
+    app: Arc<Approver>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), ApproverError> {
+    let conns = portcullis_ssh::server::Connections::new();
+    tokio::select! {
+        served = accept(app.clone(), conns.clone()) => served,
+        () = stop => {
+            // The listener went with the accept loop. Counted refusals are written while
+            // writes are still allowed; then the writer is taken and kept, so the write in
+            // flight finishes and none starts: every acknowledgement given stays true.
+            app.record_counted_refusals().await;
+            let _writer = app.stop_writing().await;
+            let open = conns.close_all("portcullis: approver stopping", CONNECTIONS_WAIT).await;
+            if open > 0 {
+                tracing::warn!("{open} connections still open after {CONNECTIONS_WAIT:?}");
+            }
+            tracing::info!("approver stopped");
+            Ok(())
+        }
+    }
+}
+
+async fn accept(
+    app: Arc<Approver>,
+    conns: Arc<portcullis_ssh::server::Connections>,
+) -> Result<(), ApproverError> {
     let listen = app.settings.listen.clone();
     let listener = TcpListener::bind(&listen)
         .await
@@ -60,7 +96,7 @@ pub async fn serve(app: Arc<Approver>) -> Result<(), ApproverError> {
         listener,
         config,
         app.settings.limits,
-        portcullis_ssh::server::Connections::new(),
+        conns,
         |peer, _local, state| Connection {
             app: app.clone(),
             peer: peer.to_string(),

@@ -74,6 +74,8 @@ struct Checker {
     verdict: Arc<Mutex<Option<String>>>,
     /// Set when accept-new recorded the host's key.
     learned: Arc<Mutex<Option<String>>>,
+    /// The server's last words, if it disconnected us with a reason.
+    goodbye: Arc<Mutex<Option<String>>>,
 }
 
 impl Checker {
@@ -137,6 +139,21 @@ impl Checker {
 impl client::Handler for Checker {
     type Error = russh::Error;
 
+    async fn disconnected(
+        &mut self,
+        reason: client::DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        match reason {
+            client::DisconnectReason::ReceivedDisconnect(info) => {
+                if let Ok(mut g) = self.goodbye.lock() {
+                    *g = Some(info.message);
+                }
+                Ok(())
+            }
+            client::DisconnectReason::Error(e) => Err(e),
+        }
+    }
+
     async fn check_server_key(
         &mut self,
         server_public_key: &PublicKeyOrCertificate,
@@ -190,6 +207,7 @@ const MAX_KEPT_OUTPUT: usize = 1024 * 1024;
 pub struct Connection {
     handle: Handle<Checker>,
     learned: Option<String>,
+    goodbye: Arc<Mutex<Option<String>>>,
 }
 
 /// What a finished exec returned.
@@ -215,12 +233,14 @@ impl Connection {
         let (host, port) = split_addr(&opts.addr);
         let verdict = Arc::new(Mutex::new(None));
         let learned = Arc::new(Mutex::new(None));
+        let goodbye = Arc::new(Mutex::new(None));
         let checker = Checker {
             host,
             port,
             policy: opts.host_key.clone(),
             verdict: verdict.clone(),
             learned: learned.clone(),
+            goodbye: goodbye.clone(),
         };
         let tcp = tokio::time::timeout(
             opts.connect_timeout,
@@ -255,7 +275,11 @@ impl Connection {
         };
         authenticate(&mut handle, opts).await?;
         let learned = learned.lock().ok().and_then(|mut l| l.take());
-        Ok(Connection { handle, learned })
+        Ok(Connection {
+            handle,
+            learned,
+            goodbye,
+        })
     }
 
     /// Open a session channel and start `line` on it.
@@ -341,6 +365,18 @@ impl Connection {
     /// caller to tell the user, as `ssh` does.
     pub fn learned_host_key(&self) -> Option<&str> {
         self.learned.as_deref()
+    }
+
+    /// Why the server disconnected us, if it said (`portcullis: approver stopping`). The
+    /// reason may arrive a moment after the channels close: this waits up to 200 ms for it.
+    pub async fn goodbye(&self) -> Option<String> {
+        for _ in 0..20 {
+            if let Some(g) = self.goodbye.lock().ok().and_then(|g| g.clone()) {
+                return Some(g);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
     }
 
     /// Whether the connection has ended (the peer went away, or it was closed).

@@ -293,7 +293,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Arc::new(portcullis_core::SystemClock),
             )?;
             app.record_start().await?;
-            portcullis_approver::serve(app).await?;
+            portcullis_approver::serve_until(app, termination()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Gateway { config } => {

@@ -86,12 +86,22 @@ pub async fn run(opts: &ClientOpts, line: &ControlLine) -> anyhow::Result<ExitCo
         eprint!("\r\x1b[2K");
     }
     let result = result?;
+    let goodbye = match result.exit_status {
+        None => conn.goodbye().await,
+        Some(_) => None,
+    };
     conn.close().await;
     Ok(match result.exit_status {
         Some(0) => ExitCode::SUCCESS,
         Some(n) => ExitCode::from(u8::try_from(n).unwrap_or(1).max(1)),
         None => {
-            eprintln!("portcullis: the approver closed the channel without an exit status");
+            match goodbye {
+                // The approver said why (`portcullis: approver stopping`).
+                Some(why) => eprintln!("{why}"),
+                None => {
+                    eprintln!("portcullis: the approver closed the channel without an exit status")
+                }
+            }
             ExitCode::from(1)
         }
     })
