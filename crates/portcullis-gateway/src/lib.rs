@@ -14,6 +14,7 @@ mod enforce;
 mod errors;
 mod forward;
 mod link;
+mod memory;
 mod recorded;
 mod recording;
 mod relay;
@@ -54,6 +55,7 @@ pub async fn run_until(
     tokio::spawn(enforce::run(gw.clone()));
     tokio::spawn(enforce::fail_closed(gw.clone()));
     tokio::spawn(enforce::keep_clock_floor(gw.clone()));
+    tokio::spawn(gw.trimmer.clone().run());
     tokio::select! {
         served = server::serve(gw.clone()) => served,
         () = stop => {

@@ -281,6 +281,7 @@ impl Drop for Live {
         // Whatever path a session takes out, it leaves the table: an entry left behind would
         // keep the enforcer's timer and the connection's "others" count wrong for ever.
         self.gw.sessions().end(&self.id);
+        self.gw.trimmer.session_closed();
     }
 }
 

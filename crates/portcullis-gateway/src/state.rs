@@ -86,6 +86,8 @@ pub struct Gateway {
     pub(crate) stopping: std::sync::atomic::AtomicBool,
     /// The users' connections, for a graceful stop to close and wait for.
     pub(crate) conns: Arc<portcullis_ssh::server::Connections>,
+    /// Gives memory back to the system after a burst of session closes.
+    pub(crate) trimmer: Arc<crate::memory::Trimmer>,
 }
 
 /// The replica's catalog, if it verifies against the pinned signing key as a whole-catalog
@@ -222,6 +224,7 @@ impl Gateway {
             failed_closed: std::sync::atomic::AtomicBool::new(false),
             stopping: std::sync::atomic::AtomicBool::new(false),
             conns: portcullis_ssh::server::Connections::new(),
+            trimmer: Arc::default(),
         }))
     }
 

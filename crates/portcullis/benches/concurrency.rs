@@ -48,6 +48,9 @@ async fn open_many(
     held
 }
 
+/// How long after the last close the memory is measured (issue: ≥ 90 % back within 10 s).
+const RETURN_WITHIN: Duration = Duration::from_secs(10);
+
 fn main() {
     support::targets::serve_echo_if_asked();
     support::production_logs();
@@ -108,7 +111,9 @@ fn main() {
             c.close().await;
         }
     });
-    std::thread::sleep(Duration::from_secs(5));
+    // The gateway trims once closes have been quiet for 2 s (at most 10 s): the target is
+    // what is back within 10 s.
+    std::thread::sleep(RETURN_WITHIN);
     let after = rss_kib(pid);
     // A second round of the same: memory the allocator kept from the first is reused, or the
     // process grows again (a leak would).
@@ -120,13 +125,13 @@ fn main() {
             c.close().await;
         }
     });
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(RETURN_WITHIN);
     let after_again = rss_kib(pid);
     let per = (full.saturating_sub(base)) as f64 / n as f64;
     println!("| measure | value | target |");
     println!("|---|---|---|");
     println!("| sessions held open at once | {n} (opened in {open_secs:.1} s) | 2,000 |");
-    println!("| gateway RSS: before / held / after close | {base} / {full} / {after} KiB | all returned |");
+    println!("| gateway RSS: before / held / 10 s after close | {base} / {full} / {after} KiB | ≥ 90 % returned |");
     println!("| RSS per idle forwarded session | {per:.1} KiB | < 64 KiB |");
     println!("| the same again: RSS held / after close | {full_again} / {after_again} KiB | no growth over the first round |");
     println!(
@@ -142,15 +147,15 @@ fn main() {
         per < 64.0,
     );
     support::summary(
-        "memory returned 5 s after they all closed",
+        "memory returned within 10 s after they all closed",
         &format!(
             "{:.0} % ({} of {} KiB)",
             returned * 100.0,
             full.saturating_sub(after),
             full.saturating_sub(base)
         ),
-        "all",
-        returned >= 0.95,
+        "≥ 90 %",
+        returned >= 0.90,
     );
     let growth = full_again.saturating_sub(full) as f64 / full.saturating_sub(base).max(1) as f64;
     support::summary(
