@@ -191,12 +191,22 @@ fn a_gateway_cannot_overwrite_another_gateways_session_or_recording() {
     );
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("refused"), "{out}");
-    // Not even gw-1 replaces a recording once kept.
+    // The same recording again (a retry after a lost acknowledgement): taken, nothing changes.
     let (code, out, err) = report_as(
         &env,
         "gw-1",
         &gw1,
         3,
+        [recorded(3), b"abc".to_vec()].concat(),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!out.contains("refused"), "{out}");
+    // Not even gw-1 replaces a recording once kept.
+    let (code, out, err) = report_as(
+        &env,
+        "gw-1",
+        &gw1,
+        4,
         [framed(&xyz), b"xyz".to_vec()].concat(),
     );
     assert_eq!(code, Some(0), "{err}");

@@ -401,3 +401,34 @@ fn a_full_disk_under_the_recordings_ends_the_session_with_an_event() {
     // Nothing in the audit trail is lost or broken.
     env.ssh("audrey", &["audit", "verify"]).ok();
 }
+
+/// Once the approver has a recording durably, the gateway's copy goes: a gateway's disk holds
+/// only what is not yet delivered. (The approver takes the same recording again as a retry,
+/// so a crash between its acknowledgement and the removal re-sends, never loses it.)
+#[test]
+fn a_delivered_recording_leaves_the_gateways_disk() {
+    let r = start_opts(false, true);
+    let env = &r.g.env;
+    grant(env, "alice", "web-1", "10m");
+    let out = run(&mut r.ssh(&[], &["echo", "kept-at-the-approver"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let files = |dir: &str| -> Vec<String> {
+        std::fs::read_dir(env.path().join(dir))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    env.eventually(
+        "the recording at the approver and gone from the gateway",
+        || {
+            files("approver/recordings")
+                .iter()
+                .any(|f| f.ends_with(".data"))
+                && files("gateway/recordings").is_empty()
+        },
+    );
+    env.admin("audrey", &["audit", "verify"]).ok();
+}

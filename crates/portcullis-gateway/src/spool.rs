@@ -48,8 +48,12 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
                 Err(Unsendable::Gone(e)) => {
                     // Retrying cannot bring the recording back, and the reports behind it must
                     // flow: the end event still carries its hash, so `audit verify` will name it
-                    // as missing.
-                    tracing::error!("{e}; it cannot be delivered");
+                    // as missing. (A crash after the approver acknowledged it and this copy was
+                    // removed, but before the report left the spool, ends here too: the
+                    // approver has it.)
+                    tracing::error!(
+                        "{e}; it cannot be delivered (unless the approver already has it)"
+                    );
                     if let Err(e) = gw.replica.delivered(first..=last).await {
                         tracing::error!("cannot clear report {first} from the spool: {e}");
                     }
@@ -97,6 +101,21 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
             };
             match sent {
                 Ok((r, _, _)) if r.exit_status == Some(0) => {
+                    // The approver has the recording durably (it acknowledges only after its
+                    // fsync and rename): this copy goes now, before the report leaves the
+                    // spool, so a crash in between re-sends the file rather than orphaning it.
+                    if let Some(path) = batch.recording_path(&gw) {
+                        match tokio::fs::remove_file(&path).await {
+                            Ok(()) => {
+                                tracing::debug!("delivered recording {} removed", path.display())
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => tracing::warn!(
+                                "cannot remove delivered recording {}: {e}",
+                                path.display()
+                            ),
+                        }
+                    }
                     if let Err(e) = gw.replica.delivered(first..=last).await {
                         tracing::error!("cannot clear reports {first}-{last} from the spool: {e}");
                     }
@@ -154,6 +173,16 @@ fn batches(pending: Vec<(u64, SessionReport)>) -> Vec<Batch> {
 }
 
 impl Batch {
+    /// The file of the recording this batch announces, if it announces one.
+    fn recording_path(&self, gw: &Gateway) -> Option<std::path::PathBuf> {
+        self.reports.iter().find_map(|r| match r {
+            SessionReport::Recorded {
+                session, format, ..
+            } => Some(recording_file(gw, session, format)),
+            _ => None,
+        })
+    }
+
     /// The number of its last report (a batch is never empty).
     fn last(&self) -> u64 {
         self.first + self.reports.len() as u64 - 1
@@ -176,10 +205,7 @@ impl Batch {
                 size,
             } = report
             {
-                let path = match format.as_str() {
-                    "data" => crate::recording::data_path(&gw.recordings_dir(), session),
-                    _ => crate::recording::path(&gw.recordings_dir(), session),
-                };
+                let path = recording_file(gw, session, format);
                 let (sha256, size) = (sha256.clone(), *size);
                 let checked = path.clone();
                 tokio::task::spawn_blocking(move || check_recording(&checked, &sha256, size))
@@ -202,6 +228,14 @@ impl Batch {
 fn delivery_limit(recording_size: Option<u64>) -> Duration {
     const BASE: Duration = Duration::from_secs(30);
     BASE + Duration::from_secs(recording_size.unwrap_or(0) / (1024 * 1024))
+}
+
+/// Where a session's recording of `format` is kept until delivered.
+fn recording_file(gw: &Gateway, session: &str, format: &str) -> std::path::PathBuf {
+    match format {
+        "data" => crate::recording::data_path(&gw.recordings_dir(), session),
+        _ => crate::recording::path(&gw.recordings_dir(), session),
+    }
 }
 
 /// How much of a recording's file is read at once while it is sent.
