@@ -32,6 +32,8 @@ mod reload;
 mod reports;
 #[path = "control_plane/requests.rs"]
 mod requests;
+#[path = "control_plane/retention.rs"]
+mod retention;
 #[path = "control_plane/revoke.rs"]
 mod revoke;
 #[path = "control_plane/thin_client.rs"]

@@ -934,7 +934,8 @@ fn verify(app: &Approver, json: bool) -> Result<Reply, ApproverError> {
     let chain =
         portcullis_audit::verify(&key, records, &end).map_err(|b| (b.first_bad(), b.to_string()));
     // Recordings are checked against the hashes in the signed end events.
-    let hashes = portcullis_audit::recording_hashes(app.store.audit_records());
+    let expected = portcullis_audit::expected_recordings(app.store.audit_records());
+    let (hashes, removed) = (expected.present, expected.removed.len());
     let result = chain.and_then(|v| {
         for (session, sha) in &hashes {
             let found = app
@@ -951,12 +952,13 @@ fn verify(app: &Approver, json: bool) -> Result<Reply, ApproverError> {
             let signed = v.signed_head.map(|h| h.at.rfc3339());
             let mut reply = out(
                         json,
-                        json!({"ok": true, "records": v.records, "recordings": recordings, "head": hex::encode(v.head), "head_signed_at": signed}),
+                        json!({"ok": true, "records": v.records, "recordings": recordings, "recordings_removed_by_retention": removed, "head": hex::encode(v.head), "head_signed_at": signed}),
                         format!(
-                            "audit log verified: {} records, chain intact, every signature valid, ends at its {} (head {}); {recordings} recordings match their hashes\n",
+                            "audit log verified: {} records, chain intact, every signature valid, ends at its {} (head {}); {recordings} recordings match their hashes{}\n",
                             v.records,
                             signed.as_deref().map_or("unsigned head".to_string(), |at| format!("signed head of {at}")),
-                            hex::encode(v.head)
+                            hex::encode(v.head),
+                            removed_note(removed)
                         ),
                     );
             if v.signed_head.is_none() && v.records > 0 {
@@ -1023,5 +1025,14 @@ fn audit_log(
         },
         Some(n) => Reply::text(text + &n),
         None => Reply::text(text),
+    }
+}
+
+/// `; 3 removed by retention`, or nothing.
+pub(crate) fn removed_note(removed: usize) -> String {
+    match removed {
+        0 => String::new(),
+        1 => "; 1 removed by retention (its removal is in the log)".into(),
+        n => format!("; {n} removed by retention (their removals are in the log)"),
     }
 }

@@ -15,6 +15,7 @@ mod errors;
 mod limits;
 mod refusals;
 mod render;
+mod retention;
 mod scheduler;
 mod server;
 mod sessions;

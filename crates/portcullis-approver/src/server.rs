@@ -88,6 +88,7 @@ async fn accept(
 
     tokio::spawn(scheduler::run(app.clone()));
     tokio::spawn(record_counted_refusals(app.clone()));
+    tokio::spawn(crate::retention::run(app.clone()));
     #[cfg(unix)]
     tokio::spawn(reload_on_sighup(app.clone()));
 

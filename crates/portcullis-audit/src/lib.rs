@@ -864,16 +864,41 @@ pub fn recording_hashes<I>(records: I) -> Vec<(String, String)>
 where
     I: IntoIterator<Item = (u64, Result<AuditRecord, CodecError>)>,
 {
-    records
-        .into_iter()
-        .filter_map(|(_, r)| r.ok())
-        .filter_map(|r| match r.event.kind {
-            portcullis_core::audit_event::EventKind::SessionEnded {
+    expected_recordings(records).present
+}
+
+/// The recordings the log says should be on disk (session, SHA-256 from its end event), and
+/// those a later `recording.removed` event says were removed on purpose (retention): those
+/// are expected gone, and are not missing.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ExpectedRecordings {
+    pub present: Vec<(String, String)>,
+    pub removed: Vec<String>,
+}
+
+pub fn expected_recordings<I>(records: I) -> ExpectedRecordings
+where
+    I: IntoIterator<Item = (u64, Result<AuditRecord, CodecError>)>,
+{
+    use portcullis_core::audit_event::EventKind;
+    let mut present: Vec<(String, String)> = Vec::new();
+    let mut removed = std::collections::BTreeSet::new();
+    for r in records.into_iter().filter_map(|(_, r)| r.ok()) {
+        match r.event.kind {
+            EventKind::SessionEnded {
                 session,
                 recording_sha256: Some(sha),
                 ..
-            } => Some((session, sha)),
-            _ => None,
-        })
-        .collect()
+            } => present.push((session, sha)),
+            EventKind::RecordingRemoved { session, .. } => {
+                removed.insert(session);
+            }
+            _ => {}
+        }
+    }
+    present.retain(|(s, _)| !removed.contains(s));
+    ExpectedRecordings {
+        present,
+        removed: removed.into_iter().collect(),
+    }
 }

@@ -87,6 +87,13 @@ pub enum EventKind {
         new_epoch: u64,
         ids_from: u64,
     },
+    /// A session's recording was removed on purpose (`[approver] retention`): `audit verify`
+    /// then expects it gone, and says so.
+    RecordingRemoved {
+        session: String,
+        sha256: String,
+        why: String,
+    },
 }
 
 impl EventKind {
@@ -110,6 +117,7 @@ impl EventKind {
             EventKind::TargetHostKeyMismatch { .. } => "target.host_key_mismatch",
             EventKind::RefusedRepeatedly { .. } => "command.refused",
             EventKind::StoreHistoryDiverged { .. } => "store.history_diverged",
+            EventKind::RecordingRemoved { .. } => "recording.removed",
         }
     }
 }
@@ -246,6 +254,13 @@ impl AuditEvent {
                 "gateway": gateway, "gateway_rev": gateway_rev, "store_rev": store_rev,
                 "old_epoch": format!("{old_epoch:016x}"), "new_epoch": format!("{new_epoch:016x}"),
                 "ids_from": ids_from,
+            }),
+            EventKind::RecordingRemoved {
+                session,
+                sha256,
+                why,
+            } => json!({
+                "session": session, "recording_sha256": sha256, "removed_because": why,
             }),
             EventKind::RequestDenied
             | EventKind::RequestExpired

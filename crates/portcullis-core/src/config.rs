@@ -46,6 +46,7 @@ pub struct ApproverFile {
     pub listen: Option<String>,
     pub data_dir: PathBuf,
     pub request_ttl: Option<String>,
+    pub retention: Option<String>,
     pub max_connections: Option<usize>,
     pub max_connections_per_source: Option<usize>,
     pub max_connections_per_user: Option<usize>,
@@ -154,6 +155,9 @@ pub struct ApproverSettings {
     pub listen: String,
     pub data_dir: PathBuf,
     pub request_ttl: Duration,
+    /// Recordings of sessions that ended longer ago are removed, each removal an audit event
+    /// (`retention`; `None`: kept forever).
+    pub retention: Option<Duration>,
     pub limits: ConnectionLimits,
     /// Requests one user may have waiting for approval at once
     /// (`max_pending_requests_per_user`, default 10).
@@ -396,6 +400,10 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
             listen,
             data_dir: a.data_dir.clone(),
             request_ttl,
+            retention: a
+                .retention
+                .as_deref()
+                .and_then(|t| p.duration("approver.retention", t)),
             limits,
             max_pending_requests_per_user: a
                 .max_pending_requests_per_user

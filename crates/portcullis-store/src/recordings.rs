@@ -92,6 +92,25 @@ impl Recordings {
         })
     }
 
+    /// Remove a session's recording (either format); whether there was one.
+    pub fn remove(&self, session: &str) -> Result<bool, RecordingError> {
+        let mut removed = false;
+        for format in ["cast", "data"] {
+            let path = self.path_as(session, format)?;
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed = true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(RecordingError {
+                        path: path.display().to_string(),
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Remove what arrivals cut short by a crash left behind; for start-up, before any
     /// arrives. Returns how many went.
     pub fn remove_partial(&self) -> usize {

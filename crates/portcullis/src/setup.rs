@@ -592,7 +592,8 @@ fn verify_offline_inner(data_dir: &Path, pinned: Option<&str>) -> Result<(), Fai
     let v = portcullis_audit::verify(&key, store.audit_records(), &end)
         .map_err(|b| Failed::Tampered(b.to_string()))?;
     // Recordings are checked against the hashes in the signed end events.
-    let hashes = portcullis_audit::recording_hashes(store.audit_records());
+    let expected = portcullis_audit::expected_recordings(store.audit_records());
+    let hashes = expected.present;
     for (session, sha) in &hashes {
         let found = files.sha256(session).map_err(anyhow::Error::from)?;
         portcullis_audit::verify_recording_hash(session, sha, found)
@@ -605,8 +606,12 @@ fn verify_offline_inner(data_dir: &Path, pinned: Option<&str>) -> Result<(), Fai
         Some(h) => format!("signed head of {}", h.at.rfc3339()),
         None => "unsigned head".to_string(),
     };
+    let removed = match expected.removed.len() {
+        0 => String::new(),
+        n => format!("; {n} removed by retention (removals in the log)"),
+    };
     println!(
-        "audit log verified: {} records, chain intact, every signature valid, ends at its {ends} (head {}); {} recordings match their hashes",
+        "audit log verified: {} records, chain intact, every signature valid, ends at its {ends} (head {}); {} recordings match their hashes{removed}",
         v.records,
         hex_head(&v.head),
         hashes.len()
