@@ -39,5 +39,7 @@ mod refusals;
 mod relayed_commands;
 #[path = "gateway/restore.rs"]
 mod restore;
+#[path = "gateway/rotation.rs"]
+mod rotation;
 #[path = "gateway/stalled_reader.rs"]
 mod stalled_reader;

@@ -119,6 +119,14 @@ fn a_second_grant_keeps_the_session_alive() {
         "the session was cut although grant {second} is live"
     );
     assert_eq!(t.echo(b"still here"), b"still here");
+    // The move from one grant to the other is in the audit log.
+    env.eventually("the session.regranted event", || {
+        env.audit_events().iter().any(|e| {
+            e["event"] == "session.regranted"
+                && e["from_grant"] == serde_json::json!(first)
+                && e["grant"] == serde_json::json!(second)
+        })
+    });
     // And it ends with the second grant.
     env.admin("ada", &["revoke", &second.to_string()]).ok();
     let (code, err, _) = t.wait_cut();

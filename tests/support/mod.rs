@@ -447,12 +447,17 @@ impl Env {
             &cfg,
             format!(
                 "[gateway]\nname = \"gw-1\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{d}/gateway\"\n\
-                 approver = \"{a}\"\napprover_host_key = \"{h}\"\ngrant_signing_key = \"{s}\"\n{x}\n",
+                 approver = \"{a}\"\napprover_host_key = \"{h}\"\ngrant_signing_key = {s}\n{x}\n",
                 x = self.gateway_extra,
                 d = self.path().display(),
                 a = self.addr,
                 h = self.host_key,
-                s = self.signing_key,
+                // One key, quoted; or a TOML list as given (a rotation rolling out).
+                s = if self.signing_key.starts_with('[') {
+                    self.signing_key.clone()
+                } else {
+                    format!("\"{}\"", self.signing_key)
+                },
             ),
         )
         .unwrap();

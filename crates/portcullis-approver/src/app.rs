@@ -27,19 +27,70 @@ use portcullis_ssh::keyfile::names;
 /// The approver's keys: its SSH host key and its grant-signing key.
 pub struct ApproverKeys {
     pub host: PrivateKey,
-    pub signing: SigningKey,
+    /// The grant-signing key: swapped once, at start, when a rotation is pending.
+    signing: std::sync::RwLock<SigningKey>,
+    /// A new signing key prepared by `portcullis keys rotate --signing`, put in force at start.
+    next: Option<SigningKey>,
+    data_dir: PathBuf,
 }
 
 impl ApproverKeys {
     /// Load the keys in `data_dir`, making any that are missing.
     pub fn load_or_create(data_dir: &Path) -> Result<ApproverKeys, ApproverError> {
+        let cfg = |e: portcullis_ssh::keyfile::KeyFileError| ApproverError::Config(e.to_string());
         let (host, _) =
             portcullis_ssh::keyfile::load_or_create(&data_dir.join(names::APPROVER_HOST))
-                .map_err(|e| ApproverError::Config(e.to_string()))?;
+                .map_err(cfg)?;
         let (signing, _) =
             portcullis_ssh::keyfile::load_or_create_signing(&data_dir.join(names::GRANT_SIGNING))
-                .map_err(|e| ApproverError::Config(e.to_string()))?;
-        Ok(ApproverKeys { host, signing })
+                .map_err(cfg)?;
+        let next_path = data_dir.join(names::GRANT_SIGNING_NEXT);
+        let next = match next_path.symlink_metadata() {
+            Ok(_) => {
+                let key = portcullis_ssh::keyfile::load(&next_path).map_err(cfg)?;
+                Some(portcullis_ssh::keyfile::signing_key(&key, &next_path).map_err(cfg)?)
+            }
+            Err(_) => None,
+        };
+        Ok(ApproverKeys {
+            host,
+            signing: std::sync::RwLock::new(signing),
+            next,
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    /// The key everything is signed with now.
+    pub fn signing(&self) -> SigningKey {
+        self.signing
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Put the prepared key in force: the files first (the current key kept as
+    /// `grant_signing_key.retired-MS`, the new one in its place), then memory.
+    fn swap_in_next(&self, now: Timestamp) -> Result<Option<SigningKey>, ApproverError> {
+        let Some(next) = &self.next else {
+            return Ok(None);
+        };
+        let io = |what: &str, e: std::io::Error| {
+            ApproverError::Config(format!("rotating the signing key: {what}: {e}"))
+        };
+        let current = self.data_dir.join(names::GRANT_SIGNING);
+        let staged = self.data_dir.join(names::GRANT_SIGNING_NEXT);
+        let retired = self
+            .data_dir
+            .join(format!("{}.retired-{}", names::GRANT_SIGNING, now.0));
+        std::fs::rename(&current, &retired).map_err(|e| io("retiring the old key", e))?;
+        let _ = std::fs::rename(current.with_extension("pub"), retired.with_extension("pub"));
+        std::fs::rename(&staged, &current).map_err(|e| io("putting the new key in place", e))?;
+        let _ = std::fs::rename(staged.with_extension("pub"), current.with_extension("pub"));
+        *self
+            .signing
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = next.clone();
+        Ok(Some(next.clone()))
     }
 }
 
@@ -150,7 +201,7 @@ impl Tx<'_> {
         let rec: AuditRecord = self
             .state
             .chain
-            .seal(&self.app.keys.signing, self.now, event);
+            .seal(&self.app.keys.signing(), self.now, event);
         self.batch.audit.push(rec);
     }
 
@@ -175,7 +226,7 @@ impl Tx<'_> {
 
     /// Sign a grant, store it, and put it on the gateway stream.
     pub fn put_grant(&mut self, grant: &Grant, end_recorded: bool) {
-        let signed = grant.sign(&self.app.keys.signing);
+        let signed = grant.sign(&self.app.keys.signing());
         if !end_recorded {
             self.deadlines
                 .push((grant.expires_at, Deadline::Grant(grant.id)));
@@ -238,7 +289,7 @@ impl Tx<'_> {
             at: self.now,
             body,
         };
-        let signed = SignedChange::seal(&self.app.keys.signing, &change);
+        let signed = SignedChange::seal(&self.app.keys.signing(), &change);
         self.batch.changes.push((change.rev, signed));
     }
 }
@@ -267,7 +318,7 @@ impl Approver {
         .map_err(|e| ApproverError::Config(format!("data_dir: {e}")))?;
         let keys = ApproverKeys::load_or_create(&settings.data_dir)?;
         let store = Store::open(&settings.data_dir.join("store"))?;
-        check_audit_end(&store, &keys.signing.verifying_key(), &settings.data_dir)?;
+        check_audit_end(&store, &keys.signing().verifying_key(), &settings.data_dir)?;
         let state = WriterState::from_store(&store)?;
         // Time never runs backwards here, not even across a restart: the clock starts no
         // earlier than the newest audit record.
@@ -315,10 +366,13 @@ impl Approver {
     /// Record the start: the version, the config's digest (so auditors can tell which rules
     /// were in force), and the catalog on the stream if it changed.
     pub async fn record_start(&self) -> Result<(), ApproverError> {
+        let rotated = self.rotate_signing_key().await?;
         let (text, _) = read_config(&self.config_path)?;
         let catalog = self.catalog();
         let path = self.config_path.display().to_string();
-        let stream_catalog = self.streamed_catalog()? != Some((*catalog).clone());
+        // After a rotation the catalog goes out again, signed by the new key: a gateway that
+        // later drops the old key from its pins still holds a catalog it can verify.
+        let stream_catalog = rotated || self.streamed_catalog()? != Some((*catalog).clone());
         let needs_epoch = self.epoch()? == 0;
         self.write(|tx| {
             if needs_epoch {
@@ -343,6 +397,43 @@ impl Approver {
             Ok(())
         })
         .await
+    }
+
+    /// A new signing key prepared by `portcullis keys rotate --signing` is put in force: the
+    /// last record the old key signs says so (`signing_key.rotated`, naming both), so that
+    /// `audit verify` with the new key pinned follows the chain back through it; then the new
+    /// key signs everything. A start that crashed between the two finds the rotation already
+    /// in the log and only swaps the files. Whether it rotated.
+    async fn rotate_signing_key(&self) -> Result<bool, ApproverError> {
+        let Some(next) = &self.keys.next else {
+            return Ok(false);
+        };
+        let old = portcullis_core::keys::format_signing_key(&self.keys.signing().verifying_key());
+        let new = portcullis_core::keys::format_signing_key(&next.verifying_key());
+        let logged = self.store.audit_records().any(|(_, r)| {
+            r.is_ok_and(|r| {
+                matches!(&r.event.kind, EventKind::SigningKeyRotated { new: n, .. } if *n == new)
+            })
+        });
+        if old != new && !logged {
+            let event = AuditEvent::new(
+                "approver",
+                EventKind::SigningKeyRotated {
+                    old: old.clone(),
+                    new: new.clone(),
+                },
+            );
+            // Nothing else writes yet (this runs before the approver serves): the next record
+            // after this one is the first the new key signs.
+            self.write(|tx| {
+                tx.audit(event);
+                Ok(())
+            })
+            .await?;
+        }
+        self.keys.swap_in_next(self.now())?;
+        tracing::warn!("grant-signing key rotated: {old} -> {new}");
+        Ok(true)
     }
 
     /// This store's identity (0 before the first start has made one).
@@ -402,7 +493,7 @@ impl Approver {
             .map(|(_, r)| r.signed)
             .collect();
         Ok(SignedChange::seal(
-            &self.keys.signing,
+            &self.keys.signing(),
             &Change {
                 rev,
                 at: now,
@@ -515,7 +606,7 @@ impl Approver {
                 .state
                 .chain
                 .head(tx.now)
-                .map(|head| SignedHead::seal(&self.keys.signing, &head));
+                .map(|head| SignedHead::seal(&self.keys.signing(), &head));
         }
         if let Err(e) = self.store.commit(&tx.batch).await {
             // The store may hold part of it (applied but not flushed): continue from what it
@@ -684,12 +775,14 @@ fn check_audit_end(
         }
         return Ok(());
     };
-    let head = signed
-        .map_err(|e| refuse(format!("the audit log's signed head does not decode ({e})")))?
-        .open(key)
-        .map_err(|_| {
-            refuse("the audit log's signed head is not signed by this approver's key".into())
-        })?;
+    let signed =
+        signed.map_err(|e| refuse(format!("the audit log's signed head does not decode ({e})")))?;
+    // Signed by the key of the record it names: right after a rotation, the old key.
+    let schedule = portcullis_audit::KeySchedule::from_log(key, store.audit_records())
+        .map_err(|e| refuse(e.to_string()))?;
+    let head = signed.open(schedule.key_for_head(&signed)).map_err(|_| {
+        refuse("the audit log's signed head is not signed by this approver's key".into())
+    })?;
     let last = store.last_audit()?;
     let (seq, hash) = last.map(|r| (r.seq, r.hash)).unwrap_or((0, [0; 32]));
     if seq != head.seq || hash != head.hash {

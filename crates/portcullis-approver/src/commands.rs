@@ -926,13 +926,17 @@ fn verify(app: &Approver, json: bool) -> Result<Reply, ApproverError> {
         Some(Ok(h)) => h.peek().map(|h| h.seq).unwrap_or(u64::MAX),
         _ => u64::MAX,
     };
-    let key = app.keys.signing.verifying_key();
-    let records = app
-        .store
-        .audit_records()
-        .take_while(|(position, _)| *position <= upto);
-    let chain =
-        portcullis_audit::verify(&key, records, &end).map_err(|b| (b.first_bad(), b.to_string()));
+    let key = app.keys.signing().verifying_key();
+    let records = || {
+        app.store
+            .audit_records()
+            .take_while(move |(position, _)| *position <= upto)
+    };
+    // The key in force now signed the newest records; a rotation in the log hands back to
+    // the key before it.
+    let chain = portcullis_audit::KeySchedule::from_log(&key, records())
+        .and_then(|schedule| portcullis_audit::verify_scheduled(&schedule, records(), &end))
+        .map_err(|b| (b.first_bad(), b.to_string()));
     // Recordings are checked against the hashes in the signed end events.
     let expected = portcullis_audit::expected_recordings(app.store.audit_records());
     let (hashes, removed) = (expected.present, expected.removed.len());

@@ -752,7 +752,7 @@ async fn stream(
                 newest,
                 at: app.now(),
             };
-            send(hello.seal(&app.keys.signing)).await?;
+            send(hello.seal(&app.keys.signing())).await?;
             // A replica of another store, or one that cannot show its history, starts over
             // from the whole state; a fresh one (revision 0) simply takes every change.
             let vouched = theirs == epoch && (from.since == 0 || from.after.is_some());

@@ -360,6 +360,34 @@ fn record(
             // Stored above; `audit verify` checks it against the hash in the end event.
             tracing::info!("recording of {session} stored ({size} bytes, {sha256})");
         }
+        SessionReport::Regranted {
+            session,
+            from,
+            to,
+            at: _,
+        } => {
+            let mut rec = tx.session(&session)?;
+            let (user, target) = rec
+                .as_ref()
+                .map(|r| (r.user.clone(), r.target.clone()))
+                .unwrap_or_default();
+            tx.audit(
+                AuditEvent::new(
+                    gateway,
+                    EventKind::SessionRegranted {
+                        session: session.clone(),
+                        from,
+                    },
+                )
+                .user(&user)
+                .target(&target)
+                .grant(to),
+            );
+            if let Some(r) = rec.as_mut() {
+                r.grant = to;
+                tx.put_session(r.clone());
+            }
+        }
         SessionReport::HostKeyMismatch {
             session,
             user,

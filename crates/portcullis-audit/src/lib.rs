@@ -172,6 +172,8 @@ pub enum Broken {
     HeadMismatch { seq: u64 },
     #[error("the approver's signed head {why}: it was forged or altered (a head is signed with the approver's key; without that key it cannot be made)")]
     HeadForged { why: String },
+    #[error("record {seq}, a signing-key rotation, {why}")]
+    Rotation { seq: u64, why: String },
 }
 
 impl Broken {
@@ -186,6 +188,7 @@ impl Broken {
             Broken::Truncated { last, .. } | Broken::TruncatedSigned { last, .. } => last + 1,
             Broken::PastHead { seq, .. } | Broken::HeadMismatch { seq } => *seq,
             Broken::HeadForged { .. } => 0,
+            Broken::Rotation { seq, .. } => *seq,
         }
     }
 }
@@ -217,6 +220,93 @@ pub fn verify<I>(key: &VerifyingKey, records: I, end: &End) -> Result<Verified, 
 where
     I: IntoIterator<Item = (u64, Result<AuditRecord, CodecError>)>,
 {
+    verify_scheduled(&KeySchedule::single(*key), records, end)
+}
+
+/// Which key signed which records: the pinned (newest) key from the last rotation on, and
+/// before each `signing_key.rotated` record (included) the old key it names.
+#[derive(Debug, Clone)]
+pub struct KeySchedule {
+    /// `(last seq signed by key, key)`, oldest first; the last entry covers everything after.
+    spans: Vec<(u64, VerifyingKey)>,
+}
+
+impl KeySchedule {
+    fn single(key: VerifyingKey) -> KeySchedule {
+        KeySchedule {
+            spans: vec![(u64::MAX, key)],
+        }
+    }
+
+    /// The key that signed record `seq`.
+    pub fn key_for(&self, seq: u64) -> &VerifyingKey {
+        let i = self.spans.partition_point(|(last, _)| *last < seq);
+        &self.spans[i.min(self.spans.len() - 1)].1
+    }
+
+    /// The key the head and the newest records are signed with.
+    fn newest(&self) -> &VerifyingKey {
+        &self.spans[self.spans.len() - 1].1
+    }
+
+    /// Read the rotations in `records` (a first pass) and build the schedule back from
+    /// `pinned`, the newest key. Each rotation must hand over to the key the next span uses,
+    /// and the last to `pinned`; whether each rotation record is really signed by its old key,
+    /// and linked into the chain, is checked by the verification pass.
+    pub fn from_log<I>(pinned: &VerifyingKey, records: I) -> Result<KeySchedule, Broken>
+    where
+        I: IntoIterator<Item = (u64, Result<AuditRecord, CodecError>)>,
+    {
+        use portcullis_core::audit_event::EventKind;
+        let mut rotations = Vec::new();
+        for (_, record) in records {
+            let Ok(record) = record else { continue };
+            if let EventKind::SigningKeyRotated { old, new } = record.event.kind {
+                rotations.push((record.seq, old, new));
+            }
+        }
+        let mut spans = vec![(u64::MAX, *pinned)];
+        let mut after = *pinned;
+        for (seq, old, new) in rotations.into_iter().rev() {
+            let bad = |why: String| Broken::Rotation { seq, why };
+            let new = portcullis_core::keys::parse_signing_key(&new)
+                .map_err(|e| bad(format!("names a new key that does not parse ({e})")))?;
+            if new != after {
+                return Err(bad(format!(
+                    "hands over to {}, but the records after it are to be signed by {}",
+                    portcullis_core::keys::format_signing_key(&new),
+                    portcullis_core::keys::format_signing_key(&after)
+                )));
+            }
+            let old = portcullis_core::keys::parse_signing_key(&old)
+                .map_err(|e| bad(format!("names an old key that does not parse ({e})")))?;
+            spans.insert(0, (seq, old));
+            after = old;
+        }
+        Ok(KeySchedule { spans })
+    }
+}
+
+impl KeySchedule {
+    /// The key a signed head should verify with: the one for the record it names.
+    pub fn key_for_head(&self, signed: &SignedHead) -> &VerifyingKey {
+        match signed.peek() {
+            Ok(head) => self.key_for(head.seq),
+            Err(_) => self.newest(),
+        }
+    }
+}
+
+/// As [`verify`], for a log whose signing key was rotated: `schedule` says which key signed
+/// which records (see [`KeySchedule::from_log`]).
+pub fn verify_scheduled<I>(
+    schedule: &KeySchedule,
+    records: I,
+    end: &End,
+) -> Result<Verified, Broken>
+where
+    I: IntoIterator<Item = (u64, Result<AuditRecord, CodecError>)>,
+{
     let mut chain = Chain::after(None);
     let mut count = 0;
     for (position, record) in records {
@@ -233,27 +323,35 @@ where
         if digest(record.seq, record.at, &record.prev, &record.event) != record.hash {
             return Err(Broken::Altered { seq: record.seq });
         }
-        if signing::verify(key, Purpose::Audit, &record.hash, &record.signature).is_err() {
+        let signer = schedule.key_for(record.seq);
+        if signing::verify(signer, Purpose::Audit, &record.hash, &record.signature).is_err() {
             return Err(Broken::Signature { seq: record.seq });
         }
         chain.next_seq += 1;
         chain.prev = record.hash;
         count += 1;
     }
-    let signed_head = match &end.signed {
-        None => None,
-        Some(Err(e)) => {
-            return Err(Broken::HeadForged {
-                why: format!("does not decode ({e})"),
-            })
-        }
-        Some(Ok(signed)) => Some(signed.open(key).map_err(|e| Broken::HeadForged {
-            why: match e {
-                SignatureError::Invalid => "is not signed by this approver's key".to_string(),
-                SignatureError::Payload(e) => format!("does not decode ({e})"),
-            },
-        })?),
-    };
+    let signed_head =
+        match &end.signed {
+            None => None,
+            Some(Err(e)) => {
+                return Err(Broken::HeadForged {
+                    why: format!("does not decode ({e})"),
+                })
+            }
+            // Signed by the key that signed the record it names (a crash right after a rotation
+            // leaves the rotation's head, signed by the old key).
+            Some(Ok(signed)) => Some(signed.open(schedule.key_for_head(signed)).map_err(|e| {
+                Broken::HeadForged {
+                    why: match e {
+                        SignatureError::Invalid => {
+                            "is not signed by this approver's key".to_string()
+                        }
+                        SignatureError::Payload(e) => format!("does not decode ({e})"),
+                    },
+                }
+            })?),
+        };
     if let Some(head) = signed_head {
         if count < head.seq {
             return Err(Broken::TruncatedSigned {

@@ -87,6 +87,20 @@ pub enum EventKind {
         new_epoch: u64,
         ids_from: u64,
     },
+    /// The approver signs with a new key from the next record on. This record is the last one
+    /// the old key signs: `audit verify` with the new key pinned follows the chain back through
+    /// it (its hash is in the next record, signed by the new key).
+    SigningKeyRotated {
+        /// `ed25519:BASE64`, as `portcullis keys` prints them.
+        old: String,
+        new: String,
+    },
+    /// A live session's grant ended and it went on under another grant (`grant` is the new
+    /// one).
+    SessionRegranted {
+        session: String,
+        from: u64,
+    },
     /// A session's recording was removed on purpose (`[approver] retention`): `audit verify`
     /// then expects it gone, and says so.
     RecordingRemoved {
@@ -118,6 +132,8 @@ impl EventKind {
             EventKind::RefusedRepeatedly { .. } => "command.refused",
             EventKind::StoreHistoryDiverged { .. } => "store.history_diverged",
             EventKind::RecordingRemoved { .. } => "recording.removed",
+            EventKind::SigningKeyRotated { .. } => "signing_key.rotated",
+            EventKind::SessionRegranted { .. } => "session.regranted",
         }
     }
 }
@@ -254,6 +270,10 @@ impl AuditEvent {
                 "gateway": gateway, "gateway_rev": gateway_rev, "store_rev": store_rev,
                 "old_epoch": format!("{old_epoch:016x}"), "new_epoch": format!("{new_epoch:016x}"),
                 "ids_from": ids_from,
+            }),
+            EventKind::SigningKeyRotated { old, new } => json!({ "old_key": old, "new_key": new }),
+            EventKind::SessionRegranted { session, from } => json!({
+                "session": session, "from_grant": from,
             }),
             EventKind::RecordingRemoved {
                 session,

@@ -65,7 +65,8 @@ pub struct GatewayFile {
     pub data_dir: PathBuf,
     pub approver: Option<String>,
     pub approver_host_key: Option<String>,
-    pub grant_signing_key: Option<String>,
+    /// One key, or a list while a rotation rolls out (every listed key is accepted).
+    pub grant_signing_key: Option<OneOrMany>,
     pub expiry_warning: Option<String>,
     pub fail_mode: Option<String>,
     pub fail_after: Option<String>,
@@ -77,6 +78,23 @@ pub struct GatewayFile {
     pub login_grace: Option<String>,
     pub idle_timeout: Option<String>,
     pub max_channels_per_connection: Option<usize>,
+}
+
+/// A key that may be given as one string or a list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -234,7 +252,8 @@ pub struct GatewaySettings {
     pub data_dir: PathBuf,
     pub approver: String,
     pub approver_host_key: Option<String>,
-    pub grant_signing_key: Option<String>,
+    /// Every pinned grant-signing key (none: the gateway will not start).
+    pub grant_signing_keys: Vec<String>,
     pub expiry_warning: Duration,
     pub fail_closed: bool,
     pub fail_after: Duration,
@@ -432,10 +451,18 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
                 p.push("gateway.approver_host_key", e);
             }
         }
-        if let Some(k) = &g.grant_signing_key {
+        let grant_signing_keys = g
+            .grant_signing_key
+            .as_ref()
+            .map(OneOrMany::to_vec)
+            .unwrap_or_default();
+        for (i, k) in grant_signing_keys.iter().enumerate() {
             if let Err(e) = keys::parse_signing_key(k) {
-                p.push("gateway.grant_signing_key", e);
+                p.push(format!("gateway.grant_signing_key[{i}]"), e);
             }
+        }
+        if g.grant_signing_key.is_some() && grant_signing_keys.is_empty() {
+            p.push("gateway.grant_signing_key", "an empty list pins no key");
         }
         let expiry_warning = match &g.expiry_warning {
             Some(t) => p
@@ -490,7 +517,7 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
             data_dir: g.data_dir.clone(),
             approver,
             approver_host_key: g.approver_host_key.clone(),
-            grant_signing_key: g.grant_signing_key.clone(),
+            grant_signing_keys,
             expiry_warning,
             fail_closed,
             fail_after,

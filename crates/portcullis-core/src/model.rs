@@ -144,6 +144,13 @@ impl SignedGrant {
     pub fn verify(&self, key: &ed25519_dalek::VerifyingKey) -> Result<Grant, SignatureError> {
         self.0.open(key, Purpose::Grant)
     }
+    /// Verified by any of the pinned keys (see [`crate::signing::Signed::open_any`]).
+    pub fn verify_any(
+        &self,
+        keys: &[ed25519_dalek::VerifyingKey],
+    ) -> Result<Grant, SignatureError> {
+        self.0.open_any(keys, Purpose::Grant)
+    }
     /// Decode without verifying: for the approver's own store only.
     pub fn grant(&self) -> Result<Grant, crate::codec::CodecError> {
         self.0.peek()
@@ -251,6 +258,14 @@ pub enum SessionReport {
         presented: String,
         at: Timestamp,
     },
+    /// The grant a live session rested on ended, and the session went on under another live
+    /// grant of the same user and target instead of being cut.
+    Regranted {
+        session: String,
+        from: u64,
+        to: u64,
+        at: Timestamp,
+    },
 }
 
 impl SessionReport {
@@ -259,7 +274,8 @@ impl SessionReport {
             SessionReport::Started { session, .. }
             | SessionReport::Ended { session, .. }
             | SessionReport::Recorded { session, .. }
-            | SessionReport::HostKeyMismatch { session, .. } => session,
+            | SessionReport::HostKeyMismatch { session, .. }
+            | SessionReport::Regranted { session, .. } => session,
         }
     }
 }

@@ -87,6 +87,23 @@ impl Signed {
         Ok(codec::decode_body(&self.body)?)
     }
 
+    /// As [`Signed::open`], accepting a signature by any of `keys` (a gateway pins the old and
+    /// the new grant-signing key while a rotation rolls out).
+    pub fn open_any<T: DeserializeOwned>(
+        &self,
+        keys: &[VerifyingKey],
+        purpose: Purpose,
+    ) -> Result<T, SignatureError> {
+        let mut last = SignatureError::Invalid;
+        for key in keys {
+            match self.open(key, purpose) {
+                Ok(v) => return Ok(v),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
     /// Decode without verifying: only for a store's own records, already verified on the way in.
     pub fn peek<T: DeserializeOwned>(&self) -> Result<T, CodecError> {
         codec::decode_body(&self.body)

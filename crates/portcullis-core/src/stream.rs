@@ -65,6 +65,10 @@ impl SignedChange {
     pub fn verify(&self, key: &VerifyingKey) -> Result<Change, SignatureError> {
         self.0.open(key, Purpose::Change)
     }
+    /// Verified by any of the pinned keys.
+    pub fn verify_any(&self, keys: &[VerifyingKey]) -> Result<Change, SignatureError> {
+        self.0.open_any(keys, Purpose::Change)
+    }
 }
 
 /// The first frame of a stream to a gateway that asked for it: the store's identity (an epoch
@@ -170,7 +174,8 @@ impl Verified {
 /// arrive in order with no gap, so a replica resumed from `since` never misses a change.
 #[derive(Debug, Clone)]
 pub struct Follower {
-    key: VerifyingKey,
+    /// The pinned grant-signing keys: anything signed by one of them is the approver's.
+    keys: Vec<VerifyingKey>,
     last_rev: u64,
     /// SHA-256 of the last change accepted (see [`SignedChange::digest`]).
     last_digest: Option<[u8; 32]>,
@@ -178,8 +183,13 @@ pub struct Follower {
 
 impl Follower {
     pub fn new(key: VerifyingKey, since: u64) -> Self {
+        Follower::pinned(vec![key], since)
+    }
+
+    /// Following a stream signed by any of `keys` (old and new while a rotation rolls out).
+    pub fn pinned(keys: Vec<VerifyingKey>, since: u64) -> Self {
         Follower {
-            key,
+            keys,
             last_rev: since,
             last_digest: None,
         }
@@ -197,9 +207,11 @@ impl Follower {
     pub fn accept(&mut self, record: &[u8]) -> Result<Verified, StreamError> {
         match Frame::from_record(record)? {
             Frame::Heartbeat { rev, at } => Ok(Verified::Heartbeat { rev, at }),
-            Frame::Hello(signed) => Ok(Verified::Hello(signed.open(&self.key, Purpose::Hello)?)),
+            Frame::Hello(signed) => Ok(Verified::Hello(
+                signed.open_any(&self.keys, Purpose::Hello)?,
+            )),
             Frame::Change(signed_change) => {
-                let change: Change = signed_change.verify(&self.key)?;
+                let change: Change = signed_change.verify_any(&self.keys)?;
                 let digest = signed_change.digest();
                 let rev = change.rev;
                 // A snapshot replaces everything before it: there is no revision it must
@@ -213,7 +225,7 @@ impl Follower {
                 }
                 let grant = |signed: SignedGrant| {
                     signed
-                        .verify(&self.key)
+                        .verify_any(&self.keys)
                         .map(|g| (g, signed))
                         .map_err(|error| StreamError::Grant { rev, error })
                 };

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use portcullis_core::model::SessionReport;
 use portcullis_core::Timestamp;
 use tokio::time::Instant;
 
@@ -63,11 +64,12 @@ fn next_end(gw: &Gateway) -> Option<Timestamp> {
 /// Rebind or cut every session whose grant has ended. Every cut is signalled before anything
 /// is logged: in a burst (many sessions on one grant), the log lines would otherwise delay the
 /// last cut by the time it takes to write all the others'.
-fn sweep(gw: &Gateway) {
+fn sweep(gw: &Arc<Gateway>) {
     let now = gw.now();
     let mut sessions = gw.sessions();
     let catalog = gw.catalog();
     let mut notes: Vec<String> = Vec::new();
+    let mut moves: Vec<SessionReport> = Vec::new();
     for (id, s) in sessions.live.iter_mut() {
         if s.cut.borrow().is_some() {
             continue;
@@ -94,6 +96,12 @@ fn sweep(gw: &Gateway) {
                     "session {id}: grant {} ended; continuing under grant {}",
                     s.grant, next.id
                 ));
+                moves.push(SessionReport::Regranted {
+                    session: id.clone(),
+                    from: s.grant,
+                    to: next.id,
+                    at: now,
+                });
                 s.grant = next.id;
             }
             None => {
@@ -115,6 +123,18 @@ fn sweep(gw: &Gateway) {
     for note in notes {
         tracing::info!("{note}");
     }
+    if !moves.is_empty() {
+        // A session moving to another grant is an audit event; the sweep itself must not wait
+        // on the spool's disk.
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            for report in moves {
+                if let Err(e) = crate::spool::submit(&gw, &report).await {
+                    tracing::error!("cannot record a session's move to another grant: {e}");
+                }
+            }
+        });
+    }
     if let Ok(mut v) = gw.view.write() {
         v.grants.prune(now);
     }
@@ -129,7 +149,7 @@ fn why_ended(gw: &Gateway, known: Option<portcullis_core::model::Grant>, id: u64
             .grant(id)
             .ok()
             .flatten()
-            .and_then(|signed| signed.verify(&gw.signing).ok())
+            .and_then(|signed| signed.verify_any(&gw.signing).ok())
     });
     match grant {
         Some(g) if g.revoked.is_some() => EndReason::Revoked,

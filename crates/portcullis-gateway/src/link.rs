@@ -114,7 +114,7 @@ async fn follow(gw: &Arc<Gateway>) -> Result<(), String> {
         gw.settings.approver
     );
     gw.link.send_replace(Some(conn.clone()));
-    let mut follower = Follower::new(gw.signing, since);
+    let mut follower = Follower::pinned(gw.signing.clone(), since);
     let mut reader = FrameReader::new();
     loop {
         let msg = tokio::time::timeout(SILENCE, channel.wait())

@@ -63,7 +63,8 @@ pub struct Gateway {
     pub(crate) host_key: PrivateKey,
     pub(crate) client_key: Arc<PrivateKey>,
     pub(crate) approver_host_key: PublicKey,
-    pub(crate) signing: VerifyingKey,
+    /// The pinned grant-signing keys (more than one while a rotation rolls out).
+    pub(crate) signing: Vec<VerifyingKey>,
     pub(crate) replica: Replica,
     pub(crate) clock: Arc<portcullis_core::HighWaterClock<Arc<dyn Clock>>>,
     pub(crate) view: RwLock<View>,
@@ -95,12 +96,12 @@ pub struct Gateway {
 /// dropped and the gateway waits for the approver's.
 fn verified_catalog(
     replica: &Replica,
-    signing: &VerifyingKey,
+    signing: &[VerifyingKey],
 ) -> Result<Option<Catalog>, GatewayError> {
     let Some(signed) = replica.catalog()? else {
         return Ok(None);
     };
-    match signed.verify(signing).map(|c| c.body) {
+    match signed.verify_any(signing).map(|c| c.body) {
         Ok(portcullis_core::stream::ChangeBody::Catalog(catalog))
         | Ok(portcullis_core::stream::ChangeBody::Snapshot { catalog, .. }) => Ok(Some(catalog)),
         Ok(_) => {
@@ -161,10 +162,19 @@ impl Gateway {
             cfg_err(config_path, "gateway.approver_host_key is required (`portcullis keys` prints it as approver-host)")
         })?)
         .map_err(|e| cfg_err(config_path, format!("gateway.approver_host_key: {e}")))?;
-        let signing = keys::parse_signing_key(settings.grant_signing_key.as_deref().ok_or_else(|| {
-            cfg_err(config_path, "gateway.grant_signing_key is required (`portcullis keys` prints it as grant-signing)")
-        })?)
-        .map_err(|e| cfg_err(config_path, format!("gateway.grant_signing_key: {e}")))?;
+        if settings.grant_signing_keys.is_empty() {
+            return Err(cfg_err(
+                config_path,
+                "gateway.grant_signing_key is required (`portcullis keys` prints it as grant-signing)",
+            ));
+        }
+        // Every listed key is the approver's: a rotation rolls out with both pinned.
+        let signing = settings
+            .grant_signing_keys
+            .iter()
+            .map(|k| keys::parse_signing_key(k))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| cfg_err(config_path, format!("gateway.grant_signing_key: {e}")))?;
         keyfile::create_private_dir(&settings.data_dir)
             .map_err(|e| cfg_err(config_path, format!("cannot create data_dir: {e}")))?;
         // Its keys, replica and recordings are this gateway's alone.
@@ -184,7 +194,7 @@ impl Gateway {
         let newest = replica
             .grants()?
             .iter()
-            .filter_map(|(_, g)| g.verify(&signing).ok())
+            .filter_map(|(_, g)| g.verify_any(&signing).ok())
             .map(|g| g.revoked.as_ref().map(|r| r.at).unwrap_or(g.issued_at))
             .max()
             .unwrap_or(portcullis_core::Timestamp(0))
@@ -196,7 +206,7 @@ impl Gateway {
         };
         let now = clock.now();
         for (id, signed) in replica.grants()? {
-            match signed.verify(&signing) {
+            match signed.verify_any(&signing) {
                 Ok(g) if g.is_active(now) => view.grants.upsert(g),
                 Ok(_) => {}
                 Err(e) => tracing::error!("replica grant {id} does not verify ({e}); ignored"),

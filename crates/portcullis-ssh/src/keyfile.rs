@@ -282,6 +282,9 @@ pub mod names {
     pub const APPROVER_HOST: &str = "host_key";
     /// The approver's grant-signing key.
     pub const GRANT_SIGNING: &str = "grant_signing_key";
+    /// A new grant-signing key prepared by `portcullis keys rotate --signing`, put in force
+    /// at the approver's next start.
+    pub const GRANT_SIGNING_NEXT: &str = "grant_signing_key.next";
     /// A gateway's SSH host key.
     pub const GATEWAY_HOST: &str = "host_key";
     /// A gateway's client key: how it logs into the approver and into ssh targets.

@@ -80,8 +80,10 @@ pub enum Command {
         after_help = "Example:\n  portcullis keys --config portcullis.toml\n\nPrints `gateway-host …`, `gateway-client …`, `approver-host …`, `grant-signing …`:\nthe gateway client key goes into targets' authorized_keys and [[gateways]]; the approver\nhost key and the grant-signing key are what [gateway] pins."
     )]
     Keys {
-        #[arg(long, short = 'c', value_name = "FILE")]
-        config: PathBuf,
+        #[arg(long, short = 'c', value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<KeysAction>,
     },
 
     /// Validate a config file; exit non-zero naming each problem.
@@ -247,6 +249,21 @@ pub struct ClientOpts {
     pub json: bool,
 }
 
+/// What `portcullis keys` can do besides printing the public keys.
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Prepare a new key; see `--signing`.
+    #[command(
+        after_help = "Example:\n  portcullis keys rotate --signing --config /etc/portcullis/portcullis.toml\n\nRoll-out, with no session cut:\n  1. portcullis keys rotate --signing   prints grant-signing-next ed25519:NEW\n  2. on every gateway: grant_signing_key = [\"ed25519:OLD\", \"ed25519:NEW\"], restart it\n  3. restart the approver: it signs with NEW from then on (a signing_key.rotated audit event)\n  4. once grants signed by OLD have ended (the longest max_duration), drop OLD from the\n     gateways' lists and restart them; verify the audit log with --signing-key ed25519:NEW"
+    )]
+    Rotate {
+        /// A new grant-signing key: made now beside the current one, put in force at the
+        /// approver's next start.
+        #[arg(long)]
+        signing: bool,
+    },
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -375,7 +392,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 client_cmd::run(&conn, &line).await
             }
         },
-        Command::Keys { config } => setup::keys(&config),
+        Command::Keys { config, action } => {
+            let Some(config) = config else {
+                anyhow::bail!("which config? pass --config FILE");
+            };
+            match action {
+                None => setup::keys(&config),
+                Some(KeysAction::Rotate { signing: true }) => setup::rotate_signing(&config),
+                Some(KeysAction::Rotate { signing: false }) => {
+                    anyhow::bail!("rotate what? `portcullis keys rotate --signing --config FILE`")
+                }
+            }
+        }
         Command::Quickstart { dir } => {
             init_logging_quiet();
             crate::quickstart::run(&dir).await

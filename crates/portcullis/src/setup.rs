@@ -273,6 +273,42 @@ fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `keys rotate --signing`: a new grant-signing key beside the current one
+/// (`grant_signing_key.next`), put in force at the approver's next start. Running it again
+/// prints the key already prepared.
+pub fn rotate_signing(config: &Path) -> anyhow::Result<ExitCode> {
+    let (_, cfg) = portcullis_approver::read_config(config)?;
+    let Some(approver) = cfg.approver else {
+        anyhow::bail!(
+            "{} has no [approver]: the signing key lives with the approver",
+            config.display()
+        );
+    };
+    let dir = &approver.data_dir;
+    let (current, _) = keyfile::load_or_create_signing(&dir.join(names::GRANT_SIGNING))?;
+    let (next, made) = keyfile::load_or_create_signing(&dir.join(names::GRANT_SIGNING_NEXT))?;
+    let (old, new) = (
+        format_signing_key(&current.verifying_key()),
+        format_signing_key(&next.verifying_key()),
+    );
+    println!("grant-signing {old}");
+    println!("grant-signing-next {new}");
+    eprintln!(
+        "{}
+roll it out, and no session is cut:
+  1. on every gateway: grant_signing_key = [\"{old}\", \"{new}\"], and restart it
+  2. restart the approver: it signs with the new key from then on (audit event signing_key.rotated)
+  3. once every grant signed by the old key has ended, drop it from the gateways' lists, restart them
+  4. pin the new key from now on: portcullis audit verify --signing-key {new}",
+        if made {
+            "portcullis: a new grant-signing key is ready; the approver puts it in force at its next start"
+        } else {
+            "portcullis: a new grant-signing key was already prepared (shown above)"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn init(o: InitOptions) -> anyhow::Result<ExitCode> {
     let config_path = o.dir.join("portcullis.toml");
     if config_path.exists() {
@@ -589,7 +625,12 @@ fn verify_offline_inner(data_dir: &Path, pinned: Option<&str>) -> Result<(), Fai
         signed: store.signed_audit_head().map_err(anyhow::Error::from)?,
         counter: store.audit_head().map_err(anyhow::Error::from)?,
     };
-    let v = portcullis_audit::verify(&key, store.audit_records(), &end)
+    // The pinned key signed the newest records; each rotation in the log names the key
+    // before it, and the hash chain ties the older records to the newer.
+    let v = portcullis_audit::KeySchedule::from_log(&key, store.audit_records())
+        .and_then(|schedule| {
+            portcullis_audit::verify_scheduled(&schedule, store.audit_records(), &end)
+        })
         .map_err(|b| Failed::Tampered(b.to_string()))?;
     // Recordings are checked against the hashes in the signed end events.
     let expected = portcullis_audit::expected_recordings(store.audit_records());
