@@ -54,8 +54,13 @@ fn main() {
     let n: usize = support::env_or("SESSIONS", 2000);
     let echo = EchoProcess::start();
     let mut env = support::Env::prepare("24h", &support::tcp_target("echo", echo.port));
-    // Every session comes from 127.0.0.1 here: lift the per-source budget for the measurement.
-    env.gateway_extra = format!("max_connections_per_source = {}", n + 100);
+    // Every session comes from 127.0.0.1 here: lift the per-source budget and handshake rate
+    // for the measurement.
+    env.gateway_extra = format!(
+        "max_connections_per_source = {}\nnew_connections_per_source_burst = {}",
+        n + 100,
+        n + 100
+    );
     env.start_approver();
     env.start_gateway();
     assert_eq!(
