@@ -418,3 +418,65 @@ fn many_channels_whose_client_stops_reading_hold_bounded_memory() {
     fwd.kill().unwrap();
     fwd.wait().unwrap();
 }
+
+#[test]
+fn a_recorded_session_whose_client_stops_reading_while_typing_is_not_wedged() {
+    // A target that writes 2.3 MB (more than the client's 2 MiB window and ssh's pipe hold)
+    // and then echoes its input; the client types 60 separate pieces while it reads nothing.
+    // Each piece is a packet queued for the channel; once the queue (16 packets) is full, russh
+    // reads nothing more from that connection, the client's window adjustments included, until
+    // the gateway takes one. So the gateway must keep taking the client's input while its
+    // output waits for window, or the connection is wedged for good (it was, with the queue
+    // at 16 and at russh's 100 alike, given more pieces). Past what the target leg's own
+    // queue holds (the target's output is not read while the client's window is shut) the
+    // connection still wedges: see docs/reliability.md.
+    let rec = super::recorded::start();
+    let env = &rec.g.env;
+    grant(env, "alice", "web-1", "1h");
+    const OUT: usize = 2_300_000;
+    const TYPED: usize = 60;
+    let mut child = rec
+        .ssh(&["-T"], &[&format!("head -c {OUT} /dev/zero; cat")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    for i in 0..TYPED {
+        stdin.write_all(format!("line {i}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Now read: the output, then the echo of every line, within SOON.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let expect_tail: usize = (0..TYPED).map(|i| format!("line {i}\n").len()).sum();
+        while got.len() < OUT + expect_tail {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = tx.send(got);
+    });
+    let got = rx
+        .recv_timeout(SOON)
+        .expect("the session is wedged: nothing more arrived once the client read again");
+    assert!(got[..OUT].iter().all(|&b| b == 0));
+    let tail = String::from_utf8_lossy(&got[OUT..]).to_string();
+    assert!(
+        tail.starts_with("line 0\n") && tail.ends_with(&format!("line {}\n", TYPED - 1)),
+        "{tail}"
+    );
+    drop(stdin);
+    let deadline = Instant::now() + SOON;
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "ssh never ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
