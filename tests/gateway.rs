@@ -9,6 +9,8 @@ mod support;
 
 #[path = "gateway/abuse.rs"]
 mod abuse;
+#[path = "gateway/algorithms.rs"]
+mod algorithms;
 #[path = "gateway/approver_down.rs"]
 mod approver_down;
 #[path = "gateway/authentication.rs"]

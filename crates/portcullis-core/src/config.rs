@@ -49,6 +49,8 @@ pub struct ApproverFile {
     pub retention: Option<String>,
     pub max_connections: Option<usize>,
     pub max_connections_per_source: Option<usize>,
+    pub new_connections_per_source_per_second: Option<u32>,
+    pub new_connections_per_source_burst: Option<u32>,
     pub max_connections_per_user: Option<usize>,
     pub reserved_connections: Option<usize>,
     pub login_grace: Option<String>,
@@ -73,6 +75,8 @@ pub struct GatewayFile {
     pub record_input: Option<bool>,
     pub max_connections: Option<usize>,
     pub max_connections_per_source: Option<usize>,
+    pub new_connections_per_source_per_second: Option<u32>,
+    pub new_connections_per_source_burst: Option<u32>,
     pub max_connections_per_user: Option<usize>,
     pub reserved_connections: Option<usize>,
     pub login_grace: Option<String>,
@@ -193,6 +197,14 @@ pub struct ConnectionLimits {
     /// Connections open at once from one source address (`max_connections_per_source`,
     /// default 512).
     pub max_connections_per_source: usize,
+    /// New connections one source address (an IPv6 /64) may open per second, once its burst
+    /// is spent (`new_connections_per_source_per_second`, default 32); more are dropped before
+    /// the SSH handshake, against handshake floods.
+    pub new_connections_per_source_per_second: u32,
+    /// New connections one source may open at once before the rate applies
+    /// (`new_connections_per_source_burst`, default 128: a CI job fanning out, or many users
+    /// behind one NAT, start many at once).
+    pub new_connections_per_source_burst: u32,
     /// Authenticated connections one user (or gateway) holds at once
     /// (`max_connections_per_user`; approver 16, gateway 32): a user's key is not a licence to
     /// fill the server.
@@ -215,6 +227,8 @@ impl ConnectionLimits {
     pub const APPROVER: ConnectionLimits = ConnectionLimits {
         max_connections: 4096,
         max_connections_per_source: 512,
+        new_connections_per_source_per_second: 32,
+        new_connections_per_source_burst: 128,
         max_connections_per_user: 16,
         reserved_connections: 64,
         login_grace: Duration::from_secs(30),
@@ -224,6 +238,8 @@ impl ConnectionLimits {
     pub const GATEWAY: ConnectionLimits = ConnectionLimits {
         max_connections: 4096,
         max_connections_per_source: 512,
+        new_connections_per_source_per_second: 32,
+        new_connections_per_source_burst: 128,
         max_connections_per_user: 32,
         reserved_connections: 64,
         login_grace: Duration::from_secs(30),
@@ -235,6 +251,8 @@ impl ConnectionLimits {
 struct LimitKeys<'a> {
     max_connections: Option<usize>,
     per_source: Option<usize>,
+    startups_per_second: Option<u32>,
+    startup_burst: Option<u32>,
     per_user: Option<usize>,
     reserved: Option<usize>,
     login_grace: Option<&'a str>,
@@ -337,6 +355,19 @@ impl Problems {
                 self.push(format!("{section}.{key}"), "must be at least 1");
             }
         }
+        for (key, v) in [
+            (
+                "new_connections_per_source_per_second",
+                keys.startups_per_second,
+            ),
+            ("new_connections_per_source_burst", keys.startup_burst),
+        ] {
+            // Zero would refuse every connection; past a million a second it limits nothing
+            // and the arithmetic of the bucket loses its meaning.
+            if v.is_some_and(|v| !(1..=1_000_000).contains(&v)) {
+                self.push(format!("{section}.{key}"), "must be between 1 and 1000000");
+            }
+        }
         let mut duration = |key: &str, text: Option<&str>, default: Duration| {
             text.and_then(|t| self.duration(&format!("{section}.{key}"), t))
                 .unwrap_or(default)
@@ -346,6 +377,12 @@ impl Problems {
         let limits = ConnectionLimits {
             max_connections: keys.max_connections.unwrap_or(d.max_connections),
             max_connections_per_source: keys.per_source.unwrap_or(d.max_connections_per_source),
+            new_connections_per_source_per_second: keys
+                .startups_per_second
+                .unwrap_or(d.new_connections_per_source_per_second),
+            new_connections_per_source_burst: keys
+                .startup_burst
+                .unwrap_or(d.new_connections_per_source_burst),
             max_connections_per_user: keys.per_user.unwrap_or(d.max_connections_per_user),
             // A small `max_connections` without a reserve of its own keeps a quarter back.
             reserved_connections: keys.reserved.unwrap_or_else(|| {
@@ -402,6 +439,8 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
             LimitKeys {
                 max_connections: a.max_connections,
                 per_source: a.max_connections_per_source,
+                startups_per_second: a.new_connections_per_source_per_second,
+                startup_burst: a.new_connections_per_source_burst,
                 per_user: a.max_connections_per_user,
                 reserved: a.reserved_connections,
                 login_grace: a.login_grace.as_deref(),
@@ -501,6 +540,8 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
             LimitKeys {
                 max_connections: g.max_connections,
                 per_source: g.max_connections_per_source,
+                startups_per_second: g.new_connections_per_source_per_second,
+                startup_burst: g.new_connections_per_source_burst,
                 per_user: g.max_connections_per_user,
                 reserved: g.reserved_connections,
                 login_grace: g.login_grace.as_deref(),
@@ -950,6 +991,27 @@ max_duration = "4h"
         );
         assert!(
             e.contains("approver.idle_timeout: must be longer than zero"),
+            "{e}"
+        );
+        let rate = base().replace(
+            "request_ttl = \"1h\"",
+            "request_ttl = \"1h\"\nnew_connections_per_source_per_second = 5\nnew_connections_per_source_burst = 9",
+        );
+        let limits = parse(&rate).unwrap().approver.unwrap().limits;
+        assert_eq!(limits.new_connections_per_source_per_second, 5);
+        assert_eq!(limits.new_connections_per_source_burst, 9);
+        let e = problems(&base().replace(
+            "request_ttl = \"1h\"",
+            "request_ttl = \"1h\"\nnew_connections_per_source_per_second = 0\nnew_connections_per_source_burst = 2000000",
+        ));
+        assert!(
+            e.contains(
+                "approver.new_connections_per_source_per_second: must be between 1 and 1000000"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.contains("approver.new_connections_per_source_burst: must be between 1 and 1000000"),
             "{e}"
         );
         let zero = base().replace(

@@ -510,6 +510,18 @@ struct Relay<'a> {
     exit_status: Option<u32>,
 }
 
+/// A channel data write under way (see `Relay::run`).
+type PendingWrite<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), russh::Error>> + Send + 'a>>;
+
+/// Resolves when the write under way, if any, is done; never while there is none.
+async fn written(pending: &mut Option<PendingWrite<'_>>) -> Result<(), russh::Error> {
+    match pending {
+        Some(write) => write.await,
+        None => std::future::pending().await,
+    }
+}
+
 /// What one step of the relay came to.
 enum Step {
     Go,
@@ -534,15 +546,67 @@ impl Relay<'_> {
         let timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(timer);
         let mut client_open = true;
+        // A data write waiting for the peer's window, one each way. While one waits, the loop
+        // goes on taking the other side's messages and watching for a cut. Awaiting the write
+        // in place would stop taking the client's input while its window is shut; russh
+        // queues only a few packets per channel (portcullis_ssh::server::CHANNEL_QUEUE) and
+        // then reads nothing more from the connection, the window adjustment that would end
+        // the wait included: a client that typed while not reading was wedged for good.
+        // Messages after a data write wait for it, so the order on each side is kept.
+        let mut to_client: Option<PendingWrite<'_>> = None;
+        let mut to_target: Option<PendingWrite<'_>> = None;
         loop {
             let step = tokio::select! {
-                m = client.wait(), if client_open => {
+                m = client.wait(), if client_open && to_target.is_none() => {
                     if matches!(m, Some(ChannelMsg::Close) | None) {
                         client_open = false;
                     }
-                    self.client_said(m, &leg.write).await
+                    match m {
+                        Some(ChannelMsg::Data { data }) => match self.client_data(&data) {
+                            Ok(()) => {
+                                to_target = Some(Box::pin(leg.write.data_bytes(data)));
+                                Step::Go
+                            }
+                            Err(step) => step,
+                        },
+                        m => self.client_said(m, &leg.write).await,
+                    }
                 }
-                m = leg.read.wait() => self.target_said(m, cw).await,
+                r = written(&mut to_target) => {
+                    to_target = None;
+                    match r {
+                        Ok(()) => Step::Go,
+                        Err(_) => Step::End(EndReason::Closed),
+                    }
+                }
+                m = leg.read.wait(), if to_client.is_none() => match m {
+                    Some(ChannelMsg::Data { data }) => {
+                        match self.target_data(Output::Stdout, &data) {
+                            Ok(()) => {
+                                to_client = Some(Box::pin(cw.data_bytes(data)));
+                                Step::Go
+                            }
+                            Err(step) => step,
+                        }
+                    }
+                    Some(ChannelMsg::ExtendedData { data, ext }) => {
+                        match self.target_data(Output::Stderr, &data) {
+                            Ok(()) => {
+                                to_client = Some(Box::pin(cw.extended_data_bytes(ext, data)));
+                                Step::Go
+                            }
+                            Err(step) => step,
+                        }
+                    }
+                    m => self.target_said(m, cw).await,
+                },
+                r = written(&mut to_client) => {
+                    to_client = None;
+                    match r {
+                        Ok(()) => Step::Go,
+                        Err(_) => Step::End(EndReason::Closed),
+                    }
+                }
                 r = &mut cut => Step::End(r),
                 _ = flush.tick() => match self.recording.flush() {
                     Err(e) => self.failed(e),
@@ -552,7 +616,8 @@ impl Relay<'_> {
                         Step::Go
                     }
                 },
-                () = &mut timer, if warning.armed => {
+                // After the output already on its way, not in the middle of it.
+                () = &mut timer, if warning.armed && to_client.is_none() => {
                     warning.fire(self.session, self.pty, cw, timer.as_mut()).await;
                     Step::Go
                 }
@@ -571,21 +636,27 @@ impl Relay<'_> {
         Step::End(EndReason::RecordingFailed)
     }
 
+    /// Count and record the client's input; a recording that fails ends the session.
+    fn client_data(&mut self, data: &[u8]) -> Result<(), Step> {
+        self.bytes_in += data.len() as u64;
+        self.recording.input(data).map_err(|e| self.failed(e))
+    }
+
+    /// Count and record the target's output.
+    fn target_data(&mut self, stream: Output, data: &[u8]) -> Result<(), Step> {
+        self.bytes_out += data.len() as u64;
+        self.recording
+            .output(stream, data)
+            .map_err(|e| self.failed(e))
+    }
+
     async fn client_said(
         &mut self,
         m: Option<ChannelMsg>,
         tw: &ChannelWriteHalf<russh::client::Msg>,
     ) -> Step {
+        // Data is not among them: `run` writes it without waiting here.
         match m {
-            Some(ChannelMsg::Data { data }) => {
-                self.bytes_in += data.len() as u64;
-                if let Err(e) = self.recording.input(&data) {
-                    return self.failed(e);
-                }
-                if tw.data_bytes(data).await.is_err() {
-                    return Step::End(EndReason::Closed);
-                }
-            }
             Some(ChannelMsg::Eof) => {
                 let _ = tw.eof().await;
             }
@@ -614,25 +685,8 @@ impl Relay<'_> {
     }
 
     async fn target_said(&mut self, m: Option<ChannelMsg>, cw: &ChannelWriteHalf<Msg>) -> Step {
+        // Data is not among them: `run` writes it without waiting here.
         match m {
-            Some(ChannelMsg::Data { data }) => {
-                self.bytes_out += data.len() as u64;
-                if let Err(e) = self.recording.output(Output::Stdout, &data) {
-                    return self.failed(e);
-                }
-                if cw.data_bytes(data).await.is_err() {
-                    return Step::End(EndReason::Closed);
-                }
-            }
-            Some(ChannelMsg::ExtendedData { data, ext }) => {
-                self.bytes_out += data.len() as u64;
-                if let Err(e) = self.recording.output(Output::Stderr, &data) {
-                    return self.failed(e);
-                }
-                if cw.extended_data_bytes(ext, data).await.is_err() {
-                    return Step::End(EndReason::Closed);
-                }
-            }
             Some(ChannelMsg::Eof) => {
                 let _ = cw.eof().await;
             }

@@ -174,22 +174,14 @@ impl client::Handler for Checker {
     }
 }
 
-/// The algorithms we offer: no compression (FIELD-NOTES: zlib bombs), the rest russh's defaults.
-/// AES-256-GCM first: with the aws-lc-rs backend and AES-NI it is the fastest here, and it is
-/// what OpenSSH comparisons use (FIELD-NOTES).
-pub const CIPHERS: &[russh::cipher::Name] = &[
-    russh::cipher::AES_256_GCM,
-    russh::cipher::CHACHA20_POLY1305,
-    russh::cipher::AES_256_CTR,
-];
+/// The ciphers every portcullis endpoint offers, AES-256-GCM first (see [`crate::algorithms`]).
+pub const CIPHERS: &[russh::cipher::Name] = crate::algorithms::CIPHERS;
 
+/// Settings for outgoing connections (thin clients, the gateway's approver links and its
+/// target logins): the algorithm lists of [`crate::algorithms`], the same as the servers'.
 pub fn client_config() -> client::Config {
     client::Config {
-        preferred: russh::Preferred {
-            compression: std::borrow::Cow::Borrowed(&[russh::compression::NONE]),
-            cipher: std::borrow::Cow::Borrowed(CIPHERS),
-            ..Default::default()
-        },
+        preferred: crate::algorithms::preferred(),
         nodelay: true,
         inactivity_timeout: None,
         keepalive_interval: Some(Duration::from_secs(15)),

@@ -5,8 +5,10 @@
 //! authentication from a key file or ssh-agent, running one exec command with its output
 //! streamed, and the settings every portcullis SSH server shares. It must not hold policy or state: callers decide what to run and what it means.
 
+pub mod algorithms;
 pub mod client;
 pub mod keyfile;
 pub mod server;
+pub mod startups;
 
 pub use client::{ConnectOptions, Connection, ExecOutput, HostKeyPolicy, Identity, SshError};

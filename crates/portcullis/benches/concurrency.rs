@@ -57,11 +57,12 @@ fn main() {
     let n: usize = support::env_or("SESSIONS", 2000);
     let echo = EchoProcess::start();
     let mut env = support::Env::prepare("24h", &support::tcp_target("echo", echo.port));
-    // Every session comes from 127.0.0.1 here: lift the per-source budget for the measurement.
-    // One user opens every session, each on a connection of its own: the per-user cap is a
-    // defence against exactly that, raised here for the load.
+    // Every session comes from 127.0.0.1 here, and one user opens them all, each on a
+    // connection of its own: lift the per-source budget and handshake rate and the per-user
+    // cap (defences against exactly that) for the measurement.
     env.gateway_extra = format!(
-        "max_connections_per_source = {}\nmax_connections_per_user = {}",
+        "max_connections_per_source = {}\nnew_connections_per_source_burst = {}\nmax_connections_per_user = {}",
+        n + 100,
         n + 100,
         n + 100
     );
