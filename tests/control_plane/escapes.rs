@@ -4,9 +4,8 @@
 use portcullis_core::codec;
 use portcullis_core::model::SessionReport;
 use portcullis_core::Timestamp;
-use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity};
 
-use crate::support::{request_id, Env, Out, SOON};
+use crate::support::{request_id, Env, Out};
 
 /// Clears the screen, retitles the terminal, and starts a fake prompt on a new line; plus a
 /// C1 control (CSI as one character) and DEL.
@@ -75,33 +74,8 @@ fn report_started(env: &Env) {
         at: Timestamp(1),
     };
     let input = codec::frame(&codec::encode(&report));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let conn = Connection::connect(&ConnectOptions {
-            addr: env.addr.clone(),
-            user: "gw-1".into(),
-            identity: Identity::KeyFile(env.path().join("gateway/client_key")),
-            host_key: HostKeyPolicy::Pinned(
-                portcullis_core::keys::parse_public_key(&env.host_key).unwrap(),
-            ),
-            connect_timeout: SOON,
-        })
-        .await
-        .unwrap();
-        let (status, _, err) = conn
-            .run_with_input("report --seq 1 --instance t", input.as_slice())
-            .await
-            .unwrap();
-        assert_eq!(
-            status.exit_status,
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&err)
-        );
-    });
+    let r = env.as_gw1("report --seq 1 --instance t", &input);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
 }
 
 #[test]

@@ -2,11 +2,9 @@
 //! authenticates as the gateway: a recording is kept only whole and as announced, and what a
 //! refused one wrote does not stay behind.
 
+use crate::support::Env;
 use portcullis_core::codec;
 use portcullis_core::model::SessionReport;
-use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity};
-
-use crate::support::{Env, SOON};
 
 /// SHA-256 of `abc`.
 const ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
@@ -41,35 +39,13 @@ fn report_as(
     seq: u64,
     input: Vec<u8>,
 ) -> (Option<u32>, String, String) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let conn = Connection::connect(&ConnectOptions {
-            addr: env.addr.clone(),
-            user: name.into(),
-            identity: Identity::KeyFile(key.to_path_buf()),
-            host_key: HostKeyPolicy::Pinned(
-                portcullis_core::keys::parse_public_key(&env.host_key).unwrap(),
-            ),
-            connect_timeout: SOON,
-        })
-        .await
-        .unwrap();
-        let (status, out, err) = conn
-            .run_with_input(
-                &format!("report --seq {seq} --instance t"),
-                input.as_slice(),
-            )
-            .await
-            .unwrap();
-        (
-            status.exit_status,
-            String::from_utf8_lossy(&out).into_owned(),
-            String::from_utf8_lossy(&err).into_owned(),
-        )
-    })
+    let r = env.as_gateway(
+        name,
+        key,
+        &format!("report --seq {seq} --instance t"),
+        &input,
+    );
+    (r.code, r.stdout, r.stderr)
 }
 
 /// The names in the approver's recordings folder.

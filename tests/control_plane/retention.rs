@@ -4,12 +4,10 @@
 
 use std::time::Duration;
 
+use crate::support::Env;
 use portcullis_core::codec;
 use portcullis_core::model::SessionReport;
 use portcullis_core::Timestamp;
-use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity};
-
-use crate::support::{Env, SOON};
 
 /// SHA-256 of `abc`.
 const ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
@@ -20,36 +18,8 @@ fn framed(r: &SessionReport) -> Vec<u8> {
 
 /// `report --seq SEQ` as gw-1 with `input`.
 fn report(env: &Env, seq: u64, input: Vec<u8>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let conn = Connection::connect(&ConnectOptions {
-            addr: env.addr.clone(),
-            user: "gw-1".into(),
-            identity: Identity::KeyFile(env.path().join("gateway/client_key")),
-            host_key: HostKeyPolicy::Pinned(
-                portcullis_core::keys::parse_public_key(&env.host_key).unwrap(),
-            ),
-            connect_timeout: SOON,
-        })
-        .await
-        .unwrap();
-        let (status, _, err) = conn
-            .run_with_input(
-                &format!("report --seq {seq} --instance t"),
-                input.as_slice(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            status.exit_status,
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&err)
-        );
-    });
+    let r = env.as_gw1(&format!("report --seq {seq} --instance t"), &input);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
 }
 
 fn now() -> Timestamp {

@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 
 use portcullis_core::codec;
 use portcullis_core::model::SessionReport;
-use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity};
 
 use super::common::{self, grant, session_events, Tunnel};
-use crate::support::{Env, SOON};
+use crate::support::Env;
 
 /// A 24 MiB asciicast recording stored at the approver for session `gw-1-t-1`, sent as the
 /// gateway would (its own report numbering, instance `t`): far more than every buffer between
@@ -35,34 +34,9 @@ fn store_big_recording(env: &Env) -> String {
         size: cast.len() as u64,
         format: "cast".into(),
     }));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let conn = Connection::connect(&ConnectOptions {
-            addr: env.addr.clone(),
-            user: "gw-1".into(),
-            identity: Identity::KeyFile(env.path().join("gateway/client_key")),
-            host_key: HostKeyPolicy::Pinned(
-                portcullis_core::keys::parse_public_key(&env.host_key).unwrap(),
-            ),
-            connect_timeout: SOON,
-        })
-        .await
-        .unwrap();
-        let input = [report, cast].concat();
-        let (status, _, err) = conn
-            .run_with_input("report --seq 1 --instance t", input.as_slice())
-            .await
-            .unwrap();
-        assert_eq!(
-            status.exit_status,
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&err)
-        );
-    });
+    let input = [report, cast].concat();
+    let r = env.as_gw1("report --seq 1 --instance t", &input);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
     "gw-1-t-1".into()
 }
 

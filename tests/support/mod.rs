@@ -606,6 +606,48 @@ impl Env {
     }
 }
 
+/// What a command run as a gateway answered: its exit status, stdout and stderr.
+pub struct GatewayReply {
+    pub code: Option<u32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Env {
+    /// Run `line` on the approver as gateway `name` (its client key at `key`), with `input` as
+    /// its standard input: how tests drive the approver's gateway commands (`report`) directly.
+    pub fn as_gateway(&self, name: &str, key: &Path, line: &str, input: &[u8]) -> GatewayReply {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let conn = portcullis_ssh::Connection::connect(&portcullis_ssh::ConnectOptions {
+                addr: self.addr.clone(),
+                user: name.into(),
+                identity: portcullis_ssh::Identity::KeyFile(key.to_path_buf()),
+                host_key: portcullis_ssh::HostKeyPolicy::Pinned(
+                    portcullis_core::keys::parse_public_key(&self.host_key).unwrap(),
+                ),
+                connect_timeout: SOON,
+            })
+            .await
+            .unwrap();
+            let (status, out, err) = conn.run_with_input(line, input).await.unwrap();
+            GatewayReply {
+                code: status.exit_status,
+                stdout: String::from_utf8_lossy(&out).into_owned(),
+                stderr: String::from_utf8_lossy(&err).into_owned(),
+            }
+        })
+    }
+
+    /// [`Env::as_gateway`] as this environment's gw-1.
+    pub fn as_gw1(&self, line: &str, input: &[u8]) -> GatewayReply {
+        self.as_gateway("gw-1", &self.path().join("gateway/client_key"), line, input)
+    }
+}
+
 /// SIGTERM a daemon and wait for it: its exit status and how long it took.
 fn sigterm(mut c: Child) -> (std::process::ExitStatus, Duration) {
     let started = Instant::now();
