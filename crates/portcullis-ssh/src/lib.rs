@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod keyfile;
+pub mod metrics_http;
 pub mod server;
 
 pub use client::{ConnectOptions, Connection, ExecOutput, HostKeyPolicy, Identity, SshError};
