@@ -167,7 +167,7 @@ impl Connection {
 impl Connection {
     /// Count the connection against its principal's cap: gateways' own connections never run
     /// out of room or idle out, admins may use the reserve, everyone else shares the rest.
-    fn admit(&self, principal: &Principal) -> Result<(), String> {
+    fn admit(&self, principal: &Principal) -> Result<(), portcullis_ssh::server::Refused> {
         use portcullis_ssh::server::Standing;
         let catalog = self.app.catalog();
         let (who, standing) = match principal {
