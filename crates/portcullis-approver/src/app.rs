@@ -104,6 +104,8 @@ pub struct Approver {
     /// What is open now, so that `status`, `requests` and `grants --active` cost what the
     /// caller has, not what the store has accumulated.
     pub(crate) live: RwLock<Live>,
+    /// Counted at each commit; served at `[approver] metrics`.
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 /// Pending requests and grants not yet ended, mirrored from the store after every commit.
@@ -295,6 +297,7 @@ impl Approver {
             refusals: crate::refusals::RefusalBudget::default(),
             running: crate::limits::Running::default(),
             live: RwLock::new(Live::default()),
+            metrics: crate::metrics::Metrics::new(),
         });
         app.load_deadlines()?;
         Ok(app)
@@ -536,6 +539,7 @@ impl Approver {
         if let Ok(mut live) = self.live.write() {
             live.apply(&tx.batch, tx.now);
         }
+        self.metrics.committed(&tx.batch);
         self.waiters.decided(
             tx.batch
                 .requests
