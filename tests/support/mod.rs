@@ -387,7 +387,8 @@ impl Env {
 
     /// Audit events (JSON Lines) as read by an auditor.
     pub fn audit_events(&self) -> Vec<serde_json::Value> {
-        let out = self.admin("audrey", &["--json", "audit", "log"]);
+        // Every event, not the newest 1000 a listing shows by default.
+        let out = self.admin("audrey", &["--json", "audit", "log", "--limit", "100000"]);
         out.ok();
         out.stdout
             .lines()

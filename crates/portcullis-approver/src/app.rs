@@ -155,6 +155,8 @@ pub struct Approver {
     /// What is open now, so that `status`, `requests` and `grants --active` cost what the
     /// caller has, not what the store has accumulated.
     pub(crate) live: RwLock<Live>,
+    /// Counted at each commit; served at `[approver] metrics`.
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 /// Pending requests and grants not yet ended, mirrored from the store after every commit.
@@ -346,6 +348,7 @@ impl Approver {
             refusals: crate::refusals::RefusalBudget::default(),
             running: crate::limits::Running::default(),
             live: RwLock::new(Live::default()),
+            metrics: crate::metrics::Metrics::new(),
         });
         app.load_deadlines()?;
         Ok(app)
@@ -627,6 +630,7 @@ impl Approver {
         if let Ok(mut live) = self.live.write() {
             live.apply(&tx.batch, tx.now);
         }
+        self.metrics.committed(&tx.batch);
         self.waiters.decided(
             tx.batch
                 .requests

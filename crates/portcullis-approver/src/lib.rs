@@ -13,6 +13,7 @@ mod commands;
 mod decisions;
 mod errors;
 mod limits;
+mod metrics;
 mod refusals;
 mod render;
 mod retention;

@@ -86,6 +86,7 @@ async fn accept(
         keys::fingerprint(app.keys.host.public_key())
     );
 
+    crate::metrics::serve(app.clone()).await?;
     tokio::spawn(scheduler::run(app.clone()));
     tokio::spawn(record_counted_refusals(app.clone()));
     tokio::spawn(crate::retention::run(app.clone()));
@@ -105,6 +106,7 @@ async fn accept(
             state,
             channels: HashMap::new(),
             places: Arc::new(Semaphore::new(0)),
+            refused: None,
         },
     )
     .await
@@ -156,18 +158,44 @@ struct Connection {
     /// The places of this connection: taken when a channel opens, given back when its command
     /// ends (or it closes without one).
     places: Arc<Semaphore>,
+    /// Why its last attempt to log in was refused, counted if it never logs in.
+    refused: Option<&'static str>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // A login refused is a connection that tried and never got in, counted once.
+        if let (None, Some(reason)) = (&self.caller, self.refused) {
+            self.app.metrics.login_refused(reason);
+        }
+    }
 }
 
 impl Connection {
     fn identify(&self, user: &str, key: &russh::keys::PublicKey) -> Option<Principal> {
         self.app.catalog().authenticate(user, &keys::normalize(key))
     }
+
+    /// Why `identify` found nobody, for the refusals' metric.
+    fn why_unknown(&self, login: &str, key: &russh::keys::PublicKey) -> &'static str {
+        let catalog = self.app.catalog();
+        let norm = keys::normalize(key);
+        if !catalog.users.contains_key(login) && !catalog.gateways.contains_key(login) {
+            "unknown_user"
+        } else if catalog.users.values().any(|u| u.keys.contains(&norm))
+            || catalog.gateways.values().any(|g| g.key == norm)
+        {
+            "wrong_user"
+        } else {
+            "unknown_key"
+        }
+    }
 }
 
 impl Connection {
     /// Count the connection against its principal's cap: gateways' own connections never run
     /// out of room or idle out, admins may use the reserve, everyone else shares the rest.
-    fn admit(&self, principal: &Principal) -> Result<(), String> {
+    fn admit(&self, principal: &Principal) -> Result<(), portcullis_ssh::server::Refused> {
         use portcullis_ssh::server::Standing;
         let catalog = self.app.catalog();
         let (who, standing) = match principal {
@@ -199,7 +227,10 @@ impl server::Handler for Connection {
         self.caller = None;
         Ok(match self.identify(user, offer.public_key) {
             Some(_) => Auth::Accept,
-            None => Auth::reject(),
+            None => {
+                self.refused = Some(self.why_unknown(user, offer.public_key));
+                Auth::reject()
+            }
         })
     }
 
@@ -213,6 +244,7 @@ impl server::Handler for Connection {
             Some(principal) => {
                 let fingerprint = keys::fingerprint(key.public_key);
                 if let Err(why) = self.admit(&principal) {
+                    self.refused = Some(why.reason());
                     tracing::warn!(
                         "{}: {principal:?} ({fingerprint}) refused: {why}",
                         self.peer
@@ -236,6 +268,7 @@ impl server::Handler for Connection {
             }
             None => {
                 tracing::info!("{}: key refused for {user:?}", self.peer);
+                self.refused = Some(self.why_unknown(user, key.public_key));
                 Ok(Auth::reject())
             }
         }

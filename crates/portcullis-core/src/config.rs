@@ -56,6 +56,7 @@ pub struct ApproverFile {
     pub login_grace: Option<String>,
     pub idle_timeout: Option<String>,
     pub max_pending_requests_per_user: Option<usize>,
+    pub metrics: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,6 +83,7 @@ pub struct GatewayFile {
     pub login_grace: Option<String>,
     pub idle_timeout: Option<String>,
     pub max_channels_per_connection: Option<usize>,
+    pub metrics: Option<String>,
 }
 
 /// A key that may be given as one string or a list of them.
@@ -184,6 +186,8 @@ pub struct ApproverSettings {
     /// Requests one user may have waiting for approval at once
     /// (`max_pending_requests_per_user`, default 10).
     pub max_pending_requests_per_user: usize,
+    /// Where Prometheus scrapes `/metrics` (`metrics`; `None`: no metrics listener).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// The default of `[approver] max_pending_requests_per_user`.
@@ -279,6 +283,8 @@ pub struct GatewaySettings {
     pub limits: ConnectionLimits,
     /// Channels (sessions, forwards) open at once on one connection (default 64).
     pub max_channels_per_connection: usize,
+    /// Where Prometheus scrapes `/metrics` (`metrics`; `None`: no metrics listener).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// A validated configuration.
@@ -324,6 +330,16 @@ struct Problems(Vec<String>);
 impl Problems {
     fn push(&mut self, field: impl std::fmt::Display, what: impl std::fmt::Display) {
         self.0.push(format!("{field}: {what}"));
+    }
+    /// An IP:PORT to listen on (a host name would leave which interface open to chance).
+    fn address(&mut self, field: &str, text: &str) -> Option<SocketAddr> {
+        match text.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.push(field, format!("{text:?} is not an IP:PORT address"));
+                None
+            }
+        }
     }
     fn duration(&mut self, field: &str, text: &str) -> Option<Duration> {
         match parse_duration(text) {
@@ -466,6 +482,10 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
             max_pending_requests_per_user: a
                 .max_pending_requests_per_user
                 .unwrap_or(DEFAULT_MAX_PENDING_REQUESTS_PER_USER),
+            metrics: a
+                .metrics
+                .as_deref()
+                .and_then(|m| p.address("approver.metrics", m)),
         }
     });
 
@@ -567,6 +587,10 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
             max_channels_per_connection: g
                 .max_channels_per_connection
                 .unwrap_or(DEFAULT_MAX_CHANNELS_PER_CONNECTION),
+            metrics: g
+                .metrics
+                .as_deref()
+                .and_then(|m| p.address("gateway.metrics", m)),
         }
     });
 
@@ -1047,6 +1071,29 @@ max_duration = "4h"
             "{e}"
         );
         assert!(problems(&set("-1")).contains("max_pending_requests_per_user"));
+    }
+
+    #[test]
+    fn metrics_listeners_are_off_by_default_and_validated() {
+        let c = parse(&base()).unwrap();
+        assert_eq!(c.approver.unwrap().metrics, None);
+        let set = |v: &str| {
+            base().replace(
+                "request_ttl = \"1h\"",
+                &format!("request_ttl = \"1h\"\nmetrics = {v}"),
+            )
+        };
+        let c = parse(&set("\"127.0.0.1:9223\"")).unwrap();
+        assert_eq!(
+            c.approver.unwrap().metrics,
+            Some("127.0.0.1:9223".parse().unwrap())
+        );
+        let e = problems(&set("\"localhost:9223\""));
+        assert!(
+            e.contains("approver.metrics: \"localhost:9223\" is not an IP:PORT address"),
+            "{e}"
+        );
+        assert!(problems(&set("9223")).contains("metrics"));
     }
 
     #[test]

@@ -70,6 +70,8 @@ fn sweep(gw: &Arc<Gateway>) {
     let catalog = gw.catalog();
     let mut notes: Vec<String> = Vec::new();
     let mut moves: Vec<SessionReport> = Vec::new();
+    // What was cut and how late, counted once the table is let go.
+    let mut cuts: Vec<(EndReason, Option<std::time::Duration>)> = Vec::new();
     for (id, s) in sessions.live.iter_mut() {
         if s.cut.borrow().is_some() {
             continue;
@@ -80,6 +82,7 @@ fn sweep(gw: &Arc<Gateway>) {
             .is_some_and(|c| crate::session::still_valid(c, &s.user, &s.key))
         {
             s.cut.send_replace(Some(EndReason::Deprovisioned));
+            cuts.push((EndReason::Deprovisioned, None));
             notes.push(format!(
                 "session {id}: {} or their key left the catalog; cut",
                 s.user
@@ -105,17 +108,34 @@ fn sweep(gw: &Arc<Gateway>) {
                 s.grant = next.id;
             }
             None => {
+                let expires = current.as_ref().map(|g| g.expires_at);
                 let reason = why_ended(gw, current, s.grant);
                 notes.push(format!(
                     "session {id}: grant {} {}; cut",
                     s.grant,
                     reason.as_str()
                 ));
-                s.cut.send_replace(Some(reason));
+                s.cut.send_replace(Some(reason.clone()));
+                let late = match (&reason, expires) {
+                    (EndReason::Revoked, _) => gw
+                        .metrics
+                        .since_revocation(s.grant, std::time::Instant::now()),
+                    (EndReason::Expired, Some(at)) => {
+                        Some(crate::metrics::late_by(at, std::time::SystemTime::now()))
+                    }
+                    _ => None,
+                };
+                cuts.push((reason, late));
             }
         }
     }
     drop(sessions);
+    for (reason, late) in cuts {
+        gw.metrics.cut(&reason);
+        if let Some(late) = late {
+            gw.metrics.cut_delay(late);
+        }
+    }
     if !notes.is_empty() {
         // Grants ended here: the clock must never again read earlier than this.
         gw.keep_clock_floor(None);
@@ -165,7 +185,9 @@ pub(crate) fn kill(gw: &Gateway, session: &str) {
         let sessions = gw.sessions();
         if let Some(s) = sessions.live.get(session) {
             tracing::info!("session {session}: killed by an admin");
-            s.cut.send_replace(Some(EndReason::Killed));
+            if s.cut.send_replace(Some(EndReason::Killed)).is_none() {
+                gw.metrics.cut(&EndReason::Killed);
+            }
         }
     }
 }
@@ -210,7 +232,9 @@ pub(crate) async fn fail_closed(gw: Arc<Gateway>) {
                 );
                 gw.failed_closed.store(true, Ordering::SeqCst);
                 for s in gw.sessions().live.values() {
-                    s.cut.send_replace(Some(EndReason::FailedClosed));
+                    if s.cut.send_replace(Some(EndReason::FailedClosed)).is_none() {
+                        gw.metrics.cut(&EndReason::FailedClosed);
+                    }
                 }
             }
             r = link.changed() => {

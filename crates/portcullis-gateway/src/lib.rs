@@ -15,6 +15,7 @@ mod errors;
 mod forward;
 mod link;
 mod memory;
+mod metrics;
 mod recorded;
 mod recording;
 mod relay;
@@ -50,6 +51,7 @@ pub async fn run_until(
 ) -> Result<(), GatewayError> {
     let gw = Gateway::open(config, clock).await?;
     gw.recover().await?;
+    metrics::serve(gw.clone()).await?;
     tokio::spawn(link::run(gw.clone()));
     tokio::spawn(spool::run(gw.clone()));
     tokio::spawn(enforce::run(gw.clone()));

@@ -143,6 +143,13 @@ async fn apply(gw: &Gateway, follower: &mut Follower, record: &[u8]) -> Result<(
     })?;
     let store = |e: portcullis_store::StoreError| format!("replica: {e}");
     let digest = follower.last_digest();
+    gw.metrics.heard(verified.rev());
+    if let Verified::Grant { grant, .. } = &verified {
+        if grant.revoked.is_some() {
+            // Its sessions' cut delay counts from its arrival, before the replica's write.
+            gw.metrics.revocation_arrived(grant.id);
+        }
+    }
     match verified {
         // The approver's time: the gateway's clock goes no earlier, now or after a restart.
         Verified::Heartbeat { at, .. } => gw.keep_clock_floor(Some(at)),

@@ -63,6 +63,7 @@ pub(crate) async fn serve(gw: Arc<Gateway>) -> Result<(), GatewayError> {
                 state,
                 channels: HashMap::new(),
                 open_channels: Arc::default(),
+                refused: None,
             }
         },
     )
@@ -94,6 +95,18 @@ struct Conn {
     /// Channels of every kind open on this connection, against
     /// `max_channels_per_connection`.
     open_channels: Arc<AtomicUsize>,
+    /// Why its last attempt to log in was refused, counted if it never logs in.
+    refused: Option<&'static str>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // A login refused is a connection that tried and never got in: a client trying three
+        // keys before the right one is not three refusals.
+        if let (None, Some(reason)) = (&self.holder, self.refused) {
+            self.gw.metrics.login_refused(reason);
+        }
+    }
 }
 
 /// A channel's place in its connection's budget, given back when the channel's work ends.
@@ -137,6 +150,21 @@ impl Conn {
             .then(|| user.name.clone())
     }
 
+    /// Why `identify` found nobody, for the refusals' metric.
+    fn why_unknown(&self, login: &str, key: &russh::keys::PublicKey) -> &'static str {
+        let Some(catalog) = self.gw.catalog() else {
+            return "no_catalog";
+        };
+        let norm = keys::normalize(key);
+        if !catalog.users.contains_key(split_login(login).0) {
+            "unknown_user"
+        } else if catalog.users.values().any(|u| u.keys.contains(&norm)) {
+            "wrong_user"
+        } else {
+            "unknown_key"
+        }
+    }
+
     /// How the user reaches this gateway, for the commands we suggest: `-p PORT USER@HOST`.
     fn reach(&self, user: &str) -> String {
         match self.local {
@@ -146,7 +174,7 @@ impl Conn {
     }
 
     /// Count the connection against the user's cap; admins may use the reserve.
-    fn admit(&self, user: &str) -> Result<(), String> {
+    fn admit(&self, user: &str) -> Result<(), portcullis_ssh::server::Refused> {
         let admin = self
             .gw
             .catalog()
@@ -205,7 +233,10 @@ impl server::Handler for Conn {
         self.holder = None;
         Ok(match self.identify(user, offer.public_key) {
             Some(_) => Auth::Accept,
-            None => Auth::reject(),
+            None => {
+                self.refused = Some(self.why_unknown(user, offer.public_key));
+                Auth::reject()
+            }
         })
     }
 
@@ -217,11 +248,13 @@ impl server::Handler for Conn {
         self.holder = None;
         let Some(name) = self.identify(user, key.public_key) else {
             tracing::info!("{}: key refused for {user:?}", self.peer);
+            self.refused = Some(self.why_unknown(user, key.public_key));
             return Ok(Auth::reject());
         };
         let fingerprint = keys::fingerprint(key.public_key);
         if let Err(why) = self.admit(&name) {
             tracing::warn!("{}: {name} ({fingerprint}) refused: {why}", self.peer);
+            self.refused = Some(why.reason());
             return Ok(Auth::reject());
         }
         tracing::info!("{}: authenticated {name} ({fingerprint})", self.peer);

@@ -310,6 +310,7 @@ pub(crate) async fn report_start(
         at: gw.now(),
     };
     let seq = spool::submit(gw, &report).await?;
+    gw.metrics.session_opened(channel);
     spool::await_delivery(gw, seq).await;
     Ok(())
 }
@@ -327,6 +328,7 @@ pub(crate) struct SessionEnd {
 
 /// Spool the end of a session (its start was reported).
 pub(crate) async fn report_end(gw: &Gateway, session: &str, end: SessionEnd) {
+    gw.metrics.session_ended(end.bytes_in, end.bytes_out);
     let report = SessionReport::Ended {
         session: session.to_string(),
         bytes_in: end.bytes_in,

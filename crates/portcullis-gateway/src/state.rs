@@ -89,6 +89,8 @@ pub struct Gateway {
     pub(crate) conns: Arc<portcullis_ssh::server::Connections>,
     /// Gives memory back to the system after a burst of session closes.
     pub(crate) trimmer: Arc<crate::memory::Trimmer>,
+    /// Counted as things happen; served at `[gateway] metrics`.
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 /// The replica's catalog, if it verifies against the pinned signing key as a whole-catalog
@@ -235,6 +237,7 @@ impl Gateway {
             stopping: std::sync::atomic::AtomicBool::new(false),
             conns: portcullis_ssh::server::Connections::new(),
             trimmer: Arc::default(),
+            metrics: crate::metrics::Metrics::new(),
         }))
     }
 

@@ -27,7 +27,12 @@ pub(crate) async fn graceful(gw: &Gateway) {
     let cut = {
         let sessions = gw.sessions();
         for s in sessions.live.values() {
-            s.cut.send_replace(Some(EndReason::GatewayStopping));
+            if s.cut
+                .send_replace(Some(EndReason::GatewayStopping))
+                .is_none()
+            {
+                gw.metrics.cut(&EndReason::GatewayStopping);
+            }
         }
         sessions.live.len()
     };

@@ -8,6 +8,7 @@
 pub mod algorithms;
 pub mod client;
 pub mod keyfile;
+pub mod metrics_http;
 pub mod server;
 pub mod startups;
 

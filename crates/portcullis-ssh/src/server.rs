@@ -118,7 +118,7 @@ impl ConnState {
     /// Record that the connection authenticated as `who`. Refused, with the reason to log, when
     /// `who` holds their maximum of connections already, or (for an ordinary user) when ordinary
     /// users together hold all but the reserve. The handler then rejects the authentication.
-    pub fn authenticate(&self, who: &str, standing: Standing) -> Result<(), String> {
+    pub fn authenticate(&self, who: &str, standing: Standing) -> Result<(), Refused> {
         let mut principal = lock(&self.principal);
         if principal.is_some() {
             return Ok(());
@@ -126,19 +126,20 @@ impl ConnState {
         let mut holders = lock(&self.holders);
         let held = holders.by_principal.get(who).copied().unwrap_or(0);
         if standing != Standing::Service && held >= self.limits.max_connections_per_user {
-            return Err(format!(
-                "{who} holds {held} connections already (max_connections_per_user)"
-            ));
+            return Err(Refused::UserCap {
+                who: who.to_string(),
+                held,
+            });
         }
         let shared = self
             .limits
             .max_connections
             .saturating_sub(self.limits.reserved_connections);
         if standing == Standing::Ordinary && holders.ordinary >= shared {
-            return Err(format!(
-                "ordinary users hold {} connections, all but the {} reserved for admins and gateways",
-                holders.ordinary, self.limits.reserved_connections
-            ));
+            return Err(Refused::Reserve {
+                held: holders.ordinary,
+                reserved: self.limits.reserved_connections,
+            });
         }
         *holders.by_principal.entry(who.to_string()).or_insert(0) += 1;
         if standing == Standing::Ordinary {
@@ -180,6 +181,27 @@ impl ConnState {
             if standing == Standing::Ordinary {
                 holders.ordinary = holders.ordinary.saturating_sub(1);
             }
+        }
+    }
+}
+
+/// Why [`ConnState::authenticate`] turned a proven identity away.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("{who} holds {held} connections already (max_connections_per_user)")]
+    UserCap { who: String, held: usize },
+    #[error(
+        "ordinary users hold {held} connections, all but the {reserved} reserved for admins and gateways"
+    )]
+    Reserve { held: usize, reserved: usize },
+}
+
+impl Refused {
+    /// A short name for counting refusals by reason (the metrics' `reason` label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refused::UserCap { .. } => "user_connection_cap",
+            Refused::Reserve { .. } => "reserved_connections",
         }
     }
 }

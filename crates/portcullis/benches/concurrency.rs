@@ -172,4 +172,26 @@ fn main() {
         "< 100 ms",
         worst < 100.0,
     );
+
+    // A graceful stop (SIGTERM, as systemd's stop) with every session live: how long until the
+    // gateway exits, and whether each end reached the audit log.
+    held.extend(rt.block_on(open_many(n, &opts, port)));
+    std::thread::sleep(Duration::from_secs(2));
+    let (status, took) = env.stop_gateway();
+    let ended = env
+        .audit_events()
+        .iter()
+        .filter(|e| e["event"] == "session.ended" && e["end_reason"] == "gateway-stopping")
+        .count();
+    rt.block_on(async move { drop(held) });
+    println!(
+        "| SIGTERM with {n} live sessions: exit / ends delivered | {status} in {:.2} s / {ended} of {n} | < 5 s, all |",
+        took.as_secs_f64()
+    );
+    support::summary(
+        &format!("SIGTERM with {n} live sessions: time to exit, ends delivered"),
+        &format!("{:.2} s, {ended} of {n}", took.as_secs_f64()),
+        "< 5 s, all",
+        status.success() && took < Duration::from_secs(5) && ended == n,
+    );
 }
