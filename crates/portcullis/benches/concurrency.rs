@@ -61,7 +61,8 @@ fn main() {
     // connection of its own: lift the per-source budget and handshake rate and the per-user
     // cap (defences against exactly that) for the measurement.
     env.gateway_extra = format!(
-        "max_connections_per_source = {}\nnew_connections_per_source_burst = {}\nmax_connections_per_user = {}",
+        "max_connections_per_source = {}\nnew_connections_per_source_burst = {}\nnew_connections_per_source_per_second = {}\nmax_connections_per_user = {}",
+        n + 100,
         n + 100,
         n + 100,
         n + 100
