@@ -37,7 +37,7 @@ pub struct ApproverKeys {
 impl ApproverKeys {
     /// Load the keys in `data_dir`, making any that are missing.
     pub fn load_or_create(data_dir: &Path) -> Result<ApproverKeys, ApproverError> {
-        let cfg = |e: portcullis_ssh::keyfile::KeyFileError| ApproverError::Config(e.to_string());
+        let cfg = ApproverError::Key;
         let (host, _) =
             portcullis_ssh::keyfile::load_or_create(&data_dir.join(names::APPROVER_HOST))
                 .map_err(cfg)?;

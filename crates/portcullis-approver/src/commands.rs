@@ -323,7 +323,8 @@ pub(crate) fn error_reply(e: &ApproverError, json: bool) -> Reply {
         ApproverError::Conflict(_) => "conflict",
         ApproverError::BadInput(_) => "bad_input",
         ApproverError::Store(_) => "store",
-        ApproverError::Config(_) => "config",
+        ApproverError::Config(_) | ApproverError::Key(_) => "config",
+        ApproverError::Recording(_) => "recording",
     };
     let mut r = Reply::failure(format!("portcullis: {e}\n"), 1);
     if json {

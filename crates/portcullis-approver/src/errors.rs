@@ -21,6 +21,13 @@ pub enum ApproverError {
     BadInput(String),
     #[error("the approver could not record this, so nothing changed: {0}")]
     Store(#[from] portcullis_store::StoreError),
+    /// A recording's file could not be read, written or removed.
+    #[error("{0}")]
+    Recording(#[from] portcullis_store::recordings::RecordingError),
+    /// A key file the approver needs is missing, unreadable or not private.
+    #[error("{0}")]
+    Key(#[from] portcullis_ssh::keyfile::KeyFileError),
+    /// The configuration, or the process's own setup (listening, its data directory), is wrong.
     #[error("{0}")]
     Config(String),
 }

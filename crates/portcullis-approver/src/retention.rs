@@ -51,7 +51,7 @@ async fn prune(app: &Approver, keep: Duration) -> Result<usize, ApproverError> {
         if now.0.saturating_sub(end.at.0) < keep_ms {
             continue;
         }
-        if app.recordings.sha256(&s.id).map_err(store_err)?.is_none() {
+        if app.recordings.sha256(&s.id)?.is_none() {
             continue;
         }
         if !removed_before.contains(&s.id) {
@@ -75,13 +75,8 @@ async fn prune(app: &Approver, keep: Duration) -> Result<usize, ApproverError> {
         let id = s.id.clone();
         tokio::task::spawn_blocking(move || recordings.remove(&id))
             .await
-            .map_err(|e| ApproverError::Config(format!("removing a recording: {e}")))?
-            .map_err(store_err)?;
+            .map_err(|e| ApproverError::Config(format!("removing a recording: {e}")))??;
         removed += 1;
     }
     Ok(removed)
-}
-
-fn store_err(e: portcullis_store::recordings::RecordingError) -> ApproverError {
-    ApproverError::Config(e.to_string())
 }

@@ -661,7 +661,7 @@ async fn receive_report(
                                 let pending = head.split_off(end);
                                 recording = Some((incoming, pending, size));
                             }
-                            Err(e) => return fail(ApproverError::Config(e.to_string())),
+                            Err(e) => return fail(ApproverError::Recording(e)),
                         }
                     }
                     Ok(sessions::Head::Reports) => reports_only = true,
@@ -705,7 +705,7 @@ async fn write_recording(
     })
     .await
     .map_err(|e| ApproverError::Config(format!("writing a recording: {e}")))?
-    .map_err(|e: portcullis_store::recordings::RecordingError| ApproverError::Config(e.to_string()))
+    .map_err(ApproverError::Recording)
 }
 
 /// Resolves when the client goes away, so that blocking commands stop with it.

@@ -77,7 +77,7 @@ pub(crate) async fn report(
                     Err(e) if e.source.kind() == std::io::ErrorKind::InvalidData => {
                         return Err(ApproverError::BadInput(e.to_string()))
                     }
-                    Err(e) => return Err(ApproverError::Config(e.to_string())),
+                    Err(e) => return Err(ApproverError::Recording(e)),
                 }
             }
         }

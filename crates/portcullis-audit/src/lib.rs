@@ -3,7 +3,8 @@
 //!
 //! This crate owns the record format and the chain rules. It must not touch storage or the
 //! network: the store keeps the bytes, the approver decides when to seal, and both hand this
-//! crate plain values. (Session recordings join this crate with the recorded-sessions work.)
+//! crate plain values. It also owns the signed head, the key schedule across signing-key
+//! rotations, and how recordings are checked, converted (`RawCast`) and replayed.
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use portcullis_core::audit_event::AuditEvent;

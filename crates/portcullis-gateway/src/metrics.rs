@@ -263,12 +263,13 @@ pub(crate) async fn serve(gw: Arc<Gateway>) -> Result<(), crate::GatewayError> {
     })?;
     let bound = listener
         .local_addr()
-        .map_err(|e| crate::GatewayError::Io(e.to_string()))?;
+        .map_err(crate::GatewayError::io("cannot read the metrics address"))?;
     // Like gateway.addr: a port of 0 is chosen by the system, and tests read it here.
     let addr_file = gw.settings.data_dir.join("metrics.addr");
-    std::fs::write(&addr_file, format!("{bound}\n")).map_err(|e| {
-        crate::GatewayError::Io(format!("cannot write {}: {e}", addr_file.display()))
-    })?;
+    std::fs::write(&addr_file, format!("{bound}\n")).map_err(crate::GatewayError::io(format!(
+        "cannot write {}",
+        addr_file.display()
+    )))?;
     tracing::info!("gateway metrics at http://{bound}/metrics");
     tokio::spawn(portcullis_ssh::metrics_http::serve(listener, move || {
         gw.metrics.render(&gw)

@@ -35,10 +35,12 @@ pub(crate) async fn serve(gw: Arc<Gateway>) -> Result<(), GatewayError> {
         .map_err(|e| GatewayError::Config(format!("cannot listen on {listen}: {e}")))?;
     let bound = listener
         .local_addr()
-        .map_err(|e| GatewayError::Io(e.to_string()))?;
+        .map_err(GatewayError::io("cannot read the bound address"))?;
     let addr_file = gw.settings.data_dir.join("gateway.addr");
-    std::fs::write(&addr_file, format!("{bound}\n"))
-        .map_err(|e| GatewayError::Io(format!("cannot write {}: {e}", addr_file.display())))?;
+    std::fs::write(&addr_file, format!("{bound}\n")).map_err(GatewayError::io(format!(
+        "cannot write {}",
+        addr_file.display()
+    )))?;
     tracing::info!(
         "gateway {} listening on {bound} (host key {})",
         gw.name,
@@ -68,7 +70,7 @@ pub(crate) async fn serve(gw: Arc<Gateway>) -> Result<(), GatewayError> {
         },
     )
     .await
-    .map_err(|e| GatewayError::Io(format!("accept loop ended: {e}")))
+    .map_err(GatewayError::io("the accept loop ended"))
 }
 
 /// What a login is for, fixed when it authenticates.

@@ -1,4 +1,7 @@
-//! Outgoing SSH connections: to the approver (thin clients, gateways) and, later, to targets.
+//! Outgoing SSH connections: to the approver (thin clients, and a gateway's three links) and
+//! from a gateway to its `ssh` targets for recorded sessions. Host keys are pinned or learned
+//! as `ssh` does (a key of another type for a known host is a changed key); what a peer sends
+//! back is held only up to a bound.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
