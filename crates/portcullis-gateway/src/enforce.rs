@@ -155,9 +155,7 @@ fn sweep(gw: &Arc<Gateway>) {
             }
         });
     }
-    if let Ok(mut v) = gw.view.write() {
-        v.grants.prune(now);
-    }
+    gw.prune_grants(now);
 }
 
 /// Why a session's grant ended: revoked, expired, or withdrawn. A grant already pruned from

@@ -183,16 +183,8 @@ async fn apply(gw: &Gateway, follower: &mut Follower, record: &[u8]) -> Result<(
                 catalog.targets.len(),
                 grants.len()
             );
-            if let Ok(mut v) = gw.view.write() {
-                v.catalog = Some(Arc::new(catalog));
-                v.grants = portcullis_core::grant_index::GrantIndex::default();
-                for (g, _) in grants {
-                    v.grants.upsert(g);
-                }
-            }
             // Sessions on grants the snapshot no longer holds end now.
-            gw.grants_changed.send_modify(|n| *n += 1);
-            gw.enforce_wake.notify_one();
+            gw.replace_view(catalog, grants.into_iter().map(|(g, _)| g));
         }
         Verified::Catalog {
             rev,
@@ -208,11 +200,7 @@ async fn apply(gw: &Gateway, follower: &mut Follower, record: &[u8]) -> Result<(
                 catalog.users.len(),
                 catalog.targets.len()
             );
-            if let Ok(mut v) = gw.view.write() {
-                v.catalog = Some(Arc::new(catalog));
-            }
-            // A user or key may have gone: the enforcer re-checks every live session.
-            gw.enforce_wake.notify_one();
+            gw.set_catalog(catalog);
         }
         Verified::Grant { rev, grant, signed } => {
             gw.replica
@@ -225,11 +213,7 @@ async fn apply(gw: &Gateway, follower: &mut Follower, record: &[u8]) -> Result<(
                 grant.user,
                 grant.target
             );
-            if let Ok(mut v) = gw.view.write() {
-                v.grants.upsert(grant);
-            }
-            gw.grants_changed.send_modify(|n| *n += 1);
-            gw.enforce_wake.notify_one();
+            gw.apply_grant(grant);
         }
         Verified::Kill { rev, session } => {
             gw.replica

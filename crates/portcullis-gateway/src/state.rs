@@ -67,7 +67,7 @@ pub struct Gateway {
     pub(crate) signing: Vec<VerifyingKey>,
     pub(crate) replica: Replica,
     pub(crate) clock: Arc<portcullis_core::HighWaterClock<Arc<dyn Clock>>>,
-    pub(crate) view: RwLock<View>,
+    view: RwLock<View>,
     pub(crate) sessions: Mutex<Sessions>,
     pub(crate) enforce_wake: Notify,
     pub(crate) spool_wake: Notify,
@@ -310,25 +310,74 @@ impl Gateway {
         }
     }
 
+    // The view (catalog and grants in force) changes only through the methods below, each of
+    // which wakes whoever must act on the change. One policy for a poisoned lock everywhere:
+    // take it over. The data are plain values, and a view that stopped updating after a panic
+    // elsewhere would keep enforcing a stale catalog or miss a revocation (failing open).
+    fn read_view(&self) -> std::sync::RwLockReadGuard<'_, View> {
+        self.view
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_view(&self) -> std::sync::RwLockWriteGuard<'_, View> {
+        self.view
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub(crate) fn catalog(&self) -> Option<Arc<Catalog>> {
-        self.view.read().ok().and_then(|v| v.catalog.clone())
+        self.read_view().catalog.clone()
     }
 
     /// The longest-lasting active grant for (user, target).
     pub(crate) fn active_grant(&self, user: &str, target: &str) -> Option<Grant> {
         let now = self.now();
-        self.view
-            .read()
-            .ok()
-            .and_then(|v| v.grants.active(user, target, now).cloned())
+        self.read_view().grants.active(user, target, now).cloned()
     }
 
     /// A grant by id, as last received.
     pub(crate) fn grant(&self, user: &str, id: u64) -> Option<Grant> {
-        self.view
-            .read()
-            .ok()
-            .and_then(|v| v.grants.for_user(user).find(|g| g.id == id).cloned())
+        self.read_view()
+            .grants
+            .for_user(user)
+            .find(|g| g.id == id)
+            .cloned()
+    }
+
+    /// A new catalog in force: the enforcer re-checks every live session (a user or key may
+    /// have gone).
+    pub(crate) fn set_catalog(&self, catalog: Catalog) {
+        self.write_view().catalog = Some(Arc::new(catalog));
+        self.enforce_wake.notify_one();
+    }
+
+    /// A grant arrived (issued, or revoked): sessions waiting for it may open, and the
+    /// enforcer's timer must cover its end.
+    pub(crate) fn apply_grant(&self, grant: Grant) {
+        self.write_view().grants.upsert(grant);
+        self.grants_changed.send_modify(|n| *n += 1);
+        self.enforce_wake.notify_one();
+    }
+
+    /// Start over from a snapshot: this catalog and exactly these grants. Sessions on grants
+    /// it does not hold end at the enforcer's next sweep, which this wakes.
+    pub(crate) fn replace_view(&self, catalog: Catalog, grants: impl IntoIterator<Item = Grant>) {
+        {
+            let mut v = self.write_view();
+            v.catalog = Some(Arc::new(catalog));
+            v.grants = GrantIndex::default();
+            for g in grants {
+                v.grants.upsert(g);
+            }
+        }
+        self.grants_changed.send_modify(|n| *n += 1);
+        self.enforce_wake.notify_one();
+    }
+
+    /// Forget grants that have ended by `now`.
+    pub(crate) fn prune_grants(&self, now: Timestamp) {
+        self.write_view().grants.prune(now);
     }
 
     /// The live-session table. A panic elsewhere while holding it must not stop enforcement,
