@@ -627,9 +627,12 @@ impl Approver {
                 Err(p) => *p.into_inner() = catalog,
             }
         }
-        if let Ok(mut live) = self.live.write() {
-            live.apply(&tx.batch, tx.now);
-        }
+        // A poisoned lock is taken over (one policy everywhere): skipping would leave the
+        // mirror, or the scheduler's deadlines, behind what was committed.
+        self.live
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .apply(&tx.batch, tx.now);
         self.metrics.committed(&tx.batch);
         self.waiters.decided(
             tx.batch
@@ -640,9 +643,10 @@ impl Approver {
         );
         drop(guard);
         if !tx.deadlines.is_empty() {
-            if let Ok(mut d) = self.deadlines.lock() {
-                d.extend(tx.deadlines);
-            }
+            self.deadlines
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(tx.deadlines);
             self.wake.notify_one();
         }
         self.changed.send_modify(|n| *n += 1);

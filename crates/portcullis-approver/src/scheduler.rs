@@ -13,7 +13,12 @@ use crate::app::{Approver, Deadline};
 /// Run until the process ends.
 pub(crate) async fn run(app: Arc<Approver>) {
     loop {
-        let next = app.deadlines.lock().ok().and_then(|d| d.first().copied());
+        let next = app
+            .deadlines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .first()
+            .copied();
         match next {
             None => app.wake.notified().await,
             Some((at, _)) => {
@@ -95,9 +100,10 @@ async fn fire_due(app: &Approver) {
         if let Err(e) = result {
             // Put it back so the event is not lost; try again shortly.
             tracing::error!("could not record a deadline ({what:?}): {e}; retrying");
-            if let Ok(mut d) = app.deadlines.lock() {
-                d.insert((now.plus(std::time::Duration::from_secs(1)), what));
-            }
+            app.deadlines
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert((now.plus(std::time::Duration::from_secs(1)), what));
         }
     }
 }
