@@ -5,36 +5,23 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::common::{self, grant, Tunnel};
 use crate::support::targets::free_port;
-use crate::support::{rss_kib, run, Env, Out, SOON};
+use crate::support::{rss_kib, Env, Out, SOON};
 
 /// Stock `ssh -v` to `port` as `user` with `opts`, running `whoami`.
 fn stock(env: &Env, port: &str, user: &str, opts: &[&str]) -> Out {
-    let mut c = Command::new("ssh");
-    c.args(["-v", "-n", "-F", "/dev/null", "-p", port, "-i"])
-        .arg(env.key(user))
-        .args([
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "ConnectTimeout=20",
-        ])
-        .args(opts)
-        .arg(format!("{user}@127.0.0.1"))
-        .arg("whoami");
-    run(&mut c)
+    let opts: Vec<&str> = ["-o", "ConnectTimeout=20"]
+        .iter()
+        .chain(opts)
+        .copied()
+        .collect();
+    crate::support::ssh_with_keys(port, user, &[&env.key(user)], &opts, &["whoami"])
 }
 
 fn refused(out: &Out, needle: &str, what: &str) {
@@ -287,17 +274,11 @@ fn settle(mut f: impl FnMut() -> u64, still: Duration) -> u64 {
     }
 }
 
-#[test]
-fn many_stalled_channels_on_one_connection_hold_bounded_memory() {
-    const CHANNELS: usize = 60;
-    let hole = black_hole();
-    let g = common::start(&crate::support::tcp_target("hole", hole));
-    let env = &g.env;
-    grant(env, "alice", "hole", "1h");
-    let pid = env.gateway.as_ref().unwrap().id();
-    // One stock `ssh -N -L`: every local connection is a channel on the same SSH connection.
+/// One stock `ssh -N -L` to `target:port` as alice, once it listens: every local connection
+/// to the returned port is a channel on the same SSH connection.
+fn listening_forward(env: &Env, target: &str, port: u16) -> (std::process::Child, u16) {
     let local = free_port();
-    let mut fwd = common::local_forward(env, "alice", &format!("127.0.0.1:{local}:hole:{hole}"))
+    let fwd = common::local_forward(env, "alice", &format!("127.0.0.1:{local}:{target}:{port}"))
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -307,6 +288,18 @@ fn many_stalled_channels_on_one_connection_hold_bounded_memory() {
         assert!(Instant::now() < deadline, "the forward never listened");
         std::thread::sleep(Duration::from_millis(20));
     }
+    (fwd, local)
+}
+
+#[test]
+fn many_stalled_channels_on_one_connection_hold_bounded_memory() {
+    const CHANNELS: usize = 60;
+    let hole = black_hole();
+    let g = common::start(&crate::support::tcp_target("hole", hole));
+    let env = &g.env;
+    grant(env, "alice", "hole", "1h");
+    let pid = env.gateway.as_ref().unwrap().id();
+    let (mut fwd, local) = listening_forward(env, "hole", hole);
     std::thread::sleep(Duration::from_millis(300));
     let rss_before = rss_kib(pid);
     // Each channel's client writes as fast as it can into a target that never reads.
@@ -378,17 +371,7 @@ fn many_channels_whose_client_stops_reading_hold_bounded_memory() {
     let env = &g.env;
     grant(env, "alice", "flood", "1h");
     let pid = env.gateway.as_ref().unwrap().id();
-    let local = free_port();
-    let mut fwd = common::local_forward(env, "alice", &format!("127.0.0.1:{local}:flood:{flood}"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + SOON;
-    while TcpStream::connect(("127.0.0.1", local)).is_err() {
-        assert!(Instant::now() < deadline, "the forward never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut fwd, local) = listening_forward(env, "flood", flood);
     std::thread::sleep(Duration::from_millis(300));
     let rss_before = rss_kib(pid);
     // Connected and never read: ssh's channel buffers fill, then its window stays shut.

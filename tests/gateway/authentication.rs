@@ -2,37 +2,18 @@
 //! in as another, state resets when the user name changes mid-auth, attempts are capped, and
 //! an unknown user is refused no faster than a known one.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use russh::keys::{load_secret_key, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 
 use super::common::{self, grant};
-use crate::support::{keygen, median, run, Env, Out};
+use crate::support::{keygen, median, Env, Out};
 
 /// Stock ssh to the gateway with exactly these identity files and `-v`.
 fn ssh_with_keys(env: &Env, login: &str, keys: &[std::path::PathBuf], args: &[&str]) -> Out {
-    let mut c = Command::new("ssh");
-    c.args(["-v", "-n", "-F", "/dev/null", "-p", &env.gw_port()]);
-    for k in keys {
-        c.arg("-i").arg(k);
-    }
-    c.args([
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "PreferredAuthentications=publickey",
-    ])
-    .arg(format!("{login}@127.0.0.1"))
-    .args(args);
-    run(&mut c)
+    let keys: Vec<&std::path::Path> = keys.iter().map(|k| k.as_path()).collect();
+    crate::support::ssh_with_keys(&env.gw_port(), login, &keys, &[], args)
 }
 
 #[test]

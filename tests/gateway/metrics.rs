@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
 use super::common::{grant, Tunnel};
-use crate::support::{keygen, run, targets::Echo, tcp_target, Env};
+use crate::support::{keygen, ssh_with_keys, targets::Echo, tcp_target, Env};
 
 /// One sample: its name and labels (`name{k="v",…}`, labels sorted), and its value.
 type Samples = BTreeMap<String, f64>;
@@ -69,23 +69,7 @@ fn value(m: &Samples, key: &str) -> f64 {
 
 /// `ssh` to the gateway with `key` as `login`: refused, it exits 255.
 fn refused_login(env: &Env, login: &str, key: &std::path::Path) {
-    let out = run(Command::new("ssh")
-        .args(["-n", "-F", "/dev/null", "-p", &env.gw_port(), "-i"])
-        .arg(key)
-        .args([
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "PreferredAuthentications=publickey",
-        ])
-        .arg(format!("{login}@127.0.0.1"))
-        .arg("whoami"));
+    let out = ssh_with_keys(&env.gw_port(), login, &[key], &[], &["whoami"]);
     assert_eq!(out.code, 255, "{login} got in: {}", out.stderr);
 }
 
@@ -145,21 +129,7 @@ fn metrics_count_what_happened() {
     refused_login(&env, "alice", &env.key("bob"));
     // And one at the approver.
     let port = env.addr.rsplit(':').next().unwrap().to_string();
-    let out = run(Command::new("ssh")
-        .args(["-n", "-F", "/dev/null", "-p", &port, "-i"])
-        .arg(&stranger)
-        .args([
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .arg("alice@127.0.0.1")
-        .arg("status"));
+    let out = ssh_with_keys(&port, "alice", &[&stranger], &[], &["status"]);
     assert_eq!(out.code, 255, "{}", out.stderr);
 
     // A refused connection is counted as it goes, and the ends are counted as reported.

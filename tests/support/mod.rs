@@ -669,6 +669,33 @@ fn write_if_changed(path: &Path, text: String) -> std::io::Result<()> {
     std::fs::write(path, text)
 }
 
+/// Stock `ssh -v -n` to `127.0.0.1:PORT` as `login` with exactly these identity files and
+/// public-key authentication only, host keys not checked (for refusals, where the server's
+/// identity is not what is tested); `opts` go before the destination, `args` after it.
+pub fn ssh_with_keys(port: &str, login: &str, keys: &[&Path], opts: &[&str], args: &[&str]) -> Out {
+    let mut c = Command::new("ssh");
+    c.args(["-v", "-n", "-F", "/dev/null", "-p", port]);
+    for k in keys {
+        c.arg("-i").arg(k);
+    }
+    c.args([
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "PreferredAuthentications=publickey",
+    ])
+    .args(opts)
+    .arg(format!("{login}@127.0.0.1"))
+    .args(args);
+    run(&mut c)
+}
+
 pub fn run(c: &mut Command) -> Out {
     Out::from(c.stdin(Stdio::null()).output().expect("run command"))
 }

@@ -397,3 +397,60 @@ impl Drop for Postgres {
             .output();
     }
 }
+
+/// A throughput sink for forward benchmarks: reads an announced length (8 bytes, big-endian),
+/// then that many bytes, then answers one byte, on which the sender's clock stops.
+pub fn throughput_sink() -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut len = [0u8; 8];
+                if c.read_exact(&mut len).is_err() {
+                    return;
+                }
+                let mut left = u64::from_be_bytes(len);
+                while left > 0 {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => left = left.saturating_sub(n as u64),
+                    }
+                }
+                let _ = c.write_all(b"k");
+            });
+        }
+    });
+    port
+}
+
+/// Push `bytes` through a forward listening on `port` to a [`throughput_sink`]: the seconds
+/// from the first byte to the sink's answer.
+pub fn timed_push(port: u16, bytes: u64) -> f64 {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut c = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(c) => break c,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("forward never listened: {e}"),
+        }
+    };
+    let chunk = vec![0x5au8; 256 * 1024];
+    let start = std::time::Instant::now();
+    c.write_all(&bytes.to_be_bytes()).unwrap();
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        c.write_all(&chunk[..n]).unwrap();
+        left -= n as u64;
+    }
+    let mut ok = [0u8; 1];
+    c.read_exact(&mut ok).unwrap();
+    start.elapsed().as_secs_f64()
+}

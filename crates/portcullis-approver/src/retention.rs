@@ -37,29 +37,39 @@ pub(crate) async fn run(app: Arc<Approver>) {
 async fn prune(app: &Approver, keep: Duration) -> Result<usize, ApproverError> {
     let now = app.now();
     let keep_ms = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
+    // Sessions past retention whose recording is still on disk. Most passes find none and
+    // read nothing more.
+    let mut due = Vec::new();
+    for s in app.store.sessions()? {
+        let Some((sha256, at)) = s
+            .end
+            .as_ref()
+            .and_then(|e| e.recording.as_ref().map(|(sha, _)| (sha.clone(), e.at)))
+        else {
+            continue;
+        };
+        if now.0.saturating_sub(at.0) >= keep_ms && app.recordings.locate(&s.id)?.is_some() {
+            due.push((s, sha256));
+        }
+    }
+    if due.is_empty() {
+        return Ok(0);
+    }
+    // Removals already in the log (a pass cut short between the event and the file) get no
+    // second event.
     let removed_before: BTreeSet<String> =
         portcullis_audit::expected_recordings(app.store.audit_records())
             .removed
             .into_iter()
             .collect();
-    let mut removed = 0;
-    for s in app.store.sessions()? {
-        let Some(end) = &s.end else { continue };
-        let Some((sha256, _)) = &end.recording else {
-            continue;
-        };
-        if now.0.saturating_sub(end.at.0) < keep_ms {
-            continue;
-        }
-        if app.recordings.sha256(&s.id)?.is_none() {
-            continue;
-        }
+    let removed = due.len();
+    for (s, sha256) in due {
         if !removed_before.contains(&s.id) {
             let event = AuditEvent::new(
                 "approver",
                 EventKind::RecordingRemoved {
                     session: s.id.clone(),
-                    sha256: sha256.clone(),
+                    sha256,
                     why: format!("retention {}", format_duration(keep)),
                 },
             )
@@ -76,7 +86,6 @@ async fn prune(app: &Approver, keep: Duration) -> Result<usize, ApproverError> {
         tokio::task::spawn_blocking(move || recordings.remove(&id))
             .await
             .map_err(|e| ApproverError::Config(format!("removing a recording: {e}")))??;
-        removed += 1;
     }
     Ok(removed)
 }

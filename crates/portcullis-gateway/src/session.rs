@@ -88,6 +88,8 @@ pub(crate) enum Refusal {
     Deprovisioned { user: String },
     /// The target is not one this user may reach this way; the message says why.
     Target(String),
+    /// The session was cut already; the message says why.
+    Ended(String),
     /// No live grant for (user, target): may only be late, if one was just approved.
     NoGrant {
         user: String,
@@ -100,7 +102,9 @@ impl Refusal {
     /// What the user is told.
     pub fn message(&self) -> String {
         match self {
-            Refusal::FailedClosed(why) | Refusal::Target(why) => why.clone(),
+            Refusal::FailedClosed(why) | Refusal::Target(why) | Refusal::Ended(why) => {
+                why.clone()
+            }
             Refusal::NoCatalog => {
                 "portcullis: this gateway has not heard from the approver yet; try again shortly"
                     .into()
@@ -250,7 +254,7 @@ impl Live {
     /// a grant's end and its sweep.
     pub fn check(&self) -> Result<(), Refusal> {
         if let Some(reason) = self.cut_reason() {
-            return Err(Refusal::Target(
+            return Err(Refusal::Ended(
                 cut_message(
                     &self.gw,
                     &reason,
@@ -391,22 +395,20 @@ pub(crate) fn disconnect_if_last_later(who: &Holder, left: &Left, why: &str) {
     let (who, why) = (who.clone(), why.to_string());
     tokio::spawn(async move {
         tokio::time::sleep(LINGER).await;
-        disconnect_if_last(
-            &who,
-            &Left {
-                grant: None,
-                others: false,
-            },
-            &why,
-        )
-        .await;
+        disconnect(&who, &why).await;
     });
 }
 
 /// After a session was cut: the last session of a connection takes the connection with it,
 /// with the reason in the disconnect message (`Received disconnect …: portcullis: …`).
 pub(crate) async fn disconnect_if_last(who: &Holder, left: &Left, why: &str) {
-    if let (false, Some(handle)) = (left.others, &who.handle) {
+    if !left.others {
+        disconnect(who, why).await;
+    }
+}
+
+async fn disconnect(who: &Holder, why: &str) {
+    if let Some(handle) = &who.handle {
         let _ = handle
             .disconnect(
                 russh::Disconnect::ByApplication,

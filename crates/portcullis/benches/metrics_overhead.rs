@@ -11,64 +11,14 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::median;
-use support::targets::free_port;
-
-/// Reads the announced length, then answers one byte: the sender's clock stops on it.
-fn sink() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(mut c) = c else { continue };
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 256 * 1024];
-                let mut len = [0u8; 8];
-                if c.read_exact(&mut len).is_err() {
-                    return;
-                }
-                let mut left = u64::from_be_bytes(len);
-                while left > 0 {
-                    match c.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => left = left.saturating_sub(n as u64),
-                    }
-                }
-                let _ = c.write_all(b"k");
-            });
-        }
-    });
-    port
-}
-
-fn push(port: u16, bytes: u64) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut c = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(c) => break c,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("forward never listened: {e}"),
-        }
-    };
-    let chunk = vec![0x5au8; 256 * 1024];
-    let start = Instant::now();
-    c.write_all(&bytes.to_be_bytes()).unwrap();
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(chunk.len() as u64) as usize;
-        c.write_all(&chunk[..n]).unwrap();
-        left -= n as u64;
-    }
-    let mut ok = [0u8; 1];
-    c.read_exact(&mut ok).unwrap();
-    start.elapsed().as_secs_f64()
-}
+use support::targets::{free_port, throughput_sink, timed_push};
 
 /// Scrape `/metrics` at `addr_file`'s address every `every` until `stop`.
 fn scraper(addr_file: std::path::PathBuf, every: Duration, stop: Arc<AtomicBool>) {
@@ -91,7 +41,7 @@ fn main() {
     let mb: u64 = support::env_or("FORWARD_MB", 256);
     let runs: usize = support::env_or("RUNS", 7);
     let scrape = Duration::from_millis(support::env_or("SCRAPE_MS", 1000));
-    let sink_port = sink();
+    let sink_port = throughput_sink();
     let mut env = support::Env::prepare("24h", &support::tcp_target("sink", sink_port));
     env.start_approver();
     assert_eq!(
@@ -134,7 +84,7 @@ fn main() {
                 .stdin(Stdio::null())
                 .spawn()
                 .unwrap();
-            let t = push(local, bytes);
+            let t = timed_push(local, bytes);
             stop.store(true, Ordering::Relaxed);
             let _ = child.kill();
             let _ = child.wait();
