@@ -204,7 +204,7 @@ pub struct ClientOpts {
     #[arg(
         long,
         env = "PORTCULLIS_APPROVER",
-        default_value = "127.0.0.1:2223",
+        default_value = portcullis_core::config::DEFAULT_APPROVER_LISTEN,
         value_name = "HOST:PORT",
         global = true
     )]
@@ -470,6 +470,27 @@ mod tests {
             &mut missing,
         );
         assert!(missing.is_empty(), "no example in the help of: {missing:?}");
+    }
+
+    #[test]
+    fn the_help_states_the_default_ports() {
+        use portcullis_core::config::{DEFAULT_APPROVER_LISTEN, DEFAULT_GATEWAY_LISTEN};
+        let cli = Cli::command();
+        for (sub, listen) in [
+            ("approver", DEFAULT_APPROVER_LISTEN),
+            ("gateway", DEFAULT_GATEWAY_LISTEN),
+        ] {
+            let port = listen.rsplit(':').next().unwrap_or_default();
+            let about = cli
+                .find_subcommand(sub)
+                .and_then(|c| c.get_about())
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            assert!(
+                about.contains(&format!("port {port} by default")),
+                "{about}"
+            );
+        }
     }
 
     #[test]

@@ -11,9 +11,6 @@ use serde::Deserialize;
 
 use super::limits::ConnectionLimits;
 
-/// The default control-plane port (SPEC).
-pub const DEFAULT_APPROVER_LISTEN: &str = "127.0.0.1:2223";
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApproverFile {
@@ -49,6 +46,3 @@ pub struct ApproverSettings {
     /// Where Prometheus scrapes `/metrics` (`metrics`; `None`: no metrics listener).
     pub metrics: Option<SocketAddr>,
 }
-
-/// The default of `[approver] max_pending_requests_per_user`.
-pub const DEFAULT_MAX_PENDING_REQUESTS_PER_USER: usize = 10;

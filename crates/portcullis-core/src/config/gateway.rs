@@ -11,9 +11,6 @@ use serde::Deserialize;
 
 use super::limits::ConnectionLimits;
 
-/// The default gateway port (SPEC).
-pub const DEFAULT_GATEWAY_LISTEN: &str = "0.0.0.0:2222";
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayFile {
@@ -57,9 +54,6 @@ impl OneOrMany {
         }
     }
 }
-
-/// The default cap on channels (sessions, forwards) open at once on one gateway connection.
-pub const DEFAULT_MAX_CHANNELS_PER_CONNECTION: usize = 64;
 
 /// A gateway's own settings (used by the gateway process).
 #[derive(Debug, Clone, PartialEq, Eq)]

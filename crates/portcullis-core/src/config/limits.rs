@@ -39,31 +39,6 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
 }
 
-impl ConnectionLimits {
-    /// The approver's defaults: its clients run one command and go.
-    pub const APPROVER: ConnectionLimits = ConnectionLimits {
-        max_connections: 4096,
-        max_connections_per_source: 512,
-        new_connections_per_source_per_second: 32,
-        new_connections_per_source_burst: 128,
-        max_connections_per_user: 16,
-        reserved_connections: 64,
-        login_grace: Duration::from_secs(30),
-        idle_timeout: Duration::from_secs(60),
-    };
-    /// The gateway's defaults: an `ssh -N -L` waiting for its first forward is normal use.
-    pub const GATEWAY: ConnectionLimits = ConnectionLimits {
-        max_connections: 4096,
-        max_connections_per_source: 512,
-        new_connections_per_source_per_second: 32,
-        new_connections_per_source_burst: 128,
-        max_connections_per_user: 32,
-        reserved_connections: 64,
-        login_grace: Duration::from_secs(30),
-        idle_timeout: Duration::from_secs(15 * 60),
-    };
-}
-
 /// The connection keys of one section, as written.
 pub(super) struct LimitKeys<'a> {
     pub(super) max_connections: Option<usize>,

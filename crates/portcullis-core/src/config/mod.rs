@@ -8,6 +8,7 @@
 //! form; this module holds the file as a whole, the validated [`Config`] and the error.
 
 mod approver;
+mod defaults;
 mod gateway;
 mod gateways;
 mod groups;
@@ -22,7 +23,6 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -32,13 +32,9 @@ use crate::catalog::{
 use crate::keys;
 use crate::window::Window;
 
-pub use approver::{
-    ApproverFile, ApproverSettings, DEFAULT_APPROVER_LISTEN, DEFAULT_MAX_PENDING_REQUESTS_PER_USER,
-};
-pub use gateway::{
-    GatewayFile, GatewaySettings, OneOrMany, DEFAULT_GATEWAY_LISTEN,
-    DEFAULT_MAX_CHANNELS_PER_CONNECTION,
-};
+pub use approver::{ApproverFile, ApproverSettings};
+pub use defaults::*;
+pub use gateway::{GatewayFile, GatewaySettings, OneOrMany};
 pub use gateways::GatewayEntry;
 pub use groups::GroupEntry;
 pub use limits::ConnectionLimits;
@@ -110,12 +106,11 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
                 format!("{listen:?} is not an IP:PORT address"),
             );
         }
-        let request_ttl = match &a.request_ttl {
-            Some(t) => p
-                .duration("approver.request_ttl", t)
-                .unwrap_or(Duration::from_secs(86_400)),
-            None => Duration::from_secs(86_400),
-        };
+        let request_ttl = a
+            .request_ttl
+            .as_deref()
+            .and_then(|t| p.duration("approver.request_ttl", t))
+            .unwrap_or(DEFAULT_REQUEST_TTL);
         let limits = p.limits(
             "approver",
             LimitKeys {
@@ -189,12 +184,11 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
         if g.grant_signing_key.is_some() && grant_signing_keys.is_empty() {
             p.push("gateway.grant_signing_key", "an empty list pins no key");
         }
-        let expiry_warning = match &g.expiry_warning {
-            Some(t) => p
-                .duration("gateway.expiry_warning", t)
-                .unwrap_or(Duration::from_secs(300)),
-            None => Duration::from_secs(300),
-        };
+        let expiry_warning = g
+            .expiry_warning
+            .as_deref()
+            .and_then(|t| p.duration("gateway.expiry_warning", t))
+            .unwrap_or(DEFAULT_EXPIRY_WARNING);
         let fail_closed = match g.fail_mode.as_deref() {
             None | Some("open-until-expiry") => false,
             Some("closed") => true,
@@ -206,12 +200,11 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
                 false
             }
         };
-        let fail_after = match &g.fail_after {
-            Some(t) => p
-                .duration("gateway.fail_after", t)
-                .unwrap_or(Duration::from_secs(30)),
-            None => Duration::from_secs(30),
-        };
+        let fail_after = g
+            .fail_after
+            .as_deref()
+            .and_then(|t| p.duration("gateway.fail_after", t))
+            .unwrap_or(DEFAULT_FAIL_AFTER);
         if let Some(name) = &g.name {
             // A gateway-only file need not list [[gateways]]; where it does, the name must be one.
             if !file.gateways.is_empty() && !file.gateways.iter().any(|e| &e.name == name) {
@@ -248,7 +241,7 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
             expiry_warning,
             fail_closed,
             fail_after,
-            record_input: g.record_input.unwrap_or(true),
+            record_input: g.record_input.unwrap_or(DEFAULT_RECORD_INPUT),
             limits,
             max_channels_per_connection: g
                 .max_channels_per_connection
@@ -494,8 +487,10 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
             .default_duration
             .as_ref()
             .and_then(|d| p.duration(&format!("{field}.default_duration"), d));
-        let max_duration = max.unwrap_or(Duration::from_secs(3600));
-        let default_duration = default.unwrap_or(max_duration.min(Duration::from_secs(3600)));
+        // A bad max_duration is already a problem; the cap stands in for it so that the checks
+        // after it still run.
+        let max_duration = max.unwrap_or(DEFAULT_DURATION_CAP);
+        let default_duration = default.unwrap_or(max_duration.min(DEFAULT_DURATION_CAP));
         if default_duration > max_duration {
             p.push(
                 format!("{field}.default_duration"),
@@ -505,7 +500,7 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
         let approvals = match (pe.approvals, pe.approvers.is_empty()) {
             (Some(0), _) => {
                 p.push(format!("{field}.approvals"), "must be at least 1");
-                1
+                DEFAULT_APPROVALS
             }
             (Some(n), true) => {
                 p.push(
@@ -515,7 +510,7 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
                 n
             }
             (Some(n), false) => n,
-            (None, _) => 1,
+            (None, _) => DEFAULT_APPROVALS,
         };
         let auto_approve = pe.auto_approve.as_ref().map(|a| {
             for (j, g) in a.groups.iter().enumerate() {
