@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use portcullis_core::config::FailMode;
 use portcullis_core::model::SessionReport;
 use portcullis_core::Timestamp;
 use tokio::time::Instant;
@@ -199,7 +200,7 @@ pub(crate) fn kill(gw: &Gateway, session: &str) {
 /// with reconnects at most a few seconds apart a deadline restarted on each would never run out.
 pub(crate) async fn fail_closed(gw: Arc<Gateway>) {
     use std::sync::atomic::Ordering;
-    if !gw.settings.fail_closed {
+    if gw.settings.fail_mode != FailMode::Closed {
         return;
     }
     let mut link = gw.link.subscribe();

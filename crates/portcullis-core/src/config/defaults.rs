@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::gateway::FailMode;
 use super::limits::ConnectionLimits;
 
 /// `[approver] listen`: the control-plane port (SPEC). Also where the thin clients and a
@@ -21,6 +22,10 @@ pub const DEFAULT_GATEWAY_LISTEN: &str = "0.0.0.0:2222";
 
 /// `[gateway] expiry_warning`: how long before its grant ends a terminal session is told.
 pub const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(5 * 60);
+
+/// `[gateway] fail_mode`: a gateway cut off from the approver still honours what it was
+/// granted; closing instead is the operator's choice.
+pub const DEFAULT_FAIL_MODE: FailMode = FailMode::OpenUntilExpiry;
 
 /// `[gateway] fail_after`: how long the approver link may be down before
 /// `fail_mode = "closed"` shuts the gateway.
@@ -66,6 +71,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::config::Choice;
     use crate::time::parse_duration;
 
     /// The operators' key table, which states every default in words.
@@ -117,6 +123,7 @@ mod tests {
         assert_eq!(text("[gateway] listen"), DEFAULT_GATEWAY_LISTEN);
         assert!(d["[gateway] approver"].1.contains(DEFAULT_APPROVER_LISTEN));
         assert_eq!(duration("[gateway] expiry_warning"), DEFAULT_EXPIRY_WARNING);
+        assert_eq!(text("[gateway] fail_mode"), DEFAULT_FAIL_MODE.spelling());
         assert_eq!(duration("[gateway] fail_after"), DEFAULT_FAIL_AFTER);
         assert_eq!(
             text("[gateway] record_input"),

@@ -55,6 +55,16 @@ impl OneOrMany {
     }
 }
 
+/// What a gateway does while the approver is away (`fail_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// Enforce the signed grants the replica holds to their end; new requests wait.
+    OpenUntilExpiry,
+    /// Once the link has been down longer than `fail_after`, cut every session and refuse new
+    /// ones until it is back.
+    Closed,
+}
+
 /// A gateway's own settings (used by the gateway process).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewaySettings {
@@ -66,7 +76,7 @@ pub struct GatewaySettings {
     /// Every pinned grant-signing key (none: the gateway will not start).
     pub grant_signing_keys: Vec<String>,
     pub expiry_warning: Duration,
-    pub fail_closed: bool,
+    pub fail_mode: FailMode,
     pub fail_after: Duration,
     pub record_input: bool,
     pub limits: ConnectionLimits,

@@ -8,6 +8,7 @@
 //! form; this module holds the file as a whole, the validated [`Config`] and the error.
 
 mod approver;
+mod choice;
 mod defaults;
 mod gateway;
 mod gateways;
@@ -33,8 +34,9 @@ use crate::keys;
 use crate::window::Window;
 
 pub use approver::{ApproverFile, ApproverSettings};
+pub use choice::Choice;
 pub use defaults::*;
-pub use gateway::{GatewayFile, GatewaySettings, OneOrMany};
+pub use gateway::{FailMode, GatewayFile, GatewaySettings, OneOrMany};
 pub use gateways::GatewayEntry;
 pub use groups::GroupEntry;
 pub use limits::ConnectionLimits;
@@ -189,17 +191,11 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
             .as_deref()
             .and_then(|t| p.duration("gateway.expiry_warning", t))
             .unwrap_or(DEFAULT_EXPIRY_WARNING);
-        let fail_closed = match g.fail_mode.as_deref() {
-            None | Some("open-until-expiry") => false,
-            Some("closed") => true,
-            Some(other) => {
-                p.push(
-                    "gateway.fail_mode",
-                    format!("{other:?} is not one of \"open-until-expiry\", \"closed\""),
-                );
-                false
-            }
-        };
+        let fail_mode = g
+            .fail_mode
+            .as_deref()
+            .and_then(|m| p.choice("gateway.fail_mode", m))
+            .unwrap_or(DEFAULT_FAIL_MODE);
         let fail_after = g
             .fail_after
             .as_deref()
@@ -239,7 +235,7 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
             approver_host_key: g.approver_host_key.clone(),
             grant_signing_keys,
             expiry_warning,
-            fail_closed,
+            fail_mode,
             fail_after,
             record_input: g.record_input.unwrap_or(DEFAULT_RECORD_INPUT),
             limits,
@@ -390,17 +386,11 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
                 format!("duplicate target {:?}", t.name),
             );
         }
-        let kind = match t.kind.as_str() {
-            "tcp" => TargetKind::Tcp,
-            "ssh" => TargetKind::Ssh,
-            other => {
-                p.push(
-                    format!("{field}.kind"),
-                    format!("{other:?} is not one of \"tcp\" (forwarding only), \"ssh\""),
-                );
-                TargetKind::Tcp
-            }
-        };
+        // An unknown kind is already a problem; tcp stands in for it so that the checks after
+        // it still run.
+        let kind = p
+            .choice(&format!("{field}.kind"), &t.kind)
+            .unwrap_or(TargetKind::Tcp);
         let (host, port) = match split_host_port(&t.address) {
             Ok(hp) => hp,
             Err(e) => {

@@ -220,6 +220,26 @@ fn all_problems_are_reported_at_once() {
 }
 
 #[test]
+fn choices_become_enums_and_unknown_ones_are_named() {
+    let gateway = |extra: &str| format!("{}\n[gateway]\ndata_dir = \"/tmp/g\"\n{extra}", base());
+    let mode = |text: &str| parse(text).unwrap().gateway.unwrap().fail_mode;
+    assert_eq!(mode(&gateway("")), FailMode::OpenUntilExpiry);
+    assert_eq!(mode(&gateway("fail_mode = \"closed\"")), FailMode::Closed);
+    let e = problems(&gateway("fail_mode = \"shut\""));
+    assert!(
+        e.contains("gateway.fail_mode: \"shut\" is not one of \"open-until-expiry\", \"closed\""),
+        "{e}"
+    );
+    let e = problems(&base().replace("kind = \"tcp\"", "kind = \"udp\""));
+    assert!(
+        e.contains(
+            "targets[0] (pg-prod).kind: \"udp\" is not one of \"tcp\" (forwarding only), \"ssh\""
+        ),
+        "{e}"
+    );
+}
+
+#[test]
 fn host_port() {
     assert_eq!(split_host_port("db:5432"), Ok(("db".into(), 5432)));
     assert_eq!(split_host_port("[::1]:22"), Ok(("::1".into(), 22)));
