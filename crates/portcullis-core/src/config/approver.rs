@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::limits::ConnectionLimits;
+use super::defaults::{
+    DEFAULT_APPROVER_LISTEN, DEFAULT_MAX_PENDING_REQUESTS_PER_USER, DEFAULT_REQUEST_TTL,
+};
+use super::limits::{self, ConnectionLimits, LimitKeys};
+use super::problems::Problems;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,4 +49,56 @@ pub struct ApproverSettings {
     pub max_pending_requests_per_user: usize,
     /// Where Prometheus scrapes `/metrics` (`metrics`; `None`: no metrics listener).
     pub metrics: Option<SocketAddr>,
+}
+
+/// `[approver]` with its defaults filled in.
+pub(super) fn validate(p: &mut Problems, a: &ApproverFile) -> ApproverSettings {
+    let listen = a
+        .listen
+        .clone()
+        .unwrap_or_else(|| DEFAULT_APPROVER_LISTEN.to_string());
+    p.address("approver.listen", &listen);
+    let request_ttl = a
+        .request_ttl
+        .as_deref()
+        .and_then(|t| p.duration("approver.request_ttl", t))
+        .unwrap_or(DEFAULT_REQUEST_TTL);
+    let limits = limits::validate(
+        p,
+        "approver",
+        LimitKeys {
+            max_connections: a.max_connections,
+            per_source: a.max_connections_per_source,
+            startups_per_second: a.new_connections_per_source_per_second,
+            startup_burst: a.new_connections_per_source_burst,
+            per_user: a.max_connections_per_user,
+            reserved: a.reserved_connections,
+            login_grace: a.login_grace.as_deref(),
+            idle_timeout: a.idle_timeout.as_deref(),
+        },
+        ConnectionLimits::APPROVER,
+    );
+    if a.max_pending_requests_per_user == Some(0) {
+        p.push(
+            "approver.max_pending_requests_per_user",
+            "must be at least 1",
+        );
+    }
+    ApproverSettings {
+        listen,
+        data_dir: a.data_dir.clone(),
+        request_ttl,
+        retention: a
+            .retention
+            .as_deref()
+            .and_then(|t| p.duration("approver.retention", t)),
+        limits,
+        max_pending_requests_per_user: a
+            .max_pending_requests_per_user
+            .unwrap_or(DEFAULT_MAX_PENDING_REQUESTS_PER_USER),
+        metrics: a
+            .metrics
+            .as_deref()
+            .and_then(|m| p.address("approver.metrics", m)),
+    }
 }

@@ -51,70 +51,68 @@ pub(super) struct LimitKeys<'a> {
     pub(super) idle_timeout: Option<&'a str>,
 }
 
-impl Problems {
-    /// The connection limits of one section; zero is refused (it would shut the door), and the
-    /// reserve must leave ordinary users some room.
-    pub(super) fn limits(
-        &mut self,
-        section: &str,
-        keys: LimitKeys<'_>,
-        d: ConnectionLimits,
-    ) -> ConnectionLimits {
-        for (key, v) in [
-            ("max_connections", keys.max_connections),
-            ("max_connections_per_source", keys.per_source),
-            ("max_connections_per_user", keys.per_user),
-        ] {
-            if v == Some(0) {
-                self.push(format!("{section}.{key}"), "must be at least 1");
-            }
+/// The connection limits of one section; zero is refused (it would shut the door), and the
+/// reserve must leave ordinary users some room.
+pub(super) fn validate(
+    p: &mut Problems,
+    section: &str,
+    keys: LimitKeys<'_>,
+    d: ConnectionLimits,
+) -> ConnectionLimits {
+    for (key, v) in [
+        ("max_connections", keys.max_connections),
+        ("max_connections_per_source", keys.per_source),
+        ("max_connections_per_user", keys.per_user),
+    ] {
+        if v == Some(0) {
+            p.push(format!("{section}.{key}"), "must be at least 1");
         }
-        for (key, v) in [
-            (
-                "new_connections_per_source_per_second",
-                keys.startups_per_second,
-            ),
-            ("new_connections_per_source_burst", keys.startup_burst),
-        ] {
-            // Zero would refuse every connection; past a million a second it limits nothing
-            // and the arithmetic of the bucket loses its meaning.
-            if v.is_some_and(|v| !(1..=1_000_000).contains(&v)) {
-                self.push(format!("{section}.{key}"), "must be between 1 and 1000000");
-            }
-        }
-        let mut duration = |key: &str, text: Option<&str>, default: Duration| {
-            text.and_then(|t| self.duration(&format!("{section}.{key}"), t))
-                .unwrap_or(default)
-        };
-        let login_grace = duration("login_grace", keys.login_grace, d.login_grace);
-        let idle_timeout = duration("idle_timeout", keys.idle_timeout, d.idle_timeout);
-        let limits = ConnectionLimits {
-            max_connections: keys.max_connections.unwrap_or(d.max_connections),
-            max_connections_per_source: keys.per_source.unwrap_or(d.max_connections_per_source),
-            new_connections_per_source_per_second: keys
-                .startups_per_second
-                .unwrap_or(d.new_connections_per_source_per_second),
-            new_connections_per_source_burst: keys
-                .startup_burst
-                .unwrap_or(d.new_connections_per_source_burst),
-            max_connections_per_user: keys.per_user.unwrap_or(d.max_connections_per_user),
-            // A small `max_connections` without a reserve of its own keeps a quarter back.
-            reserved_connections: keys.reserved.unwrap_or_else(|| {
-                d.reserved_connections
-                    .min(keys.max_connections.unwrap_or(d.max_connections) / 4)
-            }),
-            login_grace,
-            idle_timeout,
-        };
-        if limits.reserved_connections >= limits.max_connections {
-            self.push(
-                format!("{section}.reserved_connections"),
-                format!(
-                    "must be below max_connections ({}), or ordinary users could never connect",
-                    limits.max_connections
-                ),
-            );
-        }
-        limits
     }
+    for (key, v) in [
+        (
+            "new_connections_per_source_per_second",
+            keys.startups_per_second,
+        ),
+        ("new_connections_per_source_burst", keys.startup_burst),
+    ] {
+        // Zero would refuse every connection; past a million a second it limits nothing
+        // and the arithmetic of the bucket loses its meaning.
+        if v.is_some_and(|v| !(1..=1_000_000).contains(&v)) {
+            p.push(format!("{section}.{key}"), "must be between 1 and 1000000");
+        }
+    }
+    let mut duration = |key: &str, text: Option<&str>, default: Duration| {
+        text.and_then(|t| p.duration(&format!("{section}.{key}"), t))
+            .unwrap_or(default)
+    };
+    let login_grace = duration("login_grace", keys.login_grace, d.login_grace);
+    let idle_timeout = duration("idle_timeout", keys.idle_timeout, d.idle_timeout);
+    let limits = ConnectionLimits {
+        max_connections: keys.max_connections.unwrap_or(d.max_connections),
+        max_connections_per_source: keys.per_source.unwrap_or(d.max_connections_per_source),
+        new_connections_per_source_per_second: keys
+            .startups_per_second
+            .unwrap_or(d.new_connections_per_source_per_second),
+        new_connections_per_source_burst: keys
+            .startup_burst
+            .unwrap_or(d.new_connections_per_source_burst),
+        max_connections_per_user: keys.per_user.unwrap_or(d.max_connections_per_user),
+        // A small `max_connections` without a reserve of its own keeps a quarter back.
+        reserved_connections: keys.reserved.unwrap_or_else(|| {
+            d.reserved_connections
+                .min(keys.max_connections.unwrap_or(d.max_connections) / 4)
+        }),
+        login_grace,
+        idle_timeout,
+    };
+    if limits.reserved_connections >= limits.max_connections {
+        p.push(
+            format!("{section}.reserved_connections"),
+            format!(
+                "must be below max_connections ({}), or ordinary users could never connect",
+                limits.max_connections
+            ),
+        );
+    }
+    limits
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use crate::time::parse_duration;
 
+use super::ConfigError;
+
 /// The rule for user, gateway, target and policy names: 1-64 of `A-Z a-z 0-9 - _ .`. Public
 /// for the fuzz target `config`, which checks that every name a valid config holds obeys it.
 pub fn valid_name(name: &str) -> bool {
@@ -17,9 +19,19 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// Every problem found so far, each `field: what`, in the order found.
+#[derive(Default)]
 pub(super) struct Problems(pub(super) Vec<String>);
 
 impl Problems {
+    /// `value` if nothing was found wrong, else every problem.
+    pub(super) fn into_result<T>(self, value: T) -> Result<T, ConfigError> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(ConfigError { problems: self.0 })
+        }
+    }
     pub(super) fn push(&mut self, field: impl std::fmt::Display, what: impl std::fmt::Display) {
         self.0.push(format!("{field}: {what}"));
     }
