@@ -86,7 +86,8 @@ pub enum Command {
         action: Option<KeysAction>,
     },
 
-    /// Validate a config file; exit non-zero naming each problem.
+    /// Validate a config file; exit non-zero naming each problem, and warn of policies that
+    /// can never grant what waits for their approvers.
     #[command(after_help = "Example:\n  portcullis check --config portcullis.toml")]
     Check {
         #[arg(long, short = 'c', value_name = "FILE")]

@@ -7,7 +7,8 @@
 //! Each section of the file has a module of its own, holding its TOML shape, its validated form
 //! and the one function that validates it (a new section is a new module and one line in
 //! [`validate`]). Defaults are named in `defaults`, string-typed choices parsed in `choice`,
-//! and every problem goes to one `Problems` collector. This module holds the file as a whole,
+//! and every problem goes to one `Problems` collector; `warnings` reads the validated catalog
+//! for what is valid but cannot work. This module holds the file as a whole,
 //! the validated [`Config`] and the error; it must not hold any section's rules.
 
 mod approver;
@@ -22,6 +23,7 @@ mod policies;
 mod problems;
 mod targets;
 mod users;
+mod warnings;
 
 #[cfg(test)]
 mod tests;
@@ -41,6 +43,7 @@ pub use policies::{AutoApproveEntry, PolicyEntry};
 pub use problems::valid_name;
 pub use targets::{split_host_port, TargetEntry};
 pub use users::UserEntry;
+pub use warnings::{warnings, Warning};
 
 use identity::KeyOwners;
 use problems::Problems;
@@ -68,6 +71,13 @@ pub struct Config {
     pub approver: Option<ApproverSettings>,
     pub gateway: Option<GatewaySettings>,
     pub catalog: Catalog,
+}
+
+impl Config {
+    /// What is valid but cannot work as written (`portcullis check` prints these).
+    pub fn warnings(&self) -> Vec<Warning> {
+        warnings(&self.catalog)
+    }
 }
 
 /// Every problem found in a configuration, one a line.
