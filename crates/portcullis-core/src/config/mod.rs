@@ -102,7 +102,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
 
 /// Validate a parsed file: every problem is collected, not just the first.
 ///
-/// One function per section, in file order, each over the same [`Problems`]; a section reads
+/// One function per section, in file order, each over the same `Problems`; a section reads
 /// what those before it built (users their gateways' names, policies the targets and groups).
 pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
     let mut p = Problems::default();

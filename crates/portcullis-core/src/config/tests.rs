@@ -1,3 +1,5 @@
+//! The unit tests of config as a whole: text in, a validated file or every problem out.
+
 use std::time::Duration;
 
 use super::*;
