@@ -8,6 +8,7 @@ use std::time::Duration;
 use portcullis_core::catalog::Principal;
 use portcullis_core::keys;
 use portcullis_core::stream::Frame;
+use portcullis_ssh::login::{self, Reason, Refusal};
 use russh::server::{
     self, Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
 };
@@ -158,15 +159,16 @@ struct Connection {
     /// The places of this connection: taken when a channel opens, given back when its command
     /// ends (or it closes without one).
     places: Arc<Semaphore>,
-    /// Why its last attempt to log in was refused, counted if it never logs in.
-    refused: Option<&'static str>,
+    /// Why its attempts to log in were refused: logged and counted if it never logs in.
+    refused: Option<portcullis_ssh::login::Refusal>,
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
         // A login refused is a connection that tried and never got in, counted once.
-        if let (None, Some(reason)) = (&self.caller, self.refused) {
-            self.app.metrics.login_refused(reason);
+        if let (None, Some(refusal)) = (&self.caller, &self.refused) {
+            refusal.log(&self.peer);
+            self.app.metrics.login_refused(refusal.reason.label());
         }
     }
 }
@@ -225,10 +227,15 @@ impl server::Handler for Connection {
         // An offer only invites a signature: identity is decided in `auth_publickey`, after
         // russh has verified it (FIELD-NOTES: Warpgate GHSA-3cjp-w4cp-m9c8).
         self.caller = None;
+        if let Err(why) = login::check_key(offer.public_key, offer.algorithm) {
+            Refusal::new(user, offer.public_key, why, false).keep(&mut self.refused);
+            return Ok(Auth::reject());
+        }
         Ok(match self.identify(user, offer.public_key) {
             Some(_) => Auth::Accept,
             None => {
-                self.refused = Some(self.why_unknown(user, offer.public_key));
+                let why = Reason::from_label(self.why_unknown(user, offer.public_key));
+                Refusal::new(user, offer.public_key, why, false).keep(&mut self.refused);
                 Auth::reject()
             }
         })
@@ -240,11 +247,16 @@ impl server::Handler for Connection {
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         self.caller = None;
+        if let Err(why) = login::check_key(key.public_key, key.algorithm) {
+            Refusal::new(user, key.public_key, why, true).keep(&mut self.refused);
+            return Ok(Auth::reject());
+        }
         match self.identify(user, key.public_key) {
             Some(principal) => {
                 let fingerprint = keys::fingerprint(key.public_key);
                 if let Err(why) = self.admit(&principal) {
-                    self.refused = Some(why.reason());
+                    let reason = Reason::Admission(why.reason(), why.to_string());
+                    Refusal::new(user, key.public_key, reason, true).keep(&mut self.refused);
                     tracing::warn!(
                         "{}: {principal:?} ({fingerprint}) refused: {why}",
                         self.peer
@@ -267,8 +279,8 @@ impl server::Handler for Connection {
                 Ok(Auth::Accept)
             }
             None => {
-                tracing::info!("{}: key refused for {user:?}", self.peer);
-                self.refused = Some(self.why_unknown(user, key.public_key));
+                let why = Reason::from_label(self.why_unknown(user, key.public_key));
+                Refusal::new(user, key.public_key, why, true).keep(&mut self.refused);
                 Ok(Auth::reject())
             }
         }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_core::keys;
+use portcullis_ssh::login::{self, Reason, Refusal};
 use portcullis_ssh::server::{Busy, ConnState, Standing};
 use russh::server::{
     self, Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
@@ -97,16 +98,17 @@ struct Conn {
     /// Channels of every kind open on this connection, against
     /// `max_channels_per_connection`.
     open_channels: Arc<AtomicUsize>,
-    /// Why its last attempt to log in was refused, counted if it never logs in.
-    refused: Option<&'static str>,
+    /// Why its attempts to log in were refused: logged and counted if it never logs in.
+    refused: Option<Refusal>,
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
         // A login refused is a connection that tried and never got in: a client trying three
         // keys before the right one is not three refusals.
-        if let (None, Some(reason)) = (&self.holder, self.refused) {
-            self.gw.metrics.login_refused(reason);
+        if let (None, Some(refusal)) = (&self.holder, &self.refused) {
+            refusal.log(self.peer);
+            self.gw.metrics.login_refused(refusal.reason.label());
         }
     }
 }
@@ -233,10 +235,15 @@ impl server::Handler for Conn {
     ) -> Result<Auth, Self::Error> {
         // An offer only invites a signature; identity is decided after it verifies.
         self.holder = None;
+        if let Err(why) = login::check_key(offer.public_key, offer.algorithm) {
+            Refusal::new(user, offer.public_key, why, false).keep(&mut self.refused);
+            return Ok(Auth::reject());
+        }
         Ok(match self.identify(user, offer.public_key) {
             Some(_) => Auth::Accept,
             None => {
-                self.refused = Some(self.why_unknown(user, offer.public_key));
+                let why = Reason::from_label(self.why_unknown(user, offer.public_key));
+                Refusal::new(user, offer.public_key, why, false).keep(&mut self.refused);
                 Auth::reject()
             }
         })
@@ -248,15 +255,20 @@ impl server::Handler for Conn {
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         self.holder = None;
+        if let Err(why) = login::check_key(key.public_key, key.algorithm) {
+            Refusal::new(user, key.public_key, why, true).keep(&mut self.refused);
+            return Ok(Auth::reject());
+        }
         let Some(name) = self.identify(user, key.public_key) else {
-            tracing::info!("{}: key refused for {user:?}", self.peer);
-            self.refused = Some(self.why_unknown(user, key.public_key));
+            let why = Reason::from_label(self.why_unknown(user, key.public_key));
+            Refusal::new(user, key.public_key, why, true).keep(&mut self.refused);
             return Ok(Auth::reject());
         };
         let fingerprint = keys::fingerprint(key.public_key);
         if let Err(why) = self.admit(&name) {
             tracing::warn!("{}: {name} ({fingerprint}) refused: {why}", self.peer);
-            self.refused = Some(why.reason());
+            let why = Reason::Admission(why.reason(), why.to_string());
+            Refusal::new(user, key.public_key, why, true).keep(&mut self.refused);
             return Ok(Auth::reject());
         }
         tracing::info!("{}: authenticated {name} ({fingerprint})", self.peer);

@@ -4,12 +4,14 @@
 //! `diffie-hellman-group14-sha256` (a 2048-bit group), the group-exchange methods (whose
 //! server side in russh picks from a short built-in list, group14 included) and the
 //! encrypt-and-MAC modes `hmac-sha2-256`/`hmac-sha2-512`. Nothing here is something russh (as
-//! this workspace builds it: aws-lc-rs, no `rsa` feature) cannot do: an offer we cannot honour
-//! fails a handshake that another choice would have carried.
+//! this workspace builds it: aws-lc-rs and `rsa`) cannot do: an offer we cannot honour fails a
+//! handshake that another choice would have carried, and a signature algorithm advertised in
+//! `server-sig-algs` that cannot be verified is the "Permission denied" with no log line of
+//! issue #13.
 
 use std::borrow::Cow;
 
-use russh::keys::{Algorithm, EcdsaCurve};
+use russh::keys::{Algorithm, EcdsaCurve, HashAlg};
 use russh::{cipher, compression, kex, mac};
 
 /// Key exchange: the post-quantum hybrid and curve25519 first (OpenSSH 9.9+ and 9.2 pick
@@ -44,9 +46,8 @@ pub const CIPHERS: &[cipher::Name] = &[
 /// Albrecht, Paterson, Watson 2009, need exactly that).
 pub const MACS: &[mac::Name] = &[mac::HMAC_SHA256_ETM, mac::HMAC_SHA512_ETM];
 
-/// Host-key and signature algorithms: ed25519, then ECDSA. No `ssh-rsa` (SHA-1 signatures);
-/// the `rsa-sha2-*` forms are left out too because this build of russh has no RSA at all
-/// (advertising them would promise a verification it cannot do).
+/// Host-key algorithms a portcullis client accepts: ed25519, ECDSA, then RSA with SHA-2 (a
+/// target whose pinned host key is RSA). Never `ssh-rsa` (SHA-1 signatures).
 pub const KEYS: &[Algorithm] = &[
     Algorithm::Ed25519,
     Algorithm::Ecdsa {
@@ -58,12 +59,44 @@ pub const KEYS: &[Algorithm] = &[
     Algorithm::Ecdsa {
         curve: EcdsaCurve::NistP521,
     },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha512),
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha256),
+    },
+];
+
+/// What a portcullis server lists: russh offers only those of them it holds a host key for
+/// (ed25519), and sends the whole list as `server-sig-algs` (RFC 8308), the user-signature
+/// algorithms a client may use. Every one is verified (FIDO signatures by `ssh-key`); `ssh-rsa`
+/// is left out, and refused if a client signs with it anyway (`keys::signature_algorithm_ok`),
+/// as OpenSSH 8.8+ does. The list a client reads decides which RSA hash it signs with.
+pub const SERVER_KEYS: &[Algorithm] = &[
+    Algorithm::Ed25519,
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP256,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP384,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP521,
+    },
+    Algorithm::SkEd25519,
+    Algorithm::SkEcdsaSha2NistP256,
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha512),
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha256),
+    },
 ];
 
 /// No compression (FIELD-NOTES: zlib bombs).
 pub const COMPRESSION: &[compression::Name] = &[compression::NONE];
 
-/// The lists above as russh's [`russh::Preferred`], for a server's or a client's config.
+/// The lists above as russh's [`russh::Preferred`], for a client's config.
 pub fn preferred() -> russh::Preferred {
     russh::Preferred {
         kex: Cow::Borrowed(KEX),
@@ -72,6 +105,14 @@ pub fn preferred() -> russh::Preferred {
         cipher: Cow::Borrowed(CIPHERS),
         mac: Cow::Borrowed(MACS),
         compression: Cow::Borrowed(COMPRESSION),
+    }
+}
+
+/// The lists above as russh's [`russh::Preferred`], for a server's config: [`SERVER_KEYS`].
+pub fn server_preferred() -> russh::Preferred {
+    russh::Preferred {
+        key: Cow::Borrowed(SERVER_KEYS),
+        ..preferred()
     }
 }
 
@@ -103,8 +144,43 @@ mod tests {
         for c in p.cipher.iter() {
             assert!(!c.as_ref().contains("cbc"), "{}", c.as_ref());
         }
-        assert!(!p.key.iter().any(|a| matches!(a, Algorithm::Rsa { .. })));
         assert_eq!(p.compression.len(), 1);
+        for keys in [&p.key, &server_preferred().key] {
+            assert!(!keys
+                .iter()
+                .any(|a| matches!(a, Algorithm::Rsa { hash: None })));
+            assert!(keys.iter().any(|a| a.as_str() == "rsa-sha2-512"));
+        }
+    }
+
+    /// Every algorithm the server advertises verifies: a signature made with a key of that
+    /// kind checks out through the same `Verifier` russh calls.
+    #[test]
+    fn every_advertised_signature_algorithm_verifies() {
+        use russh::keys::signature::{Signer, Verifier};
+        use russh::keys::ssh_key::private::{KeypairData, RsaKeypair};
+        use russh::keys::ssh_key::Signature;
+        use russh::keys::PrivateKey;
+        for alg in SERVER_KEYS {
+            let (key_alg, hash) = match alg {
+                Algorithm::Rsa { hash } => (Algorithm::Rsa { hash: None }, *hash),
+                // No security key here: FIDO keys are checked by parsing (core's keys tests).
+                Algorithm::SkEd25519 | Algorithm::SkEcdsaSha2NistP256 => continue,
+                a => (a.clone(), None),
+            };
+            let key = match key_alg {
+                Algorithm::Rsa { .. } => {
+                    PrivateKey::from(RsaKeypair::random(&mut rand::rng(), 2048).unwrap())
+                }
+                a => PrivateKey::random(&mut rand::rng(), a).unwrap(),
+            };
+            let sig: Signature = match key.key_data() {
+                KeypairData::Rsa(kp) => Signer::try_sign(&(kp, hash), b"portcullis").unwrap(),
+                kp => Signer::try_sign(kp, b"portcullis").unwrap(),
+            };
+            assert_eq!(&sig.algorithm(), alg, "{}", alg.as_str());
+            Verifier::verify(key.public_key(), b"portcullis", &sig).unwrap();
+        }
     }
 
     #[test]

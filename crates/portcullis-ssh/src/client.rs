@@ -10,7 +10,7 @@ use std::time::Duration;
 use russh::client::{self, Handle, Msg};
 use russh::keys::agent::client::AgentClient;
 use russh::keys::agent::AgentIdentity;
-use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use russh::{Channel, ChannelMsg, Disconnect};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -404,8 +404,7 @@ async fn authenticate(handle: &mut Handle<Checker>, opts: &ConnectOptions) -> Re
             )))
         }
         Identity::KeyFile(path) => {
-            let key = load_identity(path)?;
-            if try_key(handle, &opts.user, Arc::new(key)).await? {
+            if try_file(handle, &opts.user, path).await? {
                 return Ok(());
             }
             Err(denied(format!("key {}", path.display())))
@@ -419,8 +418,9 @@ async fn authenticate(handle: &mut Handle<Checker>, opts: &ConnectOptions) -> Re
                         let AgentIdentity::PublicKey { key, .. } = id else {
                             continue;
                         };
+                        let hash = rsa_hash(handle, &key).await;
                         let ok = handle
-                            .authenticate_publickey_with(&opts.user, key.clone(), None, &mut agent)
+                            .authenticate_publickey_with(&opts.user, key.clone(), hash, &mut agent)
                             .await
                             .map(|r| r.success())
                             .unwrap_or(false);
@@ -432,8 +432,7 @@ async fn authenticate(handle: &mut Handle<Checker>, opts: &ConnectOptions) -> Re
                 }
             }
             for path in files.iter().filter(|p| p.exists()) {
-                let key = load_identity(path)?;
-                if try_key(handle, &opts.user, Arc::new(key)).await? {
+                if try_file(handle, &opts.user, path).await? {
                     return Ok(());
                 }
                 tried.push(path.display().to_string());
@@ -474,13 +473,50 @@ fn load_identity(path: &std::path::Path) -> Result<russh::keys::PrivateKey, SshE
     })
 }
 
+/// A key file: signed here, or by a private ssh-agent for an RSA key (`crate::rsa_agent`).
+async fn try_file(
+    handle: &mut Handle<Checker>,
+    user: &str,
+    path: &std::path::Path,
+) -> Result<bool, SshError> {
+    let key = load_identity(path)?;
+    if key.algorithm().is_rsa() {
+        let public = key.public_key().clone();
+        drop(key);
+        let agent = crate::rsa_agent::PrivateAgent::holding(path).await?;
+        let hash = rsa_hash(handle, &public).await;
+        return agent.authenticate(handle, user, &public, hash).await;
+    }
+    try_key(handle, user, Arc::new(key)).await
+}
+
 async fn try_key(
     handle: &mut Handle<Checker>,
     user: &str,
     key: Arc<russh::keys::PrivateKey>,
 ) -> Result<bool, SshError> {
+    if key.algorithm().is_rsa() {
+        return Err(SshError::Identity(
+            "portcullis never signs with an RSA key itself: give it as a file (-i), or through ssh-agent".into(),
+        ));
+    }
+    let hash = rsa_hash(handle, key.public_key()).await;
     let res = handle
-        .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, None))
+        .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
         .await?;
     Ok(res.success())
+}
+
+/// The hash an RSA key signs with: SHA-512 unless the server lists only SHA-256 in
+/// `server-sig-algs`. Never SHA-1 (`ssh-rsa`), which russh would pick for `None` and which
+/// OpenSSH 8.8+ and portcullis refuse. Other kinds of key take no hash (`None`), and do not
+/// wait for the server's list.
+async fn rsa_hash(handle: &Handle<Checker>, key: &PublicKey) -> Option<HashAlg> {
+    if !key.algorithm().is_rsa() {
+        return None;
+    }
+    match handle.best_supported_rsa_hash().await {
+        Ok(Some(Some(HashAlg::Sha256))) => Some(HashAlg::Sha256),
+        _ => Some(HashAlg::Sha512),
+    }
 }

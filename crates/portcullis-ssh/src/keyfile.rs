@@ -30,6 +30,8 @@ pub enum KeyFileError {
     Generate(String),
     #[error("key {path} is not an ed25519 key")]
     NotEd25519 { path: String },
+    #[error("key {path} is an RSA key: portcullis's own keys are ed25519 or ECDSA (it never signs with RSA)")]
+    Rsa { path: String },
     #[error("refusing {path}: {why}")]
     NotPrivate { path: String, why: String },
 }
@@ -50,10 +52,18 @@ pub fn load_or_create(path: &Path) -> Result<(PrivateKey, bool), KeyFileError> {
 /// (see the module comment).
 pub fn load(path: &Path) -> Result<PrivateKey, KeyFileError> {
     check_private(path, Kind::File)?;
-    russh::keys::load_secret_key(path, None).map_err(|source| KeyFileError::Read {
+    let key = russh::keys::load_secret_key(path, None).map_err(|source| KeyFileError::Read {
         path: path.display().to_string(),
         source,
-    })
+    })?;
+    // portcullis never signs with RSA (RUSTSEC-2023-0071, see deny.toml): its own keys are
+    // made ed25519, and an RSA key put in their place is refused rather than used.
+    if key.algorithm().is_rsa() {
+        return Err(KeyFileError::Rsa {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(key)
 }
 
 fn write_private(path: &Path, key: &PrivateKey) -> Result<(), KeyFileError> {

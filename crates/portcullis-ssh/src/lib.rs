@@ -8,7 +8,9 @@
 pub mod algorithms;
 pub mod client;
 pub mod keyfile;
+pub mod login;
 pub mod metrics_http;
+mod rsa_agent;
 pub mod server;
 pub mod startups;
 

@@ -61,7 +61,7 @@ pub fn config(host_key: PrivateKey, keepalive: Duration) -> russh::server::Confi
         nodelay: true,
         channel_buffer_size: CHANNEL_QUEUE,
         maximum_packet_size: MAX_PACKET,
-        preferred: crate::algorithms::preferred(),
+        preferred: crate::algorithms::server_preferred(),
         ..Default::default()
     }
 }

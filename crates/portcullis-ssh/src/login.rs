@@ -1,0 +1,161 @@
+//! Refused logins as an operator reads them: why a login was refused (the reasons both servers
+//! share, their wording and their metric labels) and the one log line a connection that never
+//! logged in leaves behind. The client is told only "Permission denied"; everything it could
+//! use to probe (which users exist, which keys or CAs are known) stays here.
+//!
+//! A client tries its keys one after another, so a connection collects several refusals; the
+//! line names the most telling one: a refusal after a verified signature (a certificate that
+//! does not fit, a key of another user) over one of a mere offer, and the latest among equals.
+
+use std::fmt;
+
+use portcullis_core::keys;
+use russh::keys::{Algorithm, PublicKey};
+
+/// Why a login was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// The gateway has no catalog yet (it has not heard from the approver).
+    NoCatalog,
+    UnknownUser,
+    UnknownKey,
+    /// A key that another user (or a gateway) holds.
+    WrongUser,
+    /// A kind of key portcullis cannot verify, or a SHA-1 (`ssh-rsa`) signature.
+    UnsupportedKey(String),
+    /// A certificate refused: the label and the reason (see `crate::certificate`).
+    Certificate(&'static str, String),
+    /// The login proved who it is, but its connection has no room (per-user cap, reserve).
+    Admission(&'static str, String),
+}
+
+impl Reason {
+    /// The label of the `logins_refused_total` metric (a fixed set: never input).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Reason::NoCatalog => "no_catalog",
+            Reason::UnknownUser => "unknown_user",
+            Reason::UnknownKey => "unknown_key",
+            Reason::WrongUser => "wrong_user",
+            Reason::UnsupportedKey(_) => "unsupported_key",
+            Reason::Certificate(label, _) | Reason::Admission(label, _) => label,
+        }
+    }
+
+    /// The reasons `identify` functions give as metric labels, back as a reason.
+    pub fn from_label(label: &'static str) -> Reason {
+        match label {
+            "no_catalog" => Reason::NoCatalog,
+            "unknown_user" => Reason::UnknownUser,
+            "wrong_user" => Reason::WrongUser,
+            _ => Reason::UnknownKey,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::NoCatalog => f.write_str("no catalog from the approver yet"),
+            Reason::UnknownUser => f.write_str("unknown user"),
+            Reason::UnknownKey => f.write_str("unknown key"),
+            Reason::WrongUser => f.write_str("key of another user"),
+            Reason::UnsupportedKey(why) => write!(f, "unsupported key kind: {why}"),
+            Reason::Certificate(_, why) | Reason::Admission(_, why) => f.write_str(why),
+        }
+    }
+}
+
+/// One refused attempt: who it claimed to be, with which key, and why.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// The login name as sent (`alice`, `alice:web-1`).
+    pub user: String,
+    /// `SHA256:…` of the key (for a certificate, of the key it certifies), and its kind.
+    pub fingerprint: String,
+    pub reason: Reason,
+    /// Refused after its signature verified (not a mere offer).
+    pub signed: bool,
+}
+
+impl Refusal {
+    pub fn new(user: &str, key: &PublicKey, reason: Reason, signed: bool) -> Refusal {
+        Refusal {
+            user: user.to_string(),
+            fingerprint: format!("{} {}", keys::kind(key), keys::fingerprint(key)),
+            reason,
+            signed,
+        }
+    }
+
+    /// Keep `self` in `slot` unless the refusal there is more telling (see the module comment).
+    pub fn keep(self, slot: &mut Option<Refusal>) {
+        if slot.as_ref().is_some_and(|old| old.signed && !self.signed) {
+            return;
+        }
+        *slot = Some(self);
+    }
+
+    /// The operator's line: `PEER: login refused for USER (KIND SHA256:…): REASON`.
+    pub fn log(&self, peer: impl fmt::Display) {
+        tracing::info!(
+            "{peer}: login refused for {:?} ({}): {}",
+            self.user,
+            self.fingerprint,
+            self.reason
+        );
+    }
+}
+
+/// The checks every offered or verified key passes before its owner is looked up: a kind of
+/// key portcullis verifies (a key `portcullis check` refuses cannot log in either), signed
+/// with anything but SHA-1 (`ssh-rsa`, refused as OpenSSH 8.8+ does).
+pub fn check_key(key: &PublicKey, algorithm: &Algorithm) -> Result<(), Reason> {
+    keys::check_supported(key).map_err(Reason::UnsupportedKey)?;
+    if !keys::signature_algorithm_ok(algorithm) {
+        return Err(Reason::UnsupportedKey(
+            "ssh-rsa (SHA-1) signatures are refused; use rsa-sha2-256 or rsa-sha2-512".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use russh::keys::HashAlg;
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGoHkF4rbbzfHvvGr0tPbMM1bFsHr3OxCzNd0R3dTNNb a";
+
+    #[test]
+    fn a_signed_refusal_outranks_later_offers() {
+        let key = keys::parse_public_key(KEY).unwrap();
+        let mut slot = None;
+        Refusal::new("alice", &key, Reason::UnknownKey, false).keep(&mut slot);
+        Refusal::new("alice", &key, Reason::WrongUser, true).keep(&mut slot);
+        Refusal::new("alice", &key, Reason::UnknownKey, false).keep(&mut slot);
+        let kept = slot.unwrap();
+        assert_eq!(kept.reason, Reason::WrongUser);
+        assert!(
+            kept.fingerprint.starts_with("ssh-ed25519 SHA256:"),
+            "{}",
+            kept.fingerprint
+        );
+    }
+
+    #[test]
+    fn sha1_is_refused_and_sha2_is_not() {
+        let key = keys::parse_public_key(KEY).unwrap();
+        assert!(check_key(&key, &Algorithm::Ed25519).is_ok());
+        let e = check_key(&key, &Algorithm::Rsa { hash: None }).unwrap_err();
+        assert_eq!(e.label(), "unsupported_key");
+        assert!(check_key(
+            &key,
+            &Algorithm::Rsa {
+                hash: Some(HashAlg::Sha512)
+            }
+        )
+        .is_ok());
+    }
+}
