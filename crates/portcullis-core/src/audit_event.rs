@@ -108,6 +108,20 @@ pub enum EventKind {
         sha256: String,
         why: String,
     },
+    /// `session.started` for a login by user certificate (#13): the fields of
+    /// [`EventKind::SessionStarted`] and the certificate's CA, key id and serial. A variant of
+    /// its own, appended, so records written before it decode and verify unchanged; in JSON it
+    /// is `session.started` with three more fields.
+    SessionStartedCertified {
+        session: String,
+        gateway: String,
+        client: String,
+        fingerprint: String,
+        channel: String,
+        ca: String,
+        key_id: String,
+        serial: u64,
+    },
 }
 
 impl EventKind {
@@ -125,7 +139,9 @@ impl EventKind {
             EventKind::GrantExpired => "grant.expired",
             EventKind::GrantRevoked => "grant.revoked",
             EventKind::Refused { .. } => "command.refused",
-            EventKind::SessionStarted { .. } => "session.started",
+            EventKind::SessionStarted { .. } | EventKind::SessionStartedCertified { .. } => {
+                "session.started"
+            }
             EventKind::SessionEnded { .. } => "session.ended",
             EventKind::SessionKilled { .. } => "session.killed",
             EventKind::TargetHostKeyMismatch { .. } => "target.host_key_mismatch",
@@ -236,6 +252,20 @@ impl AuditEvent {
                 "session": session, "gateway": gateway, "client": client,
                 "fingerprint": fingerprint, "channel": channel,
             }),
+            EventKind::SessionStartedCertified {
+                session,
+                gateway,
+                client,
+                fingerprint,
+                channel,
+                ca,
+                key_id,
+                serial,
+            } => json!({
+                "session": session, "gateway": gateway, "client": client,
+                "fingerprint": fingerprint, "channel": channel,
+                "ca": ca, "key_id": key_id, "serial": serial,
+            }),
             EventKind::SessionEnded {
                 session,
                 gateway,
@@ -326,5 +356,40 @@ mod tests {
         assert_eq!(j["request"], 3);
         assert!(!j.contains_key("grant"));
         assert!(e.summary().contains("note=\"no\""));
+    }
+
+    /// A certificate login's start is `session.started` with the certificate's fields, and
+    /// the variants before it keep their place (bincode stores the variant's index), so older
+    /// records decode as they were written.
+    #[test]
+    fn a_certified_start_reads_as_session_started() {
+        let e = AuditEvent::new(
+            "gw-1",
+            EventKind::SessionStartedCertified {
+                session: "gw-1-1".into(),
+                gateway: "gw-1".into(),
+                client: "127.0.0.1:5".into(),
+                fingerprint: "SHA256:x".into(),
+                channel: "shell".into(),
+                ca: "corp".into(),
+                key_id: "alice@laptop".into(),
+                serial: 42,
+            },
+        );
+        let j = e.to_json();
+        assert_eq!(j["event"], "session.started");
+        assert_eq!(j["key_id"], "alice@laptop");
+        assert_eq!(j["serial"], 42);
+        assert_eq!(j["ca"], "corp");
+        let plain = EventKind::SessionStarted {
+            session: "s".into(),
+            gateway: "g".into(),
+            client: "c".into(),
+            fingerprint: "f".into(),
+            channel: "x".into(),
+        };
+        let bytes = crate::codec::encode(&plain);
+        assert_eq!(bytes[1..5], 11u32.to_le_bytes(), "SessionStarted is still variant 11");
+        assert_eq!(crate::codec::decode::<EventKind>(&bytes).unwrap(), plain);
     }
 }

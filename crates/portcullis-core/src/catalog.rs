@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::user_ca::Certificates;
 use crate::window::Window;
 
 /// Groups every deployment has. `admins` run the show; `auditors` read the audit trail.
@@ -124,6 +125,10 @@ pub struct Catalog {
     pub targets: BTreeMap<String, Target>,
     /// In file order: the order ties are broken in.
     pub policies: Vec<Policy>,
+    /// User CAs and certificate targets (#13). Last, and left out of the encoding while
+    /// empty: see `crate::catalog_v1`.
+    #[serde(default, skip_serializing_if = "Certificates::is_empty")]
+    pub certificates: Certificates,
 }
 
 /// Who an authenticated SSH key belongs to.

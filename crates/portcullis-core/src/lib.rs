@@ -12,6 +12,7 @@
 
 pub mod audit_event;
 pub mod catalog;
+mod catalog_v1;
 pub mod codec;
 pub mod command;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod policy;
 pub mod signing;
 pub mod stream;
 pub mod time;
+pub mod user_ca;
 pub mod window;
 
 pub use catalog::Catalog;

@@ -22,6 +22,7 @@ mod limits;
 mod policies;
 mod problems;
 mod targets;
+mod user_cas;
 mod users;
 mod warnings;
 
@@ -42,6 +43,7 @@ pub use limits::ConnectionLimits;
 pub use policies::{AutoApproveEntry, PolicyEntry};
 pub use problems::valid_name;
 pub use targets::{split_host_port, TargetEntry};
+pub use user_cas::UserCaEntry;
 pub use users::UserEntry;
 pub use warnings::{warnings, Warning};
 
@@ -63,6 +65,8 @@ pub struct ConfigFile {
     pub targets: Vec<TargetEntry>,
     #[serde(default)]
     pub policies: Vec<PolicyEntry>,
+    #[serde(default)]
+    pub user_cas: Vec<UserCaEntry>,
 }
 
 /// A validated configuration.
@@ -117,10 +121,20 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
     let mut owners = KeyOwners::default();
     let gateways = gateways::validate(&mut p, &mut owners, &file.gateways);
     let mut groups = groups::builtin();
-    let mut users = users::validate(&mut p, &mut owners, &file.users, &gateways, &mut groups);
+    let certificates_trusted = !file.user_cas.is_empty();
+    let mut users = users::validate(
+        &mut p,
+        &mut owners,
+        &file.users,
+        &gateways,
+        &mut groups,
+        certificates_trusted,
+    );
     groups::validate(&mut p, &file.groups, &mut users, &mut groups);
     let targets = targets::validate(&mut p, &file.targets);
     let policies = policies::validate(&mut p, &file.policies, &targets, &groups);
+    let certificates =
+        user_cas::validate(&mut p, &mut owners, &file.user_cas, &file.targets, &targets);
     p.into_result(Config {
         approver,
         gateway,
@@ -130,6 +144,7 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
             gateways,
             targets,
             policies,
+            certificates,
         },
     })
 }

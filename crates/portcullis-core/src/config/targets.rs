@@ -23,6 +23,9 @@ pub struct TargetEntry {
     #[serde(default)]
     pub record_data: bool,
     pub description: Option<String>,
+    /// How the gateway logs into a `kind = "ssh"` target: `"key"` (its client key, the
+    /// default) or `"certificate"` (validated in `user_cas`).
+    pub auth: Option<String>,
 }
 
 /// Split `HOST:PORT` (or `[v6]:PORT`).

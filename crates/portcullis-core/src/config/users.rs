@@ -28,6 +28,7 @@ pub(super) fn validate(
     entries: &[UserEntry],
     gateways: &BTreeMap<String, Gateway>,
     groups: &mut Groups,
+    certificates_trusted: bool,
 ) -> BTreeMap<String, User> {
     let mut users = BTreeMap::new();
     for (i, u) in entries.iter().enumerate() {
@@ -45,7 +46,8 @@ pub(super) fn validate(
                 format!("{:?} is also a gateway's name", u.name),
             );
         }
-        if u.keys.is_empty() {
+        // With a `[[user_cas]]`, a user may log in by certificate alone.
+        if u.keys.is_empty() && !certificates_trusted {
             p.push(
                 format!("{field} ({}).keys", u.name),
                 "a user needs at least one public key",

@@ -1,0 +1,247 @@
+//! Certificates in the catalog (#13): the user CAs portcullis trusts (`[[user_cas]]`), the
+//! `kind = "ssh"` targets the gateway logs into with a certificate of its own CA
+//! (`auth = "certificate"`), and the *binding* that a certificate login leaves where a key
+//! login keeps its key: a line naming the CA, serial, key id and fingerprints, by which the
+//! gateway and the approver check at every use that nothing the login rested on was revoked.
+//!
+//! Validating a certificate itself (signature, validity, principals, options) is
+//! `portcullis_ssh::certificate`; this module holds only what the catalog carries.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Catalog;
+
+/// A CA whose user certificates log users in, as `sshd`'s `TrustedUserCAKeys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCa {
+    pub name: String,
+    /// The CA's public key, normalised (no comment).
+    pub key: String,
+    /// `SHA256:…` of the CA's key.
+    pub fingerprint: String,
+    pub revoked_serials: BTreeSet<u64>,
+    pub revoked_key_ids: BTreeSet<String>,
+    /// `SHA256:…` fingerprints: a certificate for one of these keys, or signed by one (the CA's
+    /// own key listed here revokes everything it signed), is refused.
+    pub revoked_keys: BTreeSet<String>,
+    /// Certificates valid for longer than this are refused; `None`: no limit.
+    pub max_validity: Option<Duration>,
+}
+
+impl UserCa {
+    /// Why a certificate with these particulars is revoked under this CA, if it is.
+    pub fn revoked(&self, serial: u64, key_id: &str, key_fingerprint: &str) -> Option<String> {
+        if self.revoked_keys.contains(&self.fingerprint) {
+            Some(format!("the key of CA {} is revoked", self.name))
+        } else if self.revoked_serials.contains(&serial) {
+            Some(format!("serial {serial} is revoked (CA {})", self.name))
+        } else if self.revoked_key_ids.contains(key_id) {
+            Some(format!("key id {key_id:?} is revoked (CA {})", self.name))
+        } else if self.revoked_keys.contains(key_fingerprint) {
+            Some(format!("key {key_fingerprint} is revoked (CA {})", self.name))
+        } else {
+            None
+        }
+    }
+}
+
+/// What the catalog carries about certificates. Kept in one trailing field of [`Catalog`]
+/// that is left out of the encoding while empty, so a catalog that uses no certificate encodes
+/// exactly as before #13 and gateways older than it keep reading it (see `catalog_v1`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certificates {
+    /// In file order: a certificate is matched against them in turn.
+    pub user_cas: Vec<UserCa>,
+    /// `kind = "ssh"` targets with `auth = "certificate"`.
+    pub targets: BTreeSet<String>,
+}
+
+impl Certificates {
+    pub fn is_empty(&self) -> bool {
+        self.user_cas.is_empty() && self.targets.is_empty()
+    }
+
+    /// The CA whose normalised key is `key`.
+    pub fn ca_by_key(&self, key: &str) -> Option<&UserCa> {
+        self.user_cas.iter().find(|c| c.key == key)
+    }
+}
+
+const BINDING: &str = "cert";
+
+/// What a certificate login rests on, in the place a key login keeps its key: the CA (name and
+/// key fingerprint), serial, key id, the certified key's fingerprint, and the two permissions
+/// portcullis honours. Its text form has no spaces and never parses as a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub ca: String,
+    pub ca_fingerprint: String,
+    pub serial: u64,
+    pub key_id: String,
+    pub key_fingerprint: String,
+    pub permit_port_forwarding: bool,
+    pub permit_pty: bool,
+}
+
+impl Binding {
+    /// `cert,CA,SERIAL,KEY_ID_HEX,CA_FP,KEY_FP,FLAGS`: fingerprints and names hold no comma,
+    /// the key id (free text) is hex.
+    pub fn to_text(&self) -> String {
+        let mut flags = String::new();
+        if self.permit_port_forwarding {
+            flags.push('f');
+        }
+        if self.permit_pty {
+            flags.push('t');
+        }
+        format!(
+            "{BINDING},{},{},{},{},{},{flags}",
+            self.ca,
+            self.serial,
+            hex_encode(self.key_id.as_bytes()),
+            self.ca_fingerprint,
+            self.key_fingerprint
+        )
+    }
+
+    pub fn parse(text: &str) -> Option<Binding> {
+        let mut parts = text.split(',');
+        if parts.next()? != BINDING {
+            return None;
+        }
+        let ca = parts.next()?.to_string();
+        let serial = parts.next()?.parse().ok()?;
+        let key_id = String::from_utf8(hex_decode(parts.next()?)?).ok()?;
+        let ca_fingerprint = parts.next()?.to_string();
+        let key_fingerprint = parts.next()?.to_string();
+        let flags = parts.next()?;
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Binding {
+            ca,
+            ca_fingerprint,
+            serial,
+            key_id,
+            key_fingerprint,
+            permit_port_forwarding: flags.contains('f'),
+            permit_pty: flags.contains('t'),
+        })
+    }
+
+    /// Whether `user` may still rest on this certificate under `catalog`: the user is
+    /// configured, the CA is still trusted with the same key, and nothing it names is revoked.
+    /// (Whether the certificate is still within its validity is not asked again: like sshd,
+    /// a login stands once made; the grant decides how long a session lasts.)
+    pub fn still_valid(&self, catalog: &Catalog, user: &str) -> bool {
+        catalog.users.contains_key(user)
+            && catalog
+                .certificates
+                .user_cas
+                .iter()
+                .find(|c| c.name == self.ca && c.fingerprint == self.ca_fingerprint)
+                .is_some_and(|c| {
+                    c.revoked(self.serial, &self.key_id, &self.key_fingerprint)
+                        .is_none()
+                })
+    }
+}
+
+/// The session-start report's `fingerprint` for a certificate login: `SHA256:… BINDING`. An
+/// approver older than #13 records it as it stands; a newer one splits it again
+/// ([`split_reported`]) into the fingerprint and the certificate's fields.
+pub fn reported_fingerprint(fingerprint: &str, key: &str) -> String {
+    match Binding::parse(key) {
+        Some(b) => format!("{fingerprint} {}", b.to_text()),
+        None => fingerprint.to_string(),
+    }
+}
+
+/// The fingerprint of a session-start report, and the certificate it names if any.
+pub fn split_reported(fingerprint: &str) -> (&str, Option<Binding>) {
+    match fingerprint.split_once(' ') {
+        Some((fp, rest)) => match Binding::parse(rest) {
+            Some(b) => (fp, Some(b)),
+            None => (fingerprint, None),
+        },
+        None => (fingerprint, None),
+    }
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding() -> Binding {
+        Binding {
+            ca: "corp".into(),
+            ca_fingerprint: "SHA256:ca".into(),
+            serial: 42,
+            key_id: "alice, laptop €".into(),
+            key_fingerprint: "SHA256:k/+e".into(),
+            permit_port_forwarding: true,
+            permit_pty: false,
+        }
+    }
+
+    #[test]
+    fn a_binding_round_trips_and_never_parses_as_a_key() {
+        let b = binding();
+        let text = b.to_text();
+        assert!(!text.contains(' '), "{text}");
+        assert_eq!(Binding::parse(&text), Some(b.clone()));
+        assert!(crate::keys::parse_public_key(&text).is_err());
+        let reported = reported_fingerprint("SHA256:k/+e", &text);
+        assert_eq!(split_reported(&reported), ("SHA256:k/+e", Some(b)));
+        assert_eq!(split_reported("SHA256:x"), ("SHA256:x", None));
+        assert_eq!(reported_fingerprint("SHA256:x", "ssh-ed25519 AAAA"), "SHA256:x");
+        for bad in ["cert", "cert,a,x,,,,", "cert,a,1,zz,b,c,", "cert,a,1,,b,c,,extra"] {
+            assert_eq!(Binding::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn revocation_by_serial_key_id_key_and_the_cas_own_key() {
+        let mut ca = UserCa {
+            name: "corp".into(),
+            key: "ssh-ed25519 AAAA".into(),
+            fingerprint: "SHA256:ca".into(),
+            revoked_serials: [17].into(),
+            revoked_key_ids: ["lost-laptop".to_string()].into(),
+            revoked_keys: ["SHA256:stolen".to_string()].into(),
+            max_validity: None,
+        };
+        assert!(ca.revoked(1, "ok", "SHA256:fine").is_none());
+        assert!(ca.revoked(17, "ok", "SHA256:fine").unwrap().contains("serial 17"));
+        assert!(ca.revoked(1, "lost-laptop", "SHA256:fine").is_some());
+        assert!(ca.revoked(1, "ok", "SHA256:stolen").is_some());
+        ca.revoked_keys.insert("SHA256:ca".into());
+        assert!(ca.revoked(1, "ok", "SHA256:fine").unwrap().contains("CA corp"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn binding_parser_never_panics(s in "\\PC{0,80}") {
+            let _ = Binding::parse(&s);
+            let _ = Binding::parse(&format!("cert,{s}"));
+            let _ = split_reported(&s);
+        }
+    }
+}
