@@ -161,6 +161,12 @@ pub(crate) async fn execute(app: &Arc<Approver>, caller: &Caller, line: &str) ->
     finish(app, caller, result, json, command_name).await
 }
 
+/// A user the gateway authenticated by certificate: it relays the login's binding instead of a
+/// key's fingerprint, which holds while its CA is trusted and nothing it names is revoked.
+fn certified_user(catalog: &portcullis_core::Catalog, user: &str, key: &str) -> bool {
+    portcullis_core::user_ca::Binding::parse(key).is_some_and(|b| b.still_valid(catalog, user))
+}
+
 /// A command a gateway relays for a user it authenticated. The approver checks that the key
 /// the gateway names belongs to that user, then runs the words with the user's own rights.
 async fn on_behalf(
@@ -177,7 +183,7 @@ async fn on_behalf(
                 .map(|pk| portcullis_core::keys::fingerprint(&pk) == key)
                 .unwrap_or(false)
         })
-    });
+    }) || certified_user(&catalog, user, key);
     if !key_ok {
         let gw_caller = Caller {
             principal: Principal::Gateway(gateway.to_string()),

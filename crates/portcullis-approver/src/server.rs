@@ -233,6 +233,9 @@ impl server::Handler for Connection {
         }
         Ok(match self.identify(user, offer.public_key) {
             Some(_) => Auth::Accept,
+            // The offer of a certificate shows only the key inside it (russh), so with a CA
+            // trusted every offer may be one: it is decided after the signature.
+            None if !self.app.catalog().certificates.user_cas.is_empty() => Auth::Accept,
             None => {
                 let why = Reason::from_label(self.why_unknown(user, offer.public_key));
                 Refusal::new(user, offer.public_key, why, false).keep(&mut self.refused);
@@ -284,6 +287,55 @@ impl server::Handler for Connection {
                 Ok(Auth::reject())
             }
         }
+    }
+
+    async fn auth_openssh_certificate(
+        &mut self,
+        user: &str,
+        certificate: &russh::keys::Certificate,
+    ) -> Result<Auth, Self::Error> {
+        self.caller = None;
+        let key = portcullis_ssh::certificate::certified_key(certificate);
+        // The source-address option is checked against the address the login came from.
+        let client = self
+            .peer
+            .parse::<std::net::SocketAddr>()
+            .map(|a| a.ip())
+            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+        let checked = portcullis_ssh::certificate::check(
+            certificate,
+            user,
+            client,
+            &self.app.catalog(),
+            self.app.now().secs(),
+        );
+        let binding = match checked {
+            Ok(b) => b,
+            Err(why) => {
+                Refusal::new(user, &key, why, true).keep(&mut self.refused);
+                return Ok(Auth::reject());
+            }
+        };
+        let principal = Principal::User(user.to_string());
+        let fingerprint = keys::fingerprint(&key);
+        if let Err(why) = self.admit(&principal) {
+            let reason = Reason::Admission(why.reason(), why.to_string());
+            Refusal::new(user, &key, reason, true).keep(&mut self.refused);
+            return Ok(Auth::reject());
+        }
+        tracing::info!(
+            "{} authenticated as {principal:?} ({fingerprint}, certificate of CA {} serial {} key id {:?})",
+            self.peer,
+            binding.ca,
+            binding.serial,
+            binding.key_id
+        );
+        self.places = Arc::new(Semaphore::new(USER_CHANNELS));
+        self.caller = Some(Caller {
+            principal,
+            fingerprint,
+        });
+        Ok(Auth::Accept)
     }
 
     async fn channel_open_session(

@@ -5,6 +5,7 @@ use portcullis_core::audit_event::{AuditEvent, EventKind};
 use portcullis_core::codec;
 use portcullis_core::model::{SessionEnd, SessionRecord, SessionReport};
 use portcullis_core::time::format_duration;
+use portcullis_core::user_ca;
 use serde_json::{json, Value};
 
 use portcullis_store::Incoming;
@@ -265,20 +266,35 @@ fn record(
             channel,
             at,
         } => {
+            // A certificate login's start names the certificate after the fingerprint.
+            let (fingerprint, certificate) = match user_ca::split_reported(&fingerprint) {
+                (fp, Some(b)) => (fp.to_string(), Some(b)),
+                (_, None) => (fingerprint, None),
+            };
+            let kind = match certificate {
+                Some(b) => EventKind::SessionStartedCertified {
+                    session: session.clone(),
+                    gateway: gateway.to_string(),
+                    client: client.clone(),
+                    fingerprint: fingerprint.clone(),
+                    channel: channel.clone(),
+                    ca: b.ca,
+                    key_id: b.key_id,
+                    serial: b.serial,
+                },
+                None => EventKind::SessionStarted {
+                    session: session.clone(),
+                    gateway: gateway.to_string(),
+                    client: client.clone(),
+                    fingerprint: fingerprint.clone(),
+                    channel: channel.clone(),
+                },
+            };
             tx.audit(
-                AuditEvent::new(
-                    gateway,
-                    EventKind::SessionStarted {
-                        session: session.clone(),
-                        gateway: gateway.to_string(),
-                        client: client.clone(),
-                        fingerprint: fingerprint.clone(),
-                        channel: channel.clone(),
-                    },
-                )
-                .user(&user)
-                .target(&target)
-                .grant(grant),
+                AuditEvent::new(gateway, kind)
+                    .user(&user)
+                    .target(&target)
+                    .grant(grant),
             );
             tx.put_session(SessionRecord {
                 id: session,

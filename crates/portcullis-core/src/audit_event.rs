@@ -389,7 +389,11 @@ mod tests {
             channel: "x".into(),
         };
         let bytes = crate::codec::encode(&plain);
-        assert_eq!(bytes[1..5], 11u32.to_le_bytes(), "SessionStarted is still variant 11");
+        assert_eq!(
+            bytes[1..5],
+            11u32.to_le_bytes(),
+            "SessionStarted is still variant 11"
+        );
         assert_eq!(crate::codec::decode::<EventKind>(&bytes).unwrap(), plain);
     }
 }

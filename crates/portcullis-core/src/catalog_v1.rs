@@ -125,7 +125,9 @@ mod tests {
         #[allow(dead_code)]
         Grant(SignedGrant),
         #[allow(dead_code)]
-        KillSession { session: String },
+        KillSession {
+            session: String,
+        },
         Snapshot {
             epoch: u64,
             catalog: OldCatalog<'a>,

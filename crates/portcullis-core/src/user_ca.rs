@@ -41,7 +41,10 @@ impl UserCa {
         } else if self.revoked_key_ids.contains(key_id) {
             Some(format!("key id {key_id:?} is revoked (CA {})", self.name))
         } else if self.revoked_keys.contains(key_fingerprint) {
-            Some(format!("key {key_fingerprint} is revoked (CA {})", self.name))
+            Some(format!(
+                "key {key_fingerprint} is revoked (CA {})",
+                self.name
+            ))
         } else {
             None
         }
@@ -150,6 +153,18 @@ impl Binding {
     }
 }
 
+/// Whether the login whose key (or binding) is `key` may forward ports: any key login, and a
+/// certificate login whose certificate has `permit-port-forwarding`.
+pub fn permits_port_forwarding(key: &str) -> bool {
+    Binding::parse(key).is_none_or(|b| b.permit_port_forwarding)
+}
+
+/// Whether the login whose key (or binding) is `key` may have a pty: any key login, and a
+/// certificate login whose certificate has `permit-pty`.
+pub fn permits_pty(key: &str) -> bool {
+    Binding::parse(key).is_none_or(|b| b.permit_pty)
+}
+
 /// The session-start report's `fingerprint` for a certificate login: `SHA256:… BINDING`. An
 /// approver older than #13 records it as it stands; a newer one splits it again
 /// ([`split_reported`]) into the fingerprint and the certificate's fields.
@@ -211,8 +226,16 @@ mod tests {
         let reported = reported_fingerprint("SHA256:k/+e", &text);
         assert_eq!(split_reported(&reported), ("SHA256:k/+e", Some(b)));
         assert_eq!(split_reported("SHA256:x"), ("SHA256:x", None));
-        assert_eq!(reported_fingerprint("SHA256:x", "ssh-ed25519 AAAA"), "SHA256:x");
-        for bad in ["cert", "cert,a,x,,,,", "cert,a,1,zz,b,c,", "cert,a,1,,b,c,,extra"] {
+        assert_eq!(
+            reported_fingerprint("SHA256:x", "ssh-ed25519 AAAA"),
+            "SHA256:x"
+        );
+        for bad in [
+            "cert",
+            "cert,a,x,,,,",
+            "cert,a,1,zz,b,c,",
+            "cert,a,1,,b,c,,extra",
+        ] {
             assert_eq!(Binding::parse(bad), None, "{bad}");
         }
     }
@@ -229,11 +252,17 @@ mod tests {
             max_validity: None,
         };
         assert!(ca.revoked(1, "ok", "SHA256:fine").is_none());
-        assert!(ca.revoked(17, "ok", "SHA256:fine").unwrap().contains("serial 17"));
+        assert!(ca
+            .revoked(17, "ok", "SHA256:fine")
+            .unwrap()
+            .contains("serial 17"));
         assert!(ca.revoked(1, "lost-laptop", "SHA256:fine").is_some());
         assert!(ca.revoked(1, "ok", "SHA256:stolen").is_some());
         ca.revoked_keys.insert("SHA256:ca".into());
-        assert!(ca.revoked(1, "ok", "SHA256:fine").unwrap().contains("CA corp"));
+        assert!(ca
+            .revoked(1, "ok", "SHA256:fine")
+            .unwrap()
+            .contains("CA corp"));
     }
 
     proptest::proptest! {

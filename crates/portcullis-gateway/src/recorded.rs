@@ -266,6 +266,9 @@ impl Recorded {
                 self.live.check().map_err(|r| r.message())?;
             }
             match msg {
+                // Refused to the client already (server.rs): a certificate without permit-pty.
+                Some(ChannelMsg::RequestPty { .. })
+                    if !portcullis_core::user_ca::permits_pty(&self.who.key) => {}
                 Some(ChannelMsg::RequestPty {
                     term,
                     col_width,

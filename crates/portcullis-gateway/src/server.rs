@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_core::keys;
+use portcullis_core::user_ca::{self, Binding};
+use portcullis_ssh::certificate;
 use portcullis_ssh::login::{self, Reason, Refusal};
 use portcullis_ssh::server::{Busy, ConnState, Standing};
 use russh::server::{
@@ -177,6 +179,55 @@ impl Conn {
         }
     }
 
+    /// Whether any user CA is trusted (then any offer may be a certificate's).
+    fn certificates_trusted(&self) -> bool {
+        self.gw
+            .catalog()
+            .is_some_and(|c| !c.certificates.user_cas.is_empty())
+    }
+
+    /// A verified login of `name`, by its key (normalised) or by a certificate (its binding):
+    /// counted against the user's cap, then held for the connection's channels.
+    fn logged_in(
+        &mut self,
+        login: &str,
+        name: String,
+        key: String,
+        public: &russh::keys::PublicKey,
+    ) -> Auth {
+        let fingerprint = keys::fingerprint(public);
+        if let Err(why) = self.admit(&name) {
+            tracing::warn!("{}: {name} ({fingerprint}) refused: {why}", self.peer);
+            let why = Reason::Admission(why.reason(), why.to_string());
+            Refusal::new(login, public, why, true).keep(&mut self.refused);
+            return Auth::reject();
+        }
+        let how = Binding::parse(&key)
+            .map(|b| {
+                format!(
+                    ", certificate of CA {} serial {} key id {:?}",
+                    b.ca, b.serial, b.key_id
+                )
+            })
+            .unwrap_or_default();
+        tracing::info!("{}: authenticated {name} ({fingerprint}{how})", self.peer);
+        self.mode = match split_login(login).1 {
+            Some(target) => Mode::Recorded(target.to_string()),
+            None => Mode::Commands,
+        };
+        // The handle comes with the first channel; until then there is nothing to hold.
+        self.holder = Some(Holder {
+            reach: self.reach(&name),
+            user: name,
+            key,
+            fingerprint,
+            client: self.peer.to_string(),
+            conn: self.id,
+            handle: None,
+        });
+        Auth::Accept
+    }
+
     /// Count the connection against the user's cap; admins may use the reserve.
     fn admit(&self, user: &str) -> Result<(), portcullis_ssh::server::Refused> {
         let admin = self
@@ -241,6 +292,9 @@ impl server::Handler for Conn {
         }
         Ok(match self.identify(user, offer.public_key) {
             Some(_) => Auth::Accept,
+            // The offer of a certificate shows only the key inside it (russh), so with a CA
+            // trusted every offer may be one: it is decided after the signature.
+            None if self.certificates_trusted() => Auth::Accept,
             None => {
                 let why = Reason::from_label(self.why_unknown(user, offer.public_key));
                 Refusal::new(user, offer.public_key, why, false).keep(&mut self.refused);
@@ -264,29 +318,34 @@ impl server::Handler for Conn {
             Refusal::new(user, key.public_key, why, true).keep(&mut self.refused);
             return Ok(Auth::reject());
         };
-        let fingerprint = keys::fingerprint(key.public_key);
-        if let Err(why) = self.admit(&name) {
-            tracing::warn!("{}: {name} ({fingerprint}) refused: {why}", self.peer);
-            let why = Reason::Admission(why.reason(), why.to_string());
-            Refusal::new(user, key.public_key, why, true).keep(&mut self.refused);
-            return Ok(Auth::reject());
-        }
-        tracing::info!("{}: authenticated {name} ({fingerprint})", self.peer);
-        self.mode = match split_login(user).1 {
-            Some(target) => Mode::Recorded(target.to_string()),
-            None => Mode::Commands,
+        Ok(self.logged_in(user, name, keys::normalize(key.public_key), key.public_key))
+    }
+
+    async fn auth_openssh_certificate(
+        &mut self,
+        user: &str,
+        certificate: &russh::keys::Certificate,
+    ) -> Result<Auth, Self::Error> {
+        self.holder = None;
+        let key = certificate::certified_key(certificate);
+        let (name, _) = split_login(user);
+        let checked = match self.gw.catalog() {
+            Some(catalog) => certificate::check(
+                certificate,
+                name,
+                self.peer.ip(),
+                &catalog,
+                self.gw.now().secs(),
+            ),
+            None => Err(Reason::NoCatalog),
         };
-        // The handle comes with the first channel; until then there is nothing to hold.
-        self.holder = Some(Holder {
-            reach: self.reach(&name),
-            user: name,
-            key: keys::normalize(key.public_key),
-            fingerprint,
-            client: self.peer.to_string(),
-            conn: self.id,
-            handle: None,
-        });
-        Ok(Auth::Accept)
+        match checked {
+            Ok(binding) => Ok(self.logged_in(user, name.to_string(), binding.to_text(), &key)),
+            Err(why) => {
+                Refusal::new(user, &key, why, true).keep(&mut self.refused);
+                Ok(Auth::reject())
+            }
+        }
     }
 
     // Called after russh has queued the packet for the channel: a peer that sends more than
@@ -356,6 +415,17 @@ impl server::Handler for Conn {
                 .await;
             return Ok(());
         };
+        if !user_ca::permits_port_forwarding(&who.key) {
+            tracing::info!(
+                "{} {}: forward refused: the certificate lacks permit-port-forwarding",
+                who.client,
+                who.user
+            );
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
         let Some(slot) = self.channel_slot("forward") else {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
@@ -390,7 +460,10 @@ impl server::Handler for Conn {
         let ok = match self.mode {
             Mode::Commands => true,
             Mode::Recorded(_) => self.may_use_target(),
-        };
+        } && self
+            .holder
+            .as_ref()
+            .is_some_and(|h| user_ca::permits_pty(&h.key));
         self.reply(channel, ok, session)
     }
 
@@ -464,7 +537,12 @@ impl Conn {
             return session.channel_failure(id);
         };
         session.channel_success(id)?;
-        let (gw, user, fingerprint) = (self.gw.clone(), who.user.clone(), who.fingerprint.clone());
+        // A certificate login shows the approver its binding, which it checks like a key.
+        let proof = match Binding::parse(&who.key) {
+            Some(_) => who.key.clone(),
+            None => who.fingerprint.clone(),
+        };
+        let (gw, user, fingerprint) = (self.gw.clone(), who.user.clone(), proof);
         let busy: Busy = self.state.busy();
         tokio::spawn(async move {
             crate::command_relay::run(gw, user, fingerprint, line, channel).await;

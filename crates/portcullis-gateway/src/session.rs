@@ -150,6 +150,10 @@ pub(crate) fn grant_for(gw: &Gateway, who: &Holder, target: &str) -> Result<Gran
 
 /// Whether `user` still exists and still holds `key` in `catalog`.
 pub(crate) fn still_valid(catalog: &Catalog, user: &str, key: &str) -> bool {
+    // A certificate login: its CA still trusted, nothing it names revoked.
+    if let Some(binding) = portcullis_core::user_ca::Binding::parse(key) {
+        return binding.still_valid(catalog, user);
+    }
     catalog
         .users
         .get(user)
@@ -309,7 +313,10 @@ pub(crate) async fn report_start(
         target: live.target.clone(),
         grant,
         client: live.who.client.clone(),
-        fingerprint: live.who.fingerprint.clone(),
+        fingerprint: portcullis_core::user_ca::reported_fingerprint(
+            &live.who.fingerprint,
+            &live.who.key,
+        ),
         channel: channel.to_string(),
         at: gw.now(),
     };

@@ -6,6 +6,7 @@
 //! streamed, and the settings every portcullis SSH server shares. It must not hold policy or state: callers decide what to run and what it means.
 
 pub mod algorithms;
+pub mod certificate;
 pub mod client;
 pub mod keyfile;
 pub mod login;

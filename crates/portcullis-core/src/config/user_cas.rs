@@ -38,7 +38,9 @@ fn revoked_key(text: &str) -> Result<String, String> {
         return text
             .parse::<russh::keys::ssh_key::Fingerprint>()
             .map(|f| f.to_string())
-            .map_err(|_| format!("{text:?} is not a SHA256 fingerprint as ssh-keygen -l prints it"));
+            .map_err(|_| {
+                format!("{text:?} is not a SHA256 fingerprint as ssh-keygen -l prints it")
+            });
     }
     russh::keys::PublicKey::from_openssh(text)
         .map(|k| keys::fingerprint(&k))
@@ -106,7 +108,10 @@ pub(super) fn validate(
         match auth.as_str() {
             "key" => {}
             "certificate" => {
-                if targets.get(&t.name).is_some_and(|t| t.kind != TargetKind::Ssh) {
+                if targets
+                    .get(&t.name)
+                    .is_some_and(|t| t.kind != TargetKind::Ssh)
+                {
                     p.push(
                         &field,
                         "a certificate is how the gateway logs into an ssh target; this target is not kind = \"ssh\"",
@@ -131,7 +136,8 @@ mod tests {
     use super::super::parse;
     use super::super::tests::{ALICE, BOB};
 
-    const CA: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFzHPwwQBQcC9nPO+4l78iv9iqKBvVYvxKbjvzR7H8+R corp-ca";
+    const CA: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFzHPwwQBQcC9nPO+4l78iv9iqKBvVYvxKbjvzR7H8+R corp-ca";
 
     fn config(user_cas: &str, carol_keys: &str) -> String {
         format!(
@@ -174,7 +180,10 @@ keys = [{carol_keys}]
     #[test]
     fn without_a_ca_a_user_still_needs_a_key() {
         let e = parse(&config("", "")).unwrap_err().to_string();
-        assert!(e.contains("users[1] (carol).keys: a user needs at least one public key"), "{e}");
+        assert!(
+            e.contains("users[1] (carol).keys: a user needs at least one public key"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -208,8 +217,14 @@ keys = [{carol_keys}]
             config("", &format!("\"{CA}\""))
         );
         let e = parse(&text).unwrap_err().to_string();
-        assert!(e.contains("targets[0] (db).auth: a certificate is how"), "{e}");
-        assert!(e.contains("targets[2] (web2).auth: \"password\" is not one of"), "{e}");
+        assert!(
+            e.contains("targets[0] (db).auth: a certificate is how"),
+            "{e}"
+        );
+        assert!(
+            e.contains("targets[2] (web2).auth: \"password\" is not one of"),
+            "{e}"
+        );
         assert!(!e.contains("targets[1]"), "{e}");
     }
 }

@@ -1,0 +1,484 @@
+//! OpenSSH user certificates at login (#13 item 2): whether a certificate whose signature
+//! russh has verified (it proved the client holds the certified key) logs `user` in, under the
+//! `[[user_cas]]` of the catalog, as sshd decides with `TrustedUserCAKeys`. Owns every reason a
+//! certificate is refused and the [`Binding`] an accepted one leaves; the servers call
+//! [`check`] from `auth_openssh_certificate` and nowhere else (an offer is never a login).
+//!
+//! russh itself turns away, before any handler sees them, certificates outside their validity
+//! window and those whose CA signature does not verify (`server/encrypted.rs`); those refusals
+//! reach the log only as russh's own line. The same checks are made here again, on the
+//! daemon's clock, so no path depends on russh's.
+
+use std::net::IpAddr;
+
+use portcullis_core::catalog::Catalog;
+use portcullis_core::keys;
+use portcullis_core::user_ca::{Binding, UserCa};
+use russh::keys::ssh_key::certificate::CertType;
+use russh::keys::{Algorithm, Certificate, PublicKey};
+
+use crate::login::Reason;
+
+/// The critical options portcullis understands. Any other (`force-command`,
+/// `verify-required`, anything newer) refuses the certificate: a restriction it cannot apply
+/// must not be dropped silently.
+const KNOWN_CRITICAL_OPTIONS: &[&str] = &["source-address"];
+
+fn refuse(label: &'static str, why: impl Into<String>) -> Reason {
+    Reason::Certificate(label, why.into())
+}
+
+/// The key a certificate certifies, as a public key (for fingerprints and comparisons).
+pub fn certified_key(cert: &Certificate) -> PublicKey {
+    PublicKey::new(cert.public_key().clone(), "")
+}
+
+/// Whether `cert` logs in `user` (the user part of the login name), connecting from `client`,
+/// at `now` (Unix seconds, from the daemon's clock). The accepted certificate's binding, or
+/// the reason for the refusal.
+pub fn check(
+    cert: &Certificate,
+    user: &str,
+    client: IpAddr,
+    catalog: &Catalog,
+    now: u64,
+) -> Result<Binding, Reason> {
+    let ca_key = PublicKey::new(cert.signature_key().clone(), "");
+    let ca_fp = keys::fingerprint(&ca_key);
+    let ca: &UserCa = catalog
+        .certificates
+        .ca_by_key(&keys::normalize(&ca_key))
+        .ok_or_else(|| {
+            refuse(
+                "untrusted_ca",
+                format!("certificate signed by an untrusted CA ({ca_fp})"),
+            )
+        })?;
+    if cert.verify_signature().is_err() {
+        return Err(refuse(
+            "untrusted_ca",
+            format!("certificate's signature by CA {} does not verify", ca.name),
+        ));
+    }
+    // CAs that still sign with SHA-1 are refused as OpenSSH 8.2+ refuses them
+    // (CASignatureAlgorithms).
+    if matches!(cert.signature().algorithm(), Algorithm::Rsa { hash: None }) {
+        return Err(refuse(
+            "untrusted_ca",
+            format!("CA {} signed the certificate with ssh-rsa (SHA-1)", ca.name),
+        ));
+    }
+    let key = certified_key(cert);
+    let key_fp = keys::fingerprint(&key);
+    if cert.cert_type() != CertType::User {
+        return Err(refuse(
+            "host_certificate",
+            "a host certificate, not a user certificate",
+        ));
+    }
+    keys::check_supported(&key).map_err(Reason::UnsupportedKey)?;
+    let (after, before) = (cert.valid_after(), cert.valid_before());
+    if now < after {
+        return Err(refuse(
+            "certificate_not_yet_valid",
+            format!("certificate not yet valid (valid after {after}, now {now})"),
+        ));
+    }
+    if now >= before {
+        return Err(refuse(
+            "expired_certificate",
+            format!("expired certificate (valid before {before}, now {now})"),
+        ));
+    }
+    if let Some(max) = ca.max_validity {
+        let span = before.saturating_sub(after);
+        if span > max.as_secs() {
+            return Err(refuse(
+                "certificate_too_long",
+                format!(
+                    "certificate valid for {} (CA {} allows at most {})",
+                    if before == u64::MAX {
+                        "ever".to_string()
+                    } else {
+                        format!("{span}s")
+                    },
+                    ca.name,
+                    humantime::format_duration(max)
+                ),
+            ));
+        }
+    }
+    let principals = cert.valid_principals();
+    if principals.is_empty() {
+        return Err(refuse(
+            "no_principals",
+            "certificate names no principal (it would be valid for every user)",
+        ));
+    }
+    if !principals.iter().any(|p| p == user) {
+        return Err(refuse(
+            "principal_mismatch",
+            format!("principal mismatch: certificate is for {principals:?}, not {user:?}"),
+        ));
+    }
+    if !catalog.users.contains_key(user) {
+        return Err(Reason::UnknownUser);
+    }
+    for (name, value) in cert.critical_options().iter() {
+        if !KNOWN_CRITICAL_OPTIONS.contains(&name.as_str()) {
+            return Err(refuse(
+                "unknown_critical_option",
+                format!("critical option {name:?} is not supported"),
+            ));
+        }
+        if name == "source-address" && !source_address_matches(value, client)? {
+            return Err(refuse(
+                "source_address_mismatch",
+                format!("source-address {value:?} does not match {client}"),
+            ));
+        }
+    }
+    if let Some(why) = ca.revoked(cert.serial(), cert.key_id(), &key_fp) {
+        return Err(refuse("revoked", format!("revoked: {why}")));
+    }
+    // One key, one identity: a key listed for another user (or a gateway) does not become
+    // theirs because a CA put it in a certificate.
+    let norm = keys::normalize(&key);
+    let holder = catalog
+        .users
+        .values()
+        .find(|u| u.keys.contains(&norm))
+        .map(|u| u.name.as_str());
+    if holder.is_some_and(|h| h != user) || catalog.gateways.values().any(|g| g.key == norm) {
+        return Err(Reason::WrongUser);
+    }
+    let has = |ext: &str| cert.extensions().contains_key(ext);
+    Ok(Binding {
+        ca: ca.name.clone(),
+        ca_fingerprint: ca.fingerprint.clone(),
+        serial: cert.serial(),
+        key_id: cert.key_id().to_string(),
+        key_fingerprint: key_fp,
+        permit_port_forwarding: has("permit-port-forwarding"),
+        permit_pty: has("permit-pty"),
+    })
+}
+
+/// `source-address`: comma-separated CIDR blocks (`10.0.0.0/8,2001:db8::/32`) or addresses.
+/// A malformed list refuses the certificate.
+fn source_address_matches(list: &str, client: IpAddr) -> Result<bool, Reason> {
+    let client = client.to_canonical();
+    let mut any = false;
+    for item in list.split(',') {
+        let item = item.trim();
+        let malformed = || {
+            refuse(
+                "source_address_mismatch",
+                format!("source-address {list:?} is malformed at {item:?}"),
+            )
+        };
+        let (addr, len) = match item.split_once('/') {
+            Some((a, l)) => (a, Some(l.parse::<u8>().map_err(|_| malformed())?)),
+            None => (item, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| malformed())?;
+        let bits = if addr.is_ipv4() { 32 } else { 128 };
+        let len = len.unwrap_or(bits);
+        if len > bits {
+            return Err(malformed());
+        }
+        any |= in_block(client, addr, len);
+    }
+    Ok(any)
+}
+
+fn in_block(client: IpAddr, net: IpAddr, len: u8) -> bool {
+    let mask = |bits: u32, width: u32| -> u128 {
+        if bits == 0 {
+            0
+        } else {
+            (u128::MAX << (width - bits)) & (u128::MAX >> (128 - width))
+        }
+    };
+    match (client, net) {
+        (IpAddr::V4(c), IpAddr::V4(n)) => {
+            let m = mask(len.into(), 32);
+            (u128::from(u32::from(c)) & m) == (u128::from(u32::from(n)) & m)
+        }
+        (IpAddr::V6(c), IpAddr::V6(n)) => {
+            let m = mask(len.into(), 128);
+            (u128::from(c) & m) == (u128::from(n) & m)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_core::catalog::User;
+    use russh::keys::ssh_key::certificate::Builder;
+    use russh::keys::PrivateKey;
+
+    const NOW: u64 = 1_800_000_000;
+
+    struct Setup {
+        ca: PrivateKey,
+        user: PrivateKey,
+        catalog: Catalog,
+    }
+
+    fn setup() -> Setup {
+        let ca = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
+        let user = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
+        let mut catalog = Catalog::default();
+        for name in ["alice", "bob"] {
+            catalog.users.insert(
+                name.into(),
+                User {
+                    name: name.into(),
+                    keys: vec![],
+                    groups: Default::default(),
+                },
+            );
+        }
+        catalog.certificates.user_cas.push(UserCa {
+            name: "corp".into(),
+            key: keys::normalize(ca.public_key()),
+            fingerprint: keys::fingerprint(ca.public_key()),
+            revoked_serials: [17].into(),
+            revoked_key_ids: ["lost".to_string()].into(),
+            revoked_keys: Default::default(),
+            max_validity: Some(std::time::Duration::from_secs(86400)),
+        });
+        Setup { ca, user, catalog }
+    }
+
+    /// A certificate for `s.user`, signed by `signer`, shaped by `f`.
+    fn cert(
+        s: &Setup,
+        signer: &PrivateKey,
+        after: u64,
+        before: u64,
+        f: impl FnOnce(&mut Builder),
+    ) -> Certificate {
+        let mut b = Builder::new(
+            vec![7u8; 32],
+            s.user.public_key().key_data().clone(),
+            after,
+            before,
+        )
+        .unwrap();
+        b.key_id("alice@laptop").unwrap();
+        b.cert_type(CertType::User).unwrap();
+        b.extension("permit-pty", "").unwrap();
+        f(&mut b);
+        b.sign(signer).unwrap()
+    }
+
+    fn alice(b: &mut Builder) {
+        b.valid_principal("alice").unwrap();
+        b.serial(42).unwrap();
+    }
+
+    fn label(r: Result<Binding, Reason>) -> &'static str {
+        r.unwrap_err().label()
+    }
+
+    #[test]
+    fn a_good_certificate_logs_in_its_principal_and_no_one_else() {
+        let s = setup();
+        let c = cert(&s, &s.ca, NOW - 60, NOW + 3600, |b| {
+            alice(b);
+            b.critical_option("source-address", "127.0.0.0/8,10.0.0.0/8")
+                .unwrap();
+        });
+        let here = ip("127.0.0.1");
+        let b = check(&c, "alice", here, &s.catalog, NOW).unwrap();
+        assert_eq!(
+            (b.ca.as_str(), b.serial, b.key_id.as_str()),
+            ("corp", 42, "alice@laptop")
+        );
+        assert!(b.permit_pty && !b.permit_port_forwarding);
+        assert_eq!(b.key_fingerprint, keys::fingerprint(s.user.public_key()));
+        assert!(b.still_valid(&s.catalog, "alice"));
+        assert_eq!(
+            label(check(&c, "bob", here, &s.catalog, NOW)),
+            "principal_mismatch"
+        );
+        assert_eq!(
+            label(check(&c, "alice", ip("192.0.2.1"), &s.catalog, NOW)),
+            "source_address_mismatch"
+        );
+    }
+
+    #[test]
+    fn every_refusal_has_its_reason() {
+        let s = setup();
+        let here = ip("127.0.0.1");
+        let other_ca = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
+        let cases: Vec<(&str, Certificate)> = vec![
+            (
+                "untrusted_ca",
+                cert(&s, &other_ca, NOW - 60, NOW + 60, alice),
+            ),
+            (
+                "expired_certificate",
+                cert(&s, &s.ca, NOW - 120, NOW - 60, alice),
+            ),
+            (
+                "certificate_not_yet_valid",
+                cert(&s, &s.ca, NOW + 60, NOW + 120, alice),
+            ),
+            (
+                "certificate_too_long",
+                cert(&s, &s.ca, NOW - 60, NOW + 2 * 86400, alice),
+            ),
+            (
+                "certificate_too_long",
+                cert(&s, &s.ca, NOW - 60, u64::MAX, alice),
+            ),
+            (
+                "no_principals",
+                cert(&s, &s.ca, NOW - 60, NOW + 60, |b| {
+                    b.all_principals_valid().unwrap();
+                }),
+            ),
+            (
+                "principal_mismatch",
+                cert(&s, &s.ca, NOW - 60, NOW + 60, |b| {
+                    b.valid_principal("root").unwrap();
+                }),
+            ),
+            (
+                "unknown_critical_option",
+                cert(&s, &s.ca, NOW - 60, NOW + 60, |b| {
+                    alice(b);
+                    b.critical_option("force-command", "/bin/true").unwrap();
+                }),
+            ),
+            (
+                "source_address_mismatch",
+                cert(&s, &s.ca, NOW - 60, NOW + 60, |b| {
+                    alice(b);
+                    b.critical_option("source-address", "not an address")
+                        .unwrap();
+                }),
+            ),
+            (
+                "revoked",
+                cert(&s, &s.ca, NOW - 60, NOW + 60, |b| {
+                    b.valid_principal("alice").unwrap();
+                    b.serial(17).unwrap();
+                }),
+            ),
+        ];
+        for (want, c) in &cases {
+            assert_eq!(
+                label(check(c, "alice", here, &s.catalog, NOW)),
+                *want,
+                "{want}"
+            );
+        }
+        let mut host = Builder::new(
+            vec![1u8; 32],
+            s.user.public_key().key_data().clone(),
+            NOW - 60,
+            NOW + 60,
+        )
+        .unwrap();
+        host.cert_type(CertType::Host).unwrap();
+        host.valid_principal("alice").unwrap();
+        let host = host.sign(&s.ca).unwrap();
+        assert_eq!(
+            label(check(&host, "alice", here, &s.catalog, NOW)),
+            "host_certificate"
+        );
+        let nobody = cert(&s, &s.ca, NOW - 60, NOW + 60, |b| {
+            b.valid_principal("zed").unwrap();
+        });
+        assert_eq!(
+            label(check(&nobody, "zed", here, &s.catalog, NOW)),
+            "unknown_user"
+        );
+    }
+
+    #[test]
+    fn revocations_refuse_and_end_a_binding() {
+        let s = setup();
+        let here = ip("127.0.0.1");
+        let c = cert(&s, &s.ca, NOW - 60, NOW + 60, alice);
+        let binding = check(&c, "alice", here, &s.catalog, NOW).unwrap();
+        let revoke = |f: &dyn Fn(&mut UserCa)| {
+            let mut cat = s.catalog.clone();
+            f(&mut cat.certificates.user_cas[0]);
+            cat
+        };
+        let by_id = revoke(&|ca| {
+            ca.revoked_key_ids.insert("alice@laptop".into());
+        });
+        let by_serial = revoke(&|ca| {
+            ca.revoked_serials.insert(42);
+        });
+        let by_key = revoke(&|ca| {
+            ca.revoked_keys
+                .insert(keys::fingerprint(s.user.public_key()));
+        });
+        let by_ca = revoke(&|ca| {
+            let fp = ca.fingerprint.clone();
+            ca.revoked_keys.insert(fp);
+        });
+        for cat in [&by_id, &by_serial, &by_key, &by_ca] {
+            assert_eq!(label(check(&c, "alice", here, cat, NOW)), "revoked");
+            assert!(!binding.still_valid(cat, "alice"));
+        }
+        let mut gone = s.catalog.clone();
+        gone.certificates.user_cas.clear();
+        assert!(!binding.still_valid(&gone, "alice"));
+    }
+
+    #[test]
+    fn a_key_listed_for_another_user_is_not_theirs_by_certificate() {
+        let mut s = setup();
+        let norm = keys::normalize(s.user.public_key());
+        if let Some(bob) = s.catalog.users.get_mut("bob") {
+            bob.keys.push(norm.clone());
+        }
+        let c = cert(&s, &s.ca, NOW - 60, NOW + 60, alice);
+        assert_eq!(
+            label(check(&c, "alice", ip("127.0.0.1"), &s.catalog, NOW)),
+            "wrong_user"
+        );
+        // Listed for alice herself: fine.
+        if let Some(bob) = s.catalog.users.get_mut("bob") {
+            bob.keys.clear();
+        }
+        if let Some(a) = s.catalog.users.get_mut("alice") {
+            a.keys.push(norm);
+        }
+        assert!(check(&c, "alice", ip("127.0.0.1"), &s.catalog, NOW).is_ok());
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn source_addresses_match_by_cidr() {
+        assert!(source_address_matches("10.0.0.0/8", ip("10.1.2.3")).unwrap());
+        assert!(!source_address_matches("10.0.0.0/8", ip("11.1.2.3")).unwrap());
+        assert!(source_address_matches("192.0.2.1,127.0.0.1/32", ip("127.0.0.1")).unwrap());
+        assert!(source_address_matches("0.0.0.0/0", ip("203.0.113.9")).unwrap());
+        assert!(source_address_matches("2001:db8::/32", ip("2001:db8::1")).unwrap());
+        assert!(!source_address_matches("2001:db8::/32", ip("2001:db9::1")).unwrap());
+        // An IPv4 client seen through an IPv6 socket is still the IPv4 client.
+        assert!(source_address_matches("127.0.0.0/8", ip("::ffff:127.0.0.1")).unwrap());
+        assert!(!source_address_matches("::/0", ip("127.0.0.1")).unwrap());
+        for bad in ["10.0.0.0/33", "nonsense", "10.0.0.0/x", ""] {
+            assert!(
+                source_address_matches(bad, ip("10.0.0.1")).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}
