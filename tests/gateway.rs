@@ -15,6 +15,8 @@ mod algorithms;
 mod approver_down;
 #[path = "gateway/authentication.rs"]
 mod authentication;
+#[path = "gateway/certificates.rs"]
+mod certificates;
 #[path = "gateway/common.rs"]
 mod common;
 #[path = "gateway/compliance.rs"]

@@ -195,9 +195,12 @@ async fn on_behalf(
         return finish(app, &gw_caller, Err(e), false, "as".into()).await;
     }
     let line = command::join_words(words);
+    // A certificate login is shown by the fingerprint of the key it certifies.
+    let fingerprint = portcullis_core::user_ca::Binding::parse(key)
+        .map_or_else(|| key.to_string(), |b| b.key_fingerprint);
     let caller = Caller {
         principal: Principal::User(user.to_string()),
-        fingerprint: key.to_string(),
+        fingerprint,
     };
     match command::parse_line(&line) {
         Ok(parsed) => {

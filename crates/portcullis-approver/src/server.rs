@@ -312,7 +312,7 @@ impl server::Handler for Connection {
         let binding = match checked {
             Ok(b) => b,
             Err(why) => {
-                Refusal::new(user, &key, why, true).keep(&mut self.refused);
+                Refusal::certificate(user, &key, why).keep(&mut self.refused);
                 return Ok(Auth::reject());
             }
         };

@@ -342,7 +342,7 @@ impl server::Handler for Conn {
         match checked {
             Ok(binding) => Ok(self.logged_in(user, name.to_string(), binding.to_text(), &key)),
             Err(why) => {
-                Refusal::new(user, &key, why, true).keep(&mut self.refused);
+                Refusal::certificate(user, &key, why).keep(&mut self.refused);
                 Ok(Auth::reject())
             }
         }

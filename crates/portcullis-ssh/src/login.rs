@@ -4,8 +4,9 @@
 //! use to probe (which users exist, which keys or CAs are known) stays here.
 //!
 //! A client tries its keys one after another, so a connection collects several refusals; the
-//! line names the most telling one: a refusal after a verified signature (a certificate that
-//! does not fit, a key of another user) over one of a mere offer, and the latest among equals.
+//! line names the most telling one: a certificate's over a key's after its signature (ssh
+//! tries `id-cert.pub` and then the plain `id`), that over a mere offer's, and the latest
+//! among equals.
 
 use std::fmt;
 
@@ -74,23 +75,50 @@ pub struct Refusal {
     /// `SHA256:…` of the key (for a certificate, of the key it certifies), and its kind.
     pub fingerprint: String,
     pub reason: Reason,
-    /// Refused after its signature verified (not a mere offer).
-    pub signed: bool,
+    /// How telling the refusal is (see the module comment).
+    pub rank: Rank,
+}
+
+/// At which step an attempt was refused, the later the more telling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rank {
+    /// A key offered, before any signature.
+    Offer,
+    /// A key whose signature verified.
+    Signed,
+    /// A certificate whose signature verified.
+    Certificate,
 }
 
 impl Refusal {
+    /// A key refused at its offer (`signed` false) or after its signature.
     pub fn new(user: &str, key: &PublicKey, reason: Reason, signed: bool) -> Refusal {
+        let rank = if signed { Rank::Signed } else { Rank::Offer };
+        Refusal::at(user, key, reason, rank)
+    }
+
+    /// A certificate refused; `key` is the key it certifies.
+    pub fn certificate(user: &str, key: &PublicKey, reason: Reason) -> Refusal {
+        Refusal::at(user, key, reason, Rank::Certificate)
+    }
+
+    fn at(user: &str, key: &PublicKey, reason: Reason, rank: Rank) -> Refusal {
+        let cert = if rank == Rank::Certificate {
+            "certificate for "
+        } else {
+            ""
+        };
         Refusal {
             user: user.to_string(),
-            fingerprint: format!("{} {}", keys::kind(key), keys::fingerprint(key)),
+            fingerprint: format!("{cert}{} {}", keys::kind(key), keys::fingerprint(key)),
             reason,
-            signed,
+            rank,
         }
     }
 
     /// Keep `self` in `slot` unless the refusal there is more telling (see the module comment).
     pub fn keep(self, slot: &mut Option<Refusal>) {
-        if slot.as_ref().is_some_and(|old| old.signed && !self.signed) {
+        if slot.as_ref().is_some_and(|old| old.rank > self.rank) {
             return;
         }
         *slot = Some(self);
@@ -135,8 +163,12 @@ mod tests {
         Refusal::new("alice", &key, Reason::UnknownKey, false).keep(&mut slot);
         Refusal::new("alice", &key, Reason::WrongUser, true).keep(&mut slot);
         Refusal::new("alice", &key, Reason::UnknownKey, false).keep(&mut slot);
-        let kept = slot.unwrap();
-        assert_eq!(kept.reason, Reason::WrongUser);
+        assert_eq!(slot.as_ref().unwrap().reason, Reason::WrongUser);
+        let expired = Reason::Certificate("expired_certificate", "expired".into());
+        Refusal::certificate("alice", &key, expired.clone()).keep(&mut slot);
+        Refusal::new("alice", &key, Reason::UnknownKey, true).keep(&mut slot);
+        assert_eq!(slot.as_ref().unwrap().reason, expired);
+        let kept = Refusal::new("alice", &key, Reason::WrongUser, true);
         assert!(
             kept.fingerprint.starts_with("ssh-ed25519 SHA256:"),
             "{}",

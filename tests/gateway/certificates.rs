@@ -1,0 +1,329 @@
+//! OpenSSH user certificates (#13 items 2 and 3), made with `ssh-keygen -s` and used by the
+//! stock `ssh`: a valid one logs its principal in at the gateway and at the approver, and the
+//! session's start names its key id, serial and CA; each way a certificate can be wrong is
+//! refused with a log line that says which, while the client learns only "Permission denied".
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use super::common::{self, GwEnv, Tunnel};
+use crate::support::{run, Env, Out};
+
+/// `ssh-keygen -q -t ed25519 -f PATH`.
+fn keygen(path: &Path) {
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "k", "-f"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// `ssh-keygen -s CA -I ID [ARGS…] KEY.pub`: the certificate lands at `KEY-cert.pub`, where
+/// ssh picks it up beside the key.
+fn sign(ca: &Path, key: &Path, id: &str, args: &[&str]) {
+    let mut c = Command::new("ssh-keygen");
+    c.arg("-q").arg("-s").arg(ca).args(["-I", id]).args(args);
+    c.arg(key.with_extension("pub"));
+    let out = run(&mut c);
+    assert_eq!(out.code, 0, "ssh-keygen -s {args:?}: {}", out.stderr);
+}
+
+fn fingerprint(key: &Path) -> String {
+    let out = run(Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(key.with_extension("pub")));
+    out.stdout.split_whitespace().nth(1).unwrap().to_string()
+}
+
+/// Approver and gateway trusting CA `corp` (at most 1h, serial 17 and key id `revoked-id`
+/// revoked); user `cora` (dev) has no key of her own; `rogue` is a CA nobody trusts.
+fn start() -> (GwEnv, PathBuf, PathBuf) {
+    let g = common::start_with(|env| {
+        keygen(&env.path().join("corp_ca"));
+        keygen(&env.path().join("rogue_ca"));
+        keygen(&env.key("cora"));
+        let ca = std::fs::read_to_string(env.path().join("corp_ca.pub")).unwrap();
+        format!(
+            "\n[[users]]\nname = \"cora\"\ngroups = [\"dev\"]\n\n[[user_cas]]\nname = \"corp\"\nkey = \"{}\"\n\
+             revoked_serials = [17]\nrevoked_key_ids = [\"revoked-id\"]\nmax_validity = \"1h\"\n",
+            ca.trim()
+        )
+    });
+    let ca = g.env.path().join("corp_ca");
+    let rogue = g.env.path().join("rogue_ca");
+    (g, ca, rogue)
+}
+
+struct AnyHostKey;
+
+impl russh::client::Handler for AnyHostKey {
+    type Error = russh::Error;
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+/// Log in with `KEY` and `KEY-cert.pub` through russh's client, which presents any
+/// certificate it is given.
+fn login_with_certificate(addr: &str, user: &str, key: &Path) -> bool {
+    let secret = Arc::new(russh::keys::load_secret_key(key, None).unwrap());
+    let text = std::fs::read_to_string(format!("{}-cert.pub", key.display())).unwrap();
+    let cert = russh::keys::Certificate::from_openssh(text.trim()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let config = Arc::new(portcullis_ssh::client::client_config());
+        let mut h = russh::client::connect(config, addr, AnyHostKey)
+            .await
+            .unwrap();
+        h.authenticate_openssh_cert(user, secret, cert)
+            .await
+            .unwrap()
+            .success()
+    })
+}
+
+fn approver_ssh(env: &Env, user: &str, args: &[&str]) -> Out {
+    env.ssh(user, args)
+}
+
+/// The gateway's log line for the refusal of `cora`'s certificate, with this reason.
+fn refused_line(env: &Env, fp: &str, reason: &str) -> bool {
+    env.gw_log().lines().any(|l| {
+        l.contains("login refused for \"cora\"")
+            && l.contains(&format!("certificate for ssh-ed25519 {fp}"))
+            && l.contains(reason)
+            && l.contains("127.0.0.1:")
+    })
+}
+
+#[test]
+fn a_valid_certificate_logs_its_principal_in_and_the_session_names_it() {
+    let (g, ca, _) = start();
+    let env = &g.env;
+    let key = env.key("cora");
+    sign(
+        &ca,
+        &key,
+        "cora@laptop",
+        &["-n", "cora,ops", "-V", "-5m:+30m", "-z", "42"],
+    );
+    // At the approver and through the gateway (a relayed command), as cora.
+    let out = approver_ssh(env, "cora", &["whoami"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.starts_with("cora (key "), "{}", out.stdout);
+    assert!(out.stdout.contains(&fingerprint(&key)), "{}", out.stdout);
+    let out = env.gw_ssh("cora", &["request", "echo", "--for", "10m"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(env.gw_log().contains(&format!(
+        "authenticated cora ({}, certificate of CA corp serial 42 key id \"cora@laptop\")",
+        fingerprint(&key)
+    )));
+    // A forward: its start in the audit log names the certificate.
+    let mut t = Tunnel::open(env, "cora", &format!("127.0.0.1:{}", g.echo.port));
+    assert_eq!(t.echo(b"hello\n"), b"hello\n");
+    env.eventually("session.started with the certificate", || {
+        env.audit_events().iter().any(|e| {
+            e["event"] == "session.started"
+                && e["user"] == "cora"
+                && e["key_id"] == "cora@laptop"
+                && e["serial"] == 42
+                && e["ca"] == "corp"
+                && e["fingerprint"] == fingerprint(&key).as_str()
+        })
+    });
+    t.close();
+    // `audit verify` still passes over the new event kind.
+    let out = env.admin("audrey", &["audit", "verify"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+}
+
+#[test]
+fn certificates_that_do_not_fit_are_refused_with_the_reason() {
+    let (g, ca, rogue) = start();
+    let env = &g.env;
+    let key = env.key("cora");
+    let fp = fingerprint(&key);
+    let cases: &[(&str, &Path, &[&str], &str)] = &[
+        (
+            "too long",
+            &ca,
+            &["-n", "cora", "-V", "-1m:+2h"],
+            "(CA corp allows at most 1h)",
+        ),
+        (
+            "wrong principal",
+            &ca,
+            &["-n", "bob", "-V", "-1m:+10m"],
+            "principal mismatch: certificate is for [\"bob\"], not \"cora\"",
+        ),
+        (
+            "no principals",
+            &ca,
+            &["-V", "-1m:+10m"],
+            "certificate names no principal",
+        ),
+        (
+            "critical option",
+            &ca,
+            &[
+                "-n",
+                "cora",
+                "-V",
+                "-1m:+10m",
+                "-O",
+                "force-command=/bin/true",
+            ],
+            "critical option \"force-command\" is not supported",
+        ),
+        (
+            "verify-required",
+            &ca,
+            &["-n", "cora", "-V", "-1m:+10m", "-O", "verify-required"],
+            "critical option \"verify-required\" is not supported",
+        ),
+        (
+            "source address",
+            &ca,
+            &[
+                "-n",
+                "cora",
+                "-V",
+                "-1m:+10m",
+                "-O",
+                "source-address=10.9.9.0/24",
+            ],
+            "source-address \"10.9.9.0/24\" does not match 127.0.0.1",
+        ),
+        (
+            "revoked serial",
+            &ca,
+            &["-n", "cora", "-V", "-1m:+10m", "-z", "17"],
+            "revoked: serial 17 is revoked (CA corp)",
+        ),
+        (
+            "untrusted CA",
+            &rogue,
+            &["-n", "cora", "-V", "-1m:+10m"],
+            "certificate signed by an untrusted CA",
+        ),
+    ];
+    for (what, signer, args, reason) in cases {
+        sign(signer, &key, "cora@laptop", args);
+        let out = env.gw_ssh("cora", &["whoami"]);
+        assert_eq!(out.code, 255, "{what}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("Permission denied"),
+            "{what}: {}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains("corp"),
+            "{what}: the client learns nothing: {}",
+            out.stderr
+        );
+        env.eventually(&format!("the gateway's line for {what}"), || {
+            refused_line(env, &fp, reason)
+        });
+    }
+    // A host certificate: the stock client will not present one ("not a user certificate"),
+    // so a russh client does.
+    sign(
+        &ca,
+        &key,
+        "cora@laptop",
+        &["-h", "-n", "cora", "-V", "-1m:+10m"],
+    );
+    assert!(!login_with_certificate(&env.gw_addr, "cora", &key));
+    env.eventually("the host certificate's line", || {
+        refused_line(env, &fp, "a host certificate, not a user certificate")
+    });
+    // The key id revoked; at the approver too, which logs the same way.
+    sign(&ca, &key, "revoked-id", &["-n", "cora", "-V", "-1m:+10m"]);
+    let out = env.gw_ssh("cora", &["whoami"]);
+    assert_eq!(out.code, 255, "{}", out.stderr);
+    env.eventually("the revoked key id's line", || {
+        refused_line(
+            env,
+            &fp,
+            "revoked: key id \"revoked-id\" is revoked (CA corp)",
+        )
+    });
+    let out = approver_ssh(env, "cora", &["whoami"]);
+    assert_eq!(out.code, 255, "{}", out.stderr);
+    env.eventually("the approver's line", || {
+        env.log().lines().any(|l| {
+            l.contains("login refused for \"cora\"")
+                && l.contains("key id \"revoked-id\" is revoked")
+        })
+    });
+    assert!(
+        !env.gw_log().contains("authenticated cora"),
+        "{}",
+        env.gw_log()
+    );
+}
+
+/// Outside its validity window a certificate never reaches portcullis: russh turns it away
+/// first (with its own log line, which names neither user nor key), and ssh goes on to the
+/// plain key, which is nobody's.
+#[test]
+fn expired_and_not_yet_valid_certificates_are_refused() {
+    let (g, ca, _) = start();
+    let env = &g.env;
+    let key = env.key("cora");
+    for (what, validity) in [("expired", "-2h:-1h"), ("not yet valid", "+1h:+2h")] {
+        sign(&ca, &key, "cora@laptop", &["-n", "cora", "-V", validity]);
+        let before = env
+            .gw_log()
+            .matches("Certificate is expired or not yet valid")
+            .count();
+        let out = env.gw_ssh("cora", &["whoami"]);
+        assert_eq!(out.code, 255, "{what}: {}", out.stderr);
+        assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
+        env.eventually(&format!("the {what} certificate's lines"), || {
+            let log = env.gw_log();
+            log.matches("Certificate is expired or not yet valid")
+                .count()
+                > before
+                && log
+                    .lines()
+                    .any(|l| l.contains("login refused for \"cora\"") && l.contains("unknown key"))
+        });
+    }
+    assert!(!env.gw_log().contains("authenticated cora"));
+}
+
+#[test]
+fn a_certificate_without_port_forwarding_cannot_forward() {
+    let (g, ca, _) = start();
+    let env = &g.env;
+    let key = env.key("cora");
+    sign(
+        &ca,
+        &key,
+        "cora@laptop",
+        &["-n", "cora", "-V", "-1m:+30m", "-O", "no-port-forwarding"],
+    );
+    let out = env.gw_ssh("cora", &["request", "echo", "--for", "10m"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut c = env.gw_command("cora", &["-W", &format!("127.0.0.1:{}", g.echo.port)]);
+    let out = run(&mut c);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("administratively prohibited") || out.stderr.contains("open failed"),
+        "{}",
+        out.stderr
+    );
+    env.eventually("the refusal's line", || {
+        env.gw_log()
+            .contains("cora: forward refused: the certificate lacks permit-port-forwarding")
+    });
+}
