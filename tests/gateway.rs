@@ -51,3 +51,5 @@ mod restore;
 mod rotation;
 #[path = "gateway/stalled_reader.rs"]
 mod stalled_reader;
+#[path = "gateway/target_ca.rs"]
+mod target_ca;

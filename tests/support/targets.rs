@@ -218,6 +218,35 @@ impl Sshd {
     /// As [`Sshd::start`], with a host key of another type (`ecdsa`, `rsa`): a server that
     /// offers only that.
     pub fn start_keyed(dir: &Path, authorized_keys: &str, host_key_type: &str) -> Sshd {
+        Sshd::start_configured(dir, authorized_keys, host_key_type, "")
+    }
+
+    /// An sshd with no `authorized_keys` at all that lets in whoever holds a user certificate
+    /// of `ca` (an OpenSSH public key line) for its login, logging each login (key id, serial,
+    /// CA) and leaving the certificate used in the file `$SSH_USER_AUTH` names.
+    pub fn start_trusting_ca(dir: &Path, ca: &str) -> Sshd {
+        let trusted = dir.join("trusted_user_ca_keys");
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(&trusted, format!("{ca}\n")).unwrap();
+        // sshd takes the first value of each keyword: these come before the defaults.
+        let extra = format!(
+            "TrustedUserCAKeys {}\nAuthorizedKeysFile none\nExposeAuthInfo yes\nLogLevel VERBOSE\n",
+            trusted.display()
+        );
+        Sshd::start_configured(dir, "", "ed25519", &extra)
+    }
+
+    /// Where sshd writes its log (`-e`).
+    pub fn log(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join("sshd/sshd.log")).unwrap_or_default()
+    }
+
+    fn start_configured(
+        dir: &Path,
+        authorized_keys: &str,
+        host_key_type: &str,
+        extra: &str,
+    ) -> Sshd {
         let sshd = ["/usr/sbin/sshd", "/usr/local/sbin/sshd"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -239,7 +268,7 @@ impl Sshd {
         std::fs::write(
             &config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {pid}\nAuthorizedKeysFile {auth}\n\
+                "{extra}Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {pid}\nAuthorizedKeysFile {auth}\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
                  PermitRootLogin prohibit-password\nMaxStartups 100:30:200\nMaxSessions 100\nSubsystem sftp internal-sftp\n\
                  LogLevel ERROR\n",

@@ -24,6 +24,7 @@ mod session;
 mod spool;
 mod state;
 mod stop;
+pub mod target_ca;
 
 pub use errors::GatewayError;
 /// The `user:target` login parser, exposed for fuzzing.
@@ -50,6 +51,7 @@ pub async fn run_until(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), GatewayError> {
     let gw = Gateway::open(config, clock).await?;
+    target_ca::init(&gw.settings.data_dir).map_err(|e| GatewayError::Config(e.to_string()))?;
     gw.recover().await?;
     metrics::serve(gw.clone()).await?;
     tokio::spawn(link::run(gw.clone()));

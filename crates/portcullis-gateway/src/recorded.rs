@@ -196,10 +196,22 @@ impl Recorded {
                 ))
             }
         };
+        // A target that trusts the gateway's CA gets a certificate made for this session.
+        let certified = crate::target_ca::login(&self.gw, &self.who, target, self.live.id()).await;
+        let identity = match certified {
+            Ok(Some(identity)) => identity,
+            Ok(None) => Identity::Key(self.gw.client_key.clone()),
+            Err(why) => {
+                return Err(format!(
+                    "portcullis: cannot log into {}: {why}",
+                    target.name
+                ))
+            }
+        };
         let options = ConnectOptions {
             addr: target.address.clone(),
             user: target.login.clone().unwrap_or_default(),
-            identity: Identity::Key(self.gw.client_key.clone()),
+            identity,
             host_key: HostKeyPolicy::Pinned(host_key),
             connect_timeout: Duration::from_secs(10),
         };

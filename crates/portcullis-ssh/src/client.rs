@@ -58,6 +58,9 @@ pub enum Identity {
     Key(Arc<russh::keys::PrivateKey>),
     /// ssh-agent (`SSH_AUTH_SOCK`) first, then these files in order.
     AgentThenFiles(Vec<PathBuf>),
+    /// A key and a user certificate for it (the gateway's login to a target that trusts its
+    /// CA).
+    Certificate(Arc<russh::keys::PrivateKey>, Box<russh::keys::Certificate>),
 }
 
 #[derive(Debug, Clone)]
@@ -402,6 +405,15 @@ async fn authenticate(handle: &mut Handle<Checker>, opts: &ConnectOptions) -> Re
                 "key {}",
                 key.public_key().fingerprint(Default::default())
             )))
+        }
+        Identity::Certificate(key, cert) => {
+            let res = handle
+                .authenticate_openssh_cert(&opts.user, key.clone(), (**cert).clone())
+                .await?;
+            if res.success() {
+                return Ok(());
+            }
+            Err(denied(format!("certificate {:?}", cert.key_id())))
         }
         Identity::KeyFile(path) => {
             if try_file(handle, &opts.user, path).await? {

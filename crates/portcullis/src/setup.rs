@@ -206,6 +206,13 @@ pub fn keys(config: &Path) -> anyhow::Result<ExitCode> {
             println!("{label} {v}");
         }
     }
+    // What targets with auth = "certificate" trust (TrustedUserCAKeys).
+    if let Some(dir) = &gateway_dir {
+        println!(
+            "target-ca {}",
+            portcullis_gateway::target_ca::public_line(dir)?
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
