@@ -68,3 +68,8 @@ where
         }
     }
 }
+
+/// The CA that signed the seed certificates of `corpus/certificate/` (made once with
+/// `ssh-keygen -s`; its private half was not kept), trusted by the `certificate` target.
+pub const CERT_CA: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAID1/NudBoLa09WvuDBkXbV4Q6aZgUsbMfIYXZvXt4Jkx fuzz-ca";
