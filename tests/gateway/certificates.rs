@@ -120,6 +120,10 @@ fn a_valid_certificate_logs_its_principal_in_and_the_session_names_it() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.starts_with("cora (key "), "{}", out.stdout);
     assert!(out.stdout.contains(&fingerprint(&key)), "{}", out.stdout);
+    // The thin client presents `KEY-cert.pub` beside `-i KEY`, as ssh does.
+    let out = env.admin("cora", &["whoami"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.starts_with("cora (key "), "{}", out.stdout);
     let out = env.gw_ssh("cora", &["request", "echo", "--for", "10m"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(env.gw_log().contains(&format!(

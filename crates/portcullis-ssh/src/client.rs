@@ -427,15 +427,29 @@ async fn authenticate(handle: &mut Handle<Checker>, opts: &ConnectOptions) -> Re
                 if let Ok(mut agent) = AgentClient::connect_env().await {
                     let ids = agent.request_identities().await.unwrap_or_default();
                     for id in ids {
-                        let AgentIdentity::PublicKey { key, .. } = id else {
-                            continue;
-                        };
-                        let hash = rsa_hash(handle, &key).await;
-                        let ok = handle
-                            .authenticate_publickey_with(&opts.user, key.clone(), hash, &mut agent)
-                            .await
-                            .map(|r| r.success())
-                            .unwrap_or(false);
+                        let ok = match id {
+                            AgentIdentity::PublicKey { key, .. } => {
+                                let hash = rsa_hash(handle, &key).await;
+                                handle
+                                    .authenticate_publickey_with(&opts.user, key, hash, &mut agent)
+                                    .await
+                            }
+                            // A certificate the agent holds, as ssh would offer it.
+                            AgentIdentity::Certificate { certificate, .. } => {
+                                let key = PublicKey::new(certificate.public_key().clone(), "");
+                                let hash = rsa_hash(handle, &key).await;
+                                handle
+                                    .authenticate_certificate_with(
+                                        &opts.user,
+                                        certificate,
+                                        hash,
+                                        &mut agent,
+                                    )
+                                    .await
+                            }
+                        }
+                        .map(|r| r.success())
+                        .unwrap_or(false);
                         if ok {
                             return Ok(());
                         }
@@ -492,14 +506,42 @@ async fn try_file(
     path: &std::path::Path,
 ) -> Result<bool, SshError> {
     let key = load_identity(path)?;
+    // `FILE-cert.pub` beside the key is tried first, as ssh does.
+    let cert = certificate_beside(path);
     if key.algorithm().is_rsa() {
         let public = key.public_key().clone();
         drop(key);
+        // ssh-add adds the certificate beside the key along with it.
         let agent = crate::rsa_agent::PrivateAgent::holding(path).await?;
         let hash = rsa_hash(handle, &public).await;
+        if let Some(cert) = cert {
+            if agent
+                .authenticate_certificate(handle, user, cert, hash)
+                .await?
+            {
+                return Ok(true);
+            }
+        }
         return agent.authenticate(handle, user, &public, hash).await;
     }
-    try_key(handle, user, Arc::new(key)).await
+    let key = Arc::new(key);
+    if let Some(cert) = cert {
+        let res = handle
+            .authenticate_openssh_cert(user, key.clone(), cert)
+            .await?;
+        if res.success() {
+            return Ok(true);
+        }
+    }
+    try_key(handle, user, key).await
+}
+
+/// The certificate `FILE-cert.pub` for the key `FILE`, if there is one that parses.
+fn certificate_beside(path: &std::path::Path) -> Option<russh::keys::Certificate> {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-cert.pub");
+    let text = std::fs::read_to_string(name).ok()?;
+    russh::keys::Certificate::from_openssh(text.trim()).ok()
 }
 
 async fn try_key(

@@ -97,6 +97,26 @@ impl PrivateAgent {
     }
 }
 
+impl PrivateAgent {
+    /// Log in as `user` with the certificate `cert`, signed by this agent.
+    pub(crate) async fn authenticate_certificate<H: russh::client::Handler>(
+        &self,
+        handle: &mut Handle<H>,
+        user: &str,
+        cert: russh::keys::Certificate,
+        hash: Option<HashAlg>,
+    ) -> Result<bool, SshError> {
+        let mut agent = AgentClient::connect_uds(&self.sock)
+            .await
+            .map_err(|e| missing("reaching ssh-agent", e))?;
+        let res = handle
+            .authenticate_certificate_with(user, cert, hash, &mut agent)
+            .await
+            .map_err(|e| missing("signing through ssh-agent", e))?;
+        Ok(res.success())
+    }
+}
+
 impl Drop for PrivateAgent {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
