@@ -463,6 +463,43 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// Bytes off the wire: whatever decodes as a certificate (random bytes, or a good
+    /// certificate with bytes flipped) is checked without a panic, and a flipped certificate
+    /// never logs anyone in (its CA signature no longer verifies).
+    #[test]
+    fn damaged_certificates_never_panic_nor_log_in() {
+        use rand::RngExt as _;
+        let s = setup();
+        let good = cert(&s, &s.ca, NOW - 60, NOW + 60, alice);
+        let bytes = good.to_bytes().unwrap();
+        let here = ip("127.0.0.1");
+        assert!(check(&good, "alice", here, &s.catalog, NOW).is_ok());
+        let mut rng = rand::rng();
+        for _ in 0..20_000 {
+            let mut b = bytes.clone();
+            for _ in 0..rng.random_range(1..4) {
+                let i = rng.random_range(0..b.len());
+                b[i] ^= 1 << rng.random_range(0..8);
+            }
+            if rng.random_bool(0.1) {
+                b.truncate(rng.random_range(0..b.len()));
+            }
+            if let Ok(c) = Certificate::from_bytes(&b) {
+                if c.signature_key() == good.signature_key()
+                    && c.to_bytes().ok() != Some(bytes.clone())
+                {
+                    assert!(check(&c, "alice", here, &s.catalog, NOW).is_err());
+                }
+            }
+            let random: Vec<u8> = (0..rng.random_range(0..300))
+                .map(|_| rng.random())
+                .collect();
+            if let Ok(c) = Certificate::from_bytes(&random) {
+                let _ = check(&c, "alice", here, &s.catalog, NOW);
+            }
+        }
+    }
+
     #[test]
     fn source_addresses_match_by_cidr() {
         assert!(source_address_matches("10.0.0.0/8", ip("10.1.2.3")).unwrap());
