@@ -17,6 +17,7 @@ pub mod command;
 pub mod config;
 pub mod grant_index;
 pub mod keys;
+pub mod locks;
 pub mod model;
 pub mod policy;
 pub mod signing;

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use portcullis_core::locks::lock;
 use portcullis_core::Timestamp;
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
@@ -175,29 +176,27 @@ impl Metrics {
     /// A frame from the approver; `newest` is the newest revision it names.
     pub fn heard(&self, newest: u64) {
         self.approver_newest.fetch_max(newest, Ordering::Relaxed);
-        if let Ok(mut at) = self.last_heard.lock() {
-            *at = Some(Instant::now());
-        }
+        *lock(&self.last_heard) = Some(Instant::now());
     }
 
     /// A revoked grant arrived on the stream.
     pub fn revocation_arrived(&self, grant: u64) {
         let now = Instant::now();
-        if let Ok(mut r) = self.revocations.lock() {
-            if r.len() >= REVOCATIONS_KEPT {
-                r.retain(|_, at| now.duration_since(*at) < REVOCATION_MEMORY);
-            }
-            // Past the bound even so (a flood of revocations): the newest is simply not timed.
-            if r.len() < REVOCATIONS_KEPT {
-                r.entry(grant).or_insert(now);
-            }
+        let mut r = lock(&self.revocations);
+        if r.len() >= REVOCATIONS_KEPT {
+            r.retain(|_, at| now.duration_since(*at) < REVOCATION_MEMORY);
+        }
+        // Past the bound even so (a flood of revocations): the newest is simply not timed.
+        if r.len() < REVOCATIONS_KEPT {
+            r.entry(grant).or_insert(now);
         }
     }
 
     /// How long ago revoked `grant` arrived, if it is known.
     pub fn since_revocation(&self, grant: u64, now: Instant) -> Option<Duration> {
-        let r = self.revocations.lock().ok()?;
-        r.get(&grant).map(|at| now.duration_since(*at))
+        lock(&self.revocations)
+            .get(&grant)
+            .map(|at| now.duration_since(*at))
     }
 
     /// The exposition: the gauges read from the gateway now, then everything encoded.
@@ -214,7 +213,8 @@ impl Metrics {
             self.revisions_behind
                 .set(newest.saturating_sub(applied) as i64);
         }
-        if let Some(at) = self.last_heard.lock().ok().and_then(|a| *a) {
+        let last_heard = *lock(&self.last_heard);
+        if let Some(at) = last_heard {
             self.approver_silence.set(at.elapsed().as_secs_f64());
         }
         self.link_up.set(i64::from(gw.link().is_some()));
@@ -313,7 +313,7 @@ mod tests {
         for g in 0..(REVOCATIONS_KEPT as u64 + 10) {
             m.revocation_arrived(g);
         }
-        assert!(m.revocations.lock().unwrap().len() <= REVOCATIONS_KEPT);
+        assert!(lock(&m.revocations).len() <= REVOCATIONS_KEPT);
         assert!(m.since_revocation(0, Instant::now()).is_some());
         assert!(m.since_revocation(u64::MAX, Instant::now()).is_none());
     }

@@ -9,7 +9,7 @@ use portcullis_core::catalog::Catalog;
 use portcullis_core::config::{self, GatewaySettings};
 use portcullis_core::grant_index::GrantIndex;
 use portcullis_core::model::{Grant, SessionReport};
-use portcullis_core::{keys, Clock, Timestamp};
+use portcullis_core::{keys, locks, Clock, Timestamp};
 use portcullis_ssh::keyfile::{self, names};
 use portcullis_ssh::Connection;
 use portcullis_store::Replica;
@@ -311,19 +311,15 @@ impl Gateway {
     }
 
     // The view (catalog and grants in force) changes only through the methods below, each of
-    // which wakes whoever must act on the change. One policy for a poisoned lock everywhere:
-    // take it over. The data are plain values, and a view that stopped updating after a panic
-    // elsewhere would keep enforcing a stale catalog or miss a revocation (failing open).
+    // which wakes whoever must act on the change. A poisoned lock is taken over
+    // (`portcullis_core::locks`): a view that stopped updating after a panic elsewhere would
+    // keep enforcing a stale catalog or miss a revocation (failing open).
     fn read_view(&self) -> std::sync::RwLockReadGuard<'_, View> {
-        self.view
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        locks::read(&self.view)
     }
 
     fn write_view(&self) -> std::sync::RwLockWriteGuard<'_, View> {
-        self.view
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        locks::write(&self.view)
     }
 
     pub(crate) fn catalog(&self) -> Option<Arc<Catalog>> {
@@ -383,9 +379,7 @@ impl Gateway {
     /// The live-session table. A panic elsewhere while holding it must not stop enforcement,
     /// so a poisoned lock is taken over rather than skipped (failing closed, not open).
     pub(crate) fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
-        self.sessions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        locks::lock(&self.sessions)
     }
 
     /// A new session id, unique across restarts and replicas: `gw-1-3fa2-17`.

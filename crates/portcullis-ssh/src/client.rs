@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use portcullis_core::locks::lock;
 use russh::client::{self, Handle, Msg};
 use russh::keys::agent::client::AgentClient;
 use russh::keys::agent::AgentIdentity;
@@ -130,9 +131,7 @@ impl Checker {
                     path.display()
                 );
                 tracing::info!("{note}");
-                if let Ok(mut l) = self.learned.lock() {
-                    *l = Some(note);
-                }
+                *lock(&self.learned) = Some(note);
                 Ok(())
             }
         }
@@ -148,9 +147,7 @@ impl client::Handler for Checker {
     ) -> Result<(), Self::Error> {
         match reason {
             client::DisconnectReason::ReceivedDisconnect(info) => {
-                if let Ok(mut g) = self.goodbye.lock() {
-                    *g = Some(info.message);
-                }
+                *lock(&self.goodbye) = Some(info.message);
                 Ok(())
             }
             client::DisconnectReason::Error(e) => Err(e),
@@ -168,9 +165,7 @@ impl client::Handler for Checker {
         match self.check(&key) {
             Ok(()) => Ok(true),
             Err(why) => {
-                if let Ok(mut v) = self.verdict.lock() {
-                    *v = Some(why);
-                }
+                *lock(&self.verdict) = Some(why);
                 Ok(false)
             }
         }
@@ -261,7 +256,7 @@ impl Connection {
             }
             Ok(Ok(h)) => h,
             Ok(Err(e)) => {
-                let why = verdict.lock().ok().and_then(|mut v| v.take());
+                let why = lock(&verdict).take();
                 return Err(match why {
                     Some(why) => SshError::HostKey(why),
                     None => SshError::Ssh(e),
@@ -269,7 +264,7 @@ impl Connection {
             }
         };
         authenticate(&mut handle, opts).await?;
-        let learned = learned.lock().ok().and_then(|mut l| l.take());
+        let learned = lock(&learned).take();
         Ok(Connection {
             handle,
             learned,
@@ -366,7 +361,7 @@ impl Connection {
     /// reason may arrive a moment after the channels close: this waits up to 200 ms for it.
     pub async fn goodbye(&self) -> Option<String> {
         for _ in 0..20 {
-            if let Some(g) = self.goodbye.lock().ok().and_then(|g| g.clone()) {
+            if let Some(g) = lock(&self.goodbye).clone() {
                 return Some(g);
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

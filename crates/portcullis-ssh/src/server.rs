@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use portcullis_core::locks::lock;
 use tokio::net::TcpListener;
 
 use russh::keys::PrivateKey;
@@ -204,11 +205,6 @@ impl Refused {
             Refused::Reserve { .. } => "reserved_connections",
         }
     }
-}
-
-/// A poisoned lock here only guards counters: take it over rather than fail the connection.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Something live on a connection; see [`ConnState::busy`].

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use portcullis_core::codec;
+use portcullis_core::locks::lock;
 use portcullis_core::model::{SessionReport, SignedGrant};
 use portcullis_core::stream::SignedChange;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -370,18 +371,15 @@ impl Replica {
     /// fifty, and the cores stay freer for the cuts themselves.
     pub async fn spool(&self, report: &SessionReport) -> Result<u64> {
         let (done, mut numbered) = tokio::sync::oneshot::channel();
-        self.queued
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(Queued {
-                bytes: codec::encode(report),
-                session: report.session().as_bytes().to_vec(),
-                started: matches!(report, SessionReport::Started { .. }),
-                // Only the end closes a session: a crash between its recording and its end
-                // must still leave it to be reported ended on restart.
-                ended: matches!(report, SessionReport::Ended { .. }),
-                done,
-            });
+        lock(&self.queued).push(Queued {
+            bytes: codec::encode(report),
+            session: report.session().as_bytes().to_vec(),
+            started: matches!(report, SessionReport::Started { .. }),
+            // Only the end closes a session: a crash between its recording and its end
+            // must still leave it to be reported ended on restart.
+            ended: matches!(report, SessionReport::Ended { .. }),
+            done,
+        });
         loop {
             match numbered.try_recv() {
                 Ok(Ok(seq)) => return Ok(seq),
@@ -397,10 +395,7 @@ impl Replica {
             // Oldest first, and a bounded group: with 2,000 sessions closing at once, one
             // transaction for all their ends left the gateway 10 MB larger for good.
             let batch: Vec<Queued> = {
-                let mut queued = self
-                    .queued
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut queued = lock(&self.queued);
                 let n = queued.len().min(MAX_SPOOL_GROUP);
                 queued.drain(..n).collect()
             };
