@@ -623,7 +623,7 @@ impl Env {
             .build()
             .unwrap();
         rt.block_on(async {
-            let conn = portcullis_ssh::Connection::connect(&portcullis_ssh::ConnectOptions {
+            let conn = portcullis_ssh::ClientConnection::connect(&portcullis_ssh::ConnectOptions {
                 addr: self.addr.clone(),
                 user: name.into(),
                 identity: portcullis_ssh::Identity::KeyFile(key.to_path_buf()),

@@ -13,7 +13,7 @@ use russh::server::Msg;
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use tokio::sync::mpsc;
 
-use crate::state::Gateway;
+use crate::state::GatewayState;
 
 /// Pieces of the approver's answer waiting for the user (each at most one SSH packet, 32 KiB):
 /// about a megabyte before a user who does not read loses the command.
@@ -31,7 +31,7 @@ enum Piece {
 /// Run `line` on the approver as `user` and give the answer back on `channel`. Returns when the
 /// command is over; the channel is closed by then.
 pub(crate) async fn run(
-    gw: Arc<Gateway>,
+    gw: Arc<GatewayState>,
     user: String,
     fingerprint: String,
     line: String,
@@ -114,7 +114,7 @@ fn queue(tx: &mpsc::Sender<Piece>, piece: Piece) -> Result<(), Stop> {
 }
 
 async fn relay(
-    gw: &Gateway,
+    gw: &GatewayState,
     user: &str,
     fingerprint: &str,
     line: &str,

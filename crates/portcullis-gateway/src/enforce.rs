@@ -9,9 +9,9 @@ use portcullis_core::Timestamp;
 use tokio::time::Instant;
 
 use crate::session::EndReason;
-use crate::state::Gateway;
+use crate::state::GatewayState;
 
-pub(crate) async fn run(gw: Arc<Gateway>) {
+pub(crate) async fn run(gw: Arc<GatewayState>) {
     loop {
         match next_end(&gw) {
             None => gw.enforce_wake.notified().await,
@@ -47,7 +47,7 @@ fn precise_until(now: Timestamp, at: Timestamp) -> std::time::Duration {
 }
 
 /// The earliest end among the grants live sessions rest on.
-fn next_end(gw: &Gateway) -> Option<Timestamp> {
+fn next_end(gw: &GatewayState) -> Option<Timestamp> {
     let sessions = gw.sessions();
     sessions
         .live
@@ -64,7 +64,7 @@ fn next_end(gw: &Gateway) -> Option<Timestamp> {
 /// Rebind or cut every session whose grant has ended. Every cut is signalled before anything
 /// is logged: in a burst (many sessions on one grant), the log lines would otherwise delay the
 /// last cut by the time it takes to write all the others'.
-fn sweep(gw: &Arc<Gateway>) {
+fn sweep(gw: &Arc<GatewayState>) {
     let now = gw.now();
     let mut sessions = gw.sessions();
     let catalog = gw.catalog();
@@ -161,7 +161,11 @@ fn sweep(gw: &Arc<Gateway>) {
 /// Why a session's grant ended: revoked, expired, or withdrawn. A grant already pruned from
 /// memory (a session can be put on the books under a grant that ends a moment later) is looked
 /// up in the replica, so that the sweep never forgets that a grant was revoked.
-fn why_ended(gw: &Gateway, known: Option<portcullis_core::model::Grant>, id: u64) -> EndReason {
+fn why_ended(
+    gw: &GatewayState,
+    known: Option<portcullis_core::model::Grant>,
+    id: u64,
+) -> EndReason {
     let grant = known.or_else(|| {
         gw.replica
             .grant(id)
@@ -178,7 +182,7 @@ fn why_ended(gw: &Gateway, known: Option<portcullis_core::model::Grant>, id: u64
 }
 
 /// An admin's kill: cut the session if it is here.
-pub(crate) fn kill(gw: &Gateway, session: &str) {
+pub(crate) fn kill(gw: &GatewayState, session: &str) {
     {
         let sessions = gw.sessions();
         if let Some(s) = sessions.live.get(session) {
@@ -197,7 +201,7 @@ pub(crate) fn kill(gw: &Gateway, session: &str) {
 /// The deadline counts from the moment the link was first lost (or from start, if it never
 /// came up), not from the latest notification: every failed reconnect says "down" again, and
 /// with reconnects at most a few seconds apart a deadline restarted on each would never run out.
-pub(crate) async fn fail_closed(gw: Arc<Gateway>) {
+pub(crate) async fn fail_closed(gw: Arc<GatewayState>) {
     use std::sync::atomic::Ordering;
     if !gw.settings.fail_closed {
         return;
@@ -245,8 +249,8 @@ pub(crate) async fn fail_closed(gw: Arc<Gateway>) {
 }
 
 /// Record the clock's progress every second, so that after a restart with the wall clock
-/// stepped back no grant that had ended comes back to life (see `Gateway::open`).
-pub(crate) async fn keep_clock_floor(gw: Arc<Gateway>) {
+/// stepped back no grant that had ended comes back to life (see `GatewayState::open`).
+pub(crate) async fn keep_clock_floor(gw: Arc<GatewayState>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tick.tick().await;

@@ -9,15 +9,15 @@ use russh::{Channel, ChannelOpenFailure};
 use tokio::net::TcpStream;
 
 use crate::relay::{self, Counters};
-use crate::session::{self, Holder, Live, Refusal, SessionEnd};
-use crate::state::Gateway;
+use crate::session::{self, Denial, Holder, Live, SessionOutcome};
+use crate::state::GatewayState;
 
 /// How long to wait for a target to accept a connection.
 const TARGET_CONNECT: Duration = Duration::from_secs(10);
 
 /// One direct-tcpip request, checked and then relayed.
 pub(crate) struct Forward {
-    pub gw: Arc<Gateway>,
+    pub gw: Arc<GatewayState>,
     pub who: Holder,
     pub host: String,
     pub port: u32,
@@ -118,7 +118,7 @@ impl Forward {
         session::report_end(
             gw,
             &session_id,
-            SessionEnd {
+            SessionOutcome {
                 reason,
                 bytes_in: counters
                     .to_target
@@ -135,15 +135,15 @@ impl Forward {
     }
 
     /// Which target, and under which grant: refused before any connection is made.
-    fn check(&self) -> Result<Admitted, Refusal> {
+    fn check(&self) -> Result<Admitted, Denial> {
         let catalog = session::admit_user(&self.gw, &self.who)?;
         let port = u16::try_from(self.port)
-            .map_err(|_| Refusal::Target(format!("portcullis: bad port {}", self.port)))?;
+            .map_err(|_| Denial::Target(format!("portcullis: bad port {}", self.port)))?;
         let target = match catalog.target_by_name_or_address(&self.host, port) {
             Some(t) => t,
             None => {
                 let same_host = catalog.targets.get(&self.host);
-                return Err(Refusal::Target(match same_host {
+                return Err(Denial::Target(match same_host {
                     Some(t) => format!(
                         "portcullis: {} is reachable on port {} only, not {}",
                         t.name, t.port, self.port

@@ -28,7 +28,6 @@ mod stop;
 pub use errors::GatewayError;
 /// The `user:target` login parser, exposed for fuzzing.
 pub use server::split_login;
-pub use state::Gateway;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -49,7 +48,7 @@ pub async fn run_until(
     clock: Arc<dyn portcullis_core::Clock>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), GatewayError> {
-    let gw = Gateway::open(config, clock).await?;
+    let gw = state::GatewayState::open(config, clock).await?;
     gw.recover().await?;
     metrics::serve(gw.clone()).await?;
     tokio::spawn(link::run(gw.clone()));

@@ -11,16 +11,16 @@ use std::time::Duration;
 
 use portcullis_core::codec::FrameReader;
 use portcullis_core::stream::{Follower, Verified};
-use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity};
+use portcullis_ssh::{ClientConnection, ConnectOptions, HostKeyPolicy, Identity};
 use russh::ChannelMsg;
 
-use crate::state::Gateway;
+use crate::state::GatewayState;
 
 /// Heartbeats come every 5 s; this much silence means the link is dead.
 const SILENCE: Duration = Duration::from_secs(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-pub(crate) async fn run(gw: Arc<Gateway>) {
+pub(crate) async fn run(gw: Arc<GatewayState>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let began = tokio::time::Instant::now();
@@ -41,7 +41,7 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
 /// ends or is dropped. Its users must always drain their channels (see the module comment).
 pub(crate) struct Lane {
     name: &'static str,
-    current: tokio::sync::Mutex<Option<Arc<Connection>>>,
+    current: tokio::sync::Mutex<Option<Arc<ClientConnection>>>,
 }
 
 impl Lane {
@@ -53,12 +53,12 @@ impl Lane {
     }
 
     /// The lane's connection, connecting if it has none that is still open.
-    pub async fn get(&self, gw: &Gateway) -> Result<Arc<Connection>, String> {
+    pub async fn get(&self, gw: &GatewayState) -> Result<Arc<ClientConnection>, String> {
         let mut current = self.current.lock().await;
         if let Some(conn) = current.as_ref().filter(|c| !c.is_closed()) {
             return Ok(conn.clone());
         }
-        let conn = tokio::time::timeout(CONNECT, Connection::connect(&options(gw)))
+        let conn = tokio::time::timeout(CONNECT, ClientConnection::connect(&options(gw)))
             .await
             .map_err(|_| format!("no answer from the approver within {CONNECT:?}"))?
             .map_err(|e| e.to_string())?;
@@ -69,7 +69,7 @@ impl Lane {
     }
 
     /// Give up on `conn` (it timed out): the next [`Lane::get`] connects afresh.
-    pub async fn drop_conn(&self, conn: &Arc<Connection>) {
+    pub async fn drop_conn(&self, conn: &Arc<ClientConnection>) {
         let mut current = self.current.lock().await;
         if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
             *current = None;
@@ -80,7 +80,7 @@ impl Lane {
 /// How long connecting to the approver may take, handshake and authentication included.
 const CONNECT: Duration = Duration::from_secs(15);
 
-fn options(gw: &Gateway) -> ConnectOptions {
+fn options(gw: &GatewayState) -> ConnectOptions {
     ConnectOptions {
         addr: gw.settings.approver.clone(),
         user: gw.name.clone(),
@@ -90,9 +90,9 @@ fn options(gw: &Gateway) -> ConnectOptions {
     }
 }
 
-async fn follow(gw: &Arc<Gateway>) -> Result<(), String> {
+async fn follow(gw: &Arc<GatewayState>) -> Result<(), String> {
     let conn = Arc::new(
-        Connection::connect(&options(gw))
+        ClientConnection::connect(&options(gw))
             .await
             .map_err(|e| e.to_string())?,
     );
@@ -136,7 +136,7 @@ async fn follow(gw: &Arc<Gateway>) -> Result<(), String> {
     }
 }
 
-async fn apply(gw: &Gateway, follower: &mut Follower, record: &[u8]) -> Result<(), String> {
+async fn apply(gw: &GatewayState, follower: &mut Follower, record: &[u8]) -> Result<(), String> {
     let verified = follower.accept(record).map_err(|e| {
         tracing::error!("dropped a frame from the approver: {e}");
         format!("bad frame: {e}")

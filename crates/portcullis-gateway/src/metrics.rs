@@ -21,7 +21,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::session::EndReason;
-use crate::state::Gateway;
+use crate::state::GatewayState;
 
 /// One label, `name="value"`, both fixed strings: label values come from a closed set here,
 /// never from what a user typed, so the series cannot multiply.
@@ -200,7 +200,7 @@ impl Metrics {
     }
 
     /// The exposition: the gauges read from the gateway now, then everything encoded.
-    pub fn render(&self, gw: &Gateway) -> (&'static str, String) {
+    pub fn render(&self, gw: &GatewayState) -> (&'static str, String) {
         self.sessions_live.set(gw.sessions().live.len() as i64);
         match gw.replica.spooled() {
             Ok(s) => {
@@ -254,7 +254,7 @@ pub(crate) fn late_by(ends: Timestamp, signalled: SystemTime) -> Duration {
 }
 
 /// Serve `/metrics` on the configured address until the process ends.
-pub(crate) async fn serve(gw: Arc<Gateway>) -> Result<(), crate::GatewayError> {
+pub(crate) async fn serve(gw: Arc<GatewayState>) -> Result<(), crate::GatewayError> {
     let Some(addr) = gw.settings.metrics else {
         return Ok(());
     };

@@ -20,14 +20,14 @@ use std::time::{Duration, Instant};
 use portcullis_core::catalog::{Target, TargetKind};
 use portcullis_core::model::SessionReport;
 use portcullis_core::time::format_duration;
-use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity, SshError};
+use portcullis_ssh::{ClientConnection, ConnectOptions, HostKeyPolicy, Identity, SshError};
 use russh::server::Msg;
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 
 use crate::recording::{Header, Output, RawRecorder, Recorder, Recording};
-use crate::session::{self, EndReason, Holder, Live, Refusal, SessionEnd};
+use crate::session::{self, Denial, EndReason, Holder, Live, SessionOutcome};
 use crate::spool;
-use crate::state::Gateway;
+use crate::state::GatewayState;
 
 /// How early the expiry warning may fire against the wall clock it is computed from.
 const WARNING_SLACK: Duration = Duration::from_millis(20);
@@ -64,16 +64,16 @@ pub(crate) struct Admitted {
 }
 
 /// Check a recorded session may open: the target is an ssh target and the user holds a grant.
-pub(crate) fn check(gw: &Gateway, who: &Holder, target: &str) -> Result<Admitted, Refusal> {
+pub(crate) fn check(gw: &GatewayState, who: &Holder, target: &str) -> Result<Admitted, Denial> {
     let catalog = session::admit_user(gw, who)?;
     let t = catalog.targets.get(target).ok_or_else(|| {
-        Refusal::Target(format!(
+        Denial::Target(format!(
             "portcullis: {target:?} is not a configured target - list yours with: {} targets",
             who.reach
         ))
     })?;
     if t.kind != TargetKind::Ssh {
-        return Err(Refusal::Target(format!(
+        return Err(Denial::Target(format!(
             "portcullis: {target} is a forwarding-only target: use ssh -L through the gateway"
         )));
     }
@@ -88,7 +88,7 @@ pub(crate) fn check(gw: &Gateway, who: &Holder, target: &str) -> Result<Admitted
 }
 
 pub(crate) struct Recorded {
-    pub gw: Arc<Gateway>,
+    pub gw: Arc<GatewayState>,
     pub who: Holder,
     pub target: Target,
     pub record_data: bool,
@@ -98,7 +98,7 @@ pub(crate) struct Recorded {
 
 /// The gateway's side of the session on the target.
 struct TargetLeg {
-    conn: Connection,
+    conn: ClientConnection,
     read: ChannelReadHalf,
     write: ChannelWriteHalf<russh::client::Msg>,
 }
@@ -168,7 +168,7 @@ impl Recorded {
         self.finish(
             &cw,
             recording,
-            SessionEnd {
+            SessionOutcome {
                 reason,
                 bytes_in,
                 bytes_out,
@@ -203,7 +203,7 @@ impl Recorded {
             host_key: HostKeyPolicy::Pinned(host_key),
             connect_timeout: Duration::from_secs(10),
         };
-        let conn = match Connection::connect(&options).await {
+        let conn = match ClientConnection::connect(&options).await {
             Ok(c) => c,
             Err(SshError::HostKey(why)) => {
                 let id = self.live.id();
@@ -370,7 +370,7 @@ impl Recorded {
                 session::report_end(
                     gw,
                     id,
-                    SessionEnd {
+                    SessionOutcome {
                         reason: EndReason::RecordingFailed,
                         bytes_in: 0,
                         bytes_out: 0,
@@ -430,7 +430,12 @@ impl Recorded {
 
     /// The reason on the user's screen, the channel closed (the connection with it if this
     /// was its last session and it was cut), then the recording and the end reported.
-    async fn finish(self, cw: &ChannelWriteHalf<Msg>, recording: Recording, mut end: SessionEnd) {
+    async fn finish(
+        self,
+        cw: &ChannelWriteHalf<Msg>,
+        recording: Recording,
+        mut end: SessionOutcome,
+    ) {
         let id = self.live.id().to_string();
         let grant = self.live.grant();
         let why = session::cut_message(

@@ -22,13 +22,13 @@ use crate::errors::GatewayError;
 use crate::forward::{self, Forward};
 use crate::recorded::{self, Recorded};
 use crate::session::{self, Holder, Live};
-use crate::state::Gateway;
+use crate::state::GatewayState;
 
-fn ssh_config(gw: &Gateway) -> server::Config {
+fn ssh_config(gw: &GatewayState) -> server::Config {
     portcullis_ssh::server::config(gw.host_key.clone(), Duration::from_secs(30))
 }
 
-pub(crate) async fn serve(gw: Arc<Gateway>) -> Result<(), GatewayError> {
+pub(crate) async fn serve(gw: Arc<GatewayState>) -> Result<(), GatewayError> {
     let listen = gw.settings.listen.clone();
     let listener = TcpListener::bind(&listen)
         .await
@@ -52,10 +52,10 @@ pub(crate) async fn serve(gw: Arc<Gateway>) -> Result<(), GatewayError> {
         listener,
         config,
         gw.settings.limits,
-        gw.conns.clone(),
+        gw.connections.clone(),
         |peer, local, state| {
             next_id += 1;
-            Conn {
+            UserConnection {
                 gw: gw.clone(),
                 id: next_id,
                 peer,
@@ -81,8 +81,11 @@ enum Mode {
     Recorded(String),
 }
 
-struct Conn {
-    gw: Arc<Gateway>,
+/// The gateway's handler for one user's SSH connection: who they proved to be, what the login
+/// is for, and the channels open on it. (The gateway's own outgoing connections, to the
+/// approver and to targets, are `portcullis_ssh::ClientConnection`s.)
+struct UserConnection {
+    gw: Arc<GatewayState>,
     id: u64,
     peer: SocketAddr,
     local: Option<SocketAddr>,
@@ -101,7 +104,7 @@ struct Conn {
     refused: Option<&'static str>,
 }
 
-impl Drop for Conn {
+impl Drop for UserConnection {
     fn drop(&mut self) {
         // A login refused is a connection that tried and never got in: a client trying three
         // keys before the right one is not three refusals.
@@ -120,7 +123,7 @@ impl Drop for ChannelSlot {
     }
 }
 
-impl Conn {
+impl UserConnection {
     /// A place for one more channel, or `None` (logged, naming `what` was refused) when the
     /// connection holds its maximum.
     fn channel_slot(&self, what: &str) -> Option<ChannelSlot> {
@@ -216,7 +219,7 @@ impl Conn {
     }
 }
 
-impl server::Handler for Conn {
+impl server::Handler for UserConnection {
     type Error = russh::Error;
 
     async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
@@ -430,7 +433,7 @@ impl server::Handler for Conn {
     }
 }
 
-impl Conn {
+impl UserConnection {
     /// The authenticated user, with the connection's handle, for a new channel.
     fn holder(&mut self, session: &Session) -> Option<Holder> {
         let who = self.holder.as_mut()?;
@@ -465,7 +468,7 @@ impl Conn {
 /// A session channel of a recorded login: admitted (a grant approved a moment ago gets a moment
 /// to arrive), put on the books at once, accepted, then run.
 async fn open_recorded(
-    gw: Arc<Gateway>,
+    gw: Arc<GatewayState>,
     who: Holder,
     target: String,
     channel: Channel<Msg>,

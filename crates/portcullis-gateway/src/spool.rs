@@ -11,13 +11,13 @@ use portcullis_core::codec;
 use portcullis_core::model::SessionReport;
 
 use crate::errors::GatewayError;
-use crate::state::Gateway;
+use crate::state::GatewayState;
 
 /// How long a new session waits for its start event to reach the approver before relaying
 /// anyway (it is durable in the spool by then).
 const START_DELIVERY_WAIT: Duration = Duration::from_secs(5);
 
-pub(crate) async fn run(gw: Arc<Gateway>) {
+pub(crate) async fn run(gw: Arc<GatewayState>) {
     let mut link = gw.link.subscribe();
     loop {
         // Reports wait while the stream is down (the approver is away); they travel on a
@@ -174,7 +174,7 @@ fn batches(pending: Vec<(u64, SessionReport)>) -> Vec<Batch> {
 
 impl Batch {
     /// The file of the recording this batch announces, if it announces one.
-    fn recording_path(&self, gw: &Gateway) -> Option<std::path::PathBuf> {
+    fn recording_path(&self, gw: &GatewayState) -> Option<std::path::PathBuf> {
         self.reports.iter().find_map(|r| match r {
             SessionReport::Recorded {
                 session, format, ..
@@ -192,7 +192,7 @@ impl Batch {
     /// announces a recording, the recording's file, checked against the announcement first.
     async fn input(
         &self,
-        gw: &Gateway,
+        gw: &GatewayState,
     ) -> Result<(Vec<u8>, Option<(tokio::fs::File, u64)>), Unsendable> {
         let mut frames = Vec::new();
         let mut recording = None;
@@ -231,7 +231,7 @@ fn delivery_limit(recording_size: Option<u64>) -> Duration {
 }
 
 /// Where a session's recording of `format` is kept until delivered.
-fn recording_file(gw: &Gateway, session: &str, format: &str) -> std::path::PathBuf {
+fn recording_file(gw: &GatewayState, session: &str, format: &str) -> std::path::PathBuf {
     match format {
         "data" => crate::recording::data_path(&gw.recordings_dir(), session),
         _ => crate::recording::path(&gw.recordings_dir(), session),
@@ -285,7 +285,7 @@ fn check_recording(path: &std::path::Path, sha256: &str, size: u64) -> Result<()
 }
 
 /// Spool a report durably and hand it to the deliverer. Returns its sequence number.
-pub(crate) async fn submit(gw: &Gateway, report: &SessionReport) -> Result<u64, GatewayError> {
+pub(crate) async fn submit(gw: &GatewayState, report: &SessionReport) -> Result<u64, GatewayError> {
     let seq = gw.replica.spool(report).await?;
     gw.spool_wake.notify_one();
     Ok(seq)
@@ -293,7 +293,7 @@ pub(crate) async fn submit(gw: &Gateway, report: &SessionReport) -> Result<u64, 
 
 /// Wait until report `seq` reached the approver, if the link is up; with the approver away
 /// the spool holds it and the caller goes on.
-pub(crate) async fn await_delivery(gw: &Gateway, seq: u64) {
+pub(crate) async fn await_delivery(gw: &GatewayState, seq: u64) {
     if gw.link().is_none() {
         return;
     }

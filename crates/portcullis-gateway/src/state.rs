@@ -11,7 +11,7 @@ use portcullis_core::grant_index::GrantIndex;
 use portcullis_core::model::{Grant, SessionReport};
 use portcullis_core::{keys, locks, Clock, Timestamp};
 use portcullis_ssh::keyfile::{self, names};
-use portcullis_ssh::Connection;
+use portcullis_ssh::ClientConnection;
 use portcullis_store::Replica;
 use russh::keys::{PrivateKey, PublicKey};
 use tokio::sync::{watch, Notify};
@@ -55,7 +55,11 @@ impl Sessions {
     }
 }
 
-pub struct Gateway {
+/// Everything the running gateway holds and its tasks share: its keys and settings, the replica
+/// and the view of it in force, the live sessions, the approver link. (A gateway as the catalog
+/// lists it, a name and the key it logs in to the approver with, is
+/// `portcullis_core::catalog::Gateway`.)
+pub(crate) struct GatewayState {
     pub(crate) name: String,
     /// This gateway's replica identity (see `Replica::instance`).
     pub(crate) instance: String,
@@ -72,7 +76,7 @@ pub struct Gateway {
     pub(crate) enforce_wake: Notify,
     pub(crate) spool_wake: Notify,
     /// The current approver connection (the watch stream's), `None` while the link is down.
-    pub(crate) link: watch::Sender<Option<Arc<Connection>>>,
+    pub(crate) link: watch::Sender<Option<Arc<ClientConnection>>>,
     /// The connection session reports travel on (see `link`).
     pub(crate) reports: crate::link::Lane,
     /// The connection users' control commands travel on (see `link`).
@@ -86,7 +90,7 @@ pub struct Gateway {
     /// Set once a graceful stop has begun: no new sessions.
     pub(crate) stopping: std::sync::atomic::AtomicBool,
     /// The users' connections, for a graceful stop to close and wait for.
-    pub(crate) conns: Arc<portcullis_ssh::server::Connections>,
+    pub(crate) connections: Arc<portcullis_ssh::server::ServerConnections>,
     /// Gives memory back to the system after a burst of session closes.
     pub(crate) trimmer: Arc<crate::memory::Trimmer>,
     /// Counted as things happen; served at `[gateway] metrics`.
@@ -125,11 +129,11 @@ fn cfg_err(path: &Path, what: impl std::fmt::Display) -> GatewayError {
     GatewayError::Config(format!("{}: {what}", path.display()))
 }
 
-impl Gateway {
+impl GatewayState {
     pub async fn open(
         config_path: &Path,
         clock: Arc<dyn Clock>,
-    ) -> Result<Arc<Gateway>, GatewayError> {
+    ) -> Result<Arc<GatewayState>, GatewayError> {
         let text = std::fs::read_to_string(config_path)
             .map_err(|e| cfg_err(config_path, format!("cannot read: {e}")))?;
         let cfg = config::parse(&text).map_err(|e| {
@@ -214,7 +218,7 @@ impl Gateway {
                 Err(e) => tracing::error!("replica grant {id} does not verify ({e}); ignored"),
             }
         }
-        Ok(Arc::new(Gateway {
+        Ok(Arc::new(GatewayState {
             name,
             instance,
             settings,
@@ -235,7 +239,7 @@ impl Gateway {
             grants_changed: watch::channel(0).0,
             failed_closed: std::sync::atomic::AtomicBool::new(false),
             stopping: std::sync::atomic::AtomicBool::new(false),
-            conns: portcullis_ssh::server::Connections::new(),
+            connections: portcullis_ssh::server::ServerConnections::new(),
             trimmer: Arc::default(),
             metrics: crate::metrics::Metrics::new(),
         }))
@@ -407,7 +411,7 @@ impl Gateway {
             })
     }
 
-    pub(crate) fn link(&self) -> Option<Arc<Connection>> {
+    pub(crate) fn link(&self) -> Option<Arc<ClientConnection>> {
         self.link.borrow().clone()
     }
 }
@@ -459,7 +463,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = gateway_dir(dir.path()).await;
         let clock = Arc::new(ManualClock::new(Timestamp(150_000)));
-        let gw = Gateway::open(&config, clock.clone()).await.unwrap();
+        let gw = GatewayState::open(&config, clock.clone()).await.unwrap();
         assert!(gw.active_grant("alice", "db").is_some());
         // The grant runs out while the gateway runs, which records how far its clock came.
         clock.set(Timestamp(250_000));
@@ -468,7 +472,7 @@ mod tests {
         drop(gw);
         // Restarted with the wall clock stepped back to before the grant's end.
         clock.set(Timestamp(150_000));
-        let gw = Gateway::open(&config, clock.clone()).await.unwrap();
+        let gw = GatewayState::open(&config, clock.clone()).await.unwrap();
         assert!(gw.now() >= Timestamp(250_000), "{:?}", gw.now());
         assert!(
             gw.active_grant("alice", "db").is_none(),
@@ -482,11 +486,11 @@ mod tests {
         let config = gateway_dir(dir.path()).await;
         // This gateway's clock lags the approver's by 100 s.
         let clock = Arc::new(ManualClock::new(Timestamp(150_000)));
-        let gw = Gateway::open(&config, clock.clone()).await.unwrap();
+        let gw = GatewayState::open(&config, clock.clone()).await.unwrap();
         gw.keep_clock_floor(Some(Timestamp(250_000)));
         assert!(gw.active_grant("alice", "db").is_none());
         drop(gw);
-        let gw = Gateway::open(&config, clock.clone()).await.unwrap();
+        let gw = GatewayState::open(&config, clock.clone()).await.unwrap();
         assert!(gw.active_grant("alice", "db").is_none());
     }
 
@@ -513,7 +517,7 @@ mod tests {
             .await
             .unwrap();
         drop(replica);
-        let gw = Gateway::open(&config, clock.clone()).await.unwrap();
+        let gw = GatewayState::open(&config, clock.clone()).await.unwrap();
         assert!(
             gw.catalog().is_none(),
             "a catalog signed by another key was trusted"
@@ -526,7 +530,7 @@ mod tests {
             .await
             .unwrap();
         drop(replica);
-        let gw = Gateway::open(&config, clock).await.unwrap();
+        let gw = GatewayState::open(&config, clock).await.unwrap();
         assert!(gw.catalog().is_some());
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::session::EndReason;
-use crate::state::Gateway;
+use crate::state::GatewayState;
 
 /// How long sessions get to end (write their reason, close their recording, spool their end).
 const SESSIONS_WAIT: Duration = Duration::from_secs(5);
@@ -22,7 +22,7 @@ const SPOOL_WAIT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(20);
 
 /// Everything after the stop signal, once the listener is gone.
-pub(crate) async fn graceful(gw: &Gateway) {
+pub(crate) async fn graceful(gw: &GatewayState) {
     gw.stopping.store(true, Ordering::SeqCst);
     let cut = {
         let sessions = gw.sessions();
@@ -51,7 +51,7 @@ pub(crate) async fn graceful(gw: &Gateway) {
         tokio::time::sleep(crate::session::LINGER).await;
     }
     let open = gw
-        .conns
+        .connections
         .close_all("portcullis: gateway stopping", CONNECTIONS_WAIT)
         .await;
     if open > 0 {
@@ -62,7 +62,7 @@ pub(crate) async fn graceful(gw: &Gateway) {
 }
 
 /// Wait for the approver to acknowledge every report spooled so far, if it is reachable.
-async fn drain_spool(gw: &Gateway) {
+async fn drain_spool(gw: &GatewayState) {
     let last = match gw.replica.spooled() {
         Ok(pending) => pending.last().map(|(seq, _)| *seq),
         Err(e) => {

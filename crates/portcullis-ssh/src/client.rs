@@ -188,13 +188,15 @@ pub fn client_config() -> client::Config {
     }
 }
 
-/// The most [`Connection::run_with_input`] keeps of each output stream: far more than any
+/// The most [`ClientConnection::run_with_input`] keeps of each output stream: far more than any
 /// answer it is used for (a report's acknowledgement, a list of pending requests), and a
 /// bound on what a hostile or broken peer can make the caller hold.
 const MAX_KEPT_OUTPUT: usize = 1024 * 1024;
 
-/// An authenticated connection.
-pub struct Connection {
+/// An authenticated outgoing connection: the client side, as the thin clients and the
+/// gateway (to the approver, and to its targets) hold it. The servers' side of their
+/// connections is [`crate::server::ServerConnections`].
+pub struct ClientConnection {
     handle: Handle<Checker>,
     learned: Option<String>,
     goodbye: Arc<Mutex<Option<String>>>,
@@ -217,9 +219,9 @@ fn split_addr(addr: &str) -> (String, u16) {
     }
 }
 
-impl Connection {
+impl ClientConnection {
     /// Connect, check the host key, authenticate.
-    pub async fn connect(opts: &ConnectOptions) -> Result<Connection, SshError> {
+    pub async fn connect(opts: &ConnectOptions) -> Result<ClientConnection, SshError> {
         let (host, port) = split_addr(&opts.addr);
         let verdict = Arc::new(Mutex::new(None));
         let learned = Arc::new(Mutex::new(None));
@@ -265,7 +267,7 @@ impl Connection {
         };
         authenticate(&mut handle, opts).await?;
         let learned = lock(&learned).take();
-        Ok(Connection {
+        Ok(ClientConnection {
             handle,
             learned,
             goodbye,

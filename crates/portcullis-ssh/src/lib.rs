@@ -12,4 +12,4 @@ pub mod metrics_http;
 pub mod server;
 pub mod startups;
 
-pub use client::{ConnectOptions, Connection, ExecOutput, HostKeyPolicy, Identity, SshError};
+pub use client::{ClientConnection, ConnectOptions, ExecOutput, HostKeyPolicy, Identity, SshError};

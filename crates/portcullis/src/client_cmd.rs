@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use std::io::IsTerminal as _;
 
 use portcullis_core::command::{ControlCommand, ControlLine};
-use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity};
+use portcullis_ssh::{ClientConnection, ConnectOptions, HostKeyPolicy, Identity};
 
 use crate::cli::ClientOpts;
 
@@ -63,7 +63,7 @@ pub fn connect_options(opts: &ClientOpts) -> anyhow::Result<ConnectOptions> {
 /// Run `line` on the approver; exit with its status.
 pub async fn run(opts: &ClientOpts, line: &ControlLine) -> anyhow::Result<ExitCode> {
     let options = connect_options(opts)?;
-    let conn = Connection::connect(&options)
+    let conn = ClientConnection::connect(&options)
         .await
         .with_context(|| format!("approver {}", options.addr))?;
     if let Some(note) = conn.learned_host_key() {
@@ -110,7 +110,7 @@ pub async fn run(opts: &ClientOpts, line: &ControlLine) -> anyhow::Result<ExitCo
 /// When request `id` lapses if undecided (ms since the epoch), from the approver. Only pending
 /// requests are asked for (a decided one needs no countdown): the approver answers those from
 /// memory, and the reply stays small however long the history.
-async fn lapse_time(conn: &Connection, id: u64) -> Option<u64> {
+async fn lapse_time(conn: &ClientConnection, id: u64) -> Option<u64> {
     // Bounded: the approver decides how long its answer is.
     let (_, out, _) = conn
         .run_with_input("requests --pending --json", &[][..])
