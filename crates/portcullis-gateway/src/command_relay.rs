@@ -124,7 +124,7 @@ async fn relay(
     let words = shell_words::split(line)
         .map_err(|e| Stop::Failed(format!("cannot split the command line: {e}")))?;
     let unreachable = "the approver is unreachable right now: requests and decisions must wait; grants you already hold still work";
-    if gw.link().is_none() {
+    if !gw.link().is_up() {
         return Err(Stop::Failed(unreachable.into()));
     }
     let mut relayed = vec![
@@ -138,7 +138,8 @@ async fn relay(
     relayed.extend(words);
     let line = portcullis_core::command::join_words(&relayed);
     let conn = gw
-        .commands
+        .link()
+        .commands()
         .get(gw)
         .await
         .map_err(|e| Stop::Failed(format!("{unreachable} ({e})")))?;
@@ -146,7 +147,7 @@ async fn relay(
         Ok(c) => c,
         Err(e) => {
             // The connection may have died under us: the next command connects afresh.
-            gw.commands.drop_conn(&conn).await;
+            gw.link().commands().drop_conn(&conn).await;
             return Err(Stop::Failed(format!("{unreachable} ({e})")));
         }
     };

@@ -56,7 +56,7 @@ pub async fn run_until(
     tokio::spawn(enforce::run(gw.clone()));
     tokio::spawn(enforce::fail_closed(gw.clone()));
     tokio::spawn(enforce::keep_clock_floor(gw.clone()));
-    tokio::spawn(gw.trimmer.clone().run());
+    tokio::spawn(gw.trimmer().clone().run());
     tokio::select! {
         served = server::serve(gw.clone()) => served,
         () = stop => {

@@ -1,5 +1,8 @@
 //! The approver link: follow the signed `watch` stream into the replica, reconnecting with
-//! backoff and resuming after the last revision applied.
+//! backoff and resuming after the last revision applied. Each verified change is handed to the
+//! gateway's state (`GatewayState::apply_*`), which writes it to the replica, puts it in force
+//! and wakes whoever acts on it. [`ApproverLink`] says whether the stream is up, and only this
+//! module changes that.
 //!
 //! The stream has a connection of its own. Session reports and relayed user commands each go
 //! over another ([`Lane`]): in russh a channel whose reader falls behind holds up every channel
@@ -13,6 +16,7 @@ use portcullis_core::codec::FrameReader;
 use portcullis_core::stream::{Follower, Verified};
 use portcullis_ssh::{ClientConnection, ConnectOptions, HostKeyPolicy, Identity};
 use russh::ChannelMsg;
+use tokio::sync::watch;
 
 use crate::state::GatewayState;
 
@@ -31,9 +35,52 @@ pub(crate) async fn run(gw: Arc<GatewayState>) {
             }
             tracing::warn!("approver link: {e}; retrying in {backoff:?}");
         }
-        gw.link.send_replace(None);
+        gw.link().set_up(false);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The gateway's link to the approver: whether the watch stream is up (the one sign that the
+/// approver is reachable), and the lanes for reports and for users' commands. Only [`run`]
+/// says whether the stream is up.
+pub(crate) struct ApproverLink {
+    up: watch::Sender<bool>,
+    reports: Lane,
+    commands: Lane,
+}
+
+impl ApproverLink {
+    pub fn new() -> ApproverLink {
+        ApproverLink {
+            up: watch::channel(false).0,
+            reports: Lane::new("reports"),
+            commands: Lane::new("commands"),
+        }
+    }
+
+    /// Whether the stream is up.
+    pub fn is_up(&self) -> bool {
+        *self.up.borrow()
+    }
+
+    /// Changes whenever the stream goes up or down.
+    pub fn watch(&self) -> watch::Receiver<bool> {
+        self.up.subscribe()
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+
+    /// The connection session reports travel on.
+    pub fn reports(&self) -> &Lane {
+        &self.reports
+    }
+
+    /// The connection users' control commands travel on.
+    pub fn commands(&self) -> &Lane {
+        &self.commands
     }
 }
 
@@ -45,7 +92,7 @@ pub(crate) struct Lane {
 }
 
 impl Lane {
-    pub fn new(name: &'static str) -> Lane {
+    fn new(name: &'static str) -> Lane {
         Lane {
             name,
             current: tokio::sync::Mutex::new(None),
@@ -82,10 +129,10 @@ const CONNECT: Duration = Duration::from_secs(15);
 
 fn options(gw: &GatewayState) -> ConnectOptions {
     ConnectOptions {
-        addr: gw.settings.approver.clone(),
-        user: gw.name.clone(),
-        identity: Identity::Key(gw.client_key.clone()),
-        host_key: HostKeyPolicy::Pinned(gw.approver_host_key.clone()),
+        addr: gw.settings().approver.clone(),
+        user: gw.name().to_string(),
+        identity: Identity::Key(gw.client_key().clone()),
+        host_key: HostKeyPolicy::Pinned(gw.approver_host_key().clone()),
         connect_timeout: Duration::from_secs(10),
     }
 }
@@ -97,24 +144,24 @@ async fn follow(gw: &Arc<GatewayState>) -> Result<(), String> {
             .map_err(|e| e.to_string())?,
     );
     let store = |e: portcullis_store::StoreError| format!("replica: {e}");
-    let since = gw.replica.rev().map_err(store)?;
+    let since = gw.replica().rev().map_err(store)?;
     // Which store this replica follows and what it last applied: a store restored from an
     // older copy (or another store) cannot pass for its history, and answers with a snapshot.
     let mut watch = format!(
         "watch --since {since} --epoch {} --max-grant {}",
-        gw.replica.epoch().map_err(store)?,
-        gw.replica.max_grant_id().map_err(store)?
+        gw.replica().epoch().map_err(store)?,
+        gw.replica().max_grant_id().map_err(store)?
     );
-    if let Some(d) = gw.replica.last_digest().map_err(store)? {
+    if let Some(d) = gw.replica().last_digest().map_err(store)? {
         watch.push_str(&format!(" --after {}", hex::encode(d)));
     }
     let mut channel = conn.exec(&watch).await.map_err(|e| e.to_string())?;
     tracing::info!(
         "approver link up at {} (resuming after revision {since})",
-        gw.settings.approver
+        gw.settings().approver
     );
-    gw.link.send_replace(Some(conn.clone()));
-    let mut follower = Follower::pinned(gw.signing.clone(), since);
+    gw.link().set_up(true);
+    let mut follower = Follower::pinned(gw.signing().to_vec(), since);
     let mut reader = FrameReader::new();
     loop {
         let msg = tokio::time::timeout(SILENCE, channel.wait())
@@ -143,20 +190,20 @@ async fn apply(gw: &GatewayState, follower: &mut Follower, record: &[u8]) -> Res
     })?;
     let store = |e: portcullis_store::StoreError| format!("replica: {e}");
     let digest = follower.last_digest();
-    gw.metrics.heard(verified.rev());
+    gw.metrics().heard(verified.rev());
     if let Verified::Grant { grant, .. } = &verified {
         if grant.revoked.is_some() {
             // Its sessions' cut delay counts from its arrival, before the replica's write.
-            gw.metrics.revocation_arrived(grant.id);
+            gw.metrics().revocation_arrived(grant.id);
         }
     }
     match verified {
         // The approver's time: the gateway's clock goes no earlier, now or after a restart.
         Verified::Heartbeat { at, .. } => gw.keep_clock_floor(Some(at)),
         Verified::Hello(hello) => {
-            let ours = gw.replica.epoch().map_err(store)?;
+            let ours = gw.replica().epoch().map_err(store)?;
             if ours == 0 {
-                gw.replica.set_epoch(hello.epoch).map_err(store)?;
+                gw.replica().set_epoch(hello.epoch).map_err(store)?;
             } else if ours != hello.epoch {
                 tracing::warn!(
                     "the approver's store identity changed ({ours:016x} -> {:016x}): it was restored or replaced; re-reading the whole state",
@@ -171,56 +218,44 @@ async fn apply(gw: &GatewayState, follower: &mut Follower, record: &[u8]) -> Res
             grants,
             signed,
         } => {
-            let held: Vec<(u64, portcullis_core::model::SignedGrant)> =
-                grants.iter().map(|(g, s)| (g.id, s.clone())).collect();
-            gw.replica
-                .replace_all(rev, epoch, &signed, &held)
-                .await
-                .map_err(store)?;
-            tracing::warn!(
-                "re-read the whole state from a signed snapshot at revision {rev} (store {epoch:016x}): {} users, {} targets, {} grants in force",
+            let what = format!(
+                "{} users, {} targets, {} grants in force",
                 catalog.users.len(),
                 catalog.targets.len(),
                 grants.len()
             );
             // Sessions on grants the snapshot no longer holds end now.
-            gw.replace_view(catalog, grants.into_iter().map(|(g, _)| g));
+            gw.apply_snapshot(rev, epoch, &signed, catalog, grants)
+                .await
+                .map_err(store)?;
+            tracing::warn!(
+                "re-read the whole state from a signed snapshot at revision {rev} (store {epoch:016x}): {what}"
+            );
         }
         Verified::Catalog {
             rev,
             catalog,
             signed,
         } => {
-            gw.replica
-                .apply(rev, digest, Some(&signed), None)
+            let (users, targets) = (catalog.users.len(), catalog.targets.len());
+            gw.apply_catalog(rev, digest, &signed, catalog)
                 .await
                 .map_err(store)?;
-            tracing::info!(
-                "catalog at revision {rev}: {} users, {} targets",
-                catalog.users.len(),
-                catalog.targets.len()
-            );
-            gw.set_catalog(catalog);
+            tracing::info!("catalog at revision {rev}: {users} users, {targets} targets");
         }
         Verified::Grant { rev, grant, signed } => {
-            gw.replica
-                .apply(rev, digest, None, Some((grant.id, &signed)))
-                .await
-                .map_err(store)?;
             tracing::debug!(
                 "grant {} for {} on {} at revision {rev}",
                 grant.id,
                 grant.user,
                 grant.target
             );
-            gw.apply_grant(grant);
-        }
-        Verified::Kill { rev, session } => {
-            gw.replica
-                .apply(rev, digest, None, None)
+            gw.apply_grant(rev, digest, &signed, grant)
                 .await
                 .map_err(store)?;
-            crate::enforce::kill(gw, &session);
+        }
+        Verified::Kill { rev, session } => {
+            gw.apply_kill(rev, digest, &session).await.map_err(store)?;
         }
     }
     Ok(())

@@ -201,14 +201,14 @@ impl Metrics {
 
     /// The exposition: the gauges read from the gateway now, then everything encoded.
     pub fn render(&self, gw: &GatewayState) -> (&'static str, String) {
-        self.sessions_live.set(gw.sessions().live.len() as i64);
-        match gw.replica.spooled() {
+        self.sessions_live.set(gw.live_count() as i64);
+        match gw.replica().spooled() {
             Ok(s) => {
                 self.spool_depth.set(s.len() as i64);
             }
             Err(e) => tracing::warn!("metrics: cannot read the spool: {e}"),
         }
-        if let Ok(applied) = gw.replica.rev() {
+        if let Ok(applied) = gw.replica().rev() {
             let newest = self.approver_newest.load(Ordering::Relaxed);
             self.revisions_behind
                 .set(newest.saturating_sub(applied) as i64);
@@ -217,7 +217,7 @@ impl Metrics {
         if let Some(at) = last_heard {
             self.approver_silence.set(at.elapsed().as_secs_f64());
         }
-        self.link_up.set(i64::from(gw.link().is_some()));
+        self.link_up.set(i64::from(gw.link().is_up()));
         encode(&self.registry)
     }
 }
@@ -255,7 +255,7 @@ pub(crate) fn late_by(ends: Timestamp, signalled: SystemTime) -> Duration {
 
 /// Serve `/metrics` on the configured address until the process ends.
 pub(crate) async fn serve(gw: Arc<GatewayState>) -> Result<(), crate::GatewayError> {
-    let Some(addr) = gw.settings.metrics else {
+    let Some(addr) = gw.settings().metrics else {
         return Ok(());
     };
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
@@ -265,14 +265,14 @@ pub(crate) async fn serve(gw: Arc<GatewayState>) -> Result<(), crate::GatewayErr
         .local_addr()
         .map_err(crate::GatewayError::io("cannot read the metrics address"))?;
     // Like gateway.addr: a port of 0 is chosen by the system, and tests read it here.
-    let addr_file = gw.settings.data_dir.join("metrics.addr");
+    let addr_file = gw.settings().data_dir.join("metrics.addr");
     std::fs::write(&addr_file, format!("{bound}\n")).map_err(crate::GatewayError::io(format!(
         "cannot write {}",
         addr_file.display()
     )))?;
     tracing::info!("gateway metrics at http://{bound}/metrics");
     tokio::spawn(portcullis_ssh::metrics_http::serve(listener, move || {
-        gw.metrics.render(&gw)
+        gw.metrics().render(&gw)
     }));
     Ok(())
 }

@@ -199,7 +199,7 @@ impl Recorded {
         let options = ConnectOptions {
             addr: target.address.clone(),
             user: target.login.clone().unwrap_or_default(),
-            identity: Identity::Key(self.gw.client_key.clone()),
+            identity: Identity::Key(self.gw.client_key().clone()),
             host_key: HostKeyPolicy::Pinned(host_key),
             connect_timeout: Duration::from_secs(10),
         };
@@ -356,7 +356,7 @@ impl Recorded {
                     term: &p.term,
                     title: &format!("{} on {} ({what})", self.who.user, self.target.name),
                 },
-                gw.settings.record_input,
+                gw.settings().record_input,
             )
             .map(Recording::Cast),
             None if self.record_data => {
@@ -500,7 +500,7 @@ impl Recorded {
         if warned_for == Some(grant) {
             return None;
         }
-        Some(left.saturating_sub(self.gw.settings.expiry_warning))
+        Some(left.saturating_sub(self.gw.settings().expiry_warning))
     }
 }
 

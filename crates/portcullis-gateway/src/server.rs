@@ -25,34 +25,34 @@ use crate::session::{self, Holder, Live};
 use crate::state::GatewayState;
 
 fn ssh_config(gw: &GatewayState) -> server::Config {
-    portcullis_ssh::server::config(gw.host_key.clone(), Duration::from_secs(30))
+    portcullis_ssh::server::config(gw.host_key().clone(), Duration::from_secs(30))
 }
 
 pub(crate) async fn serve(gw: Arc<GatewayState>) -> Result<(), GatewayError> {
-    let listen = gw.settings.listen.clone();
+    let listen = gw.settings().listen.clone();
     let listener = TcpListener::bind(&listen)
         .await
         .map_err(|e| GatewayError::Config(format!("cannot listen on {listen}: {e}")))?;
     let bound = listener
         .local_addr()
         .map_err(GatewayError::io("cannot read the bound address"))?;
-    let addr_file = gw.settings.data_dir.join("gateway.addr");
+    let addr_file = gw.settings().data_dir.join("gateway.addr");
     std::fs::write(&addr_file, format!("{bound}\n")).map_err(GatewayError::io(format!(
         "cannot write {}",
         addr_file.display()
     )))?;
     tracing::info!(
         "gateway {} listening on {bound} (host key {})",
-        gw.name,
-        keys::fingerprint(gw.host_key.public_key())
+        gw.name(),
+        keys::fingerprint(gw.host_key().public_key())
     );
     let config = Arc::new(ssh_config(&gw));
     let mut next_id = 0u64;
     portcullis_ssh::server::serve(
         listener,
         config,
-        gw.settings.limits,
-        gw.connections.clone(),
+        gw.settings().limits,
+        gw.connections().clone(),
         |peer, local, state| {
             next_id += 1;
             UserConnection {
@@ -109,7 +109,7 @@ impl Drop for UserConnection {
         // A login refused is a connection that tried and never got in: a client trying three
         // keys before the right one is not three refusals.
         if let (None, Some(reason)) = (&self.holder, self.refused) {
-            self.gw.metrics.login_refused(reason);
+            self.gw.metrics().login_refused(reason);
         }
     }
 }
@@ -127,7 +127,7 @@ impl UserConnection {
     /// A place for one more channel, or `None` (logged, naming `what` was refused) when the
     /// connection holds its maximum.
     fn channel_slot(&self, what: &str) -> Option<ChannelSlot> {
-        let max = self.gw.settings.max_channels_per_connection;
+        let max = self.gw.settings().max_channels_per_connection;
         let taken = self
             .open_channels
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::errors::GatewayError;
 use crate::spool;
-use crate::state::{GatewayState, LiveSession};
+use crate::state::GatewayState;
 
 /// How long a session waits for a grant that may still be replicating before it is refused.
 const GRANT_GRACE: Duration = Duration::from_secs(1);
@@ -165,12 +165,12 @@ pub(crate) async fn admit<T>(
     gw: &GatewayState,
     mut check: impl FnMut() -> Result<T, Denial>,
 ) -> Result<T, Denial> {
-    let mut changes = gw.grants_changed.subscribe();
+    let mut changes = gw.watch_grants();
     let deadline = tokio::time::Instant::now() + GRANT_GRACE;
     loop {
         changes.borrow_and_update();
         match check() {
-            Err(r @ Denial::NoGrant { .. }) if gw.link().is_some() => {
+            Err(r @ Denial::NoGrant { .. }) if gw.link().is_up() => {
                 let arrived = tokio::time::timeout_at(deadline, changes.changed()).await;
                 if !matches!(arrived, Ok(Ok(()))) {
                     return Err(r);
@@ -202,19 +202,7 @@ impl Live {
         target: &str,
         grant: u64,
     ) -> Live {
-        let (cut_tx, cut) = watch::channel(None);
-        gw.sessions().live.insert(
-            id.clone(),
-            LiveSession {
-                user: who.user.clone(),
-                key: who.key.clone(),
-                target: target.to_string(),
-                grant,
-                conn: who.conn,
-                cut: cut_tx,
-            },
-        );
-        gw.enforce_wake.notify_one();
+        let cut = gw.enter_session(id.clone(), who, target, grant);
         Live {
             gw: gw.clone(),
             id,
@@ -230,7 +218,7 @@ impl Live {
 
     /// The grant the session rests on now (the enforcer may have moved it to another).
     pub fn grant(&self) -> Option<u64> {
-        self.gw.sessions().live.get(&self.id).map(|s| s.grant)
+        self.gw.session_grant(&self.id)
     }
 
     /// Why the session was cut, if it was.
@@ -281,10 +269,7 @@ impl Live {
     /// Take the session off the books. Returns the grant it ended under, and whether other
     /// sessions of the same connection are still live (if none, a cut takes the connection).
     pub fn leave(self) -> Left {
-        let mut sessions = self.gw.sessions();
-        let grant = sessions.end(&self.id).map(|s| s.grant);
-        let others = sessions.live.values().any(|s| s.conn == self.who.conn);
-        Left { grant, others }
+        self.gw.leave_session(&self.id, self.who.conn)
     }
 }
 
@@ -292,8 +277,7 @@ impl Drop for Live {
     fn drop(&mut self) {
         // Whatever path a session takes out, it leaves the table: an entry left behind would
         // keep the enforcer's timer and the connection's "others" count wrong for ever.
-        self.gw.sessions().end(&self.id);
-        self.gw.trimmer.session_closed();
+        self.gw.end_session(&self.id);
     }
 }
 
@@ -322,7 +306,7 @@ pub(crate) async fn report_start(
         at: gw.now(),
     };
     let seq = spool::submit(gw, &report).await?;
-    gw.metrics.session_opened(channel);
+    gw.metrics().session_opened(channel);
     spool::await_delivery(gw, seq).await;
     Ok(())
 }
@@ -341,7 +325,7 @@ pub(crate) struct SessionOutcome {
 
 /// Spool the end of a session (its start was reported).
 pub(crate) async fn report_end(gw: &GatewayState, session: &str, end: SessionOutcome) {
-    gw.metrics.session_ended(end.bytes_in, end.bytes_out);
+    gw.metrics().session_ended(end.bytes_in, end.bytes_out);
     let report = SessionReport::Ended {
         session: session.to_string(),
         bytes_in: end.bytes_in,

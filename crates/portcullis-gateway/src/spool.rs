@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt as _;
+use tokio::sync::{watch, Notify};
 
 use portcullis_core::codec;
 use portcullis_core::model::SessionReport;
@@ -18,15 +19,15 @@ use crate::state::GatewayState;
 const START_DELIVERY_WAIT: Duration = Duration::from_secs(5);
 
 pub(crate) async fn run(gw: Arc<GatewayState>) {
-    let mut link = gw.link.subscribe();
+    let mut link = gw.link().watch();
     loop {
         // Reports wait while the stream is down (the approver is away); they travel on a
         // connection of their own (see `link`).
-        if link.borrow_and_update().is_none() {
+        if !*link.borrow_and_update() {
             let _ = link.changed().await;
             continue;
         }
-        let pending = match gw.replica.spooled() {
+        let pending = match gw.replica().spooled() {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!("cannot read the spool: {e}");
@@ -36,7 +37,7 @@ pub(crate) async fn run(gw: Arc<GatewayState>) {
         };
         if pending.is_empty() {
             tokio::select! {
-                _ = gw.spool_wake.notified() => {}
+                _ = gw.delivery().wake.notified() => {}
                 _ = link.changed() => {}
             }
             continue;
@@ -54,7 +55,7 @@ pub(crate) async fn run(gw: Arc<GatewayState>) {
                     tracing::error!(
                         "{e}; it cannot be delivered (unless the approver already has it)"
                     );
-                    if let Err(e) = gw.replica.delivered(first..=last).await {
+                    if let Err(e) = gw.replica().delivered(first..=last).await {
                         tracing::error!("cannot clear report {first} from the spool: {e}");
                     }
                     continue;
@@ -65,7 +66,7 @@ pub(crate) async fn run(gw: Arc<GatewayState>) {
                     break;
                 }
             };
-            let conn = match gw.reports.get(&gw).await {
+            let conn = match gw.link().reports().get(&gw).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!("reports {first}-{last} not delivered ({e}); will retry");
@@ -73,7 +74,7 @@ pub(crate) async fn run(gw: Arc<GatewayState>) {
                     break;
                 }
             };
-            let command = format!("report --seq {first} --instance {}", gw.instance);
+            let command = format!("report --seq {first} --instance {}", gw.instance());
             let limit = delivery_limit(recording.as_ref().map(|(_, size)| *size));
             let send = async {
                 match recording {
@@ -95,7 +96,7 @@ pub(crate) async fn run(gw: Arc<GatewayState>) {
                     tracing::warn!(
                         "reports {first}-{last} not acknowledged within {limit:?}; reconnecting"
                     );
-                    gw.reports.drop_conn(&conn).await;
+                    gw.link().reports().drop_conn(&conn).await;
                     break;
                 }
             };
@@ -116,10 +117,10 @@ pub(crate) async fn run(gw: Arc<GatewayState>) {
                             ),
                         }
                     }
-                    if let Err(e) = gw.replica.delivered(first..=last).await {
+                    if let Err(e) = gw.replica().delivered(first..=last).await {
                         tracing::error!("cannot clear reports {first}-{last} from the spool: {e}");
                     }
-                    gw.delivered.send_replace(last);
+                    gw.delivery().acknowledged.send_replace(last);
                 }
                 Ok((_, _, err)) => {
                     tracing::warn!(
@@ -284,21 +285,46 @@ fn check_recording(path: &std::path::Path, sha256: &str, size: u64) -> Result<()
     Ok(())
 }
 
+/// The deliverer's signals: woken when a report is spooled, and the highest report number the
+/// approver has acknowledged. Only this module sends either.
+pub(crate) struct Delivery {
+    wake: Notify,
+    acknowledged: watch::Sender<u64>,
+}
+
+impl Delivery {
+    pub fn new() -> Delivery {
+        Delivery {
+            wake: Notify::new(),
+            acknowledged: watch::channel(0).0,
+        }
+    }
+
+    /// Wait, at most `limit`, until the approver has acknowledged report `seq`. Whether it has.
+    pub async fn await_acknowledged(&self, seq: u64, limit: Duration) -> bool {
+        let mut acknowledged = self.acknowledged.subscribe();
+        tokio::time::timeout(limit, acknowledged.wait_for(|d| *d >= seq))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
 /// Spool a report durably and hand it to the deliverer. Returns its sequence number.
 pub(crate) async fn submit(gw: &GatewayState, report: &SessionReport) -> Result<u64, GatewayError> {
-    let seq = gw.replica.spool(report).await?;
-    gw.spool_wake.notify_one();
+    let seq = gw.replica().spool(report).await?;
+    gw.delivery().wake.notify_one();
     Ok(seq)
 }
 
 /// Wait until report `seq` reached the approver, if the link is up; with the approver away
 /// the spool holds it and the caller goes on.
 pub(crate) async fn await_delivery(gw: &GatewayState, seq: u64) {
-    if gw.link().is_none() {
+    if !gw.link().is_up() {
         return;
     }
-    let mut delivered = gw.delivered.subscribe();
-    let _ = tokio::time::timeout(START_DELIVERY_WAIT, delivered.wait_for(|d| *d >= seq)).await;
+    gw.delivery()
+        .await_acknowledged(seq, START_DELIVERY_WAIT)
+        .await;
 }
 
 #[cfg(test)]
