@@ -1,6 +1,8 @@
 //! Forwards: `ssh -L`, `ssh -W` and `ssh -J` open direct-tcpip channels to a configured
 //! target, checked, numbered, reported and relayed through the session lifecycle.
 
+mod relay;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +10,8 @@ use russh::server::Msg;
 use russh::{Channel, ChannelOpenFailure};
 use tokio::net::TcpStream;
 
-use crate::relay::{self, Counters};
+use self::relay::Counters;
+
 use crate::session::{self, Denial, Holder, Live, SessionOutcome};
 use crate::state::GatewayState;
 
@@ -67,27 +70,10 @@ impl Forward {
         };
         // On the books before the target is dialled: a revocation during the connect cuts it.
         let live = Live::enter(gw, session_id.clone(), &self.who, &target, grant);
-        let tcp = tokio::select! {
-            r = tokio::time::timeout(TARGET_CONNECT, TcpStream::connect(&address)) => match r {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    reply.reject(ChannelOpenFailure::Other {
-                        code: 2,
-                        reason: format!("portcullis: cannot reach {target}: {e}"),
-                    }).await;
-                    return;
-                }
-                Err(_) => {
-                    reply.reject(ChannelOpenFailure::Other {
-                        code: 2,
-                        reason: format!("portcullis: {target} did not answer within {TARGET_CONNECT:?}"),
-                    }).await;
-                    return;
-                }
-            },
-            reason = live.cut_signal() => {
-                let why = session::cut_message(gw, &reason, &session_id, &self.who, &target, Some(grant));
-                reply.reject(refuse(why.unwrap_or_else(|| "portcullis: cut".into()))).await;
+        let tcp = match self.dial(&live, &target, &address, grant).await {
+            Ok(tcp) => tcp,
+            Err(why) => {
+                reply.reject(why).await;
                 return;
             }
         };
@@ -132,6 +118,32 @@ impl Forward {
             },
         )
         .await;
+    }
+
+    /// Connect to the target, unless the session is cut first (it is on the books already).
+    async fn dial(
+        &self,
+        live: &Live,
+        target: &str,
+        address: &str,
+        grant: u64,
+    ) -> Result<TcpStream, ChannelOpenFailure> {
+        let unreachable = |reason| ChannelOpenFailure::Other { code: 2, reason };
+        tokio::select! {
+            r = tokio::time::timeout(TARGET_CONNECT, TcpStream::connect(address)) => match r {
+                Ok(Ok(s)) => Ok(s),
+                Ok(Err(e)) => Err(unreachable(format!("portcullis: cannot reach {target}: {e}"))),
+                Err(_) => Err(unreachable(format!(
+                    "portcullis: {target} did not answer within {TARGET_CONNECT:?}"
+                ))),
+            },
+            reason = live.cut_signal() => {
+                let why = session::cut_message(
+                    &self.gw, &reason, live.id(), &self.who, target, Some(grant),
+                );
+                Err(refuse(why.unwrap_or_else(|| "portcullis: cut".into())))
+            }
+        }
     }
 
     /// Which target, and under which grant: refused before any connection is made.

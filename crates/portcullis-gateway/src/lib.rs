@@ -18,7 +18,6 @@ mod memory;
 mod metrics;
 mod recorded;
 mod recording;
-mod relay;
 mod server;
 mod session;
 mod spool;

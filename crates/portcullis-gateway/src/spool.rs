@@ -43,101 +43,112 @@ pub(crate) async fn run(gw: Arc<GatewayState>) {
             continue;
         }
         for batch in batches(pending) {
-            let (first, last) = (batch.first, batch.last());
-            let (frames, recording) = match batch.input(&gw).await {
-                Ok(input) => input,
-                Err(Unsendable::Gone(e)) => {
-                    // Retrying cannot bring the recording back, and the reports behind it must
-                    // flow: the end event still carries its hash, so `audit verify` will name it
-                    // as missing. (A crash after the approver acknowledged it and this copy was
-                    // removed, but before the report left the spool, ends here too: the
-                    // approver has it.)
-                    tracing::error!(
-                        "{e}; it cannot be delivered (unless the approver already has it)"
-                    );
-                    if let Err(e) = gw.replica().delivered(first..=last).await {
-                        tracing::error!("cannot clear report {first} from the spool: {e}");
-                    }
-                    continue;
+            // Reports go in order: one not delivered holds up those behind it until the retry.
+            if let Err(Retry { after }) = deliver(&gw, &batch).await {
+                if !after.is_zero() {
+                    tokio::time::sleep(after).await;
                 }
-                Err(Unsendable::NotNow(e)) => {
-                    tracing::warn!("{e}; will retry");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    break;
-                }
-            };
-            let conn = match gw.link().reports().get(&gw).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!("reports {first}-{last} not delivered ({e}); will retry");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    break;
-                }
-            };
-            let command = format!("report --seq {first} --instance {}", gw.instance());
-            let limit = delivery_limit(recording.as_ref().map(|(_, size)| *size));
-            let send = async {
-                match recording {
-                    // Streamed from the file: a recording of any size costs a buffer, not its
-                    // size.
-                    Some((file, _)) => {
-                        let file = tokio::io::BufReader::with_capacity(RECORDING_READ, file);
-                        conn.run_with_input(&command, frames.as_slice().chain(file))
-                            .await
-                    }
-                    None => conn.run_with_input(&command, frames.as_slice()).await,
-                }
-            };
-            let sent = match tokio::time::timeout(limit, send).await {
-                Ok(sent) => sent,
-                Err(_) => {
-                    // A stalled approver (or a connection that died without saying so) must
-                    // not hold the spool for ever: drop the connection and try again.
-                    tracing::warn!(
-                        "reports {first}-{last} not acknowledged within {limit:?}; reconnecting"
-                    );
-                    gw.link().reports().drop_conn(&conn).await;
-                    break;
-                }
-            };
-            match sent {
-                Ok((r, _, _)) if r.exit_status == Some(0) => {
-                    // The approver has the recording durably (it acknowledges only after its
-                    // fsync and rename): this copy goes now, before the report leaves the
-                    // spool, so a crash in between re-sends the file rather than orphaning it.
-                    if let Some(path) = batch.recording_path(&gw) {
-                        match tokio::fs::remove_file(&path).await {
-                            Ok(()) => {
-                                tracing::debug!("delivered recording {} removed", path.display())
-                            }
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                            Err(e) => tracing::warn!(
-                                "cannot remove delivered recording {}: {e}",
-                                path.display()
-                            ),
-                        }
-                    }
-                    if let Err(e) = gw.replica().delivered(first..=last).await {
-                        tracing::error!("cannot clear reports {first}-{last} from the spool: {e}");
-                    }
-                    gw.delivery().acknowledged.send_replace(last);
-                }
-                Ok((_, _, err)) => {
-                    tracing::warn!(
-                        "approver refused reports {first}-{last}: {}",
-                        String::from_utf8_lossy(&err).trim()
-                    );
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!("reports {first}-{last} not delivered ({e}); will retry");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    break;
-                }
+                break;
             }
         }
     }
+}
+
+/// A batch not delivered: start over from the spool after this pause.
+struct Retry {
+    after: Duration,
+}
+
+impl Retry {
+    fn after(after: Duration) -> Retry {
+        Retry { after }
+    }
+}
+
+/// Send one batch and, once the approver acknowledged it, take it off the spool. A batch whose
+/// recording is gone for good is taken off unsent (`Ok` too): the reports behind it must flow.
+async fn deliver(gw: &GatewayState, batch: &Batch) -> Result<(), Retry> {
+    let (first, last) = (batch.first, batch.last());
+    let (frames, recording) = match batch.input(gw).await {
+        Ok(input) => input,
+        Err(Unsendable::Gone(e)) => {
+            // Retrying cannot bring the recording back, and the reports behind it must flow:
+            // the end event still carries its hash, so `audit verify` will name it as missing.
+            // (A crash after the approver acknowledged it and this copy was removed, but
+            // before the report left the spool, ends here too: the approver has it.)
+            tracing::error!("{e}; it cannot be delivered (unless the approver already has it)");
+            if let Err(e) = gw.replica().delivered(first..=last).await {
+                tracing::error!("cannot clear report {first} from the spool: {e}");
+            }
+            return Ok(());
+        }
+        Err(Unsendable::NotNow(e)) => {
+            tracing::warn!("{e}; will retry");
+            return Err(Retry::after(Duration::from_secs(1)));
+        }
+    };
+    let conn = match gw.link().reports().get(gw).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("reports {first}-{last} not delivered ({e}); will retry");
+            return Err(Retry::after(Duration::from_secs(1)));
+        }
+    };
+    let command = format!("report --seq {first} --instance {}", gw.instance());
+    let limit = delivery_limit(recording.as_ref().map(|(_, size)| *size));
+    let send = async {
+        match recording {
+            // Streamed from the file: a recording of any size costs a buffer, not its size.
+            Some((file, _)) => {
+                let file = tokio::io::BufReader::with_capacity(RECORDING_READ, file);
+                conn.run_with_input(&command, frames.as_slice().chain(file))
+                    .await
+            }
+            None => conn.run_with_input(&command, frames.as_slice()).await,
+        }
+    };
+    let Ok(sent) = tokio::time::timeout(limit, send).await else {
+        // A stalled approver (or a connection that died without saying so) must not hold the
+        // spool for ever: drop the connection and try again.
+        tracing::warn!("reports {first}-{last} not acknowledged within {limit:?}; reconnecting");
+        gw.link().reports().drop_conn(&conn).await;
+        return Err(Retry::after(Duration::ZERO));
+    };
+    match sent {
+        Ok((r, _, _)) if r.exit_status == Some(0) => {
+            acknowledged(gw, batch).await;
+            Ok(())
+        }
+        Ok((_, _, err)) => {
+            tracing::warn!(
+                "approver refused reports {first}-{last}: {}",
+                String::from_utf8_lossy(&err).trim()
+            );
+            Err(Retry::after(Duration::from_secs(1)))
+        }
+        Err(e) => {
+            tracing::warn!("reports {first}-{last} not delivered ({e}); will retry");
+            Err(Retry::after(Duration::from_millis(200)))
+        }
+    }
+}
+
+/// The approver acknowledged `batch`. It has the recording durably (it acknowledges only after
+/// its fsync and rename): this copy goes now, before the reports leave the spool, so a crash in
+/// between re-sends the file rather than orphaning it.
+async fn acknowledged(gw: &GatewayState, batch: &Batch) {
+    let (first, last) = (batch.first, batch.last());
+    if let Some(path) = batch.recording_path(gw) {
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => tracing::debug!("delivered recording {} removed", path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("cannot remove delivered recording {}: {e}", path.display()),
+        }
+    }
+    if let Err(e) = gw.replica().delivered(first..=last).await {
+        tracing::error!("cannot clear reports {first}-{last} from the spool: {e}");
+    }
+    gw.delivery().acknowledged.send_replace(last);
 }
 
 /// Reports that go to the approver in one `report` command: consecutive numbers, at most
