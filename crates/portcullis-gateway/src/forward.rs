@@ -1,5 +1,6 @@
 //! Forwards: `ssh -L`, `ssh -W` and `ssh -J` open direct-tcpip channels to a configured
-//! target, checked, numbered, reported and relayed through the session lifecycle.
+//! target, checked, numbered, reported and relayed (`forward/relay.rs`) through the session
+//! lifecycle.
 
 mod relay;
 

@@ -11,8 +11,8 @@
 //!
 //! Phases: [`Recorded::connect`] (the gateway's own login), [`Recorded::await_request`] (pty
 //! and environment, up to the command), [`Recorded::begin`] (reported, recording opened, the
-//! command sent), [`Relay::run`] (data both ways, the warning, the cut) and
-//! [`Recorded::finish`] (the reason on screen, the recording and end reports).
+//! command sent), [`Relay::run`] (data both ways, the warning, the cut: `recorded/relay.rs`)
+//! and [`Recorded::finish`] (the reason on screen, the recording and end reports).
 
 mod relay;
 

@@ -1,6 +1,9 @@
 //! Delivers session reports to the approver in order, each exactly once: a report leaves the
 //! spool only after the approver acknowledged it, and the approver records each sequence
 //! number once, so a retry after a lost acknowledgement is harmless.
+//!
+//! Reports are spooled by [`submit`], which wakes the deliverer ([`run`]); what the approver
+//! acknowledged is told to those waiting through [`Delivery`]. Only this module sends either.
 
 use std::sync::Arc;
 use std::time::Duration;

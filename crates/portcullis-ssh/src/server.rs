@@ -1,5 +1,7 @@
 //! What the approver's and the gateway's SSH servers share: their settings, and an accept
-//! loop with admission limits (pre-auth deadline, connection budgets).
+//! loop with admission limits ([`serve`]: the handshake rate and the connection budgets at the
+//! door, then one task per connection with its pre-auth deadline and idle close), and the set
+//! of a server's connections a graceful stop closes ([`ServerConnections`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
