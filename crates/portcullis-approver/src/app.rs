@@ -4,24 +4,25 @@
 //! produces (records, signed changes, audit events) committed atomically and flushed before
 //! anyone is told. Readers read the store directly.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use ed25519_dalek::SigningKey;
 use portcullis_audit::{AuditRecord, Chain, SignedHead};
 use portcullis_core::audit_event::{AuditEvent, EventKind};
 use portcullis_core::config::{self, ApproverSettings};
-use portcullis_core::grant_index::GrantIndex;
 use portcullis_core::model::{Grant, GrantRecord, Request, SessionRecord};
 use portcullis_core::stream::{Change, ChangeBody, SignedChange};
 use portcullis_core::{Catalog, Clock, Timestamp};
 use portcullis_store::{Batch, Store};
 use russh::keys::PrivateKey;
 use sha2::{Digest, Sha256};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::errors::ApproverError;
+use crate::live::{Live, LiveMirror, Waiters};
+use crate::locks;
+use crate::scheduler::{Deadline, Deadlines};
 use portcullis_ssh::keyfile::names;
 
 /// The approver's keys: its SSH host key and its grant-signing key.
@@ -62,10 +63,7 @@ impl ApproverKeys {
 
     /// The key everything is signed with now.
     pub fn signing(&self) -> SigningKey {
-        self.signing
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        locks::read(&self.signing).clone()
     }
 
     /// Put the prepared key in force: the files first (the current key kept as
@@ -86,19 +84,9 @@ impl ApproverKeys {
         let _ = std::fs::rename(current.with_extension("pub"), retired.with_extension("pub"));
         std::fs::rename(&staged, &current).map_err(|e| io("putting the new key in place", e))?;
         let _ = std::fs::rename(staged.with_extension("pub"), current.with_extension("pub"));
-        *self
-            .signing
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = next.clone();
+        *locks::write(&self.signing) = next.clone();
         Ok(Some(next.clone()))
     }
-}
-
-/// Something with a deadline the scheduler must act on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Deadline {
-    Request(u64),
-    Grant(u64),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -142,46 +130,22 @@ pub struct Approver {
     pub(crate) keys: ApproverKeys,
     pub(crate) clock: Arc<dyn Clock>,
     writer: tokio::sync::Mutex<WriterState>,
-    /// Bumped after every commit; `wait` and `watch` sleep on it.
+    /// Bumped after every commit; gateways' `watch` streams sleep on it (a `wait` sleeps on
+    /// its own request in `waiters`).
     changed: watch::Sender<u64>,
-    pub(crate) deadlines: Mutex<BTreeSet<(Timestamp, Deadline)>>,
-    pub(crate) wake: Notify,
-    /// `wait`ers, woken only by a commit that decides their own request.
-    pub(crate) waiters: crate::waiters::Waiters,
+    /// What the scheduler must act on, and when.
+    pub(crate) deadlines: Deadlines,
+    /// `wait`ers, woken only by a commit that decides their own request (`live` wakes them).
+    pub(crate) waiters: Arc<Waiters>,
     /// Which refusals are recorded one by one and which only counted.
     pub(crate) refusals: crate::refusals::RefusalBudget,
     /// Commands running per user, over every connection.
     pub(crate) running: crate::limits::Running,
     /// What is open now, so that `status`, `requests` and `grants --active` cost what the
     /// caller has, not what the store has accumulated.
-    pub(crate) live: RwLock<Live>,
+    pub(crate) live: LiveMirror,
     /// Counted at each commit; served at `[approver] metrics`.
     pub(crate) metrics: crate::metrics::Metrics,
-}
-
-/// Pending requests and grants not yet ended, mirrored from the store after every commit.
-#[derive(Debug, Default)]
-pub(crate) struct Live {
-    pub pending: BTreeMap<u64, Request>,
-    pub grants: GrantIndex,
-}
-
-impl Live {
-    fn apply(&mut self, batch: &Batch, now: Timestamp) {
-        for r in &batch.requests {
-            if r.is_pending() {
-                self.pending.insert(r.id, r.clone());
-            } else {
-                self.pending.remove(&r.id);
-            }
-        }
-        for (_, rec) in &batch.grants {
-            if let Ok(g) = rec.signed.grant() {
-                self.grants.upsert(g);
-            }
-        }
-        self.grants.prune(now);
-    }
 }
 
 /// One write in progress: what it will commit.
@@ -332,6 +296,8 @@ impl Approver {
         if partial > 0 {
             tracing::info!("removed {partial} recordings cut short on their way in");
         }
+        let (live, deadlines) = scan_open(&store, clock.now())?;
+        let waiters = Arc::new(Waiters::default());
         let app = Arc::new(Approver {
             recordings,
             store,
@@ -342,15 +308,14 @@ impl Approver {
             clock,
             writer: tokio::sync::Mutex::new(state),
             changed: watch::channel(0).0,
-            deadlines: Mutex::new(BTreeSet::new()),
-            wake: Notify::new(),
-            waiters: crate::waiters::Waiters::default(),
+            deadlines: Deadlines::default(),
+            live: LiveMirror::new(live, waiters.clone()),
+            waiters,
             refusals: crate::refusals::RefusalBudget::default(),
             running: crate::limits::Running::default(),
-            live: RwLock::new(Live::default()),
             metrics: crate::metrics::Metrics::new(),
         });
-        app.load_deadlines()?;
+        app.deadlines.add(deadlines);
         Ok(app)
     }
 
@@ -528,38 +493,8 @@ impl Approver {
         Ok(None)
     }
 
-    /// One scan of the store at start: what is open, and when it is due.
-    fn load_deadlines(&self) -> Result<(), ApproverError> {
-        let poisoned = || ApproverError::Config("approver state poisoned".into());
-        let mut d = self.deadlines.lock().map_err(|_| poisoned())?;
-        let mut live = self.live.write().map_err(|_| poisoned())?;
-        let now = self.clock.now();
-        for r in self.store.requests()? {
-            if r.is_pending() {
-                d.insert((r.expires_at, Deadline::Request(r.id)));
-                live.pending.insert(r.id, r);
-            }
-        }
-        for (id, g) in self.store.grants()? {
-            let Ok(grant) = g.signed.grant() else {
-                tracing::error!("grant {id} in the store does not decode; it is not enforced");
-                continue;
-            };
-            if !g.end_recorded {
-                d.insert((grant.expires_at, Deadline::Grant(id)));
-            }
-            if grant.is_active(now) {
-                live.grants.upsert(grant);
-            }
-        }
-        Ok(())
-    }
-
     pub fn catalog(&self) -> Arc<Catalog> {
-        self.catalog
-            .read()
-            .map(|c| c.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        locks::read(&self.catalog).clone()
     }
 
     pub fn now(&self) -> Timestamp {
@@ -622,33 +557,12 @@ impl Approver {
         *guard = tx.state;
         if let Some(catalog) = tx.new_catalog.take() {
             // Still under the writer lock: the next write sees the catalog this one recorded.
-            match self.catalog.write() {
-                Ok(mut c) => *c = catalog,
-                Err(p) => *p.into_inner() = catalog,
-            }
+            *locks::write(&self.catalog) = catalog;
         }
-        // A poisoned lock is taken over (one policy everywhere): skipping would leave the
-        // mirror, or the scheduler's deadlines, behind what was committed.
-        self.live
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .apply(&tx.batch, tx.now);
+        self.live.commit(&tx.batch, tx.now);
         self.metrics.committed(&tx.batch);
-        self.waiters.decided(
-            tx.batch
-                .requests
-                .iter()
-                .filter(|r| !r.is_pending())
-                .map(|r| r.id),
-        );
         drop(guard);
-        if !tx.deadlines.is_empty() {
-            self.deadlines
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .extend(tx.deadlines);
-            self.wake.notify_one();
-        }
+        self.deadlines.add(tx.deadlines);
         self.changed.send_modify(|n| *n += 1);
         Ok(out)
     }
@@ -756,6 +670,34 @@ impl Approver {
             }
         }
     }
+}
+
+/// One scan of the store at start: what is open, and when it is due.
+fn scan_open(
+    store: &Store,
+    now: Timestamp,
+) -> Result<(Live, Vec<(Timestamp, Deadline)>), ApproverError> {
+    let mut live = Live::default();
+    let mut deadlines = Vec::new();
+    for r in store.requests()? {
+        if r.is_pending() {
+            deadlines.push((r.expires_at, Deadline::Request(r.id)));
+            live.pending.insert(r.id, r);
+        }
+    }
+    for (id, g) in store.grants()? {
+        let Ok(grant) = g.signed.grant() else {
+            tracing::error!("grant {id} in the store does not decode; it is not enforced");
+            continue;
+        };
+        if !g.end_recorded {
+            deadlines.push((grant.expires_at, Deadline::Grant(id)));
+        }
+        if grant.is_active(now) {
+            live.grants.upsert(grant);
+        }
+    }
+    Ok((live, deadlines))
 }
 
 /// Refuse to start on a log that does not end at its signed head: the next commit would sign

@@ -13,6 +13,8 @@ mod commands;
 mod decisions;
 mod errors;
 mod limits;
+mod live;
+mod locks;
 mod metrics;
 mod refusals;
 mod render;
@@ -20,7 +22,6 @@ mod retention;
 mod scheduler;
 mod server;
 mod sessions;
-mod waiters;
 
 pub use app::{read_config, Approver, ApproverKeys};
 pub use errors::ApproverError;

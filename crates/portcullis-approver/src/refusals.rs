@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use portcullis_core::Timestamp;
 
+use crate::locks;
+
 /// Refusals recorded one by one per actor and window.
 pub(crate) const PER_WINDOW: u32 = 10;
 /// The window of [`PER_WINDOW`].
@@ -35,7 +37,7 @@ pub(crate) struct RefusalBudget {
 
 impl RefusalBudget {
     fn map(&self) -> MutexGuard<'_, HashMap<String, Budget>> {
-        self.by_actor.lock().unwrap_or_else(|p| p.into_inner())
+        locks::lock(&self.by_actor)
     }
 
     /// Whether this refusal by `actor` is recorded on its own (true) or only counted (false).
