@@ -47,52 +47,7 @@ pub(crate) async fn report(
             attachment.len()
         )));
     }
-    // A recording this gateway may not deliver is acknowledged (so its spool moves on) and
-    // audited, never kept: its temporary file goes with `incoming`.
-    let mut refused_recording = None;
-    match (reports.as_slice(), recording) {
-        (
-            [SessionReport::Recorded {
-                session,
-                sha256,
-                size,
-                ..
-            }],
-            Some(incoming),
-        ) => {
-            let existing = app.store.session(session)?;
-            if let Some(why) = not_owner(existing.as_ref(), gateway, session) {
-                refused_recording = Some(why);
-            } else {
-                // The file first (idempotent if this report is a retry), then the books.
-                let (sha256, size) = (sha256.clone(), *size);
-                let kept = tokio::task::spawn_blocking(move || incoming.keep(&sha256, size))
-                    .await
-                    .map_err(|e| ApproverError::Config(format!("storing the recording: {e}")))?;
-                match kept {
-                    Ok(()) => {}
-                    Err(e) if e.source.kind() == std::io::ErrorKind::AlreadyExists => {
-                        refused_recording = Some(format!("recording {e}"));
-                    }
-                    Err(e) if e.source.kind() == std::io::ErrorKind::InvalidData => {
-                        return Err(ApproverError::BadInput(e.to_string()))
-                    }
-                    Err(e) => return Err(ApproverError::Recording(e)),
-                }
-            }
-        }
-        ([SessionReport::Recorded { .. }], None) => {
-            return Err(ApproverError::BadInput(
-                "a report announcing a recording came without the recording".into(),
-            ))
-        }
-        (_, Some(_)) => {
-            return Err(ApproverError::BadInput(
-                "a recording came without the report that announces it".into(),
-            ))
-        }
-        (_, None) => {}
-    }
+    let refused_recording = keep_recording(app, gateway, &reports, recording).await?;
     // Never empty: `split_reports` refuses an input without a report.
     let last_seq = first_seq
         .checked_add(reports.len() as u64 - 1)
@@ -115,6 +70,55 @@ pub(crate) async fn report(
         Ok(notes.join("\n"))
     })
     .await
+}
+
+/// Put the recording a report announces in place, if one came: `Some(why)` if this gateway may
+/// not deliver it. Such a recording is acknowledged (so the gateway's spool moves on) and
+/// audited, never kept: its temporary file goes with `incoming`.
+async fn keep_recording(
+    app: &Approver,
+    gateway: &str,
+    reports: &[SessionReport],
+    recording: Option<Incoming>,
+) -> Result<Option<String>, ApproverError> {
+    match (reports, recording) {
+        (
+            [SessionReport::Recorded {
+                session,
+                sha256,
+                size,
+                ..
+            }],
+            Some(incoming),
+        ) => {
+            let existing = app.store.session(session)?;
+            if let Some(why) = not_owner(existing.as_ref(), gateway, session) {
+                return Ok(Some(why));
+            }
+            // The file first (idempotent if this report is a retry), then the books.
+            let (sha256, size) = (sha256.clone(), *size);
+            let kept = tokio::task::spawn_blocking(move || incoming.keep(&sha256, size))
+                .await
+                .map_err(|e| ApproverError::Config(format!("storing the recording: {e}")))?;
+            match kept {
+                Ok(()) => Ok(None),
+                Err(e) if e.source.kind() == std::io::ErrorKind::AlreadyExists => {
+                    Ok(Some(format!("recording {e}")))
+                }
+                Err(e) if e.source.kind() == std::io::ErrorKind::InvalidData => {
+                    Err(ApproverError::BadInput(e.to_string()))
+                }
+                Err(e) => Err(ApproverError::Recording(e)),
+            }
+        }
+        ([SessionReport::Recorded { .. }], None) => Err(ApproverError::BadInput(
+            "a report announcing a recording came without the recording".into(),
+        )),
+        (_, Some(_)) => Err(ApproverError::BadInput(
+            "a recording came without the report that announces it".into(),
+        )),
+        (_, None) => Ok(None),
+    }
 }
 
 /// Why `gateway` may not report on `session`, if it may not. A session belongs to the
@@ -176,23 +180,9 @@ fn record(
             fingerprint,
             channel,
             at,
-        } => {
-            tx.audit(
-                AuditEvent::new(
-                    gateway,
-                    EventKind::SessionStarted {
-                        session: session.clone(),
-                        gateway: gateway.to_string(),
-                        client: client.clone(),
-                        fingerprint: fingerprint.clone(),
-                        channel: channel.clone(),
-                    },
-                )
-                .user(&user)
-                .target(&target)
-                .grant(grant),
-            );
-            tx.put_session(SessionRecord {
+        } => started(
+            tx,
+            SessionRecord {
                 id: session,
                 gateway: gateway.to_string(),
                 user,
@@ -203,8 +193,8 @@ fn record(
                 channel,
                 started_at: at,
                 end: None,
-            });
-        }
+            },
+        ),
         SessionReport::Ended {
             session,
             bytes_in,
@@ -214,45 +204,11 @@ fn record(
             exit_status,
             at,
             recording,
-        } => {
-            // An end whose start never arrived is still recorded: refusing it would
-            // block the gateway's spool behind it for good.
-            // Its owner is checked above.
-            let mut rec = match tx.session(&session)? {
-                Some(r) => r,
-                None => SessionRecord {
-                    id: session.clone(),
-                    gateway: gateway.to_string(),
-                    user: String::new(),
-                    target: String::new(),
-                    grant: 0,
-                    client: String::new(),
-                    fingerprint: String::new(),
-                    channel: "unknown (start not received)".into(),
-                    started_at: at,
-                    end: None,
-                },
-            };
-            tx.audit(
-                AuditEvent::new(
-                    gateway,
-                    EventKind::SessionEnded {
-                        session: session.clone(),
-                        gateway: gateway.to_string(),
-                        bytes_in,
-                        bytes_out,
-                        duration,
-                        reason: reason.clone(),
-                        exit_status,
-                        recording_sha256: recording.as_ref().map(|r| r.0.clone()),
-                        recording_size: recording.as_ref().map(|r| r.1),
-                    },
-                )
-                .user(&rec.user)
-                .target(&rec.target)
-                .grant(rec.grant),
-            );
-            rec.end = Some(SessionEnd {
+        } => ended(
+            tx,
+            gateway,
+            session,
+            SessionEnd {
                 at,
                 bytes_in,
                 bytes_out,
@@ -260,9 +216,8 @@ fn record(
                 reason,
                 exit_status,
                 recording,
-            });
-            tx.put_session(rec);
-        }
+            },
+        )?,
         SessionReport::Recorded {
             session,
             sha256,
@@ -277,29 +232,7 @@ fn record(
             from,
             to,
             at: _,
-        } => {
-            let mut rec = tx.session(&session)?;
-            let (user, target) = rec
-                .as_ref()
-                .map(|r| (r.user.clone(), r.target.clone()))
-                .unwrap_or_default();
-            tx.audit(
-                AuditEvent::new(
-                    gateway,
-                    EventKind::SessionRegranted {
-                        session: session.clone(),
-                        from,
-                    },
-                )
-                .user(&user)
-                .target(&target)
-                .grant(to),
-            );
-            if let Some(r) = rec.as_mut() {
-                r.grant = to;
-                tx.put_session(r.clone());
-            }
-        }
+        } => regranted(tx, gateway, session, from, to)?,
         SessionReport::HostKeyMismatch {
             session,
             user,
@@ -318,6 +251,102 @@ fn record(
         }
     }
     Ok(format!("report {seq} recorded"))
+}
+
+/// A session started: on the books, and `session.started` in the log.
+fn started(tx: &mut Tx<'_>, rec: SessionRecord) {
+    tx.audit(
+        AuditEvent::new(
+            &rec.gateway,
+            EventKind::SessionStarted {
+                session: rec.id.clone(),
+                gateway: rec.gateway.clone(),
+                client: rec.client.clone(),
+                fingerprint: rec.fingerprint.clone(),
+                channel: rec.channel.clone(),
+            },
+        )
+        .user(&rec.user)
+        .target(&rec.target)
+        .grant(rec.grant),
+    );
+    tx.put_session(rec);
+}
+
+/// A session ended: its end on the books, and `session.ended` in the log with the recording's
+/// hash (what `audit verify` checks the recording against).
+fn ended(
+    tx: &mut Tx<'_>,
+    gateway: &str,
+    session: String,
+    end: SessionEnd,
+) -> Result<(), ApproverError> {
+    // An end whose start never arrived is still recorded: refusing it would block the
+    // gateway's spool behind it for good. Its owner is checked by the caller.
+    let mut rec = match tx.session(&session)? {
+        Some(r) => r,
+        None => SessionRecord {
+            id: session.clone(),
+            gateway: gateway.to_string(),
+            user: String::new(),
+            target: String::new(),
+            grant: 0,
+            client: String::new(),
+            fingerprint: String::new(),
+            channel: "unknown (start not received)".into(),
+            started_at: end.at,
+            end: None,
+        },
+    };
+    tx.audit(
+        AuditEvent::new(
+            gateway,
+            EventKind::SessionEnded {
+                session,
+                gateway: gateway.to_string(),
+                bytes_in: end.bytes_in,
+                bytes_out: end.bytes_out,
+                duration: end.duration,
+                reason: end.reason.clone(),
+                exit_status: end.exit_status,
+                recording_sha256: end.recording.as_ref().map(|r| r.0.clone()),
+                recording_size: end.recording.as_ref().map(|r| r.1),
+            },
+        )
+        .user(&rec.user)
+        .target(&rec.target)
+        .grant(rec.grant),
+    );
+    rec.end = Some(end);
+    tx.put_session(rec);
+    Ok(())
+}
+
+/// A session moved to another grant (its own ended, another covers it): noted in the log and
+/// on the books.
+fn regranted(
+    tx: &mut Tx<'_>,
+    gateway: &str,
+    session: String,
+    from: u64,
+    to: u64,
+) -> Result<(), ApproverError> {
+    let mut rec = tx.session(&session)?;
+    let (user, target) = rec
+        .as_ref()
+        .map(|r| (r.user.clone(), r.target.clone()))
+        .unwrap_or_default();
+    tx.audit(
+        AuditEvent::new(gateway, EventKind::SessionRegranted { session, from })
+            .user(&user)
+            .target(&target)
+            .grant(to),
+    );
+    if let Some(r) = rec.as_mut() {
+        r.grant = to;
+        tx.put_session(r.clone());
+    }
+    Ok(())
 }
 
 pub(crate) fn session_json(s: &SessionRecord) -> Value {
