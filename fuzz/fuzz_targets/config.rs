@@ -115,7 +115,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!g.expiry_warning.is_zero() && !g.fail_after.is_zero());
                 assert!(g.max_channels_per_connection >= 1);
                 check_limits(&g.limits);
-                if let Some(k) = &g.grant_signing_key {
+                for k in &g.grant_signing_keys {
                     assert!(portcullis_core::keys::parse_signing_key(k).is_ok());
                 }
             }

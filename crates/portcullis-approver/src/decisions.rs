@@ -97,12 +97,24 @@ pub(crate) async fn request(
             Ok((req, grant, policy.approvers.join(" or ")))
         })
         .await?;
+    Ok(request_reply(app, &req, grant.as_ref(), &groups, json))
+}
+
+/// What `request` says: the grant, or whom the pending request waits for and how to wait.
+fn request_reply(
+    app: &Approver,
+    req: &Request,
+    grant: Option<&Grant>,
+    groups: &str,
+    json: bool,
+) -> Reply {
+    let ttl = app.settings.request_ttl;
     let now = app.now();
     let value = json!({
-        "request": render::request_json(&req, now),
-        "grant": grant.as_ref().map(|g| render::grant_json(g, now)),
+        "request": render::request_json(req, now),
+        "grant": grant.map(|g| render::grant_json(g, now)),
     });
-    let text = match &grant {
+    let text = match grant {
         Some(g) => format!(
             "request {} approved by policy {:?}: grant {} on {} for {}, until {}\n",
             req.id,
@@ -122,7 +134,7 @@ pub(crate) async fn request(
             req.id
         ),
     };
-    Ok(out(json, value, text))
+    out(json, value, text)
 }
 
 /// Issue the grant for an approved request: its clock starts now.

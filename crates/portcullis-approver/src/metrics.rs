@@ -106,11 +106,11 @@ impl Metrics {
     /// The exposition: the gauges read from the mirror now, then everything encoded.
     pub fn render(&self, app: &Approver) -> (&'static str, String) {
         let now = app.now();
-        if let Ok(live) = app.live.read() {
-            self.requests_pending.set(live.pending.len() as i64);
-            let active = live.grants.iter().filter(|g| g.is_active(now)).count();
-            self.grants_active.set(active as i64);
-        }
+        let live = app.live.get();
+        self.requests_pending.set(live.pending.len() as i64);
+        let active = live.grants.iter().filter(|g| g.is_active(now)).count();
+        self.grants_active.set(active as i64);
+        drop(live);
         let mut body = String::new();
         if let Err(e) = prometheus_text::encode(&mut body, &self.registry) {
             tracing::warn!("metrics: cannot encode: {e}");

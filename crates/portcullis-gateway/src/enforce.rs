@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use portcullis_core::config::FailMode;
 use portcullis_core::model::SessionReport;
 use portcullis_core::Timestamp;
 use tokio::time::Instant;
@@ -217,7 +218,7 @@ fn why_ended(
 /// came up), not from the latest notification: every failed reconnect says "down" again, and
 /// with reconnects at most a few seconds apart a deadline restarted on each would never run out.
 pub(crate) async fn fail_closed(gw: Arc<GatewayState>) {
-    if !gw.settings().fail_closed {
+    if gw.settings().fail_mode != FailMode::Closed {
         return;
     }
     let mut link = gw.link().watch();

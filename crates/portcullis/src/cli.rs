@@ -86,7 +86,8 @@ pub enum Command {
         action: Option<KeysAction>,
     },
 
-    /// Validate a config file; exit non-zero naming each problem.
+    /// Validate a config file; exit non-zero naming each problem, and warn of policies that
+    /// can never grant what waits for their approvers.
     #[command(after_help = "Example:\n  portcullis check --config portcullis.toml")]
     Check {
         #[arg(long, short = 'c', value_name = "FILE")]
@@ -204,7 +205,7 @@ pub struct ClientOpts {
     #[arg(
         long,
         env = "PORTCULLIS_APPROVER",
-        default_value = "127.0.0.1:2223",
+        default_value = portcullis_core::config::DEFAULT_APPROVER_LISTEN,
         value_name = "HOST:PORT",
         global = true
     )]
@@ -338,72 +339,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             client_cmd::run(&conn, &line).await
         }
-        Command::Audit { conn, command } => match command {
-            AuditCli::Verify {
-                data_dir: Some(dir),
-                signing_key,
-            } => Ok(setup::verify_offline(&dir, signing_key.as_deref())),
-            AuditCli::Verify { data_dir: None, .. } => {
-                let line = ControlLine {
-                    json: conn.json,
-                    command: ControlCommand::Audit(AuditCommand::Verify),
-                };
-                // Not reaching the approver is "could not verify" (2), never "tampered" (1).
-                match client_cmd::run(&conn, &line).await {
-                    Ok(code) => Ok(code),
-                    Err(e) => {
-                        eprintln!("portcullis: could not verify: {e:#}");
-                        Ok(ExitCode::from(setup::VERIFY_UNVERIFIED))
-                    }
-                }
-            }
-            other => {
-                let command = match other {
-                    AuditCli::Log { since, limit } => AuditCommand::Log { since, limit },
-                    AuditCli::Sessions {
-                        user,
-                        target,
-                        since,
-                        live,
-                        limit,
-                    } => AuditCommand::Sessions {
-                        user,
-                        target,
-                        since,
-                        live,
-                        limit,
-                    },
-                    AuditCli::Replay {
-                        session,
-                        speed,
-                        idle_limit,
-                    } => AuditCommand::Replay {
-                        session,
-                        speed,
-                        idle_limit,
-                    },
-                    AuditCli::Export { session } => AuditCommand::Export { session },
-                    AuditCli::Verify { .. } => AuditCommand::Verify,
-                };
-                let line = ControlLine {
-                    json: conn.json,
-                    command: ControlCommand::Audit(command),
-                };
-                client_cmd::run(&conn, &line).await
-            }
-        },
-        Command::Keys { config, action } => {
-            let Some(config) = config else {
-                anyhow::bail!("which config? pass --config FILE");
-            };
-            match action {
-                None => setup::keys(&config),
-                Some(KeysAction::Rotate { signing: true }) => setup::rotate_signing(&config),
-                Some(KeysAction::Rotate { signing: false }) => {
-                    anyhow::bail!("rotate what? `portcullis keys rotate --signing --config FILE`")
-                }
-            }
-        }
+        Command::Audit { conn, command } => audit(&conn, command).await,
+        Command::Keys { config, action } => keys(config, action),
         Command::Quickstart { dir } => {
             init_logging_quiet();
             crate::quickstart::run(&dir).await
@@ -427,6 +364,74 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 gateway_user,
             })
             .with_context(|| context)
+        }
+    }
+}
+
+/// `portcullis audit …`: offline verification reads the store itself; everything else is a
+/// command to the approver.
+async fn audit(conn: &ClientOpts, command: AuditCli) -> anyhow::Result<ExitCode> {
+    let command = match command {
+        AuditCli::Verify {
+            data_dir: Some(dir),
+            signing_key,
+        } => return Ok(setup::verify_offline(&dir, signing_key.as_deref())),
+        AuditCli::Verify { data_dir: None, .. } => {
+            let line = ControlLine {
+                json: conn.json,
+                command: ControlCommand::Audit(AuditCommand::Verify),
+            };
+            // Not reaching the approver is "could not verify" (2), never "tampered" (1).
+            return match client_cmd::run(conn, &line).await {
+                Ok(code) => Ok(code),
+                Err(e) => {
+                    eprintln!("portcullis: could not verify: {e:#}");
+                    Ok(ExitCode::from(setup::VERIFY_UNVERIFIED))
+                }
+            };
+        }
+        AuditCli::Log { since, limit } => AuditCommand::Log { since, limit },
+        AuditCli::Sessions {
+            user,
+            target,
+            since,
+            live,
+            limit,
+        } => AuditCommand::Sessions {
+            user,
+            target,
+            since,
+            live,
+            limit,
+        },
+        AuditCli::Replay {
+            session,
+            speed,
+            idle_limit,
+        } => AuditCommand::Replay {
+            session,
+            speed,
+            idle_limit,
+        },
+        AuditCli::Export { session } => AuditCommand::Export { session },
+    };
+    let line = ControlLine {
+        json: conn.json,
+        command: ControlCommand::Audit(command),
+    };
+    client_cmd::run(conn, &line).await
+}
+
+/// `portcullis keys [rotate --signing]`.
+fn keys(config: Option<PathBuf>, action: Option<KeysAction>) -> anyhow::Result<ExitCode> {
+    let Some(config) = config else {
+        anyhow::bail!("which config? pass --config FILE");
+    };
+    match action {
+        None => setup::keys(&config),
+        Some(KeysAction::Rotate { signing: true }) => setup::rotate_signing(&config),
+        Some(KeysAction::Rotate { signing: false }) => {
+            anyhow::bail!("rotate what? `portcullis keys rotate --signing --config FILE`")
         }
     }
 }
@@ -470,6 +475,27 @@ mod tests {
             &mut missing,
         );
         assert!(missing.is_empty(), "no example in the help of: {missing:?}");
+    }
+
+    #[test]
+    fn the_help_states_the_default_ports() {
+        use portcullis_core::config::{DEFAULT_APPROVER_LISTEN, DEFAULT_GATEWAY_LISTEN};
+        let cli = Cli::command();
+        for (sub, listen) in [
+            ("approver", DEFAULT_APPROVER_LISTEN),
+            ("gateway", DEFAULT_GATEWAY_LISTEN),
+        ] {
+            let port = listen.rsplit(':').next().unwrap_or_default();
+            let about = cli
+                .find_subcommand(sub)
+                .and_then(|c| c.get_about())
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            assert!(
+                about.contains(&format!("port {port} by default")),
+                "{about}"
+            );
+        }
     }
 
     #[test]

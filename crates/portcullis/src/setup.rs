@@ -19,6 +19,11 @@ pub fn check(config: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
         Ok((_, cfg)) => {
+            // Warnings do not fail the check: the file loads as it is, and a unit's
+            // ExecStartPre must not stop on an approver group still being filled.
+            for w in cfg.warnings() {
+                eprintln!("{}: warning: {w}", config.display());
+            }
             let c = &cfg.catalog;
             println!(
                 "{}: ok ({} users, {} groups, {} targets, {} policies, {} gateways{}{})",
