@@ -17,7 +17,7 @@ use portcullis_core::time::{format_duration, parse_duration};
 use serde_json::json;
 
 use crate::app::{Approver, Tx};
-use crate::commands::{not_found_request, out, Reply};
+use crate::commands::{authorize, not_found_request, out, Action, Reply};
 use crate::errors::ApproverError;
 use crate::{limits, render};
 
@@ -192,34 +192,30 @@ fn undecided(tx: &Tx<'_>, app: &Approver, id: u64) -> Result<Request, ApproverEr
     Err(ApproverError::Conflict(format!("request {} {why}", req.id)))
 }
 
-/// Whether `user` may decide `req` under the catalog in force.
+/// Whether `user` may decide `req` under the catalog in force: the permission table, then
+/// whether there is still a policy to decide under.
 fn may_decide(
     catalog: &Catalog,
     user: &User,
     req: &Request,
-    verb: &str,
+    approving: bool,
 ) -> Result<(), ApproverError> {
-    if req.user == user.name {
-        return Err(ApproverError::Forbidden(format!(
-            "you cannot {verb} your own request {} — another approver of policy {:?} must",
-            req.id, req.policy
-        )));
-    }
-    match catalog.policy(&req.policy) {
-        Some(p) if !p.is_approver(user) => Err(ApproverError::Forbidden(format!(
-            "not an approver: requests under policy {:?} are decided by members of {}",
-            req.policy,
-            p.approvers.join(", ")
-        ))),
-        Some(_) => Ok(()),
-        // A policy gone takes its approvers' right with it; an approval then closes the
-        // request (see `approve`), a denial has nothing left to decide under.
-        None if verb == "approve" => Ok(()),
-        None => Err(ApproverError::Conflict(format!(
+    let facts = req.into();
+    let action = if approving {
+        Action::Approve(facts)
+    } else {
+        Action::Deny(facts)
+    };
+    authorize(user, &action, catalog)?;
+    // A policy gone takes its approvers' right with it; an approval then closes the request
+    // (see `approve`), a denial has nothing left to decide under.
+    if !approving && catalog.policy(&req.policy).is_none() {
+        return Err(ApproverError::Conflict(format!(
             "policy {:?} of request {} no longer exists; ask for a new request",
             req.policy, req.id
-        ))),
+        )));
     }
+    Ok(())
 }
 
 /// Count an approval and issue the grant if the count is met, all under the rules in force.
@@ -303,14 +299,13 @@ pub(crate) async fn decide(
     approving: bool,
     json: bool,
 ) -> Result<Reply, ApproverError> {
-    let verb = if approving { "approve" } else { "deny" };
     let note = limits::text(&args.note, "note")?;
     let (req, decided) = app
         .write(|tx| {
             let catalog = tx.catalog.clone();
             let user = current(&catalog, user)?;
             let mut req = undecided(tx, app, args.id)?;
-            may_decide(&catalog, user, &req, verb)?;
+            may_decide(&catalog, user, &req, approving)?;
             if approving {
                 return Ok(approve(tx, user, req, note.clone()));
             }

@@ -4,10 +4,9 @@
 use std::sync::Arc;
 
 use portcullis_core::audit_event::{AuditEvent, EventKind};
-use portcullis_core::catalog::{Principal, User};
+use portcullis_core::catalog::{Catalog, Principal, User};
 use portcullis_core::command::{self, AuditCommand, ControlCommand};
 use portcullis_core::model::{Grant, Request, RequestState, Revocation};
-use portcullis_core::policy;
 use portcullis_core::time::{format_duration, parse_duration};
 use serde_json::{json, Value};
 
@@ -15,6 +14,10 @@ use crate::app::Approver;
 use crate::errors::ApproverError;
 use crate::render::{self, clean};
 use crate::{decisions, limits};
+
+mod authorize;
+
+pub(crate) use authorize::{authorize, Action};
 
 /// Who is asking: what their key proved, and from where.
 #[derive(Debug, Clone)]
@@ -148,15 +151,17 @@ pub(crate) async fn execute(app: &Arc<Approver>, caller: &Caller, line: &str) ->
         (Principal::Gateway(gw), ControlCommand::As { user, key, words }) => {
             return on_behalf(app, gw, &user, &key, &words).await;
         }
-        (Principal::Gateway(name), _) => Err(ApproverError::Forbidden(format!(
-            "gateway {name} may only `watch`, `report` and `as`; commands run as the users it authenticated"
-        ))),
-        (Principal::User(_), ControlCommand::Watch { .. } | ControlCommand::Report { .. } | ControlCommand::As { .. }) => {
-            Err(ApproverError::Forbidden(
-                "`watch`, `report` and `as` are only for [[gateways]] identities".into(),
-            ))
-        }
-        (Principal::User(name), cmd) => return run_as_user(app, caller, name, cmd, json, command_name).await,
+        (principal, cmd) => match authorize::authorize_identity(principal, &cmd) {
+            Err(denied) => Err(denied.into()),
+            Ok(()) => match principal {
+                Principal::User(name) => {
+                    return run_as_user(app, caller, name, cmd, json, command_name).await
+                }
+                Principal::Gateway(_) => Err(ApproverError::BadInput(
+                    "this command cannot run here".into(),
+                )),
+            },
+        },
     };
     finish(app, caller, result, json, command_name).await
 }
@@ -226,7 +231,8 @@ async fn run_as_user(
     json: bool,
     command_name: String,
 ) -> Outcome {
-    let result = match app.catalog().users.get(name).cloned() {
+    let catalog = app.catalog();
+    let result = match catalog.users.get(name).cloned() {
         None => Err(ApproverError::Forbidden(format!(
             "user {name} is no longer configured"
         ))),
@@ -245,7 +251,7 @@ async fn run_as_user(
                     .map(parse_duration)
                     .transpose()
                     .map_err(ApproverError::BadInput);
-                match (require_auditor(&user, "audit"), idle) {
+                match (permit(&user, Action::Audit, &catalog), idle) {
                     (Err(e), _) | (_, Err(e)) => Err(e),
                     (Ok(()), Ok(idle)) if speed > 0.0 && speed.is_finite() => {
                         match recording_file(app, &session) {
@@ -265,12 +271,14 @@ async fn run_as_user(
                 }
             }
             ControlCommand::Audit(AuditCommand::Export { session }) => {
-                match require_auditor(&user, "audit").and_then(|()| recording_file(app, &session)) {
+                match permit(&user, Action::Audit, &catalog)
+                    .and_then(|()| recording_file(app, &session))
+                {
                     Ok((path, raw)) => return Outcome::Export { path, raw, session },
                     Err(e) => Err(e),
                 }
             }
-            cmd => run_user_command(app, caller, &user, cmd, json).await,
+            cmd => run_user_command(app, caller, &user, &catalog, cmd, json).await,
         },
     };
     finish(app, caller, result, json, command_name).await
@@ -337,11 +345,15 @@ async fn run_user_command(
     app: &Arc<Approver>,
     caller: &Caller,
     user: &User,
+    catalog: &Catalog,
     cmd: ControlCommand,
     json: bool,
 ) -> Result<Reply, ApproverError> {
     match cmd {
-        ControlCommand::Request(args) => decisions::request(app, user, args, json).await,
+        ControlCommand::Request(args) => {
+            permit(user, Action::Request, catalog)?;
+            decisions::request(app, user, args, json).await
+        }
         ControlCommand::Requests { all, limit, .. } => requests(app, user, all, limit, json),
         ControlCommand::Approve(args) => decisions::decide(app, user, args, true, json).await,
         ControlCommand::Deny(args) => decisions::decide(app, user, args, false, json).await,
@@ -350,13 +362,22 @@ async fn run_user_command(
             user: for_user,
             target,
             limit,
-        } => grants(app, user, (active, for_user, target), limit, json),
+        } => {
+            permit(
+                user,
+                Action::ListGrants {
+                    of: for_user.as_deref(),
+                },
+                catalog,
+            )?;
+            grants(app, user, (active, for_user, target), limit, json)
+        }
         ControlCommand::Revoke { grant, reason } => {
             let reason = limits::text(&reason, "reason")?;
             revoke(app, user, grant, reason, json).await
         }
         ControlCommand::Sessions { live, limit } => {
-            require_auditor(user, "sessions")?;
+            permit(user, Action::Sessions, catalog)?;
             let list: Vec<_> = app
                 .store
                 .sessions()?
@@ -371,7 +392,7 @@ async fn run_user_command(
             Ok(crate::sessions::listing(list, limit, json, empty))
         }
         ControlCommand::Kill { session } => {
-            require_admin(user, "kill")?;
+            permit(user, Action::Kill, catalog)?;
             let rec = crate::sessions::kill(app, &user.name, &session).await?;
             Ok(out(
                 json,
@@ -385,11 +406,20 @@ async fn run_user_command(
                 ),
             ))
         }
-        ControlCommand::Status => status(app, user, json),
-        ControlCommand::Whoami => Ok(whoami(app, caller, user, json)),
-        ControlCommand::Targets => Ok(targets(app, user, json)),
+        ControlCommand::Status => {
+            permit(user, Action::OwnView, catalog)?;
+            status(app, user, json)
+        }
+        ControlCommand::Whoami => {
+            permit(user, Action::OwnView, catalog)?;
+            Ok(whoami(app, caller, user, json))
+        }
+        ControlCommand::Targets => {
+            permit(user, Action::OwnView, catalog)?;
+            Ok(targets(app, user, json))
+        }
         ControlCommand::Reload => {
-            require_admin(user, "reload")?;
+            permit(user, Action::Reload, catalog)?;
             let summary = app.reload(&user.name).await?;
             Ok(out(
                 json,
@@ -398,7 +428,7 @@ async fn run_user_command(
             ))
         }
         ControlCommand::Audit(a) => {
-            require_auditor(user, "audit")?;
+            permit(user, Action::Audit, catalog)?;
             // Off the async workers: a verify reads the whole trail and every recording.
             let app = Arc::clone(app);
             tokio::task::spawn_blocking(move || audit(&app, a, json))
@@ -414,35 +444,9 @@ async fn run_user_command(
     }
 }
 
-fn require_admin(user: &User, what: &str) -> Result<(), ApproverError> {
-    if user.is_admin() {
-        Ok(())
-    } else {
-        Err(ApproverError::Forbidden(format!(
-            "`{what}` is for members of admins; {} is not one",
-            user.name
-        )))
-    }
-}
-
-fn require_auditor(user: &User, what: &str) -> Result<(), ApproverError> {
-    if user.is_auditor() {
-        Ok(())
-    } else {
-        Err(ApproverError::Forbidden(format!(
-            "`{what}` is for members of admins or auditors; {} is neither",
-            user.name
-        )))
-    }
-}
-
-/// Requesters see their own requests; approvers those they may decide; admins all.
-fn may_view(catalog: &portcullis_core::Catalog, user: &User, r: &Request) -> bool {
-    r.user == user.name
-        || user.is_admin()
-        || catalog
-            .policy(&r.policy)
-            .is_some_and(|p| policy::may_decide(p, user, &r.user))
+/// [`authorize`], its refusal as the error the caller reads.
+fn permit(user: &User, action: Action<'_>, catalog: &Catalog) -> Result<(), ApproverError> {
+    authorize(user, &action, catalog).map_err(ApproverError::from)
 }
 
 /// The requests `user` may see: pending ones from memory, or every one from the store.
@@ -458,14 +462,14 @@ fn visible_requests(app: &Approver, user: &User, all: bool) -> Result<Vec<Reques
     };
     Ok(candidates
         .into_iter()
-        .filter(|r| may_view(&catalog, user, r))
+        .filter(|r| authorize(user, &Action::SeeRequest(r.into()), &catalog).is_ok())
         .collect())
 }
 
 fn may_see_request(app: &Approver, user: &User, id: u64) -> Result<(), ApproverError> {
     match app.store.request(id)? {
-        Some(r) if may_view(&app.catalog(), user, &r) => Ok(()),
-        _ => Err(not_found_request(id)),
+        Some(r) => permit(user, Action::Wait((&r).into()), &app.catalog()),
+        None => Err(not_found_request(id)),
     }
 }
 
@@ -557,14 +561,6 @@ fn grants(
     limit: u64,
     json: bool,
 ) -> Result<Reply, ApproverError> {
-    if let Some(u) = &for_user {
-        if u != &user.name && !user.is_admin() {
-            return Err(ApproverError::Forbidden(format!(
-                "only admins may list another user's grants ({} asked for {u})",
-                user.name
-            )));
-        }
-    }
     let now = app.now();
     let catalog = app.catalog();
     let all: Vec<Grant> =
@@ -584,11 +580,7 @@ fn grants(
         };
     let mut list = Vec::new();
     for g in all {
-        let visible = g.user == user.name
-            || user.is_admin()
-            || catalog
-                .policy(&g.policy)
-                .is_some_and(|p| p.is_approver(user));
+        let visible = authorize(user, &Action::SeeGrant((&g).into()), &catalog).is_ok();
         let wanted = for_user.as_ref().is_none_or(|u| &g.user == u)
             && target.as_ref().is_none_or(|t| &g.target == t)
             && (!active || g.is_active(now));
@@ -627,18 +619,15 @@ async fn revoke(
                 .signed
                 .grant()
                 .map_err(|e| ApproverError::Conflict(format!("unreadable grant {id}: {e}")))?;
-            // Giving up one's own grant is always allowed; anyone else's takes the rights
-            // the config in force gives.
-            let allowed = g.user == user.name
-                || catalog.users.get(&user.name).is_some_and(|u| {
-                    u.is_admin() || catalog.policy(&g.policy).is_some_and(|p| p.is_approver(u))
-                });
-            if !allowed {
-                return Err(ApproverError::Forbidden(format!(
-                    "`revoke` of grant {id} is for admins and approvers of policy {:?}",
-                    g.policy
-                )));
-            }
+            // The rights the config in force gives: a user it no longer has keeps only what
+            // needs no group (giving up their own grant).
+            let unconfigured = User {
+                name: user.name.clone(),
+                keys: Vec::new(),
+                groups: Default::default(),
+            };
+            let current = catalog.users.get(&user.name).unwrap_or(&unconfigured);
+            permit(current, Action::Revoke((&g).into()), &catalog)?;
             if !g.is_active(tx.now) {
                 return Err(ApproverError::Conflict(format!(
                     "grant {id} has already ended ({})",
