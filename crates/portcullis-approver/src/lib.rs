@@ -10,7 +10,6 @@
 
 mod app;
 mod commands;
-mod decisions;
 mod errors;
 mod limits;
 mod metrics;

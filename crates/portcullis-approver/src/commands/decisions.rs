@@ -17,7 +17,7 @@ use portcullis_core::time::{format_duration, parse_duration};
 use serde_json::json;
 
 use crate::app::{Approver, Tx};
-use crate::commands::{authorize, not_found_request, out, Action, Reply};
+use super::{authorize, not_found_request, out, Action, Reply};
 use crate::errors::ApproverError;
 use crate::{limits, render};
 

@@ -1,0 +1,313 @@
+//! The compliance side: `sessions`, `kill`, and `audit log|sessions|replay|export|verify`.
+//!
+//! Sessions are put on the books by [`crate::sessions`] from the gateways' reports; this
+//! module lists, cuts and checks them and reads the audit trail. The one write here is a kill,
+//! which [`crate::sessions::kill`] makes under the writer.
+
+use std::sync::Arc;
+
+use portcullis_core::command::AuditCommand;
+use portcullis_core::model::SessionRecord;
+use portcullis_core::time::parse_duration;
+use portcullis_core::Timestamp;
+use serde_json::json;
+
+use super::{out, Outcome, Reply};
+use crate::app::Approver;
+use crate::errors::ApproverError;
+use crate::render::{self, clean};
+
+/// `sessions [--live]`: every session the gateways reported, or only the open ones.
+pub(super) fn sessions(
+    app: &Approver,
+    live: bool,
+    limit: u64,
+    json: bool,
+) -> Result<Reply, ApproverError> {
+    let list: Vec<_> = app
+        .store
+        .sessions()?
+        .into_iter()
+        .filter(|s| !live || s.end.is_none())
+        .collect();
+    let empty = if live {
+        "no live sessions"
+    } else {
+        "no sessions"
+    };
+    Ok(crate::sessions::listing(list, limit, json, empty))
+}
+
+/// `kill SESSION_ID`: a signed kill on the stream for the gateway holding it.
+pub(super) async fn kill(
+    app: &Approver,
+    actor: &str,
+    session: &str,
+    json: bool,
+) -> Result<Reply, ApproverError> {
+    let rec = crate::sessions::kill(app, actor, session).await?;
+    Ok(out(
+        json,
+        crate::sessions::session_json(&rec),
+        format!(
+            "session {} ({} on {}) is being cut by gateway {}\n",
+            clean(&rec.id),
+            clean(&rec.user),
+            clean(&rec.target),
+            clean(&rec.gateway)
+        ),
+    ))
+}
+
+/// `audit …`, once the caller may: recordings are streamed by the server; the rest reads the
+/// whole trail (and `verify` every recording), so it runs on the blocking pool, off the async
+/// workers.
+pub(super) async fn run(
+    app: &Arc<Approver>,
+    cmd: AuditCommand,
+    json: bool,
+) -> Result<Outcome, ApproverError> {
+    match cmd {
+        AuditCommand::Replay {
+            session,
+            speed,
+            idle_limit,
+        } => replay(app, session, speed, idle_limit),
+        AuditCommand::Export { session } => {
+            let (path, raw) = recording_file(app, &session)?;
+            Ok(Outcome::Export { path, raw, session })
+        }
+        AuditCommand::Log { since, limit } => {
+            let cutoff = cutoff(app, since)?;
+            blocking(app, move |app| Ok(audit_log(app, cutoff, limit, json))).await
+        }
+        AuditCommand::Sessions {
+            user,
+            target,
+            since,
+            live,
+            limit,
+        } => {
+            let cutoff = cutoff(app, since)?;
+            let wanted = move |s: &SessionRecord| {
+                (!live || s.end.is_none())
+                    && user.as_ref().is_none_or(|u| &s.user == u)
+                    && target.as_ref().is_none_or(|t| &s.target == t)
+                    && cutoff.is_none_or(|c| s.started_at >= c)
+            };
+            blocking(app, move |app| {
+                let list = app.store.sessions()?.into_iter().filter(wanted).collect();
+                Ok(crate::sessions::listing(list, limit, json, "no sessions"))
+            })
+            .await
+        }
+        AuditCommand::Verify => blocking(app, move |app| Ok(verify_reply(app, json))).await,
+    }
+}
+
+/// Run `f` on the blocking pool.
+async fn blocking(
+    app: &Arc<Approver>,
+    f: impl FnOnce(&Approver) -> Result<Reply, ApproverError> + Send + 'static,
+) -> Result<Outcome, ApproverError> {
+    let app = Arc::clone(app);
+    tokio::task::spawn_blocking(move || f(&app))
+        .await
+        .map_err(|e| ApproverError::Config(format!("the audit command failed: {e}")))?
+        .map(Outcome::Done)
+}
+
+/// `--since DURATION` as the instant it reaches back to.
+fn cutoff(app: &Approver, since: Option<String>) -> Result<Option<Timestamp>, ApproverError> {
+    Ok(since
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(ApproverError::BadInput)?
+        .map(|d| app.now().minus(d)))
+}
+
+/// `audit replay SESSION`: checked here, played by the server.
+fn replay(
+    app: &Approver,
+    session: String,
+    speed: f64,
+    idle_limit: Option<String>,
+) -> Result<Outcome, ApproverError> {
+    let idle = idle_limit
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(ApproverError::BadInput)?;
+    if !(speed > 0.0 && speed.is_finite()) {
+        return Err(ApproverError::BadInput("--speed must be above zero".into()));
+    }
+    let (path, raw) = recording_file(app, &session)?;
+    Ok(Outcome::Replay {
+        path,
+        raw,
+        session,
+        speed,
+        idle,
+    })
+}
+
+/// `audit verify` as a reply: exit 0 intact, 1 tampered, 2 when the check could not be made
+/// (nothing was found wrong, so not 1).
+fn verify_reply(app: &Approver, json: bool) -> Reply {
+    match verify(app, json) {
+        Ok(reply) => reply,
+        Err(e) => {
+            let mut r = Reply::failure(format!("portcullis: could not verify: {e}\n"), 2);
+            if json {
+                r.out = format!("{}\n", json!({"ok": null, "error": e.to_string()}));
+            }
+            r
+        }
+    }
+}
+
+/// Where a session's recording is, and whether it is a raw data stream: for `audit export`
+/// and `audit replay`, which read it in pieces.
+fn recording_file(
+    app: &Approver,
+    session: &str,
+) -> Result<(std::path::PathBuf, bool), ApproverError> {
+    app.recordings
+        .locate(session)
+        .map_err(|e| ApproverError::Config(e.to_string()))?
+        .ok_or_else(|| no_recording(app, session))
+}
+
+/// Why a session has no recording here.
+fn no_recording(app: &Approver, session: &str) -> ApproverError {
+    let why = match app.store.session(session) {
+        Err(e) => return e.into(),
+        Ok(None) => format!("no session {session:?} — `audit sessions` lists them"),
+        Ok(Some(s)) if s.end.is_none() => {
+            format!("session {session} is still live; its recording arrives when it ends")
+        }
+        Ok(Some(_)) => format!(
+            "session {session} has no recording (pty sessions are recorded; others only where record_data = true)"
+        ),
+    };
+    ApproverError::NotFound(why)
+}
+
+/// `audit verify`: the chain up to the signed head read under the writer (records committed
+/// while it runs come after it), every signature, and every finished recording.
+fn verify(app: &Approver, json: bool) -> Result<Reply, ApproverError> {
+    let end = app.audit_end()?;
+    let upto = match &end.signed {
+        Some(Ok(h)) => h.peek().map(|h| h.seq).unwrap_or(u64::MAX),
+        _ => u64::MAX,
+    };
+    let key = app.keys.signing().verifying_key();
+    let records = || {
+        app.store
+            .audit_records()
+            .take_while(move |(position, _)| *position <= upto)
+    };
+    // The key in force now signed the newest records; a rotation in the log hands back to
+    // the key before it.
+    let chain = portcullis_audit::KeySchedule::from_log(&key, records())
+        .and_then(|schedule| portcullis_audit::verify_scheduled(&schedule, records(), &end))
+        .map_err(|b| (b.first_bad(), b.to_string()));
+    // Recordings are checked against the hashes in the signed end events.
+    let expected = portcullis_audit::expected_recordings(app.store.audit_records());
+    let (hashes, removed) = (expected.present, expected.removed.len());
+    let result = chain.and_then(|v| {
+        for (session, sha) in &hashes {
+            let found = app
+                .recordings
+                .sha256(session)
+                .map_err(|e| (0, e.to_string()))?;
+            portcullis_audit::verify_recording_hash(session, sha, found)
+                .map_err(|b| (0, b.to_string()))?;
+        }
+        Ok((v, hashes.len()))
+    });
+    match result {
+        Ok((v, recordings)) => {
+            let signed = v.signed_head.map(|h| h.at.rfc3339());
+            let mut reply = out(
+                        json,
+                        json!({"ok": true, "records": v.records, "recordings": recordings, "recordings_removed_by_retention": removed, "head": hex::encode(v.head), "head_signed_at": signed}),
+                        format!(
+                            "audit log verified: {} records, chain intact, every signature valid, ends at its {} (head {}); {recordings} recordings match their hashes{}\n",
+                            v.records,
+                            signed.as_deref().map_or("unsigned head".to_string(), |at| format!("signed head of {at}")),
+                            hex::encode(v.head),
+                            removed_note(removed)
+                        ),
+                    );
+            if v.signed_head.is_none() && v.records > 0 {
+                reply.err = format!("portcullis: warning: {}\n", portcullis_audit::UNSIGNED_HEAD);
+            }
+            Ok(reply)
+        }
+        Err((first_bad, broken)) => {
+            let mut r = Reply::failure(
+                format!(
+                    "portcullis: audit log verification FAILED: {}\n",
+                    clean(&broken)
+                ),
+                1,
+            );
+            if json {
+                r.out = format!(
+                    "{}\n",
+                    json!({"ok": false, "first_bad": first_bad, "error": broken})
+                );
+            }
+            Ok(r)
+        }
+    }
+}
+
+/// `audit log`: the newest `limit` events since `cutoff`, oldest first, one a line (JSON Lines
+/// with `--json`, where the note that more exist goes to stderr so the lines stay events).
+/// Only `limit` records are held at a time, however long the log.
+fn audit_log(app: &Approver, cutoff: Option<Timestamp>, limit: u64, json: bool) -> Reply {
+    let keep = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut newest = std::collections::VecDeque::new();
+    let mut more = 0usize;
+    for (seq, rec) in app.store.audit_records() {
+        let line = match rec {
+            Ok(r) if cutoff.is_some_and(|c| r.at < c) => continue,
+            Ok(r) if json => r.to_json().to_string(),
+            Ok(r) => format!("{:>6}  {}  {}", r.seq, r.at, clean(&r.event.summary())),
+            Err(e) if json => json!({"seq": seq, "error": e.to_string()}).to_string(),
+            Err(e) => format!("{seq:>6}  <unreadable record: {}>", clean(&e.to_string())),
+        };
+        newest.push_back(line);
+        if newest.len() > keep {
+            newest.pop_front();
+            more += 1;
+        }
+    }
+    let mut text = String::new();
+    for line in newest {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let note = (more > 0).then(|| render::more_line(more, limit));
+    match note {
+        Some(n) if json => Reply {
+            out: text,
+            err: n,
+            code: 0,
+        },
+        Some(n) => Reply::text(text + &n),
+        None => Reply::text(text),
+    }
+}
+
+/// `; 3 removed by retention`, or nothing.
+pub(crate) fn removed_note(removed: usize) -> String {
+    match removed {
+        0 => String::new(),
+        1 => "; 1 removed by retention (its removal is in the log)".into(),
+        n => format!("; {n} removed by retention (their removals are in the log)"),
+    }
+}
