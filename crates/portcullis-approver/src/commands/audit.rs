@@ -10,12 +10,11 @@ use portcullis_core::command::AuditCommand;
 use portcullis_core::model::SessionRecord;
 use portcullis_core::time::parse_duration;
 use portcullis_core::Timestamp;
-use serde_json::json;
 
-use super::{out, Outcome, Reply};
+use super::{Outcome, Reply};
 use crate::app::Approver;
 use crate::errors::ApproverError;
-use crate::render::{self, clean};
+use crate::render;
 
 /// `sessions [--live]`: every session the gateways reported, or only the open ones.
 pub(super) fn sessions(
@@ -35,7 +34,7 @@ pub(super) fn sessions(
     } else {
         "no sessions"
     };
-    Ok(crate::sessions::listing(list, limit, json, empty))
+    Ok(render::sessions::list(list, limit, empty, json))
 }
 
 /// `kill SESSION_ID`: a signed kill on the stream for the gateway holding it.
@@ -46,17 +45,7 @@ pub(super) async fn kill(
     json: bool,
 ) -> Result<Reply, ApproverError> {
     let rec = crate::sessions::kill(app, actor, session).await?;
-    Ok(out(
-        json,
-        crate::sessions::session_json(&rec),
-        format!(
-            "session {} ({} on {}) is being cut by gateway {}\n",
-            clean(&rec.id),
-            clean(&rec.user),
-            clean(&rec.target),
-            clean(&rec.gateway)
-        ),
-    ))
+    Ok(render::sessions::killed(&rec, json))
 }
 
 /// `audit …`, once the caller may: recordings are streamed by the server; the rest reads the
@@ -97,7 +86,7 @@ pub(super) async fn run(
             };
             blocking(app, move |app| {
                 let list = app.store.sessions()?.into_iter().filter(wanted).collect();
-                Ok(crate::sessions::listing(list, limit, json, "no sessions"))
+                Ok(render::sessions::list(list, limit, "no sessions", json))
             })
             .await
         }
@@ -155,16 +144,7 @@ fn replay(
 /// `audit verify` as a reply: exit 0 intact, 1 tampered, 2 when the check could not be made
 /// (nothing was found wrong, so not 1).
 fn verify_reply(app: &Approver, json: bool) -> Reply {
-    match verify(app, json) {
-        Ok(reply) => reply,
-        Err(e) => {
-            let mut r = Reply::failure(format!("portcullis: could not verify: {e}\n"), 2);
-            if json {
-                r.out = format!("{}\n", json!({"ok": null, "error": e.to_string()}));
-            }
-            r
-        }
-    }
+    verify(app, json).unwrap_or_else(|e| render::audit::could_not_verify(&e, json))
 }
 
 /// Where a session's recording is, and whether it is a raw data stream: for `audit export`
@@ -227,42 +207,19 @@ fn verify(app: &Approver, json: bool) -> Result<Reply, ApproverError> {
         }
         Ok((v, hashes.len()))
     });
-    match result {
-        Ok((v, recordings)) => {
-            let signed = v.signed_head.map(|h| h.at.rfc3339());
-            let mut reply = out(
-                        json,
-                        json!({"ok": true, "records": v.records, "recordings": recordings, "recordings_removed_by_retention": removed, "head": hex::encode(v.head), "head_signed_at": signed}),
-                        format!(
-                            "audit log verified: {} records, chain intact, every signature valid, ends at its {} (head {}); {recordings} recordings match their hashes{}\n",
-                            v.records,
-                            signed.as_deref().map_or("unsigned head".to_string(), |at| format!("signed head of {at}")),
-                            hex::encode(v.head),
-                            removed_note(removed)
-                        ),
-                    );
-            if v.signed_head.is_none() && v.records > 0 {
-                reply.err = format!("portcullis: warning: {}\n", portcullis_audit::UNSIGNED_HEAD);
-            }
-            Ok(reply)
-        }
-        Err((first_bad, broken)) => {
-            let mut r = Reply::failure(
-                format!(
-                    "portcullis: audit log verification FAILED: {}\n",
-                    clean(&broken)
-                ),
-                1,
-            );
-            if json {
-                r.out = format!(
-                    "{}\n",
-                    json!({"ok": false, "first_bad": first_bad, "error": broken})
-                );
-            }
-            Ok(r)
-        }
-    }
+    Ok(match result {
+        Ok((v, recordings)) => render::audit::verified(
+            &render::audit::Verified {
+                records: v.records,
+                head: v.head,
+                signed_at: v.signed_head.map(|h| h.at),
+                recordings,
+                removed,
+            },
+            json,
+        ),
+        Err((first_bad, broken)) => render::audit::verify_failed(first_bad, &broken, json),
+    })
 }
 
 /// `audit log`: the newest `limit` events since `cutoff`, oldest first, one a line (JSON Lines
@@ -273,12 +230,10 @@ fn audit_log(app: &Approver, cutoff: Option<Timestamp>, limit: u64, json: bool) 
     let mut newest = std::collections::VecDeque::new();
     let mut more = 0usize;
     for (seq, rec) in app.store.audit_records() {
-        let line = match rec {
+        let line = match &rec {
             Ok(r) if cutoff.is_some_and(|c| r.at < c) => continue,
-            Ok(r) if json => r.to_json().to_string(),
-            Ok(r) => format!("{:>6}  {}  {}", r.seq, r.at, clean(&r.event.summary())),
-            Err(e) if json => json!({"seq": seq, "error": e.to_string()}).to_string(),
-            Err(e) => format!("{seq:>6}  <unreadable record: {}>", clean(&e.to_string())),
+            Ok(r) => render::audit::log_line(seq, Ok(r), json),
+            Err(e) => render::audit::log_line(seq, Err(e), json),
         };
         newest.push_back(line);
         if newest.len() > keep {
@@ -286,28 +241,5 @@ fn audit_log(app: &Approver, cutoff: Option<Timestamp>, limit: u64, json: bool) 
             more += 1;
         }
     }
-    let mut text = String::new();
-    for line in newest {
-        text.push_str(&line);
-        text.push('\n');
-    }
-    let note = (more > 0).then(|| render::more_line(more, limit));
-    match note {
-        Some(n) if json => Reply {
-            out: text,
-            err: n,
-            code: 0,
-        },
-        Some(n) => Reply::text(text + &n),
-        None => Reply::text(text),
-    }
-}
-
-/// `; 3 removed by retention`, or nothing.
-pub(crate) fn removed_note(removed: usize) -> String {
-    match removed {
-        0 => String::new(),
-        1 => "; 1 removed by retention (its removal is in the log)".into(),
-        n => format!("; {n} removed by retention (their removals are in the log)"),
-    }
+    render::audit::log(newest, more, limit, json)
 }

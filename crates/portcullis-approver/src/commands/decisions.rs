@@ -13,13 +13,13 @@ use portcullis_core::catalog::{Catalog, User};
 use portcullis_core::command::{DecideArgs, RequestArgs};
 use portcullis_core::model::{Approval, Grant, Request, RequestState};
 use portcullis_core::policy::{self, Admission, Refusal};
-use portcullis_core::time::{format_duration, parse_duration};
-use serde_json::json;
+use portcullis_core::time::parse_duration;
 
+use super::{authorize, not_found_request, Action, Reply};
 use crate::app::{Approver, Tx};
-use super::{authorize, not_found_request, out, Action, Reply};
 use crate::errors::ApproverError;
-use crate::{limits, render};
+use crate::limits;
+use crate::render::{self, requests::Decision};
 
 /// The daemon's own name in the audit log, for what it decides itself.
 const DAEMON: &str = "approver";
@@ -97,32 +97,14 @@ pub(crate) async fn request(
             Ok((req, grant, policy.approvers.join(" or ")))
         })
         .await?;
-    let now = app.now();
-    let value = json!({
-        "request": render::request_json(&req, now),
-        "grant": grant.as_ref().map(|g| render::grant_json(g, now)),
-    });
-    let text = match &grant {
-        Some(g) => format!(
-            "request {} approved by policy {:?}: grant {} on {} for {}, until {}\n",
-            req.id,
-            req.policy,
-            g.id,
-            g.target,
-            format_duration(req.duration),
-            g.expires_at
-        ),
-        None => format!(
-            "request {} is pending: policy {:?} needs {} approval{} from {groups}; it lapses in {} if undecided.\nwait for the decision: wait {}\n",
-            req.id,
-            req.policy,
-            req.needed,
-            if req.needed == 1 { "" } else { "s" },
-            format_duration(ttl),
-            req.id
-        ),
-    };
-    Ok(out(json, value, text))
+    Ok(render::requests::created(
+        &req,
+        grant.as_ref(),
+        &groups,
+        ttl,
+        app.now(),
+        json,
+    ))
 }
 
 /// Issue the grant for an approved request: its clock starts now.
@@ -334,37 +316,18 @@ fn reply(
     decided: Decided,
     json: bool,
 ) -> Result<Reply, ApproverError> {
-    let now = app.now();
-    let (grant, repeated, counted, text) = match decided {
-        Decided::Refused(why) => return Err(ApproverError::Refused(why)),
-        Decided::Denied => (None, false, 0, format!("request {} denied\n", req.id)),
+    let decision = match &decided {
+        Decided::Refused(why) => return Err(ApproverError::Refused(why.clone())),
+        Decided::Denied => Decision::Denied,
         Decided::Approved {
             repeated,
             counted,
             grant,
-        } => {
-            let text = match (&grant, repeated) {
-                (Some(g), _) => format!(
-                    "request {} approved: grant {} for {} on {} until {}\n",
-                    req.id, g.id, g.user, g.target, g.expires_at
-                ),
-                (None, true) => format!(
-                    "your approval of request {} was already counted ({counted} of {})\n",
-                    req.id, req.needed
-                ),
-                (None, false) => format!(
-                    "approval recorded: request {} has {counted} of {} approvals\n",
-                    req.id, req.needed
-                ),
-            };
-            (grant, repeated, counted, text)
-        }
+        } => Decision::Approved {
+            repeated: *repeated,
+            counted: *counted,
+            grant: grant.as_ref(),
+        },
     };
-    let value = json!({
-        "request": render::request_json(&req, now),
-        "grant": grant.as_ref().map(|g| render::grant_json(g, now)),
-        "already_counted": repeated,
-        "approvals_counted": counted,
-    });
-    Ok(out(json, value, text))
+    Ok(render::requests::decided(&req, decision, app.now(), json))
 }

@@ -9,13 +9,12 @@ use std::sync::Arc;
 use portcullis_core::audit_event::{AuditEvent, EventKind};
 use portcullis_core::catalog::{Catalog, User};
 use portcullis_core::model::{Grant, Revocation};
-use serde_json::json;
 
-use super::{authorize, out, permit, Action, Reply};
+use super::{authorize, permit, Action, Reply};
 use crate::app::Approver;
 use crate::errors::ApproverError;
 use crate::limits;
-use crate::render::{self, clean};
+use crate::render;
 
 /// `grants [--active] [--user U] [--target T]`: what to list.
 pub(super) struct GrantFilter {
@@ -61,17 +60,7 @@ pub(super) fn list(
         })
         .collect();
     list.sort_by_key(|g| g.id);
-    let (list, more) = render::newest(list, limit);
-    let value = json!({
-        "grants": list.iter().map(|g| render::grant_json(g, now)).collect::<Vec<_>>(),
-        "more": more,
-    });
-    let lines = list.iter().map(|g| render::grant_line(g, now));
-    Ok(out(
-        json,
-        value,
-        render::listing(lines, more, limit, "no grants"),
-    ))
+    Ok(render::grants::list(list, limit, now, json))
 }
 
 /// `revoke GRANT_ID`: end the grant now, under the writer and the catalog in force.
@@ -125,15 +114,5 @@ pub(super) async fn revoke(
             Ok(g)
         })
         .await?;
-    let now = app.now();
-    Ok(out(
-        json,
-        render::grant_json(&grant, now),
-        format!(
-            "grant {} revoked: {} no longer has {}; sessions on it are cut\n",
-            grant.id,
-            clean(&grant.user),
-            clean(&grant.target)
-        ),
-    ))
+    Ok(render::grants::revoked(&grant, app.now(), json))
 }

@@ -19,10 +19,10 @@ use std::sync::Arc;
 
 use portcullis_core::catalog::{Catalog, Principal, User};
 use portcullis_core::command::{self, ControlCommand};
-use serde_json::{json, Value};
 
 use crate::app::Approver;
 use crate::errors::ApproverError;
+use crate::render;
 
 mod audit;
 mod authorize;
@@ -31,8 +31,10 @@ mod grants;
 mod own_view;
 mod requests;
 
-pub(crate) use authorize::{authorize, Action};
+use authorize::{authorize, Action};
 use requests::not_found_request;
+
+pub(crate) use crate::render::{error_reply, Reply};
 pub(crate) use requests::wait;
 
 /// Who is asking: what their key proved, and from where.
@@ -40,30 +42,6 @@ pub(crate) use requests::wait;
 pub(crate) struct Caller {
     pub principal: Principal,
     pub fingerprint: String,
-}
-
-/// A finished command's output.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Reply {
-    pub out: String,
-    pub err: String,
-    pub code: u32,
-}
-
-impl Reply {
-    fn text(out: String) -> Reply {
-        Reply {
-            out,
-            ..Default::default()
-        }
-    }
-    fn failure(err: String, code: u32) -> Reply {
-        Reply {
-            err,
-            code,
-            ..Default::default()
-        }
-    }
 }
 
 /// Where a gateway's `watch` picks up, and what it shows of its history.
@@ -106,14 +84,6 @@ pub(crate) enum Outcome {
         seq: u64,
         instance: String,
     },
-}
-
-pub(crate) fn out(json: bool, value: Value, text: String) -> Reply {
-    if json {
-        Reply::text(format!("{value}\n"))
-    } else {
-        Reply::text(text)
-    }
 }
 
 /// Whose command `line` is: the caller's, or for a gateway the user it relays it for (its own
@@ -165,7 +135,7 @@ pub(crate) async fn execute(app: &Arc<Approver>, caller: &Caller, line: &str) ->
 fn route(app: &Approver, caller: &Caller, line: &str) -> Route {
     let parsed = match command::parse_line(line) {
         Ok(p) => p,
-        Err(e) => return Route::Answered(Outcome::Done(usage(&e))),
+        Err(e) => return Route::Answered(Outcome::Done(render::usage(&e))),
     };
     let asker = Asker {
         caller: caller.clone(),
@@ -226,7 +196,7 @@ fn relayed(app: &Approver, gateway: Asker, user: &str, key: &str, words: &[Strin
     }
     let parsed = match command::parse_line(&command::join_words(words)) {
         Ok(p) => p,
-        Err(e) => return Route::Answered(Outcome::Done(usage(&e))),
+        Err(e) => return Route::Answered(Outcome::Done(render::usage(&e))),
     };
     let asker = Asker {
         caller: Caller {
@@ -244,16 +214,6 @@ fn relayed(app: &Approver, gateway: Asker, user: &str, key: &str, words: &[Strin
             Route::Refused(asker, e)
         }
         command => Route::Run(asker, command),
-    }
-}
-
-/// Help or a usage error (exit 2), as clap words it.
-fn usage(e: &clap::Error) -> Reply {
-    use clap::error::ErrorKind;
-    let text = e.render().to_string();
-    match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Reply::text(text),
-        _ => Reply::failure(text, 2),
     }
 }
 
@@ -327,11 +287,7 @@ async fn run(
         ControlCommand::Reload => {
             permit(user, Action::Reload, &catalog)?;
             let summary = app.reload(&user.name).await?;
-            out(
-                json,
-                json!({"reloaded": true, "summary": summary}),
-                format!("{summary}\n"),
-            )
+            render::audit::reloaded(&summary, json)
         }
         ControlCommand::Audit(a) => {
             permit(user, Action::Audit, &catalog)?;
@@ -378,25 +334,7 @@ pub(crate) async fn report(
         return error_reply(&ApproverError::Forbidden("not a gateway".into()), false);
     };
     match crate::sessions::report(app, gw, instance, seq, input, recording).await {
-        Ok(m) => Reply::text(format!("{m}\n")),
+        Ok(notes) => render::audit::reports_acknowledged(&notes),
         Err(e) => error_reply(&e, false),
     }
-}
-
-pub(crate) fn error_reply(e: &ApproverError, json: bool) -> Reply {
-    let kind = match e {
-        ApproverError::Refused(_) => "refused",
-        ApproverError::Forbidden(_) => "forbidden",
-        ApproverError::NotFound(_) => "not_found",
-        ApproverError::Conflict(_) => "conflict",
-        ApproverError::BadInput(_) => "bad_input",
-        ApproverError::Store(_) => "store",
-        ApproverError::Config(_) | ApproverError::Key(_) => "config",
-        ApproverError::Recording(_) => "recording",
-    };
-    let mut r = Reply::failure(format!("portcullis: {e}\n"), 1);
-    if json {
-        r.out = format!("{}\n", json!({"error": kind, "message": e.to_string()}));
-    }
-    r
 }

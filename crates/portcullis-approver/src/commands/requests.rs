@@ -3,12 +3,11 @@
 
 use portcullis_core::catalog::{Catalog, User};
 use portcullis_core::model::{Request, RequestState};
-use serde_json::json;
 
-use super::{authorize, error_reply, out, permit, Action, Outcome, Reply};
+use super::{authorize, error_reply, permit, Action, Outcome, Reply};
 use crate::app::Approver;
 use crate::errors::ApproverError;
-use crate::render::{self, clean};
+use crate::render;
 
 /// `requests [--pending | --all]`: those `user` may see, oldest first, the newest `limit`.
 pub(super) fn list(
@@ -34,18 +33,7 @@ pub(super) fn list(
         .filter(|r| authorize(user, &Action::SeeRequest(r.into()), catalog).is_ok())
         .collect();
     list.sort_by_key(|r| r.id);
-    let (list, more) = render::newest(list, limit);
-    let value = json!({
-        "requests": list.iter().map(|r| render::request_json(r, now)).collect::<Vec<_>>(),
-        "more": more,
-    });
-    let empty = if all {
-        "no requests"
-    } else {
-        "no pending requests"
-    };
-    let lines = list.iter().map(|r| render::request_line(r, now));
-    Ok(out(json, value, render::listing(lines, more, limit, empty)))
+    Ok(render::requests::list(list, all, limit, now, json))
 }
 
 /// `wait ID`: whether `user` may wait on it; the server then blocks in [`wait`].
@@ -88,32 +76,16 @@ pub(crate) async fn wait(app: &Approver, id: u64, json: bool) -> Reply {
         Ok(None) => return error_reply(&not_found_request(id), json),
         Err(e) => return error_reply(&ApproverError::Store(e), json),
     };
-    let (text, code) = match &req.state {
-        RequestState::Approved { grant } => {
-            let until = app
-                .store
-                .grant(*grant)
-                .ok()
-                .flatten()
-                .and_then(|g| g.signed.grant().ok())
-                .map(|g| format!(" until {}", g.expires_at))
-                .unwrap_or_default();
-            (format!("request {id} approved: grant {grant}{until}\n"), 0)
-        }
-        RequestState::Denied { by, note } => (
-            format!(
-                "request {id} denied by {}{}\n",
-                clean(by),
-                note.as_ref()
-                    .map(|n| format!(": {}", clean(n)))
-                    .unwrap_or_default()
-            ),
-            1,
-        ),
-        RequestState::Pending => (format!("request {id} is still pending\n"), 1),
-        RequestState::Expired => (format!("request {id} expired undecided\n"), 1),
+    // The grant's end, where it can be read: the answer is still right without it.
+    let until = match &req.state {
+        RequestState::Approved { grant } => app
+            .store
+            .grant(*grant)
+            .ok()
+            .flatten()
+            .and_then(|g| g.signed.grant().ok())
+            .map(|g| g.expires_at),
+        _ => None,
     };
-    let mut r = out(json, render::request_json(&req, app.now()), text);
-    r.code = code;
-    r
+    render::requests::waited(&req, until, app.now(), json)
 }
