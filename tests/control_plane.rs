@@ -12,6 +12,8 @@ mod abuse;
 mod approvals;
 #[path = "control_plane/audit_verify.rs"]
 mod audit_verify;
+#[path = "control_plane/cancel.rs"]
+mod cancel;
 #[path = "control_plane/crash.rs"]
 mod crash;
 #[path = "control_plane/escapes.rs"]

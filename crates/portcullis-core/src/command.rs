@@ -65,6 +65,16 @@ pub enum ControlCommand {
         id: u64,
     },
 
+    /// Withdraw your own pending request; anyone waiting on it is told (the requester only).
+    #[command(after_help = "Example:\n  cancel 17 --reason \"fixed without access\"")]
+    Cancel {
+        /// The request id.
+        id: u64,
+        /// Why (kept in the audit log). Several words are fine.
+        #[arg(long, num_args = 1.., value_name = "TEXT")]
+        reason: Vec<String>,
+    },
+
     /// List grants with their remaining time: yours, or anyone's for admins.
     #[command(after_help = "Example:\n  grants --active --target pg-prod")]
     Grants {
@@ -294,6 +304,13 @@ impl ControlLine {
             ControlCommand::Wait { id } => {
                 w.push("wait");
                 w.push(&id.to_string());
+            }
+            ControlCommand::Cancel { id, reason } => {
+                w.push("cancel");
+                w.push(&id.to_string());
+                if let Some(r) = text(reason) {
+                    w.push(&format!("--reason={r}"));
+                }
             }
             ControlCommand::Grants {
                 active,
@@ -530,6 +547,8 @@ mod tests {
             "approve 17 --note 'ok then'",
             "deny 3",
             "wait 9 --json",
+            "cancel 9",
+            "cancel 9 --reason 'no longer needed'",
             "grants --active --user bob --target db",
             "revoke 4 --reason done",
             "sessions --live",

@@ -69,6 +69,10 @@ pub(crate) enum Action<'a> {
     Approve(RequestFacts<'a>),
     /// `deny ID`: as `approve`.
     Deny(RequestFacts<'a>),
+    /// `cancel ID`: the requester only. Closing someone else's request is a decision, which
+    /// is `deny`'s and its approvers'; admins who are not approvers of it have no say there
+    /// either.
+    Cancel(RequestFacts<'a>),
     /// `grants [--user U]`: one's own; admins anyone's.
     ListGrants { of: Option<&'a str> },
     /// One grant in `grants`: its holder, approvers of its policy, admins.
@@ -107,6 +111,8 @@ pub(crate) enum Denied {
         "not an approver: requests under policy {policy:?} are decided by members of {groups}"
     )]
     NotApprover { policy: String, groups: String },
+    #[error("only its requester may cancel request {id} ({requester}'s); approvers decide it with `deny`")]
+    NotRequester { id: u64, requester: String },
     #[error("only admins may list another user's grants ({user} asked for {other})")]
     OthersGrants { user: String, other: String },
     #[error("`revoke` of grant {id} is for admins and approvers of policy {policy:?}")]
@@ -147,6 +153,16 @@ pub(crate) fn authorize(user: &User, action: &Action<'_>, catalog: &Catalog) -> 
         }),
         Action::Approve(r) => decide(user, r, catalog, "approve"),
         Action::Deny(r) => decide(user, r, catalog, "deny"),
+        Action::Cancel(r) if r.requester == user.name => Ok(()),
+        // Who may not see it is not told that it exists.
+        Action::Cancel(r) => Err(if may_see_request(user, r, catalog) {
+            Denied::NotRequester {
+                id: r.id,
+                requester: r.requester.to_string(),
+            }
+        } else {
+            Denied::UnseenRequest { id: r.id }
+        }),
         Action::ListGrants { of } => match of {
             Some(other) if other != user.name && !user.is_admin() => Err(Denied::OthersGrants {
                 user: user.name.clone(),
@@ -412,6 +428,31 @@ mod tests {
             may(&ada_admin(), Action::Deny(prod)),
             Err(Denied::NotApprover { .. })
         ));
+    }
+
+    #[test]
+    fn cancel_the_requester_only() {
+        let prod = alices_request("prod");
+        assert_eq!(may(&alice(), Action::Cancel(prod)), Ok(()));
+        // Those who may see it are told who may; the rest are told nothing of it.
+        for u in [bob_dba(), ada_admin()] {
+            let e = may(&u, Action::Cancel(prod)).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "only its requester may cancel request 17 (alice's); approvers decide it with `deny`"
+            );
+        }
+        for u in [dave(), audrey_auditor()] {
+            assert_eq!(
+                may(&u, Action::Cancel(prod)),
+                Err(Denied::UnseenRequest { id: 17 })
+            );
+        }
+        // A policy gone does not stop the requester withdrawing.
+        assert_eq!(
+            may(&alice(), Action::Cancel(alices_request("gone"))),
+            Ok(())
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Requests and decisions: `request`, `approve`, `deny`, and the grant they issue.
+//! Requests and decisions: `request`, `approve`, `deny`, `cancel`, and the grant they issue.
 //!
 //! Everything here is decided inside [`Approver::write`], against `tx.catalog`, the catalog in
 //! force for that commit: a reload cannot slip between the check and the write. A pending
@@ -153,12 +153,13 @@ enum Decided {
     Refused(Refusal),
 }
 
-/// A pending request, or why it cannot be decided.
-fn undecided(tx: &Tx<'_>, app: &Approver, id: u64) -> Result<Request, ApproverError> {
-    let req = app
-        .store
-        .request(id)?
-        .ok_or_else(|| not_found_request(id))?;
+/// Request `id` as the store has it.
+fn stored(app: &Approver, id: u64) -> Result<Request, ApproverError> {
+    app.store.request(id)?.ok_or_else(|| not_found_request(id))
+}
+
+/// `req` if it is still pending, or why it cannot be decided.
+fn undecided(tx: &Tx<'_>, req: Request) -> Result<Request, ApproverError> {
     let why = match &req.state {
         RequestState::Pending if tx.now >= req.expires_at => format!(
             "has expired (it lapsed at {}) — the requester must ask again",
@@ -170,6 +171,7 @@ fn undecided(tx: &Tx<'_>, app: &Approver, id: u64) -> Result<Request, ApproverEr
         }
         RequestState::Denied { by, .. } => format!("is already decided: denied by {by}"),
         RequestState::Expired => "has expired undecided — the requester must ask again".into(),
+        RequestState::Cancelled { .. } => "was cancelled by its requester".into(),
     };
     Err(ApproverError::Conflict(format!("request {} {why}", req.id)))
 }
@@ -286,7 +288,7 @@ pub(crate) async fn decide(
         .write(|tx| {
             let catalog = tx.catalog.clone();
             let user = current(&catalog, user)?;
-            let mut req = undecided(tx, app, args.id)?;
+            let mut req = undecided(tx, stored(app, args.id)?)?;
             may_decide(&catalog, user, &req, approving)?;
             if approving {
                 return Ok(approve(tx, user, req, note.clone()));
@@ -330,4 +332,40 @@ fn reply(
         },
     };
     Ok(render::requests::decided(&req, decision, app.now(), json))
+}
+
+/// `cancel ID`: the requester withdraws a request nobody has decided yet. Whoever waits on it
+/// is woken by the commit (it is no longer pending) and told; it can no longer be approved.
+pub(crate) async fn cancel(
+    app: &Arc<Approver>,
+    user: &User,
+    id: u64,
+    reason: &[String],
+    json: bool,
+) -> Result<Reply, ApproverError> {
+    let reason = limits::text(reason, "reason")?;
+    let req = app
+        .write(|tx| {
+            let catalog = tx.catalog.clone();
+            let user = current(&catalog, user)?;
+            let req = stored(app, id)?;
+            // Who may not cancel it learns nothing of its state.
+            authorize(user, &Action::Cancel((&req).into()), &catalog)?;
+            let mut req = undecided(tx, req)?;
+            tx.audit(
+                AuditEvent::new(&user.name, EventKind::RequestCancelled)
+                    .user(&req.user)
+                    .target(&req.target)
+                    .request(req.id)
+                    .reason(reason.clone()),
+            );
+            req.state = RequestState::Cancelled {
+                reason: reason.clone(),
+            };
+            req.decided_at = Some(tx.now);
+            tx.put_request(req.clone());
+            Ok(req)
+        })
+        .await?;
+    Ok(render::requests::cancelled(&req, app.now(), json))
 }

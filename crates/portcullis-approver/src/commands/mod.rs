@@ -6,7 +6,8 @@
 //! which kind of identity may run it and [`authorize()`] whether this user may (SPEC's
 //! permission table, in one pure function); [`run`] hands it to the handler of its area:
 //!
-//! - [`requests`] and [`decisions`]: `request`, `requests`, `approve`, `deny`, `wait`;
+//! - [`requests`] and [`decisions`]: `request`, `requests`, `approve`, `deny`, `cancel`,
+//!   `wait`;
 //! - [`grants`]: `grants`, `revoke`;
 //! - [`own_view`]: `status`, `whoami`, `targets`;
 //! - [`audit`]: `sessions`, `kill`, `audit …`.
@@ -247,6 +248,9 @@ async fn run(
         ControlCommand::Approve(args) => decisions::decide(app, user, args, true, json).await?,
         ControlCommand::Deny(args) => decisions::decide(app, user, args, false, json).await?,
         ControlCommand::Wait { id } => return requests::wait_for(app, user, &catalog, id, json),
+        ControlCommand::Cancel { id, reason } => {
+            decisions::cancel(app, user, id, &reason, json).await?
+        }
         ControlCommand::Grants {
             active,
             user: of,

@@ -25,6 +25,7 @@ pub fn request_json(r: &Request, now: Timestamp) -> Value {
         "needed": r.needed,
         "grant": match &r.state { RequestState::Approved { grant } => json!(grant), _ => Value::Null },
         "denied_by": match &r.state { RequestState::Denied { by, .. } => json!(by), _ => Value::Null },
+        "cancel_reason": match &r.state { RequestState::Cancelled { reason } => json!(reason), _ => Value::Null },
         "decided_at": r.decided_at.map(|t| t.rfc3339()),
     })
 }
@@ -44,6 +45,7 @@ pub fn request_line(r: &Request, now: Timestamp) -> String {
             None => format!("denied by {by}"),
         },
         RequestState::Expired => "expired undecided".to_string(),
+        RequestState::Cancelled { reason } => format!("cancelled by requester{}", because(reason)),
     };
     let reason = r
         .reason
@@ -181,8 +183,36 @@ pub fn waited(req: &Request, until: Option<Timestamp>, now: Timestamp, json: boo
         ),
         RequestState::Pending => (format!("request {id} is still pending\n"), 1),
         RequestState::Expired => (format!("request {id} expired undecided\n"), 1),
+        RequestState::Cancelled { reason } => (
+            format!(
+                "request {id} was cancelled by its requester{}\n",
+                because(reason)
+            ),
+            1,
+        ),
     };
     let mut r = out(json, request_json(req, now), text);
     r.code = code;
     r
+}
+
+/// `cancel`: the request withdrawn.
+pub fn cancelled(req: &Request, now: Timestamp, json: bool) -> Reply {
+    out(
+        json,
+        json!({"request": request_json(req, now)}),
+        format!(
+            "request {} cancelled: {} is no longer asked for; anyone waiting on it is told\n",
+            req.id,
+            clean(&req.target)
+        ),
+    )
+}
+
+/// `: REASON` (escaped), or nothing.
+fn because(reason: &Option<String>) -> String {
+    reason
+        .as_ref()
+        .map(|x| format!(": {}", clean(x)))
+        .unwrap_or_default()
 }
