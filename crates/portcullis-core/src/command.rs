@@ -149,6 +149,10 @@ pub enum ControlCommand {
         /// The fingerprint of the key that user proved to the gateway.
         #[arg(long)]
         key: String,
+        /// How the user reaches the gateway, as the start of an ssh command line
+        /// (`ssh -p 2222 alice@10.0.0.1`): replies that suggest a next command use it.
+        #[arg(long)]
+        reach: Option<String>,
         /// The user's command words.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         words: Vec<String>,
@@ -401,10 +405,18 @@ impl ControlLine {
                 w.push("export");
                 w.positional(session);
             }
-            ControlCommand::As { user, key, words } => {
+            ControlCommand::As {
+                user,
+                key,
+                reach,
+                words,
+            } => {
                 w.push("as");
                 w.push(&format!("--user={user}"));
                 w.push(&format!("--key={key}"));
+                if let Some(r) = reach {
+                    w.push(&format!("--reach={r}"));
+                }
                 w.push("--");
                 for word in words {
                     w.push(word);
@@ -564,6 +576,7 @@ mod tests {
             "audit export s-1",
             "watch --since 12",
             "as --user alice --key SHA256:x -- request db --reason 'a b' --json",
+            "as --user alice --key SHA256:x --reach 'ssh -p 2222 alice@10.0.0.1' -- wait 3",
             "report --seq 3 --instance ab12",
         ] {
             let a = parse_line(line).unwrap();

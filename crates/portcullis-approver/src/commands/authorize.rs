@@ -604,6 +604,7 @@ mod tests {
         let relay = ControlCommand::As {
             user: "alice".into(),
             key: "SHA256:x".into(),
+            reach: None,
             words: vec!["status".into()],
         };
         for c in [&watch, &report, &relay] {

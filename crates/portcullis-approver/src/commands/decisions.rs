@@ -31,10 +31,13 @@ fn current<'c>(catalog: &'c Catalog, user: &User) -> Result<&'c User, ApproverEr
     })
 }
 
+/// `request TARGET`: `reach` is how the requester reaches us, for the `wait` line the reply
+/// suggests.
 pub(crate) async fn request(
     app: &Arc<Approver>,
     user: &User,
     args: RequestArgs,
+    reach: Option<&str>,
     json: bool,
 ) -> Result<Reply, ApproverError> {
     let duration = args
@@ -102,6 +105,7 @@ pub(crate) async fn request(
         grant.as_ref(),
         &groups,
         ttl,
+        reach,
         app.now(),
         json,
     ))

@@ -43,6 +43,30 @@ pub(crate) use requests::wait;
 pub(crate) struct Caller {
     pub principal: Principal,
     pub fingerprint: String,
+    /// How they reach us, as the start of an ssh command line (`ssh -p 2223 alice@10.0.0.2`),
+    /// for the commands a reply suggests; `None` where that is not known.
+    pub reach: Option<String>,
+}
+
+impl Caller {
+    /// A caller on a connection of their own to `local`, the address they connected to.
+    pub(crate) fn connected(
+        principal: Principal,
+        fingerprint: String,
+        local: Option<std::net::SocketAddr>,
+    ) -> Caller {
+        let reach = match (&principal, local) {
+            (Principal::User(user), Some(a)) => {
+                Some(format!("ssh -p {} {user}@{}", a.port(), a.ip()))
+            }
+            _ => None,
+        };
+        Caller {
+            principal,
+            fingerprint,
+            reach,
+        }
+    }
 }
 
 /// Where a gateway's `watch` picks up, and what it shows of its history.
@@ -165,7 +189,12 @@ fn route(app: &Approver, caller: &Caller, line: &str) -> Route {
         ControlCommand::Report { seq, instance } => {
             Route::Answered(Outcome::Report { seq, instance })
         }
-        ControlCommand::As { user, key, words } => relayed(app, asker, &user, &key, &words),
+        ControlCommand::As {
+            user,
+            key,
+            reach,
+            words,
+        } => relayed(app, asker, &user, &key, reach, &words),
         // Refused by `authorize_identity` above.
         command => Route::Run(asker, command),
     }
@@ -173,7 +202,14 @@ fn route(app: &Approver, caller: &Caller, line: &str) -> Route {
 
 /// A command a gateway relays for a user it authenticated: the key it names must be one of
 /// that user's; the words then run as theirs, with their own rights.
-fn relayed(app: &Approver, gateway: Asker, user: &str, key: &str, words: &[String]) -> Route {
+fn relayed(
+    app: &Approver,
+    gateway: Asker,
+    user: &str,
+    key: &str,
+    reach: Option<String>,
+    words: &[String],
+) -> Route {
     let key_ok = app.catalog().users.get(user).is_some_and(|u| {
         u.keys.iter().any(|k| {
             portcullis_core::keys::parse_public_key(k)
@@ -203,6 +239,9 @@ fn relayed(app: &Approver, gateway: Asker, user: &str, key: &str, words: &[Strin
         caller: Caller {
             principal: Principal::User(user.to_string()),
             fingerprint: key.to_string(),
+            // What the gateway says, or nothing: the approver's own address is no use to
+            // someone who came through a gateway.
+            reach,
         },
         json: parsed.json,
         name: words.first().cloned().unwrap_or_default(),
@@ -240,7 +279,7 @@ async fn run(
     let reply = match command {
         ControlCommand::Request(args) => {
             permit(user, Action::Request, &catalog)?;
-            decisions::request(app, user, args, json).await?
+            decisions::request(app, user, args, asker.caller.reach.as_deref(), json).await?
         }
         ControlCommand::Requests { all, limit, .. } => {
             requests::list(app, user, &catalog, all, limit, json)?

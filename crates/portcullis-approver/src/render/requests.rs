@@ -80,12 +80,14 @@ pub fn list(list: Vec<Request>, all: bool, limit: u64, now: Timestamp, json: boo
 }
 
 /// `request`: approved at once by policy (with its grant), or pending until `approvers`
-/// decide or `ttl` passes.
+/// decide or `ttl` passes. `reach` starts the `wait` line suggested (`ssh -p 2222
+/// alice@bastion`); without it the line is the command alone.
 pub fn created(
     req: &Request,
     grant: Option<&Grant>,
     approvers: &str,
     ttl: Duration,
+    reach: Option<&str>,
     now: Timestamp,
     json: bool,
 ) -> Reply {
@@ -104,12 +106,13 @@ pub fn created(
             g.expires_at
         ),
         None => format!(
-            "request {} is pending: policy {:?} needs {} approval{} from {approvers}; it lapses in {} if undecided.\nwait for the decision: wait {}\n",
+            "request {} is pending: policy {:?} needs {} approval{} from {approvers}; it lapses in {} if undecided.\nwait for the decision: {}wait {}\n",
             req.id,
             req.policy,
             req.needed,
             if req.needed == 1 { "" } else { "s" },
             format_duration(ttl),
+            reach.map(|r| format!("{} ", clean(r))).unwrap_or_default(),
             req.id
         ),
     };
