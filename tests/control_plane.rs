@@ -24,6 +24,8 @@ mod examples;
 mod expiry;
 #[path = "control_plane/limits.rs"]
 mod limits;
+#[path = "control_plane/listings.rs"]
+mod listings;
 #[path = "control_plane/permissions.rs"]
 mod permissions;
 #[path = "control_plane/recheck.rs"]

@@ -14,27 +14,59 @@ use portcullis_core::Timestamp;
 use super::{Outcome, Reply};
 use crate::app::Approver;
 use crate::errors::ApproverError;
-use crate::render;
+use crate::render::{self, sessions::Listed};
 
 /// `sessions [--live]`: every session the gateways reported, or only the open ones.
-pub(super) fn sessions(
-    app: &Approver,
+pub(super) async fn sessions(
+    app: &Arc<Approver>,
     live: bool,
     limit: u64,
     json: bool,
-) -> Result<Reply, ApproverError> {
-    let list: Vec<_> = app
-        .store
-        .sessions()?
-        .into_iter()
-        .filter(|s| !live || s.end.is_none())
-        .collect();
+) -> Result<Outcome, ApproverError> {
     let empty = if live {
         "no live sessions"
     } else {
         "no sessions"
     };
-    Ok(render::sessions::list(list, limit, empty, json))
+    let wanted = move |s: &SessionRecord| !live || s.end.is_none();
+    blocking(app, move |app| listing(app, wanted, limit, empty, json)).await
+}
+
+/// The sessions `wanted` keeps, oldest first by start, the newest `limit` of them, each with
+/// whether its recording is here. It reads the whole tree and looks for each listed
+/// recording, so it runs on the blocking pool.
+fn listing(
+    app: &Approver,
+    wanted: impl Fn(&SessionRecord) -> bool,
+    limit: u64,
+    empty: &str,
+    json: bool,
+) -> Result<Reply, ApproverError> {
+    let mut list: Vec<SessionRecord> = app
+        .store
+        .sessions()?
+        .into_iter()
+        .filter(|s| wanted(s))
+        .collect();
+    list.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+    let (list, more) = render::newest(list, limit);
+    let listed: Vec<Listed> = list
+        .into_iter()
+        .map(|session| {
+            // A live session's recording arrives when it ends; one retention removed is gone.
+            let recorded =
+                session.end.is_some() && matches!(app.recordings.locate(&session.id), Ok(Some(_)));
+            Listed { session, recorded }
+        })
+        .collect();
+    Ok(render::sessions::list(
+        &listed,
+        more,
+        limit,
+        empty,
+        app.now(),
+        json,
+    ))
 }
 
 /// `kill SESSION_ID`: a signed kill on the stream for the gateway holding it.
@@ -85,8 +117,7 @@ pub(super) async fn run(
                     && cutoff.is_none_or(|c| s.started_at >= c)
             };
             blocking(app, move |app| {
-                let list = app.store.sessions()?.into_iter().filter(wanted).collect();
-                Ok(render::sessions::list(list, limit, "no sessions", json))
+                listing(app, wanted, limit, "no sessions", json)
             })
             .await
         }

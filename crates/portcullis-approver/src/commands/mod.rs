@@ -309,7 +309,7 @@ async fn run(
         }
         ControlCommand::Sessions { live, limit } => {
             permit(user, Action::Sessions, &catalog)?;
-            audit::sessions(app, live, limit, json)?
+            return audit::sessions(app, live, limit, json).await;
         }
         ControlCommand::Kill { session } => {
             permit(user, Action::Kill, &catalog)?;

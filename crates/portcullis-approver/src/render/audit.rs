@@ -7,6 +7,7 @@ use portcullis_audit::AuditRecord;
 use portcullis_core::Timestamp;
 use serde_json::json;
 
+use super::words::count;
 use super::{clean, more_line, out, Reply};
 
 /// One event of `audit log`: a JSON line with `--json`, else `seq  time  summary`. A record
@@ -61,10 +62,13 @@ pub fn verified(v: &Verified, json: bool) -> Reply {
         json,
         json!({"ok": true, "records": v.records, "recordings": v.recordings, "recordings_removed_by_retention": v.removed, "head": head, "head_signed_at": signed}),
         format!(
-            "audit log verified: {} records, chain intact, every signature valid, ends at its {} (head {head}); {} recordings match their hashes{}\n",
-            v.records,
+            "audit log verified: {}, chain intact, every signature valid, ends at its {} (head {head}); {}{}\n",
+            count(v.records, "record", "records"),
             signed.as_deref().map_or("unsigned head".to_string(), |at| format!("signed head of {at}")),
-            v.recordings,
+            match v.recordings {
+                1 => "1 recording matches its hash".to_string(),
+                n => format!("{n} recordings match their hashes"),
+            },
             removed_note(v.removed)
         ),
     );

@@ -1,10 +1,10 @@
 //! Grants: listed, revoked.
 
 use portcullis_core::model::{Grant, GrantStatus};
-use portcullis_core::time::format_duration;
 use portcullis_core::Timestamp;
 use serde_json::{json, Value};
 
+use super::words::duration;
 use super::{clean, listing, newest, out, Reply};
 
 pub fn grant_json(g: &Grant, now: Timestamp) -> Value {
@@ -33,7 +33,7 @@ pub fn grant_line(g: &Grant, now: Timestamp) -> String {
         GrantStatus::Active => {
             format!(
                 "{} left (until {})",
-                format_duration(g.remaining(now)),
+                duration(g.remaining(now)),
                 g.expires_at
             )
         }

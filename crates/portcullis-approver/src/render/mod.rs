@@ -19,6 +19,7 @@ pub mod grants;
 pub mod requests;
 pub mod sessions;
 pub mod view;
+pub mod words;
 
 pub use grants::grant_json;
 pub use requests::request_json;
@@ -130,7 +131,12 @@ pub fn newest<T>(mut list: Vec<T>, limit: u64) -> (Vec<T>, usize) {
 
 /// The last line of a capped listing.
 pub fn more_line(more: usize, limit: u64) -> String {
-    format!("… {more} more not shown: the newest {limit} are listed (--limit N for more)\n")
+    let listed = if limit == 1 {
+        "the newest is listed".to_string()
+    } else {
+        format!("the newest {limit} are listed")
+    };
+    format!("… {more} more not shown: {listed} (--limit N for more)\n")
 }
 
 /// A listing's text: its lines (each already [`clean`]), `empty` if there are none, and the

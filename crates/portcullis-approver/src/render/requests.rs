@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use portcullis_core::model::{Grant, Request, RequestState};
-use portcullis_core::time::format_duration;
 use portcullis_core::Timestamp;
 use serde_json::{json, Value};
 
+use super::words::{count, duration};
 use super::{clean, grant_json, listing, newest, out, Reply};
 
 pub fn request_json(r: &Request, now: Timestamp) -> Value {
@@ -34,10 +34,10 @@ pub fn request_json(r: &Request, now: Timestamp) -> Value {
 pub fn request_line(r: &Request, now: Timestamp) -> String {
     let state = match &r.state {
         RequestState::Pending => format!(
-            "pending, {}/{} approvals, lapses in {}",
+            "pending, {}/{}, lapses in {}",
             r.approvals.len(),
-            r.needed,
-            format_duration(now.until(r.expires_at))
+            count(r.needed.into(), "approval", "approvals"),
+            duration(now.until(r.expires_at))
         ),
         RequestState::Approved { grant } => format!("approved → grant {grant}"),
         RequestState::Denied { by, note } => match note {
@@ -57,7 +57,7 @@ pub fn request_line(r: &Request, now: Timestamp) -> String {
         r.id,
         clean(&r.user),
         clean(&r.target),
-        format_duration(r.duration),
+        duration(r.duration),
         state,
         reason
     )
@@ -102,16 +102,15 @@ pub fn created(
             req.policy,
             g.id,
             g.target,
-            format_duration(req.duration),
+            duration(req.duration),
             g.expires_at
         ),
         None => format!(
-            "request {} is pending: policy {:?} needs {} approval{} from {approvers}; it lapses in {} if undecided.\nwait for the decision: {}wait {}\n",
+            "request {} is pending: policy {:?} needs {} from {approvers}; it lapses in {} if undecided.\nwait for the decision: {}wait {}\n",
             req.id,
             req.policy,
-            req.needed,
-            if req.needed == 1 { "" } else { "s" },
-            format_duration(ttl),
+            count(req.needed.into(), "approval", "approvals"),
+            duration(ttl),
             reach.map(|r| format!("{} ", clean(r))).unwrap_or_default(),
             req.id
         ),
@@ -149,8 +148,9 @@ pub fn decided(req: &Request, decision: Decision<'_>, now: Timestamp, json: bool
                     req.id, req.needed
                 ),
                 (None, false) => format!(
-                    "approval recorded: request {} has {counted} of {} approvals\n",
-                    req.id, req.needed
+                    "approval recorded: request {} has {counted} of {}\n",
+                    req.id,
+                    count(req.needed.into(), "approval", "approvals")
                 ),
             };
             (grant, repeated, counted, text)

@@ -2,10 +2,10 @@
 
 use portcullis_core::catalog::Target;
 use portcullis_core::model::{Grant, Request};
-use portcullis_core::time::format_duration;
 use portcullis_core::Timestamp;
 use serde_json::json;
 
+use super::words::{count, duration};
 use super::{clean, grant_json, out, request_json, Reply};
 
 /// `status`: `user`'s active grants, pending requests, and the targets they can request.
@@ -33,7 +33,7 @@ pub fn status(
                 "  {:<16} grant {:<5} {} left (until {})\n",
                 clean(&g.target),
                 g.id,
-                format_duration(g.remaining(now)),
+                duration(g.remaining(now)),
                 g.expires_at
             ));
         }
@@ -42,11 +42,11 @@ pub fn status(
         text.push_str("pending requests:\n");
         for r in pending {
             text.push_str(&format!(
-                "  {:<16} request {:<5} {}/{} approvals\n",
+                "  {:<16} request {:<5} {}/{}\n",
                 clean(&r.target),
                 r.id,
                 r.approvals.len(),
-                r.needed
+                count(r.needed.into(), "approval", "approvals")
             ));
         }
     }
@@ -87,7 +87,11 @@ impl Approval<'_> {
             Approval::By {
                 approvals,
                 approvers,
-            } => format!("{approvals} approval(s) from {}", approvers.join("/")),
+            } => format!(
+                "{} from {}",
+                count((*approvals).into(), "approval", "approvals"),
+                approvers.join("/")
+            ),
         }
     }
 }
