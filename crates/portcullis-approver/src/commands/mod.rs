@@ -152,7 +152,7 @@ pub(crate) async fn execute(app: &Arc<Approver>, caller: &Caller, line: &str) ->
     };
     match result {
         Ok(outcome) => outcome,
-        Err(e) => Outcome::Done(refuse(app, &asker, e).await),
+        Err(e) => Outcome::Done(failed(app, &asker, e).await),
     }
 }
 
@@ -354,7 +354,7 @@ fn permit(user: &User, action: Action<'_>, catalog: &Catalog) -> Result<(), Appr
 }
 
 /// The reply for a failed command; a refusal for lack of permission is an audit event.
-async fn refuse(app: &Approver, asker: &Asker, e: ApproverError) -> Reply {
+async fn failed(app: &Approver, asker: &Asker, e: ApproverError) -> Reply {
     if let ApproverError::Forbidden(msg) = &e {
         let (Principal::User(actor) | Principal::Gateway(actor)) = &asker.caller.principal;
         app.record_refusal(actor, asker.name.clone(), msg.clone())
