@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use portcullis_core::command::{AuditCommand, ControlCommand, ControlLine, RequestArgs};
 
-use crate::{client_cmd, setup};
+use crate::{client_cmd, init, setup, verify};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -355,7 +355,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             gateway_user,
         } => {
             let context = format!("init {}", dir.display());
-            setup::init(setup::InitOptions {
+            init::init(init::InitOptions {
                 dir,
                 user,
                 key,
@@ -375,7 +375,7 @@ async fn audit(conn: &ClientOpts, command: AuditCli) -> anyhow::Result<ExitCode>
         AuditCli::Verify {
             data_dir: Some(dir),
             signing_key,
-        } => return Ok(setup::verify_offline(&dir, signing_key.as_deref())),
+        } => return Ok(verify::verify_offline(&dir, signing_key.as_deref())),
         AuditCli::Verify { data_dir: None, .. } => {
             let line = ControlLine {
                 json: conn.json,
@@ -386,7 +386,7 @@ async fn audit(conn: &ClientOpts, command: AuditCli) -> anyhow::Result<ExitCode>
                 Ok(code) => Ok(code),
                 Err(e) => {
                     eprintln!("portcullis: could not verify: {e:#}");
-                    Ok(ExitCode::from(setup::VERIFY_UNVERIFIED))
+                    Ok(ExitCode::from(verify::VERIFY_UNVERIFIED))
                 }
             };
         }

@@ -5,8 +5,10 @@
 
 mod cli;
 mod client_cmd;
+mod init;
 mod quickstart;
 mod setup;
+mod verify;
 
 use std::process::ExitCode;
 
