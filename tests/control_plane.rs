@@ -24,6 +24,8 @@ mod expiry;
 mod limits;
 #[path = "control_plane/permissions.rs"]
 mod permissions;
+#[path = "control_plane/profile.rs"]
+mod profile;
 #[path = "control_plane/recheck.rs"]
 mod recheck;
 #[path = "control_plane/reload.rs"]

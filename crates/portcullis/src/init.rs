@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use portcullis_ssh::keyfile;
 
-use crate::setup::{self, PublicKeys};
+use crate::profile::{self, Installed, Profile};
+use crate::setup::{self, sh_quote, PublicKeys};
+
+/// Where init's approver listens, and so where its gateway and its profile point.
+const APPROVER_LISTEN: &str = "127.0.0.1:2223";
 
 /// The data directories' names under `init --data-root`: the shipped units'
 /// `StateDirectory=` (deploy/portcullis-*.service).
@@ -34,18 +38,6 @@ fn valid_system_user(name: &str) -> bool {
             .next()
             .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-}
-
-/// `s` as one shell word.
-fn sh_quote(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-./:@+=,%".contains(c));
-    if plain {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
 }
 
 /// Create `dir` and any missing parent with mode 0755 whatever the umask: directories that
@@ -94,6 +86,9 @@ struct AdminKey {
     public: String,
     /// Where it came from, for the config's comment and the summary.
     note: String,
+    /// Its private half, for the profile, where init made it or found it beside the public
+    /// one, unencrypted and not already the clients' default (~/.ssh/id_ed25519).
+    private: Option<PathBuf>,
 }
 
 const NEED_ADMIN_KEY: &str = "give the first admin's public key with --key FILE (their private key stays on their own machine: ssh-keygen -t ed25519 makes one)";
@@ -112,6 +107,12 @@ pub fn init(o: InitOptions) -> anyhow::Result<ExitCode> {
     };
     let admin = admin_key(o.key.as_deref(), home_key, &layout)?;
     let k = setup::ensure_keys(Some(&layout.approver_dir), Some(&layout.gateway_dir))?;
+    let client = Profile {
+        approver: Some(APPROVER_LISTEN.to_string()),
+        user: Some(user.clone()),
+        identity: admin.private.clone(),
+        approver_host_key: k.approver_host.clone(),
+    };
     let text = render_config(&layout, &user, &admin, k);
     portcullis_core::config::parse(&text)
         .map_err(|e| anyhow::anyhow!("generated config is invalid (a bug): {e}"))?;
@@ -123,9 +124,11 @@ pub fn init(o: InitOptions) -> anyhow::Result<ExitCode> {
     println!("wrote {}", layout.config_path.display());
     println!("admin user {user}: key {}", admin.note);
     if layout.deployed {
-        print_deployed_steps(&o, &layout, &user);
+        print_deployed_steps(&o, &layout, &client);
     } else {
-        print_trial_steps(&layout, &user);
+        let local = layout.config_path.with_file_name("profile.toml");
+        let installed = profile::install(&local, &client, "`portcullis init`")?;
+        print_trial_steps(&layout, &local, &installed);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -203,15 +206,18 @@ fn admin_key(
     home_key: Option<PathBuf>,
     layout: &Layout,
 ) -> anyhow::Result<AdminKey> {
-    let (public, note) = match given {
+    let (public, note, private) = match given {
         Some(p) => (
             std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
             format!("from {}", p.display()),
+            private_half(p),
         ),
         None => match home_key.filter(|p| p.exists()) {
+            // Its private half is the thin clients' default already.
             Some(p) => (
                 std::fs::read_to_string(&p)?,
                 format!("from {}", p.display()),
+                None,
             ),
             None if layout.deployed => anyhow::bail!("{NEED_ADMIN_KEY}"),
             None => {
@@ -220,14 +226,34 @@ fn admin_key(
                 let (k, _) = keyfile::load_or_create(&path)?;
                 (
                     setup::public_line(&k),
-                    format!("made for you in {} (use it with -i)", path.display()),
+                    format!("made for you in {}", path.display()),
+                    Some(path),
                 )
             }
         },
     };
     let public = public.trim().to_string();
     portcullis_core::keys::parse_public_key(&public).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(AdminKey { public, note })
+    Ok(AdminKey {
+        public,
+        note,
+        private,
+    })
+}
+
+/// `KEY` beside `KEY.pub`, if it is there and usable without a passphrase (an encrypted key
+/// belongs in ssh-agent, which the clients try when the profile names no key).
+fn private_half(public: &Path) -> Option<PathBuf> {
+    if public.extension()? != "pub" {
+        return None;
+    }
+    let private = std::path::absolute(public.with_extension("")).ok()?;
+    let default = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh/id_ed25519"));
+    if Some(&private) == default.as_ref() {
+        return None;
+    }
+    russh::keys::load_secret_key(&private, None).ok()?;
+    Some(private)
 }
 
 fn render_config(layout: &Layout, user: &str, admin: &AdminKey, k: PublicKeys) -> String {
@@ -242,14 +268,14 @@ fn render_config(layout: &Layout, user: &str, admin: &AdminKey, k: PublicKeys) -
 # Reload a running approver: kill -HUP <pid>, or portcullis admin reload
 
 [approver]
-listen = "127.0.0.1:2223"          # control plane: ssh -p 2223 NAME@host COMMAND, portcullis admin …
+listen = "{approver_listen}"          # control plane: ssh -p 2223 NAME@host COMMAND, portcullis admin …
 data_dir = "{approver_dir}"        # sled store and keys (made on first start)
 request_ttl = "24h"                # undecided requests lapse after this
 
 [gateway]
 listen = "127.0.0.1:2222"          # what developers ssh to
 data_dir = "{gateway_dir}"         # replica, recordings, host and client keys
-approver = "127.0.0.1:2223"
+approver = "{approver_listen}"
 approver_host_key = "{approver_host}"   # pinned: `portcullis keys` prints it as approver-host
 grant_signing_key = "{grant_signing}"   # pinned: grant-signing
 expiry_warning = "5m"
@@ -294,21 +320,48 @@ default_duration = "1h"
         gateway_dir = layout.gateway_dir.display(),
         key_note = admin.note,
         user_key = admin.public,
+        approver_listen = APPROVER_LISTEN,
     );
     t
 }
 
-fn print_trial_steps(layout: &Layout, user: &str) {
+fn print_trial_steps(layout: &Layout, local: &Path, installed: &Installed) {
     let config_arg = sh_quote(&layout.config_path.display().to_string());
+    let flag = match installed {
+        Installed::Default(path) => {
+            println!(
+                "wrote profile {}: admin, request and audit need no flags",
+                path.display()
+            );
+            String::new()
+        }
+        Installed::KeptOther { path, why } => {
+            println!(
+                "kept profile {}: {why}. This approver's profile is {} (to make it the default: cp {} {})",
+                path.display(),
+                local.display(),
+                sh_quote(&local.display().to_string()),
+                sh_quote(&path.display().to_string())
+            );
+            format!(" --profile {}", sh_quote(&local.display().to_string()))
+        }
+        Installed::NoPlace => {
+            println!(
+                "wrote profile {} (no HOME for a default one)",
+                local.display()
+            );
+            format!(" --profile {}", sh_quote(&local.display().to_string()))
+        }
+    };
     println!("start the approver:  portcullis approver --config {config_arg}");
-    println!("then try:            portcullis admin -l {user} status");
     println!(
         "(a trial: the gateway refuses to run as the user who can read the approver's keys; \
          for a real install use --data-root, see docs/operators.md)"
     );
+    println!("then try:            portcullis admin{flag} status");
 }
 
-fn print_deployed_steps(o: &InitOptions, layout: &Layout, user: &str) {
+fn print_deployed_steps(o: &InitOptions, layout: &Layout, client: &Profile) {
     let config_arg = sh_quote(&layout.config_path.display().to_string());
     let (au, gu) = (&o.approver_user, &o.gateway_user);
     let (ad, gd) = (
@@ -350,5 +403,20 @@ fn print_deployed_steps(o: &InitOptions, layout: &Layout, user: &str) {
     println!("or by hand:");
     println!("  runuser -u {au} -- portcullis approver --config {config_arg}");
     println!("  runuser -u {gu} -- portcullis gateway --config {config_arg}");
-    println!("then try:  portcullis admin -l {user} status");
+    // The admin's profile belongs in their own account, which is not the one running init
+    // (root, usually): print the login that writes it rather than writing it here.
+    let mut login = format!(
+        "portcullis login --approver {} -l {}",
+        client.approver_or_default(),
+        sh_quote(client.user.as_deref().unwrap_or_default())
+    );
+    if let Some(id) = &client.identity {
+        login.push_str(&format!(" -i {}", sh_quote(&id.display().to_string())));
+    }
+    if let Some(k) = &client.approver_host_key {
+        login.push_str(&format!(" --approver-host-key {}", sh_quote(k)));
+    }
+    println!("then, as the admin (not root), save a profile for the thin clients and try one:");
+    println!("  {login}");
+    println!("  portcullis admin status");
 }

@@ -6,6 +6,8 @@
 mod cli;
 mod client_cmd;
 mod init;
+mod login;
+mod profile;
 mod quickstart;
 mod setup;
 mod verify;

@@ -142,6 +142,18 @@ pub fn preflight(config: &Path, daemon: Daemon) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `s` as one shell word.
+pub fn sh_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:@+=,%".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
 pub fn public_line(key: &russh::keys::PrivateKey) -> String {
     let mut p = key.public_key().clone();
     p.set_comment("");
