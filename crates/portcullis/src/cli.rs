@@ -97,7 +97,7 @@ pub enum Command {
 
     /// Create any missing key of a config and print the public ones, one a line.
     #[command(
-        after_help = "Example:\n  portcullis keys --config portcullis.toml\n\nPrints `gateway-host …`, `gateway-client …`, `approver-host …`, `grant-signing …`:\nthe gateway client key goes into targets' authorized_keys and [[gateways]]; the approver\nhost key and the grant-signing key are what [gateway] pins."
+        after_help = "Examples:\n  portcullis keys --config portcullis.toml\n  portcullis keys known-hosts --config portcullis.toml --host bastion.example.com   # for users' known_hosts\n\nPrints `gateway-host …`, `gateway-client …`, `approver-host …`, `grant-signing …`:\nthe gateway client key goes into targets' authorized_keys and [[gateways]]; the approver\nhost key and the grant-signing key are what [gateway] pins."
     )]
     Keys {
         #[arg(long, short = 'c', value_name = "FILE", global = true)]
@@ -116,7 +116,7 @@ pub enum Command {
 
     /// Run a whole demo bastion on loopback and print the lines to try.
     #[command(
-        after_help = "Example:\n  cargo run --release -- quickstart\n\nWrites config and keys into DIR, serves a demo TCP target (and a recorded shell target where\nsshd is installed), runs the approver and the gateway, and prints ready-to-paste commands.\nCtrl-C stops everything."
+        after_help = "Example:\n  cargo run --release -- quickstart\n\nWrites config and keys into DIR, serves a demo TCP target (and a recorded shell target where\nsshd is installed), runs the approver and the gateway, and prints ready-to-paste commands.\nFor them it writes DIR/ssh_config (hosts bastion, approver, shell-rec, shell; each with its\nkey and the pinned host keys: ssh -F DIR/ssh_config bastion status) and the thin clients'\nprofile (DIR/profile.toml, and the default one unless that is for another approver).\nCtrl-C stops everything."
     )]
     Quickstart {
         /// Where config, keys and data go.
@@ -289,6 +289,16 @@ pub enum KeysAction {
         #[arg(long)]
         signing: bool,
     },
+    /// Print known_hosts lines for the gateway and the approver, ready to paste.
+    #[command(
+        name = "known-hosts",
+        after_help = "Examples:\n  portcullis keys known-hosts --config /etc/portcullis/portcullis.toml --host bastion.example.com\n  portcullis keys known-hosts --config portcullis.toml >> ~/.ssh/known_hosts\n\nOne line per daemon in the file, `[HOST]:PORT ssh-ed25519 AAAA…` (the bare HOST on port 22),\ngateway first: give developers the gateway's line for ~/.ssh/known_hosts, and operators the\napprover's for ~/.config/portcullis/known_hosts (or use `portcullis login`, which pins it).\nHOST is the listen address's IP, or --host when users reach the machine by a name (required\nwhen it listens on 0.0.0.0). Read as the daemon's user: its data directory is its own."
+    )]
+    KnownHosts {
+        /// The name users reach the daemons by (default: the IP they listen on).
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
+    },
 }
 
 fn init_logging() {
@@ -449,7 +459,7 @@ async fn audit(conn: &ClientOpts, command: AuditCli) -> anyhow::Result<ExitCode>
     client_cmd::run(conn, &line).await
 }
 
-/// `portcullis keys [rotate --signing]`.
+/// `portcullis keys [rotate --signing | known-hosts]`: all of them need the config.
 fn keys(config: Option<PathBuf>, action: Option<KeysAction>) -> anyhow::Result<ExitCode> {
     let Some(config) = config else {
         anyhow::bail!("which config? pass --config FILE");
@@ -460,6 +470,7 @@ fn keys(config: Option<PathBuf>, action: Option<KeysAction>) -> anyhow::Result<E
         Some(KeysAction::Rotate { signing: false }) => {
             anyhow::bail!("rotate what? `portcullis keys rotate --signing --config FILE`")
         }
+        Some(KeysAction::KnownHosts { host }) => setup::known_hosts(&config, host.as_deref()),
     }
 }
 

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use portcullis_core::keys::format_signing_key;
 use portcullis_ssh::keyfile::{self, names};
 
@@ -254,4 +255,101 @@ roll it out, and no session is cut:
         }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// One `known_hosts` line for a server on `host:port` with this public key, the way `ssh`
+/// looks it up: the bare host on port 22, `[host]:port` on any other.
+pub fn known_hosts_line(host: &str, port: u16, key: &str) -> String {
+    if port == 22 {
+        format!("{host} {key}")
+    } else {
+        format!("[{host}]:{port} {key}")
+    }
+}
+
+/// A daemon's host key as its `.pub` file holds it (the private key is the daemon's user's
+/// alone; the public half is all a known_hosts line needs).
+fn host_key_pub(dir: &Path, name: &str, config: &Path) -> anyhow::Result<String> {
+    let path = dir.join(name).with_extension("pub");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            // The key alone, without the comment a hand-made key may carry.
+            let key: Vec<&str> = text.split_whitespace().take(2).collect();
+            Ok(key.join(" "))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "no host key at {} yet: start the daemon once, or run portcullis keys --config {}",
+            path.display(),
+            config.display()
+        ),
+        Err(e) => anyhow::bail!(
+            "cannot read {}: {e} (run this as the daemon's user, e.g. sudo runuser -u portcullis-gateway -- portcullis keys known-hosts …)",
+            path.display()
+        ),
+    }
+}
+
+/// `HOST:PORT` of a listen address, with `host` in place of its IP when given; an unspecified
+/// IP (0.0.0.0, ::) names no host users could reach, so then `host` is required.
+fn reached_at(what: &str, listen: &str, host: Option<&str>) -> anyhow::Result<(String, u16)> {
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .with_context(|| format!("{what} listens on {listen:?}, not an IP:PORT"))?;
+    let name = match host {
+        Some(h) => h.to_string(),
+        None if addr.ip().is_unspecified() => anyhow::bail!(
+            "{what} listens on {listen} (every interface): pass --host NAME, the name users reach it by"
+        ),
+        None => addr.ip().to_string(),
+    };
+    Ok((name, addr.port()))
+}
+
+/// `keys known-hosts`: a pasteable known_hosts line for the gateway (users' ~/.ssh/known_hosts)
+/// and for the approver (the thin clients' known_hosts, or `ssh -p 2223`). The approver's key
+/// is the one `[gateway]` pins where there is one: it is in the config, which every user may
+/// read, so the gateway's user can print both lines.
+pub fn known_hosts(config: &Path, host: Option<&str>) -> anyhow::Result<ExitCode> {
+    let (_, cfg) = portcullis_approver::read_config(config)?;
+    let mut lines = Vec::new();
+    if let Some(g) = &cfg.gateway {
+        let (name, port) = reached_at("the gateway", &g.listen, host)?;
+        let key = host_key_pub(&g.data_dir, names::GATEWAY_HOST, config)?;
+        lines.push(known_hosts_line(&name, port, &key));
+    }
+    let (name, port) = match (&cfg.approver, &cfg.gateway) {
+        (Some(a), _) => reached_at("the approver", &a.listen, host)?,
+        (None, Some(g)) => split_host_port(&g.approver, host)?,
+        (None, None) => anyhow::bail!(
+            "{} has neither [approver] nor [gateway]: there are no host keys to print",
+            config.display()
+        ),
+    };
+    let pinned = cfg
+        .gateway
+        .as_ref()
+        .and_then(|g| g.approver_host_key.clone());
+    let key = match (pinned, &cfg.approver) {
+        (Some(k), _) => Some(k),
+        (None, Some(a)) => Some(host_key_pub(&a.data_dir, names::APPROVER_HOST, config)?),
+        (None, None) => None,
+    };
+    if let Some(key) = key {
+        lines.push(known_hosts_line(&name, port, &key));
+    }
+    for l in lines {
+        println!("{l}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `[gateway] approver`, which may be a host name (`approver:2223`).
+fn split_host_port(addr: &str, host: Option<&str>) -> anyhow::Result<(String, u16)> {
+    let (h, p) = addr
+        .rsplit_once(':')
+        .with_context(|| format!("approver {addr:?} is not HOST:PORT"))?;
+    let port = p
+        .parse()
+        .with_context(|| format!("approver {addr:?}: bad port"))?;
+    Ok((host.unwrap_or(h).to_string(), port))
 }
