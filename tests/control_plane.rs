@@ -28,6 +28,8 @@ mod limits;
 mod listings;
 #[path = "control_plane/permissions.rs"]
 mod permissions;
+#[path = "control_plane/profile.rs"]
+mod profile;
 #[path = "control_plane/recheck.rs"]
 mod recheck;
 #[path = "control_plane/reload.rs"]
