@@ -47,3 +47,5 @@ mod restore;
 mod rotation;
 #[path = "gateway/stalled_reader.rs"]
 mod stalled_reader;
+#[path = "gateway/users_doc.rs"]
+mod users_doc;

@@ -10,7 +10,6 @@
 
 mod app;
 mod commands;
-mod decisions;
 mod errors;
 mod exec;
 mod intake;

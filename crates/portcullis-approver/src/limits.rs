@@ -86,7 +86,8 @@ pub(crate) fn may_add_pending(app: &Approver, user: &str) -> Result<(), Approver
     let pending = app.live.pending_of(user);
     if pending >= max {
         return Err(ApproverError::Conflict(format!(
-            "{user} has {pending} requests pending, the most one user may have (max_pending_requests_per_user) — wait for a decision, or let one lapse"
+            "{user} has {} pending, the most one user may have (max_pending_requests_per_user) — wait for a decision, or let one lapse",
+            crate::render::words::count(pending as u64, "request", "requests")
         )));
     }
     Ok(())

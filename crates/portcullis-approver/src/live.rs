@@ -11,7 +11,6 @@
 //! to change either: a waiter is woken only once the mirror says its request is decided.
 
 use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use portcullis_core::grant_index::GrantIndex;
@@ -66,12 +65,6 @@ impl LiveMirror {
     /// The mirror now (a poisoned lock is taken over, see [`crate::locks`]).
     pub fn get(&self) -> RwLockReadGuard<'_, Live> {
         locks::read(&self.state)
-    }
-
-    /// As [`LiveMirror::get`], in the shape of `RwLock::read` for callers written against the
-    /// bare lock; it never fails.
-    pub fn read(&self) -> Result<RwLockReadGuard<'_, Live>, Infallible> {
-        Ok(self.get())
     }
 
     /// A batch was committed: mirror it, then wake the waiters of the requests it decided.

@@ -94,9 +94,10 @@ async fn accept(
         config,
         app.settings.limits,
         conns,
-        |peer, _local, state| Connection {
+        |peer, local, state| Connection {
             app: app.clone(),
             peer: peer.to_string(),
+            local,
             caller: None,
             state,
             channels: HashMap::new(),
@@ -144,6 +145,8 @@ const GATEWAY_CHANNELS: usize = 256;
 struct Connection {
     app: Arc<Approver>,
     peer: String,
+    /// Our address as the peer reached it, for the commands replies suggest.
+    local: Option<std::net::SocketAddr>,
     caller: Option<Caller>,
     /// Shared with the accept loop: who it authenticated as (against the per-user caps and
     /// the reserve), and whether anything runs on it (an idle one is closed).
@@ -255,10 +258,7 @@ impl server::Handler for Connection {
                     Principal::User(_) => USER_CHANNELS,
                 };
                 self.places = Arc::new(Semaphore::new(places));
-                self.caller = Some(Caller {
-                    principal,
-                    fingerprint,
-                });
+                self.caller = Some(Caller::connected(principal, fingerprint, self.local));
                 Ok(Auth::Accept)
             }
             None => {

@@ -1,18 +1,15 @@
 //! Sessions as gateways report them: recorded once each (by per-gateway sequence number), with
-//! their audit events; listed by `sessions`; cut by `kill` through the signed stream.
+//! their audit events; cut by `kill` through the signed stream. `sessions` lists them through
+//! `render::sessions`.
 
 use portcullis_core::audit_event::{AuditEvent, EventKind};
 use portcullis_core::model::{SessionEnd, SessionRecord, SessionReport};
-use portcullis_core::time::format_duration;
-use serde_json::{json, Value};
 
 use portcullis_store::Incoming;
 
 use crate::app::{Approver, Tx};
-use crate::commands::{out, Reply};
 use crate::errors::ApproverError;
 use crate::intake::split_reports;
-use crate::render::{self, clean};
 
 /// Reports are numbered per gateway *instance* (its replica), so a gateway whose replica was
 /// made afresh starts its own sequence instead of having its reports taken for repeats.
@@ -348,64 +345,6 @@ fn regranted(
     }
     Ok(())
 }
-
-pub(crate) fn session_json(s: &SessionRecord) -> Value {
-    json!({
-        "id": s.id,
-        "gateway": s.gateway,
-        "user": s.user,
-        "target": s.target,
-        "grant": s.grant,
-        "client": s.client,
-        "fingerprint": s.fingerprint,
-        "channel": s.channel,
-        "started_at": s.started_at.rfc3339(),
-        "live": s.end.is_none(),
-        "ended_at": s.end.as_ref().map(|e| e.at.rfc3339()),
-        "end_reason": s.end.as_ref().map(|e| e.reason.clone()),
-        "bytes_in": s.end.as_ref().map(|e| e.bytes_in),
-        "bytes_out": s.end.as_ref().map(|e| e.bytes_out),
-    })
-}
-
-pub(crate) fn session_line(s: &SessionRecord) -> String {
-    let state = match &s.end {
-        None => "live".to_string(),
-        Some(e) => format!(
-            "ended {} ({}, {} in, {} out, {})",
-            e.at,
-            e.reason,
-            e.bytes_in,
-            e.bytes_out,
-            format_duration(e.duration)
-        ),
-    };
-    // Every string here came from a gateway's report, and `channel` holds the command a user
-    // ran: escaped for the terminal (the `--json` form keeps them exact).
-    format!(
-        "{:<12} {:<10} {:<16} grant {:<5} {:<12} since {}  {}",
-        clean(&s.id),
-        clean(&s.user),
-        clean(&s.target),
-        s.grant,
-        clean(&s.channel),
-        s.started_at,
-        clean(&state)
-    )
-}
-
-/// `sessions` and `audit sessions`: the newest `limit`, oldest first, as text or JSON.
-pub(crate) fn listing(mut list: Vec<SessionRecord>, limit: u64, json: bool, empty: &str) -> Reply {
-    list.sort_by_key(|s| s.started_at);
-    let (list, more) = render::newest(list, limit);
-    let value = json!({
-        "sessions": list.iter().map(session_json).collect::<Vec<_>>(),
-        "more": more,
-    });
-    let lines = list.iter().map(session_line);
-    out(json, value, render::listing(lines, more, limit, empty))
-}
-
 /// Cut a live session: a signed kill on the stream, and an audit event.
 pub(crate) async fn kill(
     app: &Approver,

@@ -108,6 +108,9 @@ pub enum EventKind {
         sha256: String,
         why: String,
     },
+    /// The requester withdrew a pending request (`cancel`); its reason, if given, is the
+    /// event's `reason`.
+    RequestCancelled,
 }
 
 impl EventKind {
@@ -134,6 +137,7 @@ impl EventKind {
             EventKind::RecordingRemoved { .. } => "recording.removed",
             EventKind::SigningKeyRotated { .. } => "signing_key.rotated",
             EventKind::SessionRegranted { .. } => "session.regranted",
+            EventKind::RequestCancelled => "request.cancelled",
         }
     }
 }
@@ -284,6 +288,7 @@ impl AuditEvent {
             }),
             EventKind::RequestDenied
             | EventKind::RequestExpired
+            | EventKind::RequestCancelled
             | EventKind::GrantExpired
             | EventKind::GrantRevoked => json!({}),
         };

@@ -8,7 +8,14 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use portcullis_core::command::{AuditCommand, ControlCommand, ControlLine, RequestArgs};
 
-use crate::{client_cmd, setup};
+use crate::{client_cmd, init, login, setup, verify};
+
+/// How the thin clients find their settings; the end of each one's `--help`.
+macro_rules! connection_help {
+    () => {
+        "\n\nConnection settings (approver, user, identity, host key) come from, first match wins:\n  1. flags: --approver, -l, -i, --approver-host-key, --known-hosts\n  2. PORTCULLIS_APPROVER, PORTCULLIS_USER, PORTCULLIS_IDENTITY, PORTCULLIS_APPROVER_HOST_KEY,\n     PORTCULLIS_KNOWN_HOSTS\n  3. the profile: --profile FILE, PORTCULLIS_PROFILE, or ~/.config/portcullis/profile.toml\n     ($XDG_CONFIG_HOME/portcullis/profile.toml); `portcullis login`, `init` and `quickstart`\n     write it. Its pinned host key is used only for the approver it names.\n  4. defaults: 127.0.0.1:2223, $USER, ssh-agent then ~/.ssh/id_ed25519, and the approver's\n     host key learned on first use into ~/.config/portcullis/known_hosts (a changed key is refused)"
+    };
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,7 +53,7 @@ pub enum Command {
 
     /// Operator commands against the approver: approve, deny, revoke, grants, reload, …
     #[command(
-        after_help = "Examples:\n  portcullis admin requests --pending\n  portcullis admin approve 17 --note \"checked with on-call\"\n  portcullis admin revoke 17 --reason \"incident closed\"\n  portcullis admin reload"
+        after_help = concat!("Examples:\n  portcullis admin requests --pending\n  portcullis admin approve 17 --note \"checked with on-call\"\n  portcullis admin revoke 17 --reason \"incident closed\"\n  portcullis admin reload\n  portcullis admin -l ada --approver bastion:2223 status      # flags override the profile", connection_help!())
     )]
     Admin {
         #[command(flatten)]
@@ -56,7 +63,10 @@ pub enum Command {
     },
 
     /// Ask for access to a target (same as `ssh -p 2222 USER@bastion request …`).
-    #[command(after_help = "Example:\n  portcullis request pg-prod --for 1h --reason \"INC-42\"")]
+    #[command(after_help = concat!(
+        "Example:\n  portcullis request pg-prod --for 1h --reason \"INC-42\"",
+        connection_help!()
+    ))]
     Request {
         #[command(flatten)]
         conn: ClientOpts,
@@ -66,7 +76,7 @@ pub enum Command {
 
     /// Compliance commands: print and verify the audit trail.
     #[command(
-        after_help = "Examples:\n  portcullis audit log --since 24h\n  portcullis audit log --json > events.jsonl\n  portcullis audit verify\n  portcullis audit verify --data-dir /var/lib/portcullis-approver --signing-key ed25519:…   # offline, approver stopped"
+        after_help = concat!("Examples:\n  portcullis audit log --since 24h\n  portcullis audit log --json > events.jsonl\n  portcullis audit verify\n  portcullis audit verify --data-dir /var/lib/portcullis-approver --signing-key ed25519:…   # offline, approver stopped", connection_help!())
     )]
     Audit {
         #[command(flatten)]
@@ -75,9 +85,19 @@ pub enum Command {
         command: AuditCli,
     },
 
+    /// Check that you can reach and log in to the approver, then save how, as the profile
+    /// `admin`, `request` and `audit` read.
+    #[command(
+        after_help = concat!("Examples:\n  portcullis login --approver bastion.example.com:2223 -l alice -i ~/.ssh/id_ed25519\n  portcullis login -l bob                  # the same approver, another user\n  portcullis login --profile ~/.config/portcullis/staging.toml --approver staging:2223\n\nIt connects first: the approver's host key must be the pinned one (--approver-host-key, or\nthe profile's for the same approver) or the one in known_hosts; an approver never seen\nbefore is learned, as ssh does, and its fingerprint shown. Then whoami must succeed. Only\nthen is the profile written (mode 0600): approver, user, identity (when one was given) and\nthe host key, pinned. Settings not given come from the profile being replaced.", connection_help!())
+    )]
+    Login {
+        #[command(flatten)]
+        conn: ClientOpts,
+    },
+
     /// Create any missing key of a config and print the public ones, one a line.
     #[command(
-        after_help = "Example:\n  portcullis keys --config portcullis.toml\n\nPrints `gateway-host …`, `gateway-client …`, `approver-host …`, `grant-signing …`:\nthe gateway client key goes into targets' authorized_keys and [[gateways]]; the approver\nhost key and the grant-signing key are what [gateway] pins."
+        after_help = "Examples:\n  portcullis keys --config portcullis.toml\n  portcullis keys known-hosts --config portcullis.toml --host bastion.example.com   # for users' known_hosts\n\nPrints `gateway-host …`, `gateway-client …`, `approver-host …`, `grant-signing …`:\nthe gateway client key goes into targets' authorized_keys and [[gateways]]; the approver\nhost key and the grant-signing key are what [gateway] pins."
     )]
     Keys {
         #[arg(long, short = 'c', value_name = "FILE", global = true)]
@@ -96,7 +116,7 @@ pub enum Command {
 
     /// Run a whole demo bastion on loopback and print the lines to try.
     #[command(
-        after_help = "Example:\n  cargo run --release -- quickstart\n\nWrites config and keys into DIR, serves a demo TCP target (and a recorded shell target where\nsshd is installed), runs the approver and the gateway, and prints ready-to-paste commands.\nCtrl-C stops everything."
+        after_help = "Example:\n  cargo run --release -- quickstart\n\nWrites config and keys into DIR, serves a demo TCP target (and a recorded shell target where\nsshd is installed), runs the approver and the gateway, and prints ready-to-paste commands.\nFor them it writes DIR/ssh_config (hosts bastion, approver, shell-rec, shell; each with its\nkey and the pinned host keys: ssh -F DIR/ssh_config bastion status) and the thin clients'\nprofile (DIR/profile.toml, and the default one unless that is for another approver).\nCtrl-C stops everything."
     )]
     Quickstart {
         /// Where config, keys and data go.
@@ -198,19 +218,20 @@ pub enum AuditCli {
     Export { session: String },
 }
 
-/// How the thin clients reach and authenticate to the approver.
+/// How the thin clients reach and authenticate to the approver. Every setting is optional
+/// here: what no flag or variable gives comes from the profile, then from the defaults.
 #[derive(Debug, Clone, Args)]
 pub struct ClientOpts {
-    /// The approver's control port.
+    /// The approver's control port (default: the profile's, else 127.0.0.1:2223).
     #[arg(
         long,
         env = "PORTCULLIS_APPROVER",
-        default_value = portcullis_core::config::DEFAULT_APPROVER_LISTEN,
         value_name = "HOST:PORT",
         global = true
     )]
-    pub approver: String,
-    /// Private key to log in with (default: ssh-agent, then ~/.ssh/id_ed25519).
+    pub approver: Option<String>,
+    /// Private key to log in with (default: the profile's, else ssh-agent, then
+    /// ~/.ssh/id_ed25519).
     #[arg(
         short = 'i',
         long = "identity",
@@ -219,8 +240,8 @@ pub struct ClientOpts {
         global = true
     )]
     pub identity: Option<PathBuf>,
-    /// Your portcullis user name (default: $USER). Give it before the command: after it,
-    /// `--user` is that command's own filter (`grants --user bob`).
+    /// Your portcullis user name (default: the profile's, else $USER). Give it before the
+    /// command: after it, `--user` is that command's own filter (`grants --user bob`).
     #[arg(
         id = "login",
         short = 'l',
@@ -229,7 +250,7 @@ pub struct ClientOpts {
         value_name = "NAME"
     )]
     pub user: Option<String>,
-    /// Pin the approver's host key (`ssh-ed25519 AAAA…`) instead of using known_hosts.
+    /// Pin the approver's host key (`ssh-ed25519 AAAA…`) instead of the profile's or known_hosts.
     #[arg(
         long,
         env = "PORTCULLIS_APPROVER_HOST_KEY",
@@ -237,7 +258,8 @@ pub struct ClientOpts {
         global = true
     )]
     pub approver_host_key: Option<String>,
-    /// known_hosts file for accept-new (default: ~/.config/portcullis/known_hosts).
+    /// known_hosts file for accept-new, instead of the profile's pin (default:
+    /// ~/.config/portcullis/known_hosts).
     #[arg(
         long,
         env = "PORTCULLIS_KNOWN_HOSTS",
@@ -245,6 +267,10 @@ pub struct ClientOpts {
         global = true
     )]
     pub known_hosts: Option<PathBuf>,
+    /// The profile to read (and `login` to write) instead of
+    /// ~/.config/portcullis/profile.toml.
+    #[arg(long, env = "PORTCULLIS_PROFILE", value_name = "FILE", global = true)]
+    pub profile: Option<PathBuf>,
     /// Print one JSON document on stdout (JSON Lines for `audit log`).
     #[arg(long, global = true)]
     pub json: bool,
@@ -262,6 +288,16 @@ pub enum KeysAction {
         /// approver's next start.
         #[arg(long)]
         signing: bool,
+    },
+    /// Print known_hosts lines for the gateway and the approver, ready to paste.
+    #[command(
+        name = "known-hosts",
+        after_help = "Examples:\n  portcullis keys known-hosts --config /etc/portcullis/portcullis.toml --host bastion.example.com\n  portcullis keys known-hosts --config portcullis.toml >> ~/.ssh/known_hosts\n\nOne line per daemon in the file, `[HOST]:PORT ssh-ed25519 AAAA…` (the bare HOST on port 22),\ngateway first: give developers the gateway's line for ~/.ssh/known_hosts, and operators the\napprover's for ~/.config/portcullis/known_hosts (or use `portcullis login`, which pins it).\nHOST is the listen address's IP, or --host when users reach the machine by a name (required\nwhen it listens on 0.0.0.0). Read as the daemon's user: its data directory is its own."
+    )]
+    KnownHosts {
+        /// The name users reach the daemons by (default: the IP they listen on).
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
     },
 }
 
@@ -341,6 +377,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit { conn, command } => audit(&conn, command).await,
         Command::Keys { config, action } => keys(config, action),
+        Command::Login { conn } => login::login(&conn).await,
         Command::Quickstart { dir } => {
             init_logging_quiet();
             crate::quickstart::run(&dir).await
@@ -355,7 +392,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             gateway_user,
         } => {
             let context = format!("init {}", dir.display());
-            setup::init(setup::InitOptions {
+            init::init(init::InitOptions {
                 dir,
                 user,
                 key,
@@ -375,7 +412,7 @@ async fn audit(conn: &ClientOpts, command: AuditCli) -> anyhow::Result<ExitCode>
         AuditCli::Verify {
             data_dir: Some(dir),
             signing_key,
-        } => return Ok(setup::verify_offline(&dir, signing_key.as_deref())),
+        } => return Ok(verify::verify_offline(&dir, signing_key.as_deref())),
         AuditCli::Verify { data_dir: None, .. } => {
             let line = ControlLine {
                 json: conn.json,
@@ -386,7 +423,7 @@ async fn audit(conn: &ClientOpts, command: AuditCli) -> anyhow::Result<ExitCode>
                 Ok(code) => Ok(code),
                 Err(e) => {
                     eprintln!("portcullis: could not verify: {e:#}");
-                    Ok(ExitCode::from(setup::VERIFY_UNVERIFIED))
+                    Ok(ExitCode::from(verify::VERIFY_UNVERIFIED))
                 }
             };
         }
@@ -422,7 +459,7 @@ async fn audit(conn: &ClientOpts, command: AuditCli) -> anyhow::Result<ExitCode>
     client_cmd::run(conn, &line).await
 }
 
-/// `portcullis keys [rotate --signing]`.
+/// `portcullis keys [rotate --signing | known-hosts]`: all of them need the config.
 fn keys(config: Option<PathBuf>, action: Option<KeysAction>) -> anyhow::Result<ExitCode> {
     let Some(config) = config else {
         anyhow::bail!("which config? pass --config FILE");
@@ -433,6 +470,7 @@ fn keys(config: Option<PathBuf>, action: Option<KeysAction>) -> anyhow::Result<E
         Some(KeysAction::Rotate { signing: false }) => {
             anyhow::bail!("rotate what? `portcullis keys rotate --signing --config FILE`")
         }
+        Some(KeysAction::KnownHosts { host }) => setup::known_hosts(&config, host.as_deref()),
     }
 }
 
@@ -496,6 +534,18 @@ mod tests {
                 "{about}"
             );
         }
+    }
+
+    #[test]
+    fn the_thin_clients_help_states_the_default_approver() {
+        let default = portcullis_core::config::DEFAULT_APPROVER_LISTEN;
+        let mut cli = Cli::command();
+        let admin = cli
+            .find_subcommand_mut("admin")
+            .map(|c| c.render_long_help());
+        let text = admin.map(|h| h.to_string()).unwrap_or_default();
+        assert!(text.contains(&format!("else {default})")), "{text}");
+        assert!(text.contains(&format!("defaults: {default},")), "{text}");
     }
 
     #[test]

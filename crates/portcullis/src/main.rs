@@ -5,8 +5,12 @@
 
 mod cli;
 mod client_cmd;
+mod init;
+mod login;
+mod profile;
 mod quickstart;
 mod setup;
+mod verify;
 
 use std::process::ExitCode;
 

@@ -131,12 +131,13 @@ impl Approver {
         match read_config(&self.config_path) {
             Ok((text, cfg)) => {
                 let catalog = cfg.catalog;
+                let count = |n: usize, one, many| crate::render::words::count(n as u64, one, many);
                 let summary = format!(
-                    "reloaded {path}: {} users, {} targets, {} policies, {} gateways",
-                    catalog.users.len(),
-                    catalog.targets.len(),
-                    catalog.policies.len(),
-                    catalog.gateways.len()
+                    "reloaded {path}: {}, {}, {}, {}",
+                    count(catalog.users.len(), "user", "users"),
+                    count(catalog.targets.len(), "target", "targets"),
+                    count(catalog.policies.len(), "policy", "policies"),
+                    count(catalog.gateways.len(), "gateway", "gateways")
                 );
                 let sha = hex::encode(Sha256::digest(text.as_bytes()));
                 self.write(|tx| {
