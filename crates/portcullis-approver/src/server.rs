@@ -43,7 +43,7 @@ pub async fn serve_until(
     app: Arc<Approver>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), ApproverError> {
-    let conns = portcullis_ssh::server::Connections::new();
+    let conns = portcullis_ssh::server::ServerConnections::new();
     tokio::select! {
         served = accept(app.clone(), conns.clone()) => served,
         () = stop => {
@@ -64,7 +64,7 @@ pub async fn serve_until(
 
 async fn accept(
     app: Arc<Approver>,
-    conns: Arc<portcullis_ssh::server::Connections>,
+    conns: Arc<portcullis_ssh::server::ServerConnections>,
 ) -> Result<(), ApproverError> {
     let listen = app.settings.listen.clone();
     let listener = TcpListener::bind(&listen)

@@ -232,10 +232,6 @@ pub struct ServerConnections {
     ended: tokio::sync::Notify,
 }
 
-/// The name [`ServerConnections`] had, kept only while the approver's server (under another
-/// refactor) moves over; nothing new should use it.
-pub type Connections = ServerConnections;
-
 impl ServerConnections {
     pub fn new() -> Arc<ServerConnections> {
         Arc::new(ServerConnections {
