@@ -46,12 +46,14 @@ pub enum Refusal {
     #[error("no policy allows requests for {target:?} — ask an admin to add one")]
     NoPolicy { target: String },
     #[error(
-        "{requested} is over the {max} maximum of policy {policy:?} — ask for --for {max} or less"
+        "{requested} is over the {max} maximum of policy {policy:?} — ask for --for {max_flag} or less"
     )]
     OverMaxDuration {
         policy: String,
         requested: String,
         max: String,
+        /// `max` as `--for` takes it ("1d" where `max` says "1 day").
+        max_flag: String,
     },
     #[error("the duration must be longer than zero")]
     ZeroDuration,
@@ -96,6 +98,7 @@ fn within_limits(policy: &Policy, duration: Duration, reason: Option<&str>) -> R
             policy: policy.name.clone(),
             requested: format_duration(duration),
             max: format_duration(policy.max_duration),
+            max_flag: crate::words::duration_flag(policy.max_duration),
         });
     }
     if policy.require_reason && reason.is_none_or(|r| r.trim().is_empty()) {
@@ -337,6 +340,27 @@ default_duration = "2h"
         assert!(e.to_string().contains("over the 4h maximum"), "{e}");
         let ok = evaluate(&c, alice, "pg-prod", None, Some("INC-1"), MONDAY_NOON).unwrap();
         assert_eq!(ok.duration(), Duration::from_secs(3600), "default_duration");
+    }
+
+    #[test]
+    fn a_max_of_days_reads_in_words_and_suggests_a_flag_that_parses() {
+        let mut c = catalog();
+        c.policies[0].max_duration = Duration::from_secs(86_400);
+        let alice = &c.users["alice"];
+        let e = evaluate(
+            &c,
+            alice,
+            "pg-prod",
+            Some(Duration::from_secs(25 * 3600)),
+            Some("INC-1"),
+            MONDAY_NOON,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("1 day 1h is over the 1 day maximum") && e.contains("--for 1d or less"),
+            "{e}"
+        );
     }
 
     #[test]
