@@ -27,6 +27,8 @@ mod cuts;
 mod forwarding;
 #[path = "gateway/graceful_stop.rs"]
 mod graceful_stop;
+#[path = "gateway/logs.rs"]
+mod logs;
 #[path = "gateway/metrics.rs"]
 mod metrics;
 #[path = "gateway/preopened.rs"]

@@ -28,6 +28,8 @@ pub struct Env {
     /// Run the gateway in its own mount namespace with its recordings folder on a tmpfs of
     /// this many KiB (a disk that fills up).
     pub gateway_recordings_kib: Option<u64>,
+    /// More environment for the approver and gateway processes (`PORTCULLIS_LOG_FORMAT`).
+    pub daemon_env: Vec<(String, String)>,
 }
 
 /// The users every test config has, with their groups.
@@ -254,6 +256,7 @@ impl Env {
             gw_addr: String::new(),
             gateway_extra: String::new(),
             gateway_recordings_kib: None,
+            daemon_env: Vec::new(),
         }
     }
 
@@ -277,6 +280,7 @@ impl Env {
             .args(["approver", "--config"])
             .arg(&self.config)
             .env("PORTCULLIS_LOG", log_level())
+            .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -498,6 +502,7 @@ impl Env {
             .args(["gateway", "--config"])
             .arg(&cfg)
             .env("PORTCULLIS_LOG", log_level())
+            .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
