@@ -35,3 +35,21 @@ fn commands_run_as_the_user_with_their_rights() {
     // Usage errors come back as such.
     assert_eq!(env.gw_ssh("alice", &["frobnicate"]).code, 2);
 }
+
+#[test]
+fn a_pending_request_through_the_gateway_suggests_the_whole_wait_line() {
+    let g = common::start("");
+    let env = &g.env;
+    let out = env.gw_ssh("alice", &["request", "pg-prod", "--reason", "INC-7"]);
+    out.ok();
+    let id = env.gw_ssh("alice", &["requests", "--json"]).json()["requests"][0]["id"]
+        .as_u64()
+        .unwrap();
+    // The address and port alice reached the gateway at, and her name: the line works as
+    // printed, where the approver's own address would not.
+    let wait = format!(
+        "wait for the decision: ssh -p {} alice@127.0.0.1 wait {id}\n",
+        env.gw_port()
+    );
+    assert!(out.stdout.contains(&wait), "{}", out.stdout);
+}

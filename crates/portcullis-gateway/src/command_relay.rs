@@ -1,6 +1,6 @@
 //! Control commands typed at the gateway (`ssh -p 2222 alice@bastion request …`), relayed to
-//! the approver as `as --user alice --key SHA256:… -- request …` over the gateway's commands
-//! connection, with the answer handed back to the user.
+//! the approver as `as --user alice --key SHA256:… --reach "ssh -p 2222 alice@HOST" -- request
+//! …` over the gateway's commands connection, with the answer handed back to the user.
 //!
 //! A user who stops reading must not hold anything up but their own command: the approver's
 //! answer is always drained from the shared connection (in russh, a channel whose reader falls
@@ -28,20 +28,25 @@ enum Piece {
     Err(Vec<u8>),
 }
 
-/// Run `line` on the approver as `user` and give the answer back on `channel`. Returns when the
-/// command is over; the channel is closed by then.
-pub(crate) async fn run(
-    gw: Arc<GatewayState>,
-    user: String,
-    fingerprint: String,
-    line: String,
-    channel: Channel<Msg>,
-) {
+/// Whom a command is relayed for.
+pub(crate) struct Asker {
+    pub user: String,
+    /// The key they proved to the gateway: the approver checks it is theirs.
+    pub fingerprint: String,
+    /// How they reach this gateway (`ssh -p 2222 alice@10.0.0.1`): the approver starts the
+    /// commands its replies suggest with it, `wait 17` say, where its own address is no use.
+    pub reach: String,
+}
+
+/// Run `line` on the approver as `asker` and give the answer back on `channel`. Returns when
+/// the command is over; the channel is closed by then.
+pub(crate) async fn run(gw: Arc<GatewayState>, asker: Asker, line: String, channel: Channel<Msg>) {
+    let user = &asker.user;
     let (mut read, write) = channel.split();
     let (tx, rx) = mpsc::channel(QUEUED_PIECES);
     let to_user = deliver(rx, &write);
     let from_approver = async {
-        let code = match relay(&gw, &user, &fingerprint, &line, &tx, &mut read).await {
+        let code = match relay(&gw, &asker, &line, &tx, &mut read).await {
             Ok(code) => code,
             Err(Stop::Failed(msg)) => {
                 let _ = tx
@@ -115,8 +120,7 @@ fn queue(tx: &mpsc::Sender<Piece>, piece: Piece) -> Result<(), Stop> {
 
 async fn relay(
     gw: &GatewayState,
-    user: &str,
-    fingerprint: &str,
+    asker: &Asker,
     line: &str,
     tx: &mpsc::Sender<Piece>,
     client: &mut ChannelReadHalf,
@@ -130,9 +134,11 @@ async fn relay(
     let mut relayed = vec![
         "as".to_string(),
         "--user".into(),
-        user.to_string(),
+        asker.user.clone(),
         "--key".into(),
-        fingerprint.to_string(),
+        asker.fingerprint.clone(),
+        "--reach".into(),
+        asker.reach.clone(),
         "--".into(),
     ];
     relayed.extend(words);

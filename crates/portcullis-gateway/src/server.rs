@@ -455,10 +455,15 @@ impl UserConnection {
             return session.channel_failure(id);
         };
         session.channel_success(id)?;
-        let (gw, user, fingerprint) = (self.gw.clone(), who.user.clone(), who.fingerprint.clone());
+        let asker = crate::command_relay::Asker {
+            user: who.user.clone(),
+            fingerprint: who.fingerprint.clone(),
+            reach: who.reach.clone(),
+        };
+        let gw = self.gw.clone();
         let busy: Busy = self.state.busy();
         tokio::spawn(async move {
-            crate::command_relay::run(gw, user, fingerprint, line, channel).await;
+            crate::command_relay::run(gw, asker, line, channel).await;
             drop((slot, busy));
         });
         Ok(())
