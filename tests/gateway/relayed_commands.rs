@@ -53,3 +53,37 @@ fn a_pending_request_through_the_gateway_suggests_the_whole_wait_line() {
     );
     assert!(out.stdout.contains(&wait), "{}", out.stdout);
 }
+
+/// `ssh -p 2222 alice@bastion` with no command (a shell request, with or without `-t`): the
+/// commands alice may run, to be typed the way she reached the gateway; exit 0.
+#[test]
+fn no_command_lists_the_users_commands() {
+    let g = common::start("");
+    let env = &g.env;
+    let plain = env.gw_ssh("alice", &[]);
+    plain.ok();
+    let header = format!(
+        "portcullis: commands alice may run, as `ssh -p {} alice@127.0.0.1 COMMAND`:",
+        env.gw_port()
+    );
+    assert!(plain.stdout.starts_with(&header), "{}", plain.stdout);
+    assert!(plain.stdout.contains("\n  status "), "{}", plain.stdout);
+    assert!(!plain.stdout.contains("\n  approve "), "{}", plain.stdout);
+    assert!(!plain.stdout.contains("Usage:"), "{}", plain.stdout);
+    assert!(env.gw_ssh("bob", &[]).stdout.contains("\n  approve ID"));
+
+    let mut c = std::process::Command::new("ssh");
+    c.arg("-tt").arg("-F").arg(env.ssh_config("alice")).args([
+        "-p",
+        &env.gw_port(),
+        "alice@127.0.0.1",
+    ]);
+    let tty = crate::support::run(&mut c);
+    tty.ok();
+    assert!(
+        tty.stdout
+            .starts_with(&format!("{header}\r\n  request TARGET")),
+        "{:?}",
+        tty.stdout
+    );
+}

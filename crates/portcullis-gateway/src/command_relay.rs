@@ -36,6 +36,8 @@ pub(crate) struct Asker {
     /// How they reach this gateway (`ssh -p 2222 alice@10.0.0.1`): the approver starts the
     /// commands its replies suggest with it, `wait 17` say, where its own address is no use.
     pub reach: String,
+    /// They asked for a terminal (`ssh -t`): its output ends lines with CR LF.
+    pub pty: bool,
 }
 
 /// Run `line` on the approver as `asker` and give the answer back on `channel`. Returns when
@@ -44,7 +46,7 @@ pub(crate) async fn run(gw: Arc<GatewayState>, asker: Asker, line: String, chann
     let user = &asker.user;
     let (mut read, write) = channel.split();
     let (tx, rx) = mpsc::channel(QUEUED_PIECES);
-    let to_user = deliver(rx, &write);
+    let to_user = deliver(rx, &write, asker.pty);
     let from_approver = async {
         let code = match relay(&gw, &asker, &line, &tx, &mut read).await {
             Ok(code) => code,
@@ -88,17 +90,34 @@ pub(crate) async fn run(gw: Arc<GatewayState>, asker: Asker, line: String, chann
 }
 
 /// Write the queued pieces to the user until the queue is closed. `false` if the user went.
-async fn deliver(mut rx: mpsc::Receiver<Piece>, write: &ChannelWriteHalf<Msg>) -> bool {
+async fn deliver(mut rx: mpsc::Receiver<Piece>, write: &ChannelWriteHalf<Msg>, pty: bool) -> bool {
+    let terminal = |data: Vec<u8>| if pty { onlcr(data) } else { data };
     while let Some(piece) = rx.recv().await {
         let sent = match piece {
-            Piece::Out(data) => write.data_bytes(data).await,
-            Piece::Err(data) => write.extended_data_bytes(1, data).await,
+            Piece::Out(data) => write.data_bytes(terminal(data)).await,
+            Piece::Err(data) => write.extended_data_bytes(1, terminal(data)).await,
         };
         if sent.is_err() {
             return false;
         }
     }
     true
+}
+
+/// What a pty's output processing (ONLCR) does, for a client that asked for a terminal and
+/// so put its own in raw mode: each LF becomes CR LF. Without it `ssh -t` prints a staircase.
+fn onlcr(data: Vec<u8>) -> Vec<u8> {
+    if !data.contains(&b'\n') {
+        return data;
+    }
+    let mut out = Vec::with_capacity(data.len() + data.len() / 16);
+    for b in data {
+        if b == b'\n' {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
 }
 
 enum Stop {
@@ -186,4 +205,15 @@ async fn relay(
         let _ = channel.close().await;
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_terminal_gets_cr_lf() {
+        assert_eq!(onlcr(b"a\nb\n".to_vec()), b"a\r\nb\r\n");
+        assert_eq!(onlcr(b"no newline".to_vec()), b"no newline");
+    }
 }

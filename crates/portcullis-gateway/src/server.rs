@@ -4,7 +4,7 @@
 //! [`crate::command_relay`]. Every channel that reaches a target goes through
 //! [`crate::session`], the one lifecycle.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -64,6 +64,7 @@ pub(crate) async fn serve(gw: Arc<GatewayState>) -> Result<(), GatewayError> {
                 mode: Mode::Commands,
                 state,
                 channels: HashMap::new(),
+                ptys: HashSet::new(),
                 open_channels: Arc::default(),
                 refused: None,
             }
@@ -97,6 +98,8 @@ struct UserConnection {
     state: Arc<ConnState>,
     /// Session channels opened for a control command, until the command arrives.
     channels: HashMap<ChannelId, (Channel<Msg>, ChannelSlot)>,
+    /// Those of them whose client asked for a terminal (`ssh -t`).
+    ptys: HashSet<ChannelId>,
     /// Channels of every kind open on this connection, against
     /// `max_channels_per_connection`.
     open_channels: Arc<AtomicUsize>,
@@ -379,7 +382,14 @@ impl server::Handler for UserConnection {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let ok = match self.mode {
-            Mode::Commands => true,
+            // Remembered only for a channel waiting for its command: the set stays as small as
+            // the channel budget.
+            Mode::Commands => {
+                if self.channels.contains_key(&channel) {
+                    self.ptys.insert(channel);
+                }
+                true
+            }
             Mode::Recorded(_) => self.may_use_target(),
         };
         self.reply(channel, ok, session)
@@ -459,6 +469,7 @@ impl UserConnection {
             user: who.user.clone(),
             fingerprint: who.fingerprint.clone(),
             reach: who.reach.clone(),
+            pty: self.ptys.remove(&id),
         };
         let gw = self.gw.clone();
         let busy: Busy = self.state.busy();
