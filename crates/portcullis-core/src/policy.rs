@@ -245,6 +245,23 @@ pub fn counted_approvals<'r>(
         .collect()
 }
 
+/// The targets `user` can request now, each with the policy a request would fall under
+/// (ignoring duration and reason): the first covering policy that has approvers or
+/// auto-approves them at this time. What `status` and `targets` list, on the approver and on a
+/// gateway answering from its replica.
+pub fn requestable<'c>(
+    catalog: &'c Catalog,
+    user: &'c User,
+    now: Timestamp,
+) -> impl Iterator<Item = (&'c crate::catalog::Target, &'c Policy)> {
+    catalog.targets.values().filter_map(move |t| {
+        let p = catalog
+            .policies_for(t)
+            .find(|p| !p.approvers.is_empty() || auto_approves(p, user, now))?;
+        Some((t, p))
+    })
+}
+
 /// Whether `approver` may decide a request by `requester` under `policy`.
 pub fn may_decide(policy: &Policy, approver: &User, requester: &str) -> bool {
     approver.name != requester && policy.is_approver(approver)

@@ -50,6 +50,18 @@ pub(crate) async fn run(gw: Arc<GatewayState>, asker: Asker, line: String, chann
     let from_approver = async {
         let code = match relay(&gw, &asker, &line, &tx, &mut read).await {
             Ok(code) => code,
+            // `status` the gateway can answer from its replica; the rest must wait.
+            Err(Stop::Unreachable(why)) => match crate::offline::answer(&gw, user, &line) {
+                Some((out, code)) => {
+                    let _ = tx.send(Piece::Out(out.into_bytes())).await;
+                    code
+                }
+                None => {
+                    let msg = format!("portcullis: {UNREACHABLE}{why}\n");
+                    let _ = tx.send(Piece::Err(msg.into_bytes())).await;
+                    1
+                }
+            },
             Err(Stop::Failed(msg)) => {
                 let _ = tx
                     .send(Piece::Err(format!("portcullis: {msg}\n").into_bytes()))
@@ -120,9 +132,14 @@ fn onlcr(data: Vec<u8>) -> Vec<u8> {
     out
 }
 
+/// What a user is told when their command cannot reach the approver.
+const UNREACHABLE: &str = "the approver is unreachable right now: requests and decisions must wait; grants you already hold still work, and `status` answers from this gateway's replica";
+
 enum Stop {
     /// The command could not run; the message says why.
     Failed(String),
+    /// The approver could not be reached (the detail, if any, in parentheses).
+    Unreachable(String),
     /// The user closed the channel (Ctrl-C during `wait`, say).
     Gone,
     /// The user let the queue fill.
@@ -146,9 +163,8 @@ async fn relay(
 ) -> Result<u32, Stop> {
     let words = shell_words::split(line)
         .map_err(|e| Stop::Failed(format!("cannot split the command line: {e}")))?;
-    let unreachable = "the approver is unreachable right now: requests and decisions must wait; grants you already hold still work";
     if !gw.link().is_up() {
-        return Err(Stop::Failed(unreachable.into()));
+        return Err(Stop::Unreachable(String::new()));
     }
     let mut relayed = vec![
         "as".to_string(),
@@ -167,13 +183,13 @@ async fn relay(
         .commands()
         .get(gw)
         .await
-        .map_err(|e| Stop::Failed(format!("{unreachable} ({e})")))?;
+        .map_err(|e| Stop::Unreachable(format!(" ({e})")))?;
     let mut channel = match conn.exec(&line).await {
         Ok(c) => c,
         Err(e) => {
             // The connection may have died under us: the next command connects afresh.
             gw.link().commands().drop_conn(&conn).await;
-            return Err(Stop::Failed(format!("{unreachable} ({e})")));
+            return Err(Stop::Unreachable(format!(" ({e})")));
         }
     };
     let mut status = None;

@@ -16,6 +16,7 @@ mod forward;
 mod link;
 mod memory;
 mod metrics;
+mod offline;
 mod recorded;
 mod recording;
 mod server;
