@@ -116,6 +116,66 @@ async fn deliver(mut rx: mpsc::Receiver<Piece>, write: &ChannelWriteHalf<Msg>, p
     true
 }
 
+/// The exec line that runs `words` on the approver as `asker`.
+fn envelope(asker: &Asker, words: Vec<String>) -> String {
+    let mut relayed = vec![
+        "as".to_string(),
+        "--user".into(),
+        asker.user.clone(),
+        "--key".into(),
+        asker.fingerprint.clone(),
+        "--reach".into(),
+        asker.reach.clone(),
+        "--".into(),
+    ];
+    relayed.extend(words);
+    portcullis_core::command::join_words(&relayed)
+}
+
+/// The most the gateway reads of an answer to one of its own questions.
+const ASK_MAX: usize = 1 << 20;
+
+/// Run `words` on the approver as `asker` for the gateway's own use (what a refusal should
+/// say), not for a user to read: its stdout if it exits 0 within `limit` and writes at most
+/// [`ASK_MAX`] bytes, else `None`, and the caller says what it can without it. Drains the
+/// channel until then, as every user of the commands connection must.
+pub(crate) async fn ask(
+    gw: &GatewayState,
+    asker: &Asker,
+    words: &[&str],
+    limit: std::time::Duration,
+) -> Option<Vec<u8>> {
+    if !gw.link().is_up() {
+        return None;
+    }
+    let line = envelope(asker, words.iter().map(|w| w.to_string()).collect());
+    let run = async {
+        let conn = gw.link().commands().get(gw).await.ok()?;
+        let mut channel = match conn.exec(&line).await {
+            Ok(c) => c,
+            Err(_) => {
+                gw.link().commands().drop_conn(&conn).await;
+                return None;
+            }
+        };
+        let (mut out, mut status) = (Vec::new(), None);
+        let answer = loop {
+            match channel.wait().await {
+                Some(ChannelMsg::Data { data }) if out.len() + data.len() <= ASK_MAX => {
+                    out.extend_from_slice(&data)
+                }
+                Some(ChannelMsg::Data { .. }) => break None,
+                Some(ChannelMsg::ExitStatus { exit_status }) => status = Some(exit_status),
+                Some(ChannelMsg::Close) | None => break (status == Some(0)).then_some(()),
+                Some(_) => {}
+            }
+        };
+        let _ = channel.close().await;
+        answer.map(|()| out)
+    };
+    tokio::time::timeout(limit, run).await.ok().flatten()
+}
+
 /// What a pty's output processing (ONLCR) does, for a client that asked for a terminal and
 /// so put its own in raw mode: each LF becomes CR LF. Without it `ssh -t` prints a staircase.
 fn onlcr(data: Vec<u8>) -> Vec<u8> {
@@ -166,18 +226,7 @@ async fn relay(
     if !gw.link().is_up() {
         return Err(Stop::Unreachable(String::new()));
     }
-    let mut relayed = vec![
-        "as".to_string(),
-        "--user".into(),
-        asker.user.clone(),
-        "--key".into(),
-        asker.fingerprint.clone(),
-        "--reach".into(),
-        asker.reach.clone(),
-        "--".into(),
-    ];
-    relayed.extend(words);
-    let line = portcullis_core::command::join_words(&relayed);
+    let line = envelope(asker, words);
     let conn = gw
         .link()
         .commands()

@@ -44,7 +44,7 @@ impl Forward {
         let admitted = match session::admit(gw, || self.check()).await {
             Ok(a) => a,
             Err(why) => {
-                let why = why.message();
+                let why = crate::pending::refusal(gw, &self.who, &why).await;
                 tracing::info!(
                     "{} {}: refused {}:{}: {why}",
                     self.who.client,

@@ -17,6 +17,7 @@ mod link;
 mod memory;
 mod metrics;
 mod offline;
+mod pending;
 mod recorded;
 mod recording;
 mod server;

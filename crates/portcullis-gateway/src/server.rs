@@ -493,7 +493,7 @@ async fn open_recorded(
     let admitted = match session::admit(&gw, || recorded::check(&gw, &who, &target)).await {
         Ok(a) => a,
         Err(why) => {
-            let why = why.message();
+            let why = crate::pending::refusal(&gw, &who, &why).await;
             tracing::info!(
                 "{} {}: refused a session on {target}: {why}",
                 who.client,
