@@ -71,6 +71,7 @@ fn no_command_lists_the_users_commands() {
     assert!(!plain.stdout.contains("\n  approve "), "{}", plain.stdout);
     assert!(!plain.stdout.contains("Usage:"), "{}", plain.stdout);
     assert!(env.gw_ssh("bob", &[]).stdout.contains("\n  approve ID"));
+    assert!(env.gw_ssh("alice", &[" "]).stdout.starts_with(&header));
 
     let mut c = std::process::Command::new("ssh");
     c.arg("-tt").arg("-F").arg(env.ssh_config("alice")).args([

@@ -221,8 +221,12 @@ async fn relay(
     tx: &mpsc::Sender<Piece>,
     client: &mut ChannelReadHalf,
 ) -> Result<u32, Stop> {
-    let words = shell_words::split(line)
+    let mut words = shell_words::split(line)
         .map_err(|e| Stop::Failed(format!("cannot split the command line: {e}")))?;
+    if words.is_empty() {
+        // `ssh … alice@bastion ""`: as with no command at all, the user's commands.
+        words.push("help".into());
+    }
     if !gw.link().is_up() {
         return Err(Stop::Unreachable(String::new()));
     }
