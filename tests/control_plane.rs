@@ -12,6 +12,8 @@ mod abuse;
 mod approvals;
 #[path = "control_plane/audit_verify.rs"]
 mod audit_verify;
+#[path = "control_plane/cancel.rs"]
+mod cancel;
 #[path = "control_plane/crash.rs"]
 mod crash;
 #[path = "control_plane/escapes.rs"]
@@ -22,8 +24,12 @@ mod examples;
 mod expiry;
 #[path = "control_plane/limits.rs"]
 mod limits;
+#[path = "control_plane/listings.rs"]
+mod listings;
 #[path = "control_plane/permissions.rs"]
 mod permissions;
+#[path = "control_plane/profile.rs"]
+mod profile;
 #[path = "control_plane/recheck.rs"]
 mod recheck;
 #[path = "control_plane/reload.rs"]

@@ -31,6 +31,8 @@ mod forwarding;
 mod graceful_stop;
 #[path = "gateway/key_kinds.rs"]
 mod key_kinds;
+#[path = "gateway/logs.rs"]
+mod logs;
 #[path = "gateway/metrics.rs"]
 mod metrics;
 #[path = "gateway/preopened.rs"]
@@ -53,3 +55,5 @@ mod rotation;
 mod stalled_reader;
 #[path = "gateway/target_ca.rs"]
 mod target_ca;
+#[path = "gateway/users_doc.rs"]
+mod users_doc;

@@ -111,7 +111,9 @@ fn init_writes_a_config_that_checks_and_starts() {
     let out = run(std::process::Command::new(BIN)
         .args(["init", "--user", "ops", "--dir"])
         .arg(dir.path().join("pc"))
-        .env("HOME", dir.path()));
+        .env("HOME", dir.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("PORTCULLIS_PROFILE"));
     out.ok();
     let cfg = dir.path().join("pc/portcullis.toml");
     run(std::process::Command::new(BIN)
@@ -123,7 +125,9 @@ fn init_writes_a_config_that_checks_and_starts() {
     run(std::process::Command::new(BIN)
         .args(["init", "--dir"])
         .arg(dir.path().join("pc"))
-        .env("HOME", dir.path()))
+        .env("HOME", dir.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("PORTCULLIS_PROFILE"))
     .fails_with("refusing to overwrite");
     // The pins it wrote are the keys `keys` prints.
     let keys = run(std::process::Command::new(BIN)

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity};
+use portcullis_ssh::{ClientConnection, ConnectOptions, HostKeyPolicy, Identity};
 
 use crate::support::{request_id, Env, SOON};
 
@@ -17,8 +17,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// One SSH connection to the approver as `user` (a russh client, so that many commands can
 /// share it).
-async fn connect(env: &Env, user: &str) -> Connection {
-    Connection::connect(&ConnectOptions {
+async fn connect(env: &Env, user: &str) -> ClientConnection {
+    ClientConnection::connect(&ConnectOptions {
         addr: env.addr.clone(),
         user: user.into(),
         identity: Identity::KeyFile(env.key(user)),

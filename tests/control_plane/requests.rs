@@ -108,3 +108,46 @@ fn the_thin_client_sends_values_that_begin_with_a_dash_intact() {
     let out = env.ssh("alice", &["requests", "--json"]);
     assert_eq!(out.json()["requests"][0]["reason"], "-1 replica lag");
 }
+
+#[test]
+fn a_pending_request_suggests_the_whole_wait_line() {
+    let env = Env::start();
+    // Straight to the approver: the line as this user reached it.
+    let out = env.ssh("alice", &["request", "pg-prod", "--reason", "INC-5"]);
+    out.ok();
+    let port = env.addr.rsplit(':').next().unwrap();
+    let id = out.stdout.split_whitespace().nth(1).unwrap().to_string();
+    let line = format!("wait for the decision: ssh -p {port} alice@127.0.0.1 wait {id}\n");
+    assert!(out.stdout.ends_with(&line), "{}", out.stdout);
+
+    // Relayed by a gateway: the line as the user reached the gateway, when it says.
+    let public = std::fs::read_to_string(env.path().join("alice_key.pub")).unwrap();
+    let key = portcullis_core::keys::fingerprint(
+        &portcullis_core::keys::parse_public_key(public.trim()).unwrap(),
+    );
+    let relayed = env.as_gw1(
+        &format!(
+            "as --user alice --key {key} --reach 'ssh -p 2222 alice@bastion' -- request pg-prod --reason INC-6"
+        ),
+        b"",
+    );
+    assert_eq!(relayed.code, Some(0), "{}", relayed.stderr);
+    assert!(
+        relayed
+            .stdout
+            .contains("wait for the decision: ssh -p 2222 alice@bastion wait "),
+        "{}",
+        relayed.stdout
+    );
+    // A gateway that does not say gets the command alone, never an address of ours.
+    let bare = env.as_gw1(
+        &format!("as --user alice --key {key} -- request pg-prod --reason INC-7"),
+        b"",
+    );
+    assert_eq!(bare.code, Some(0), "{}", bare.stderr);
+    assert!(
+        bare.stdout.contains("wait for the decision: wait "),
+        "{}",
+        bare.stdout
+    );
+}

@@ -3,7 +3,7 @@
 
 use portcullis_core::codec::FrameReader;
 use portcullis_core::stream::{Follower, Verified};
-use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity};
+use portcullis_ssh::{ClientConnection, ConnectOptions, HostKeyPolicy, Identity};
 use russh::ChannelMsg;
 
 use crate::support::{Env, SOON};
@@ -37,9 +37,10 @@ fn signing_key(env: &Env) -> ed25519_dalek::VerifyingKey {
 
 /// Read verified changes until `want` grants have been seen (heartbeats skipped).
 async fn follow(env: &Env, follower: &mut Follower, want_grants: usize) -> Vec<Verified> {
-    let conn = Connection::connect(&options(env, "gw-1", env.path().join("gateway/client_key")))
-        .await
-        .unwrap();
+    let conn =
+        ClientConnection::connect(&options(env, "gw-1", env.path().join("gateway/client_key")))
+            .await
+            .unwrap();
     let mut channel = conn
         .exec(&format!("watch --since {}", follower.last_rev()))
         .await
@@ -115,7 +116,7 @@ fn a_foreign_signing_key_rejects_the_stream() {
         .ok();
     let wrong = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
     let conn = rt
-        .block_on(Connection::connect(&options(
+        .block_on(ClientConnection::connect(&options(
             &env,
             "gw-1",
             env.path().join("gateway/client_key"),
@@ -144,7 +145,7 @@ fn users_cannot_watch_and_gateways_cannot_command() {
     let env = Env::start();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let conn = rt
-        .block_on(Connection::connect(&options(
+        .block_on(ClientConnection::connect(&options(
             &env,
             "gw-1",
             env.path().join("gateway/client_key"),

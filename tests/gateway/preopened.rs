@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity};
+use portcullis_ssh::{ClientConnection, ConnectOptions, HostKeyPolicy, Identity};
 use russh::client::Msg;
 use russh::{Channel, ChannelMsg};
 
@@ -27,8 +27,8 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// `alice:web-1@gateway` with alice's key, the gateway's host key pinned.
-async fn connect(env: &Env, login: &str) -> Connection {
-    Connection::connect(&ConnectOptions {
+async fn connect(env: &Env, login: &str) -> ClientConnection {
+    ClientConnection::connect(&ConnectOptions {
         addr: env.gw_addr.clone(),
         user: login.into(),
         identity: Identity::KeyFile(env.key("alice")),

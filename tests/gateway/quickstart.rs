@@ -1,17 +1,37 @@
-//! `portcullis quickstart`: every `ssh` line it prints works when pasted (long-running forwards
-//! aside), and Ctrl-C stops it cleanly.
+//! `portcullis quickstart`: every line it prints is short and works when pasted (the tunnel
+//! too, checked through its forward), and Ctrl-C stops it cleanly.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{run, BIN, SOON};
 
+/// A command as a user's shell runs it: this HOME (where the quickstart's profile goes),
+/// `portcullis` on PATH, and nothing from the runner's environment that picks a profile.
+fn in_home(program: &str, home: &Path) -> Command {
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut c = Command::new(program);
+    c.env("HOME", home)
+        .env("PATH", path)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("PORTCULLIS_PROFILE")
+        .env_remove("SSH_AUTH_SOCK");
+    c
+}
+
 #[test]
 fn the_printed_lines_work_when_pasted() {
     let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
     let mut child = KillOnDrop(
-        Command::new(BIN)
+        in_home(BIN, home)
             .args(["quickstart", "--dir"])
             .arg(dir.path().join("qs"))
             .stdin(Stdio::null())
@@ -44,26 +64,30 @@ fn the_printed_lines_work_when_pasted() {
         .iter()
         .filter(|l| l.starts_with("ssh ") || l.starts_with("portcullis "))
         .collect();
-    assert!(commands.len() >= 5, "{lines:?}");
-    let mut ran = 0;
-    for line in commands
-        .iter()
-        .filter(|l| l.starts_with("ssh ") && !l.contains(" -N "))
-    {
-        let out = run(Command::new("sh").arg("-c").arg(line.as_str()));
+    assert!(commands.len() >= 8, "{lines:?}");
+    for line in &commands {
+        assert!(line.len() < 100, "too long to read: {line}");
+        assert!(
+            !line.contains(" -i "),
+            "the ssh_config has the keys: {line}"
+        );
+    }
+    // The thin clients need no flags: the quickstart's profile is the default one.
+    assert!(
+        commands.contains(&&"portcullis admin grants --active".to_string()),
+        "{lines:?}"
+    );
+    for line in &commands {
+        if line.contains(" -N ") {
+            check_tunnel(line, home);
+            continue;
+        }
+        let out = run(in_home("sh", home).arg("-c").arg(line.as_str()));
         assert_eq!(
             out.code, 0,
             "{line}\nstdout: {}\nstderr: {}",
             out.stdout, out.stderr
         );
-        ran += 1;
-    }
-    assert!(ran >= 3);
-    // The `portcullis` lines are the same binary's thin clients.
-    for line in commands.iter().filter(|l| l.starts_with("portcullis ")) {
-        let args = shell_words(line);
-        let out = run(Command::new(BIN).args(&args[1..]));
-        assert_eq!(out.code, 0, "{line}\nstderr: {}", out.stderr);
     }
 
     // Ctrl-C stops everything cleanly.
@@ -96,6 +120,39 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn shell_words(line: &str) -> Vec<String> {
-    line.split_whitespace().map(str::to_string).collect()
+/// `ssh … -N -L PORT:echo-db:…` stays up: start it, send bytes through the forward to the
+/// demo's echo server, and see them come back.
+fn check_tunnel(line: &str, home: &Path) {
+    let local: u16 = line
+        .split(" -L ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no -L PORT: in {line}"));
+    let mut tunnel = KillOnDrop(
+        in_home("sh", home)
+            .arg("-c")
+            .arg(format!("exec {line}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + SOON;
+    let mut conn = loop {
+        if let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", local)) {
+            break c;
+        }
+        if let Some(st) = tunnel.0.try_wait().unwrap() {
+            panic!("{line} exited with {st}");
+        }
+        assert!(Instant::now() < deadline, "{line}: no forward on {local}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    conn.set_read_timeout(Some(SOON)).unwrap();
+    conn.write_all(b"through the tunnel").unwrap();
+    let mut back = [0u8; 18];
+    conn.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"through the tunnel", "{line}");
 }

@@ -10,17 +10,21 @@
 
 mod app;
 mod commands;
-mod decisions;
 mod errors;
+mod exec;
+mod intake;
 mod limits;
+mod live;
+mod locks;
 mod metrics;
+mod playback;
 mod refusals;
 mod render;
 mod retention;
 mod scheduler;
 mod server;
 mod sessions;
-mod waiters;
+mod watch;
 
 pub use app::{read_config, Approver, ApproverKeys};
 pub use errors::ApproverError;

@@ -9,6 +9,7 @@ use portcullis_core::command;
 
 use crate::app::Approver;
 use crate::errors::ApproverError;
+use crate::locks;
 
 /// Commands one user may have running at once, over all their connections and those a
 /// gateway relays for them: a gateway's one connection to the approver carries every user's
@@ -29,7 +30,7 @@ pub(crate) struct RunningCommand<'a> {
 
 impl Running {
     fn map(&self) -> MutexGuard<'_, HashMap<String, usize>> {
-        self.by_user.lock().unwrap_or_else(|p| p.into_inner())
+        locks::lock(&self.by_user)
     }
 
     /// A place for one more command of `user`, or why there is none.
@@ -79,17 +80,14 @@ pub(crate) fn text(words: &[String], what: &str) -> Result<Option<String>, Appro
 
 /// Refuse a new pending request from `user` who already has the most allowed
 /// (`max_pending_requests_per_user`). Called by the writer, whose commits keep
-/// [`crate::app::Live`] current, so two requests at once cannot both pass.
+/// [`crate::live::Live`] current, so two requests at once cannot both pass.
 pub(crate) fn may_add_pending(app: &Approver, user: &str) -> Result<(), ApproverError> {
     let max = app.settings.max_pending_requests_per_user;
-    let pending = app
-        .live
-        .read()
-        .map(|l| l.pending.values().filter(|r| r.user == user).count())
-        .unwrap_or(max);
+    let pending = app.live.pending_of(user);
     if pending >= max {
         return Err(ApproverError::Conflict(format!(
-            "{user} has {pending} requests pending, the most one user may have (max_pending_requests_per_user) — wait for a decision, or let one lapse"
+            "{user} has {} pending, the most one user may have (max_pending_requests_per_user) — wait for a decision, or let one lapse",
+            crate::render::words::count(pending as u64, "request", "requests")
         )));
     }
     Ok(())

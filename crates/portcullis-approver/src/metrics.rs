@@ -59,7 +59,7 @@ impl Metrics {
         );
         registry.register(
             "decisions",
-            "Decisions committed, by kind (granted, denied, expired, revoked, grant_expired)",
+            "Decisions committed, by kind (granted, denied, expired, cancelled, revoked, grant_expired)",
             decisions.clone(),
         );
         registry.register(
@@ -106,11 +106,11 @@ impl Metrics {
     /// The exposition: the gauges read from the mirror now, then everything encoded.
     pub fn render(&self, app: &Approver) -> (&'static str, String) {
         let now = app.now();
-        if let Ok(live) = app.live.read() {
-            self.requests_pending.set(live.pending.len() as i64);
-            let active = live.grants.iter().filter(|g| g.is_active(now)).count();
-            self.grants_active.set(active as i64);
-        }
+        let live = app.live.get();
+        self.requests_pending.set(live.pending.len() as i64);
+        let active = live.grants.iter().filter(|g| g.is_active(now)).count();
+        self.grants_active.set(active as i64);
+        drop(live);
         let mut body = String::new();
         if let Err(e) = prometheus_text::encode(&mut body, &self.registry) {
             tracing::warn!("metrics: cannot encode: {e}");
@@ -125,6 +125,7 @@ fn decision(kind: &EventKind) -> Option<&'static str> {
         EventKind::GrantIssued { .. } => "granted",
         EventKind::RequestDenied => "denied",
         EventKind::RequestExpired => "expired",
+        EventKind::RequestCancelled => "cancelled",
         EventKind::GrantRevoked => "revoked",
         EventKind::GrantExpired => "grant_expired",
         _ => return None,
@@ -161,6 +162,7 @@ mod tests {
     fn decisions_are_the_deciding_events() {
         assert_eq!(decision(&EventKind::RequestDenied), Some("denied"));
         assert_eq!(decision(&EventKind::GrantRevoked), Some("revoked"));
+        assert_eq!(decision(&EventKind::RequestCancelled), Some("cancelled"));
         assert_eq!(
             decision(&EventKind::RequestApproved {
                 approvals: 1,

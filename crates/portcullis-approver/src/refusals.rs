@@ -3,13 +3,17 @@
 //! in a loop would otherwise buy a disk flush and a record in the permanent log per try. Each
 //! actor gets [`PER_WINDOW`] records one by one per [`WINDOW`]; past that their refusals are
 //! counted, and the counts written as one `command.refused` event with a `count` per actor
-//! every [`FLUSH_EVERY`] (see [`crate::app::Approver::record_counted_refusals`]).
+//! every [`FLUSH_EVERY`] ([`Approver::record_counted_refusals`], below).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use portcullis_core::audit_event::{AuditEvent, EventKind};
 use portcullis_core::Timestamp;
+
+use crate::app::Approver;
+use crate::locks;
 
 /// Refusals recorded one by one per actor and window.
 pub(crate) const PER_WINDOW: u32 = 10;
@@ -35,7 +39,7 @@ pub(crate) struct RefusalBudget {
 
 impl RefusalBudget {
     fn map(&self) -> MutexGuard<'_, HashMap<String, Budget>> {
-        self.by_actor.lock().unwrap_or_else(|p| p.into_inner())
+        locks::lock(&self.by_actor)
     }
 
     /// Whether this refusal by `actor` is recorded on its own (true) or only counted (false).
@@ -90,6 +94,62 @@ impl RefusalBudget {
                 None => (n, first, last),
                 Some((m, _, later)) => (n + m, first, later),
             });
+        }
+    }
+}
+
+impl Approver {
+    /// Record a refusal for lack of permission: on its own while `actor` is within its budget,
+    /// else only counted (see [`crate::refusals`]).
+    pub(crate) async fn record_refusal(&self, actor: &str, command: String, error: String) {
+        if !self
+            .refusals
+            .admit(actor, self.now(), std::time::Instant::now())
+        {
+            return;
+        }
+        let event = AuditEvent::new(actor, EventKind::Refused { command, error });
+        let recorded = self
+            .write(|tx| {
+                tx.audit(event);
+                Ok(())
+            })
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!("could not record a refusal: {e}");
+        }
+    }
+
+    /// Write the refusals counted since the last call, one event per actor, in one commit.
+    pub(crate) async fn record_counted_refusals(&self) {
+        let counted = self.refusals.take_counted();
+        if counted.is_empty() {
+            return;
+        }
+        let events: Vec<AuditEvent> = counted
+            .iter()
+            .map(|(actor, count, first, last)| {
+                AuditEvent::new(
+                    actor.as_str(),
+                    EventKind::RefusedRepeatedly {
+                        count: *count,
+                        first: *first,
+                        last: *last,
+                    },
+                )
+            })
+            .collect();
+        let recorded = self
+            .write(|tx| {
+                for e in events {
+                    tx.audit(e);
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!("could not record counted refusals, kept for the next try: {e}");
+            self.refusals.restore(counted);
         }
     }
 }

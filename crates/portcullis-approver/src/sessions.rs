@@ -1,19 +1,16 @@
 //! Sessions as gateways report them: recorded once each (by per-gateway sequence number), with
-//! their audit events; listed by `sessions`; cut by `kill` through the signed stream.
+//! their audit events; cut by `kill` through the signed stream. `sessions` lists them through
+//! `render::sessions`.
 
 use portcullis_core::audit_event::{AuditEvent, EventKind};
-use portcullis_core::codec;
 use portcullis_core::model::{SessionEnd, SessionRecord, SessionReport};
-use portcullis_core::time::format_duration;
 use portcullis_core::user_ca;
-use serde_json::{json, Value};
 
 use portcullis_store::Incoming;
 
 use crate::app::{Approver, Tx};
-use crate::commands::{out, Reply};
 use crate::errors::ApproverError;
-use crate::render::{self, clean};
+use crate::intake::split_reports;
 
 /// Reports are numbered per gateway *instance* (its replica), so a gateway whose replica was
 /// made afresh starts its own sequence instead of having its reports taken for repeats.
@@ -29,8 +26,8 @@ fn counter(gateway: &str, instance: &str) -> String {
 /// gateway retried after a lost acknowledgement.
 ///
 /// `input` holds the framed reports; the recording, if one was announced, has been written as
-/// it arrived into `recording` (see [`head`]), and is put in place here if it is whole and
-/// matches its announced hash and size.
+/// it arrived into `recording` (see `crate::intake`), and is put in place here if it is whole
+/// and matches its announced hash and size.
 pub(crate) async fn report(
     app: &Approver,
     gateway: &str,
@@ -41,59 +38,14 @@ pub(crate) async fn report(
 ) -> Result<String, ApproverError> {
     let (reports, attachment) = split_reports(input)?;
     if !attachment.is_empty() {
-        // The server writes a recording to disk as it arrives (see [`head`]); bytes left after
-        // the reports here are not one.
+        // `intake` writes a recording to disk as it arrives: bytes left after the reports
+        // here are not one.
         return Err(ApproverError::BadInput(format!(
             "{} stray bytes after the reports",
             attachment.len()
         )));
     }
-    // A recording this gateway may not deliver is acknowledged (so its spool moves on) and
-    // audited, never kept: its temporary file goes with `incoming`.
-    let mut refused_recording = None;
-    match (reports.as_slice(), recording) {
-        (
-            [SessionReport::Recorded {
-                session,
-                sha256,
-                size,
-                ..
-            }],
-            Some(incoming),
-        ) => {
-            let existing = app.store.session(session)?;
-            if let Some(why) = not_owner(existing.as_ref(), gateway, session) {
-                refused_recording = Some(why);
-            } else {
-                // The file first (idempotent if this report is a retry), then the books.
-                let (sha256, size) = (sha256.clone(), *size);
-                let kept = tokio::task::spawn_blocking(move || incoming.keep(&sha256, size))
-                    .await
-                    .map_err(|e| ApproverError::Config(format!("storing the recording: {e}")))?;
-                match kept {
-                    Ok(()) => {}
-                    Err(e) if e.source.kind() == std::io::ErrorKind::AlreadyExists => {
-                        refused_recording = Some(format!("recording {e}"));
-                    }
-                    Err(e) if e.source.kind() == std::io::ErrorKind::InvalidData => {
-                        return Err(ApproverError::BadInput(e.to_string()))
-                    }
-                    Err(e) => return Err(ApproverError::Recording(e)),
-                }
-            }
-        }
-        ([SessionReport::Recorded { .. }], None) => {
-            return Err(ApproverError::BadInput(
-                "a report announcing a recording came without the recording".into(),
-            ))
-        }
-        (_, Some(_)) => {
-            return Err(ApproverError::BadInput(
-                "a recording came without the report that announces it".into(),
-            ))
-        }
-        (_, None) => {}
-    }
+    let refused_recording = keep_recording(app, gateway, &reports, recording).await?;
     // Never empty: `split_reports` refuses an input without a report.
     let last_seq = first_seq
         .checked_add(reports.len() as u64 - 1)
@@ -118,91 +70,52 @@ pub(crate) async fn report(
     .await
 }
 
-/// What the start of a `report` command's stdin says comes next.
-#[derive(Debug, PartialEq)]
-pub(crate) enum Head {
-    /// The first report has not arrived whole yet.
-    Incomplete,
-    /// Reports, no recording: they are read whole before anything is recorded.
-    Reports,
-    /// The first report announces a recording of `size` bytes, which starts at byte `end`.
-    Recording {
-        end: usize,
-        session: String,
-        format: String,
-        size: u64,
-    },
-}
-
-/// Look at the first report on a `report` command's stdin as it arrives, to know whether what
-/// follows is a recording (to be written to disk as it comes) or more reports.
-pub(crate) fn head(input: &[u8]) -> Result<Head, ApproverError> {
-    let Some((len, after)) = input.split_first_chunk::<4>() else {
-        return Ok(Head::Incomplete);
-    };
-    let len = u32::from_be_bytes(*len) as usize;
-    if len as u64 > codec::MAX_RECORD_BYTES {
-        return Err(ApproverError::BadInput(format!(
-            "report of {len} bytes is over the {}-byte limit",
-            codec::MAX_RECORD_BYTES
-        )));
-    }
-    let Some(bytes) = after.get(..len) else {
-        return Ok(Head::Incomplete);
-    };
-    match codec::decode(bytes) {
-        Ok(SessionReport::Recorded {
-            session,
-            format,
-            size,
-            ..
-        }) => Ok(Head::Recording {
-            end: 4 + len,
-            session,
-            format,
-            size,
-        }),
-        Ok(_) => Ok(Head::Reports),
-        Err(e) => Err(ApproverError::BadInput(format!(
-            "report 1 does not decode: {e}"
-        ))),
-    }
-}
-
-/// The reports on a `report` command's stdin, and the recording after the one that announces
-/// it (empty otherwise).
-fn split_reports(input: &[u8]) -> Result<(Vec<SessionReport>, &[u8]), ApproverError> {
-    let bad = |why: String| ApproverError::BadInput(why);
-    let mut reports = Vec::new();
-    let mut rest = input;
-    loop {
-        let Some((len, after)) = rest.split_first_chunk::<4>() else {
-            return Err(bad(if reports.is_empty() {
-                "report is not framed".into()
-            } else {
-                format!("{} stray bytes after report {}", rest.len(), reports.len())
-            }));
-        };
-        let len = u32::from_be_bytes(*len) as usize;
-        if after.len() < len {
-            return Err(bad(format!(
-                "report {} is cut short ({} of {len} bytes)",
-                reports.len() + 1,
-                after.len()
-            )));
+/// Put the recording a report announces in place, if one came: `Some(why)` if this gateway may
+/// not deliver it. Such a recording is acknowledged (so the gateway's spool moves on) and
+/// audited, never kept: its temporary file goes with `incoming`.
+async fn keep_recording(
+    app: &Approver,
+    gateway: &str,
+    reports: &[SessionReport],
+    recording: Option<Incoming>,
+) -> Result<Option<String>, ApproverError> {
+    match (reports, recording) {
+        (
+            [SessionReport::Recorded {
+                session,
+                sha256,
+                size,
+                ..
+            }],
+            Some(incoming),
+        ) => {
+            let existing = app.store.session(session)?;
+            if let Some(why) = not_owner(existing.as_ref(), gateway, session) {
+                return Ok(Some(why));
+            }
+            // The file first (idempotent if this report is a retry), then the books.
+            let (sha256, size) = (sha256.clone(), *size);
+            let kept = tokio::task::spawn_blocking(move || incoming.keep(&sha256, size))
+                .await
+                .map_err(|e| ApproverError::Config(format!("storing the recording: {e}")))?;
+            match kept {
+                Ok(()) => Ok(None),
+                Err(e) if e.source.kind() == std::io::ErrorKind::AlreadyExists => {
+                    Ok(Some(format!("recording {e}")))
+                }
+                Err(e) if e.source.kind() == std::io::ErrorKind::InvalidData => {
+                    Err(ApproverError::BadInput(e.to_string()))
+                }
+                Err(e) => Err(ApproverError::Recording(e)),
+            }
         }
-        let (bytes, after) = after.split_at(len);
-        let report: SessionReport = codec::decode(bytes)
-            .map_err(|e| bad(format!("report {} does not decode: {e}", reports.len() + 1)))?;
-        let recorded = matches!(report, SessionReport::Recorded { .. });
-        if recorded && !reports.is_empty() {
-            return Err(bad("a report announcing a recording must come alone".into()));
-        }
-        reports.push(report);
-        if recorded || after.is_empty() {
-            return Ok((reports, after));
-        }
-        rest = after;
+        ([SessionReport::Recorded { .. }], None) => Err(ApproverError::BadInput(
+            "a report announcing a recording came without the recording".into(),
+        )),
+        (_, Some(_)) => Err(ApproverError::BadInput(
+            "a recording came without the report that announces it".into(),
+        )),
+        (_, None) => Ok(None),
     }
 }
 
@@ -265,38 +178,9 @@ fn record(
             fingerprint,
             channel,
             at,
-        } => {
-            // A certificate login's start names the certificate after the fingerprint.
-            let (fingerprint, certificate) = match user_ca::split_reported(&fingerprint) {
-                (fp, Some(b)) => (fp.to_string(), Some(b)),
-                (_, None) => (fingerprint, None),
-            };
-            let kind = match certificate {
-                Some(b) => EventKind::SessionStartedCertified {
-                    session: session.clone(),
-                    gateway: gateway.to_string(),
-                    client: client.clone(),
-                    fingerprint: fingerprint.clone(),
-                    channel: channel.clone(),
-                    ca: b.ca,
-                    key_id: b.key_id,
-                    serial: b.serial,
-                },
-                None => EventKind::SessionStarted {
-                    session: session.clone(),
-                    gateway: gateway.to_string(),
-                    client: client.clone(),
-                    fingerprint: fingerprint.clone(),
-                    channel: channel.clone(),
-                },
-            };
-            tx.audit(
-                AuditEvent::new(gateway, kind)
-                    .user(&user)
-                    .target(&target)
-                    .grant(grant),
-            );
-            tx.put_session(SessionRecord {
+        } => started(
+            tx,
+            SessionRecord {
                 id: session,
                 gateway: gateway.to_string(),
                 user,
@@ -307,8 +191,8 @@ fn record(
                 channel,
                 started_at: at,
                 end: None,
-            });
-        }
+            },
+        ),
         SessionReport::Ended {
             session,
             bytes_in,
@@ -318,45 +202,11 @@ fn record(
             exit_status,
             at,
             recording,
-        } => {
-            // An end whose start never arrived is still recorded: refusing it would
-            // block the gateway's spool behind it for good.
-            // Its owner is checked above.
-            let mut rec = match tx.session(&session)? {
-                Some(r) => r,
-                None => SessionRecord {
-                    id: session.clone(),
-                    gateway: gateway.to_string(),
-                    user: String::new(),
-                    target: String::new(),
-                    grant: 0,
-                    client: String::new(),
-                    fingerprint: String::new(),
-                    channel: "unknown (start not received)".into(),
-                    started_at: at,
-                    end: None,
-                },
-            };
-            tx.audit(
-                AuditEvent::new(
-                    gateway,
-                    EventKind::SessionEnded {
-                        session: session.clone(),
-                        gateway: gateway.to_string(),
-                        bytes_in,
-                        bytes_out,
-                        duration,
-                        reason: reason.clone(),
-                        exit_status,
-                        recording_sha256: recording.as_ref().map(|r| r.0.clone()),
-                        recording_size: recording.as_ref().map(|r| r.1),
-                    },
-                )
-                .user(&rec.user)
-                .target(&rec.target)
-                .grant(rec.grant),
-            );
-            rec.end = Some(SessionEnd {
+        } => ended(
+            tx,
+            gateway,
+            session,
+            SessionEnd {
                 at,
                 bytes_in,
                 bytes_out,
@@ -364,9 +214,8 @@ fn record(
                 reason,
                 exit_status,
                 recording,
-            });
-            tx.put_session(rec);
-        }
+            },
+        )?,
         SessionReport::Recorded {
             session,
             sha256,
@@ -381,29 +230,7 @@ fn record(
             from,
             to,
             at: _,
-        } => {
-            let mut rec = tx.session(&session)?;
-            let (user, target) = rec
-                .as_ref()
-                .map(|r| (r.user.clone(), r.target.clone()))
-                .unwrap_or_default();
-            tx.audit(
-                AuditEvent::new(
-                    gateway,
-                    EventKind::SessionRegranted {
-                        session: session.clone(),
-                        from,
-                    },
-                )
-                .user(&user)
-                .target(&target)
-                .grant(to),
-            );
-            if let Some(r) = rec.as_mut() {
-                r.grant = to;
-                tx.put_session(r.clone());
-            }
-        }
+        } => regranted(tx, gateway, session, from, to)?,
         SessionReport::HostKeyMismatch {
             session,
             user,
@@ -424,63 +251,117 @@ fn record(
     Ok(format!("report {seq} recorded"))
 }
 
-pub(crate) fn session_json(s: &SessionRecord) -> Value {
-    json!({
-        "id": s.id,
-        "gateway": s.gateway,
-        "user": s.user,
-        "target": s.target,
-        "grant": s.grant,
-        "client": s.client,
-        "fingerprint": s.fingerprint,
-        "channel": s.channel,
-        "started_at": s.started_at.rfc3339(),
-        "live": s.end.is_none(),
-        "ended_at": s.end.as_ref().map(|e| e.at.rfc3339()),
-        "end_reason": s.end.as_ref().map(|e| e.reason.clone()),
-        "bytes_in": s.end.as_ref().map(|e| e.bytes_in),
-        "bytes_out": s.end.as_ref().map(|e| e.bytes_out),
-    })
-}
-
-pub(crate) fn session_line(s: &SessionRecord) -> String {
-    let state = match &s.end {
-        None => "live".to_string(),
-        Some(e) => format!(
-            "ended {} ({}, {} in, {} out, {})",
-            e.at,
-            e.reason,
-            e.bytes_in,
-            e.bytes_out,
-            format_duration(e.duration)
-        ),
+/// A session started: on the books, and `session.started` in the log.
+fn started(tx: &mut Tx<'_>, mut rec: SessionRecord) {
+    // A certificate login's start names the certificate after the fingerprint.
+    let (fingerprint, certificate) = match user_ca::split_reported(&rec.fingerprint) {
+        (fp, Some(b)) => (fp.to_string(), Some(b)),
+        (_, None) => (rec.fingerprint.clone(), None),
     };
-    // Every string here came from a gateway's report, and `channel` holds the command a user
-    // ran: escaped for the terminal (the `--json` form keeps them exact).
-    format!(
-        "{:<12} {:<10} {:<16} grant {:<5} {:<12} since {}  {}",
-        clean(&s.id),
-        clean(&s.user),
-        clean(&s.target),
-        s.grant,
-        clean(&s.channel),
-        s.started_at,
-        clean(&state)
-    )
+    rec.fingerprint = fingerprint;
+    let kind = match certificate {
+        Some(b) => EventKind::SessionStartedCertified {
+            session: rec.id.clone(),
+            gateway: rec.gateway.clone(),
+            client: rec.client.clone(),
+            fingerprint: rec.fingerprint.clone(),
+            channel: rec.channel.clone(),
+            ca: b.ca,
+            key_id: b.key_id,
+            serial: b.serial,
+        },
+        None => EventKind::SessionStarted {
+            session: rec.id.clone(),
+            gateway: rec.gateway.clone(),
+            client: rec.client.clone(),
+            fingerprint: rec.fingerprint.clone(),
+            channel: rec.channel.clone(),
+        },
+    };
+    tx.audit(
+        AuditEvent::new(&rec.gateway, kind)
+            .user(&rec.user)
+            .target(&rec.target)
+            .grant(rec.grant),
+    );
+    tx.put_session(rec);
 }
 
-/// `sessions` and `audit sessions`: the newest `limit`, oldest first, as text or JSON.
-pub(crate) fn listing(mut list: Vec<SessionRecord>, limit: u64, json: bool, empty: &str) -> Reply {
-    list.sort_by_key(|s| s.started_at);
-    let (list, more) = render::newest(list, limit);
-    let value = json!({
-        "sessions": list.iter().map(session_json).collect::<Vec<_>>(),
-        "more": more,
-    });
-    let lines = list.iter().map(session_line);
-    out(json, value, render::listing(lines, more, limit, empty))
+/// A session ended: its end on the books, and `session.ended` in the log with the recording's
+/// hash (what `audit verify` checks the recording against).
+fn ended(
+    tx: &mut Tx<'_>,
+    gateway: &str,
+    session: String,
+    end: SessionEnd,
+) -> Result<(), ApproverError> {
+    // An end whose start never arrived is still recorded: refusing it would block the
+    // gateway's spool behind it for good. Its owner is checked by the caller.
+    let mut rec = match tx.session(&session)? {
+        Some(r) => r,
+        None => SessionRecord {
+            id: session.clone(),
+            gateway: gateway.to_string(),
+            user: String::new(),
+            target: String::new(),
+            grant: 0,
+            client: String::new(),
+            fingerprint: String::new(),
+            channel: "unknown (start not received)".into(),
+            started_at: end.at,
+            end: None,
+        },
+    };
+    tx.audit(
+        AuditEvent::new(
+            gateway,
+            EventKind::SessionEnded {
+                session,
+                gateway: gateway.to_string(),
+                bytes_in: end.bytes_in,
+                bytes_out: end.bytes_out,
+                duration: end.duration,
+                reason: end.reason.clone(),
+                exit_status: end.exit_status,
+                recording_sha256: end.recording.as_ref().map(|r| r.0.clone()),
+                recording_size: end.recording.as_ref().map(|r| r.1),
+            },
+        )
+        .user(&rec.user)
+        .target(&rec.target)
+        .grant(rec.grant),
+    );
+    rec.end = Some(end);
+    tx.put_session(rec);
+    Ok(())
 }
 
+/// A session moved to another grant (its own ended, another covers it): noted in the log and
+/// on the books.
+fn regranted(
+    tx: &mut Tx<'_>,
+    gateway: &str,
+    session: String,
+    from: u64,
+    to: u64,
+) -> Result<(), ApproverError> {
+    let mut rec = tx.session(&session)?;
+    let (user, target) = rec
+        .as_ref()
+        .map(|r| (r.user.clone(), r.target.clone()))
+        .unwrap_or_default();
+    tx.audit(
+        AuditEvent::new(gateway, EventKind::SessionRegranted { session, from })
+            .user(&user)
+            .target(&target)
+            .grant(to),
+    );
+    if let Some(r) = rec.as_mut() {
+        r.grant = to;
+        tx.put_session(r.clone());
+    }
+    Ok(())
+}
 /// Cut a live session: a signed kill on the stream, and an audit event.
 pub(crate) async fn kill(
     app: &Approver,
@@ -519,96 +400,4 @@ pub(crate) async fn kill(
         Ok(rec)
     })
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use portcullis_core::Timestamp;
-
-    fn framed(r: &SessionReport) -> Vec<u8> {
-        codec::frame(&codec::encode(r))
-    }
-
-    fn mismatch(session: &str) -> SessionReport {
-        SessionReport::HostKeyMismatch {
-            session: session.into(),
-            user: "alice".into(),
-            target: "web-1".into(),
-            presented: "ssh-ed25519 AAAA".into(),
-            at: Timestamp(1),
-        }
-    }
-
-    fn recorded(session: &str) -> SessionReport {
-        SessionReport::Recorded {
-            session: session.into(),
-            sha256: "00".into(),
-            size: 3,
-            format: "cast".into(),
-        }
-    }
-
-    #[test]
-    fn reports_come_one_after_another() {
-        let input = [framed(&mismatch("a")), framed(&mismatch("b"))].concat();
-        let (reports, attachment) = split_reports(&input).unwrap();
-        assert_eq!(reports.len(), 2);
-        assert_eq!(reports[1].session(), "b");
-        assert!(attachment.is_empty());
-    }
-
-    #[test]
-    fn a_recording_follows_the_report_that_announces_it() {
-        let input = [framed(&recorded("a")), b"abc".to_vec()].concat();
-        let (reports, attachment) = split_reports(&input).unwrap();
-        assert_eq!(reports.len(), 1);
-        assert_eq!(attachment, b"abc");
-    }
-
-    #[test]
-    fn the_head_tells_a_recording_from_reports_as_soon_as_the_first_report_is_whole() {
-        let rec = [framed(&recorded("a")), b"abc".to_vec()].concat();
-        let end = framed(&recorded("a")).len();
-        assert_eq!(head(&rec[..3]).unwrap(), Head::Incomplete);
-        assert_eq!(head(&rec[..end - 1]).unwrap(), Head::Incomplete);
-        let want = Head::Recording {
-            end,
-            session: "a".into(),
-            format: "cast".into(),
-            size: 3,
-        };
-        assert_eq!(head(&rec[..end]).unwrap(), want);
-        assert_eq!(head(&rec).unwrap(), want);
-        assert_eq!(head(&framed(&mismatch("a"))).unwrap(), Head::Reports);
-        let huge = [(u32::MAX).to_be_bytes().to_vec(), vec![0; 8]].concat();
-        assert!(head(&huge).unwrap_err().to_string().contains("over"));
-        assert!(head(&[0, 0, 0, 3, 1, 2, 3]).is_err());
-    }
-
-    #[test]
-    fn bad_batches_are_refused_with_a_reason() {
-        let late = [
-            framed(&mismatch("a")),
-            framed(&recorded("a")),
-            b"abc".to_vec(),
-        ]
-        .concat();
-        let cut = {
-            let mut v = [framed(&mismatch("a")), framed(&mismatch("b"))].concat();
-            v.truncate(v.len() - 1);
-            v
-        };
-        let stray = [framed(&mismatch("a")), vec![0, 0]].concat();
-        for (input, why) in [
-            (Vec::new(), "not framed"),
-            (late, "must come alone"),
-            (cut, "cut short"),
-            (stray, "stray bytes"),
-            (vec![0, 0, 0, 3, 1, 2, 3], "does not decode"),
-        ] {
-            let e = split_reports(&input).unwrap_err().to_string();
-            assert!(e.contains(why), "{why}: {e}");
-        }
-    }
 }

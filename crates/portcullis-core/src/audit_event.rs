@@ -108,6 +108,9 @@ pub enum EventKind {
         sha256: String,
         why: String,
     },
+    /// The requester withdrew a pending request (`cancel`); its reason, if given, is the
+    /// event's `reason`.
+    RequestCancelled,
     /// `session.started` for a login by user certificate (#13): the fields of
     /// [`EventKind::SessionStarted`] and the certificate's CA, key id and serial. A variant of
     /// its own, appended, so records written before it decode and verify unchanged; in JSON it
@@ -150,6 +153,7 @@ impl EventKind {
             EventKind::RecordingRemoved { .. } => "recording.removed",
             EventKind::SigningKeyRotated { .. } => "signing_key.rotated",
             EventKind::SessionRegranted { .. } => "session.regranted",
+            EventKind::RequestCancelled => "request.cancelled",
         }
     }
 }
@@ -314,6 +318,7 @@ impl AuditEvent {
             }),
             EventKind::RequestDenied
             | EventKind::RequestExpired
+            | EventKind::RequestCancelled
             | EventKind::GrantExpired
             | EventKind::GrantRevoked => json!({}),
         };

@@ -65,6 +65,16 @@ pub enum ControlCommand {
         id: u64,
     },
 
+    /// Withdraw your own pending request; anyone waiting on it is told (the requester only).
+    #[command(after_help = "Example:\n  cancel 17 --reason \"fixed without access\"")]
+    Cancel {
+        /// The request id.
+        id: u64,
+        /// Why (kept in the audit log). Several words are fine.
+        #[arg(long, num_args = 1.., value_name = "TEXT")]
+        reason: Vec<String>,
+    },
+
     /// List grants with their remaining time: yours, or anyone's for admins.
     #[command(after_help = "Example:\n  grants --active --target pg-prod")]
     Grants {
@@ -139,6 +149,10 @@ pub enum ControlCommand {
         /// The fingerprint of the key that user proved to the gateway.
         #[arg(long)]
         key: String,
+        /// How the user reaches the gateway, as the start of an ssh command line
+        /// (`ssh -p 2222 alice@10.0.0.1`): replies that suggest a next command use it.
+        #[arg(long)]
+        reach: Option<String>,
         /// The user's command words.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         words: Vec<String>,
@@ -295,6 +309,13 @@ impl ControlLine {
                 w.push("wait");
                 w.push(&id.to_string());
             }
+            ControlCommand::Cancel { id, reason } => {
+                w.push("cancel");
+                w.push(&id.to_string());
+                if let Some(r) = text(reason) {
+                    w.push(&format!("--reason={r}"));
+                }
+            }
             ControlCommand::Grants {
                 active,
                 user,
@@ -384,10 +405,18 @@ impl ControlLine {
                 w.push("export");
                 w.positional(session);
             }
-            ControlCommand::As { user, key, words } => {
+            ControlCommand::As {
+                user,
+                key,
+                reach,
+                words,
+            } => {
                 w.push("as");
                 w.push(&format!("--user={user}"));
                 w.push(&format!("--key={key}"));
+                if let Some(r) = reach {
+                    w.push(&format!("--reach={r}"));
+                }
                 w.push("--");
                 for word in words {
                     w.push(word);
@@ -530,6 +559,8 @@ mod tests {
             "approve 17 --note 'ok then'",
             "deny 3",
             "wait 9 --json",
+            "cancel 9",
+            "cancel 9 --reason 'no longer needed'",
             "grants --active --user bob --target db",
             "revoke 4 --reason done",
             "sessions --live",
@@ -545,6 +576,7 @@ mod tests {
             "audit export s-1",
             "watch --since 12",
             "as --user alice --key SHA256:x -- request db --reason 'a b' --json",
+            "as --user alice --key SHA256:x --reach 'ssh -p 2222 alice@10.0.0.1' -- wait 3",
             "report --seq 3 --instance ab12",
         ] {
             let a = parse_line(line).unwrap();

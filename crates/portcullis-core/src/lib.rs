@@ -18,6 +18,7 @@ pub mod command;
 pub mod config;
 pub mod grant_index;
 pub mod keys;
+pub mod locks;
 pub mod model;
 pub mod policy;
 pub mod signing;
@@ -25,6 +26,7 @@ pub mod stream;
 pub mod time;
 pub mod user_ca;
 pub mod window;
+pub mod words;
 
 pub use catalog::Catalog;
 pub use time::{Clock, HighWaterClock, SystemClock, Timestamp};

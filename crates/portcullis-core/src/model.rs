@@ -17,12 +17,15 @@ pub struct Approval {
     pub note: Option<String>,
 }
 
+/// Where a request stands. Variants are only ever appended (bincode stores the variant
+/// index); `Cancelled` is a request its requester withdrew before anyone decided it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RequestState {
     Pending,
     Approved { grant: u64 },
     Denied { by: String, note: Option<String> },
     Expired,
+    Cancelled { reason: Option<String> },
 }
 
 impl RequestState {
@@ -32,6 +35,7 @@ impl RequestState {
             RequestState::Approved { .. } => "approved",
             RequestState::Denied { .. } => "denied",
             RequestState::Expired => "expired",
+            RequestState::Cancelled { .. } => "cancelled",
         }
     }
 }

@@ -1,5 +1,8 @@
 //! Forwards: `ssh -L`, `ssh -W` and `ssh -J` open direct-tcpip channels to a configured
-//! target, checked, numbered, reported and relayed through the session lifecycle.
+//! target, checked, numbered, reported and relayed (`forward/relay.rs`) through the session
+//! lifecycle.
+
+mod relay;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,16 +11,17 @@ use russh::server::Msg;
 use russh::{Channel, ChannelOpenFailure};
 use tokio::net::TcpStream;
 
-use crate::relay::{self, Counters};
-use crate::session::{self, Holder, Live, Refusal, SessionEnd};
-use crate::state::Gateway;
+use self::relay::Counters;
+
+use crate::session::{self, Denial, Holder, Live, SessionOutcome};
+use crate::state::GatewayState;
 
 /// How long to wait for a target to accept a connection.
 const TARGET_CONNECT: Duration = Duration::from_secs(10);
 
 /// One direct-tcpip request, checked and then relayed.
 pub(crate) struct Forward {
-    pub gw: Arc<Gateway>,
+    pub gw: Arc<GatewayState>,
     pub who: Holder,
     pub host: String,
     pub port: u32,
@@ -40,7 +44,7 @@ impl Forward {
         let admitted = match session::admit(gw, || self.check()).await {
             Ok(a) => a,
             Err(why) => {
-                let why = why.message();
+                let why = crate::pending::refusal(gw, &self.who, &why).await;
                 tracing::info!(
                     "{} {}: refused {}:{}: {why}",
                     self.who.client,
@@ -67,27 +71,10 @@ impl Forward {
         };
         // On the books before the target is dialled: a revocation during the connect cuts it.
         let live = Live::enter(gw, session_id.clone(), &self.who, &target, grant);
-        let tcp = tokio::select! {
-            r = tokio::time::timeout(TARGET_CONNECT, TcpStream::connect(&address)) => match r {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    reply.reject(ChannelOpenFailure::Other {
-                        code: 2,
-                        reason: format!("portcullis: cannot reach {target}: {e}"),
-                    }).await;
-                    return;
-                }
-                Err(_) => {
-                    reply.reject(ChannelOpenFailure::Other {
-                        code: 2,
-                        reason: format!("portcullis: {target} did not answer within {TARGET_CONNECT:?}"),
-                    }).await;
-                    return;
-                }
-            },
-            reason = live.cut_signal() => {
-                let why = session::cut_message(gw, &reason, &session_id, &self.who, &target, Some(grant));
-                reply.reject(refuse(why.unwrap_or_else(|| "portcullis: cut".into()))).await;
+        let tcp = match self.dial(&live, &target, &address, grant).await {
+            Ok(tcp) => tcp,
+            Err(why) => {
+                reply.reject(why).await;
                 return;
             }
         };
@@ -118,7 +105,7 @@ impl Forward {
         session::report_end(
             gw,
             &session_id,
-            SessionEnd {
+            SessionOutcome {
                 reason,
                 bytes_in: counters
                     .to_target
@@ -134,16 +121,42 @@ impl Forward {
         .await;
     }
 
+    /// Connect to the target, unless the session is cut first (it is on the books already).
+    async fn dial(
+        &self,
+        live: &Live,
+        target: &str,
+        address: &str,
+        grant: u64,
+    ) -> Result<TcpStream, ChannelOpenFailure> {
+        let unreachable = |reason| ChannelOpenFailure::Other { code: 2, reason };
+        tokio::select! {
+            r = tokio::time::timeout(TARGET_CONNECT, TcpStream::connect(address)) => match r {
+                Ok(Ok(s)) => Ok(s),
+                Ok(Err(e)) => Err(unreachable(format!("portcullis: cannot reach {target}: {e}"))),
+                Err(_) => Err(unreachable(format!(
+                    "portcullis: {target} did not answer within {TARGET_CONNECT:?}"
+                ))),
+            },
+            reason = live.cut_signal() => {
+                let why = session::cut_message(
+                    &self.gw, &reason, live.id(), &self.who, target, Some(grant),
+                );
+                Err(refuse(why.unwrap_or_else(|| "portcullis: cut".into())))
+            }
+        }
+    }
+
     /// Which target, and under which grant: refused before any connection is made.
-    fn check(&self) -> Result<Admitted, Refusal> {
+    fn check(&self) -> Result<Admitted, Denial> {
         let catalog = session::admit_user(&self.gw, &self.who)?;
         let port = u16::try_from(self.port)
-            .map_err(|_| Refusal::Target(format!("portcullis: bad port {}", self.port)))?;
+            .map_err(|_| Denial::Target(format!("portcullis: bad port {}", self.port)))?;
         let target = match catalog.target_by_name_or_address(&self.host, port) {
             Some(t) => t,
             None => {
                 let same_host = catalog.targets.get(&self.host);
-                return Err(Refusal::Target(match same_host {
+                return Err(Denial::Target(match same_host {
                     Some(t) => format!(
                         "portcullis: {} is reachable on port {} only, not {}",
                         t.name, t.port, self.port

@@ -16,9 +16,10 @@ mod forward;
 mod link;
 mod memory;
 mod metrics;
+mod offline;
+mod pending;
 mod recorded;
 mod recording;
-mod relay;
 mod server;
 mod session;
 mod spool;
@@ -29,7 +30,6 @@ pub mod target_ca;
 pub use errors::GatewayError;
 /// The `user:target` login parser, exposed for fuzzing.
 pub use server::split_login;
-pub use state::Gateway;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -50,8 +50,8 @@ pub async fn run_until(
     clock: Arc<dyn portcullis_core::Clock>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), GatewayError> {
-    let gw = Gateway::open(config, clock).await?;
-    target_ca::init(&gw.settings.data_dir).map_err(|e| GatewayError::Config(e.to_string()))?;
+    let gw = state::GatewayState::open(config, clock).await?;
+    target_ca::init(&gw.settings().data_dir).map_err(|e| GatewayError::Config(e.to_string()))?;
     gw.recover().await?;
     metrics::serve(gw.clone()).await?;
     tokio::spawn(link::run(gw.clone()));
@@ -59,7 +59,7 @@ pub async fn run_until(
     tokio::spawn(enforce::run(gw.clone()));
     tokio::spawn(enforce::fail_closed(gw.clone()));
     tokio::spawn(enforce::keep_clock_floor(gw.clone()));
-    tokio::spawn(gw.trimmer.clone().run());
+    tokio::spawn(gw.trimmer().clone().run());
     tokio::select! {
         served = server::serve(gw.clone()) => served,
         () = stop => {

@@ -1,5 +1,8 @@
 //! The approver link: follow the signed `watch` stream into the replica, reconnecting with
-//! backoff and resuming after the last revision applied.
+//! backoff and resuming after the last revision applied. Each verified change is handed to the
+//! gateway's state (`GatewayState::apply_*`), which writes it to the replica, puts it in force
+//! and wakes whoever acts on it. [`ApproverLink`] says whether the stream is up, and only this
+//! module changes that.
 //!
 //! The stream has a connection of its own. Session reports and relayed user commands each go
 //! over another ([`Lane`]): in russh a channel whose reader falls behind holds up every channel
@@ -10,17 +13,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_core::codec::FrameReader;
+use portcullis_core::locks;
 use portcullis_core::stream::{Follower, Verified};
-use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity};
+use portcullis_core::Timestamp;
+use portcullis_ssh::{ClientConnection, ConnectOptions, HostKeyPolicy, Identity};
 use russh::ChannelMsg;
+use tokio::sync::watch;
 
-use crate::state::Gateway;
+use crate::state::GatewayState;
 
 /// Heartbeats come every 5 s; this much silence means the link is dead.
 const SILENCE: Duration = Duration::from_secs(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-pub(crate) async fn run(gw: Arc<Gateway>) {
+pub(crate) async fn run(gw: Arc<GatewayState>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let began = tokio::time::Instant::now();
@@ -31,9 +37,67 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
             }
             tracing::warn!("approver link: {e}; retrying in {backoff:?}");
         }
-        gw.link.send_replace(None);
+        gw.link().set_up(false, gw.now());
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The gateway's link to the approver: whether the watch stream is up (the one sign that the
+/// approver is reachable), and the lanes for reports and for users' commands. Only [`run`]
+/// says whether the stream is up.
+pub(crate) struct ApproverLink {
+    up: watch::Sender<bool>,
+    /// When the stream last went up or down; `None` until the first attempt ends either way.
+    since: std::sync::Mutex<Option<Timestamp>>,
+    reports: Lane,
+    commands: Lane,
+}
+
+impl ApproverLink {
+    pub fn new() -> ApproverLink {
+        ApproverLink {
+            up: watch::channel(false).0,
+            since: std::sync::Mutex::new(None),
+            reports: Lane::new("reports"),
+            commands: Lane::new("commands"),
+        }
+    }
+
+    /// Whether the stream is up.
+    pub fn is_up(&self) -> bool {
+        *self.up.borrow()
+    }
+
+    /// Changes whenever the stream goes up or down.
+    pub fn watch(&self) -> watch::Receiver<bool> {
+        self.up.subscribe()
+    }
+
+    /// Since when the stream has been down (`None` while it is up, and while the first attempt
+    /// to reach the approver is still under way).
+    pub fn down_since(&self) -> Option<Timestamp> {
+        if self.is_up() {
+            return None;
+        }
+        *locks::lock(&self.since)
+    }
+
+    fn set_up(&self, up: bool, at: Timestamp) {
+        let mut since = locks::lock(&self.since);
+        if self.up.send_replace(up) != up || since.is_none() {
+            *since = Some(at);
+        }
+    }
+
+    /// The connection session reports travel on.
+    pub fn reports(&self) -> &Lane {
+        &self.reports
+    }
+
+    /// The connection users' control commands travel on.
+    pub fn commands(&self) -> &Lane {
+        &self.commands
     }
 }
 
@@ -41,11 +105,11 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
 /// ends or is dropped. Its users must always drain their channels (see the module comment).
 pub(crate) struct Lane {
     name: &'static str,
-    current: tokio::sync::Mutex<Option<Arc<Connection>>>,
+    current: tokio::sync::Mutex<Option<Arc<ClientConnection>>>,
 }
 
 impl Lane {
-    pub fn new(name: &'static str) -> Lane {
+    fn new(name: &'static str) -> Lane {
         Lane {
             name,
             current: tokio::sync::Mutex::new(None),
@@ -53,12 +117,12 @@ impl Lane {
     }
 
     /// The lane's connection, connecting if it has none that is still open.
-    pub async fn get(&self, gw: &Gateway) -> Result<Arc<Connection>, String> {
+    pub async fn get(&self, gw: &GatewayState) -> Result<Arc<ClientConnection>, String> {
         let mut current = self.current.lock().await;
         if let Some(conn) = current.as_ref().filter(|c| !c.is_closed()) {
             return Ok(conn.clone());
         }
-        let conn = tokio::time::timeout(CONNECT, Connection::connect(&options(gw)))
+        let conn = tokio::time::timeout(CONNECT, ClientConnection::connect(&options(gw)))
             .await
             .map_err(|_| format!("no answer from the approver within {CONNECT:?}"))?
             .map_err(|e| e.to_string())?;
@@ -69,7 +133,7 @@ impl Lane {
     }
 
     /// Give up on `conn` (it timed out): the next [`Lane::get`] connects afresh.
-    pub async fn drop_conn(&self, conn: &Arc<Connection>) {
+    pub async fn drop_conn(&self, conn: &Arc<ClientConnection>) {
         let mut current = self.current.lock().await;
         if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
             *current = None;
@@ -80,41 +144,41 @@ impl Lane {
 /// How long connecting to the approver may take, handshake and authentication included.
 const CONNECT: Duration = Duration::from_secs(15);
 
-fn options(gw: &Gateway) -> ConnectOptions {
+fn options(gw: &GatewayState) -> ConnectOptions {
     ConnectOptions {
-        addr: gw.settings.approver.clone(),
-        user: gw.name.clone(),
-        identity: Identity::Key(gw.client_key.clone()),
-        host_key: HostKeyPolicy::Pinned(gw.approver_host_key.clone()),
+        addr: gw.settings().approver.clone(),
+        user: gw.name().to_string(),
+        identity: Identity::Key(gw.client_key().clone()),
+        host_key: HostKeyPolicy::Pinned(gw.approver_host_key().clone()),
         connect_timeout: Duration::from_secs(10),
     }
 }
 
-async fn follow(gw: &Arc<Gateway>) -> Result<(), String> {
+async fn follow(gw: &Arc<GatewayState>) -> Result<(), String> {
     let conn = Arc::new(
-        Connection::connect(&options(gw))
+        ClientConnection::connect(&options(gw))
             .await
             .map_err(|e| e.to_string())?,
     );
     let store = |e: portcullis_store::StoreError| format!("replica: {e}");
-    let since = gw.replica.rev().map_err(store)?;
+    let since = gw.replica().rev().map_err(store)?;
     // Which store this replica follows and what it last applied: a store restored from an
     // older copy (or another store) cannot pass for its history, and answers with a snapshot.
     let mut watch = format!(
         "watch --since {since} --epoch {} --max-grant {}",
-        gw.replica.epoch().map_err(store)?,
-        gw.replica.max_grant_id().map_err(store)?
+        gw.replica().epoch().map_err(store)?,
+        gw.replica().max_grant_id().map_err(store)?
     );
-    if let Some(d) = gw.replica.last_digest().map_err(store)? {
+    if let Some(d) = gw.replica().last_digest().map_err(store)? {
         watch.push_str(&format!(" --after {}", hex::encode(d)));
     }
     let mut channel = conn.exec(&watch).await.map_err(|e| e.to_string())?;
     tracing::info!(
         "approver link up at {} (resuming after revision {since})",
-        gw.settings.approver
+        gw.settings().approver
     );
-    gw.link.send_replace(Some(conn.clone()));
-    let mut follower = Follower::pinned(gw.signing.clone(), since);
+    gw.link().set_up(true, gw.now());
+    let mut follower = Follower::pinned(gw.signing().to_vec(), since);
     let mut reader = FrameReader::new();
     loop {
         let msg = tokio::time::timeout(SILENCE, channel.wait())
@@ -136,27 +200,27 @@ async fn follow(gw: &Arc<Gateway>) -> Result<(), String> {
     }
 }
 
-async fn apply(gw: &Gateway, follower: &mut Follower, record: &[u8]) -> Result<(), String> {
+async fn apply(gw: &GatewayState, follower: &mut Follower, record: &[u8]) -> Result<(), String> {
     let verified = follower.accept(record).map_err(|e| {
         tracing::error!("dropped a frame from the approver: {e}");
         format!("bad frame: {e}")
     })?;
     let store = |e: portcullis_store::StoreError| format!("replica: {e}");
     let digest = follower.last_digest();
-    gw.metrics.heard(verified.rev());
+    gw.metrics().heard(verified.rev());
     if let Verified::Grant { grant, .. } = &verified {
         if grant.revoked.is_some() {
             // Its sessions' cut delay counts from its arrival, before the replica's write.
-            gw.metrics.revocation_arrived(grant.id);
+            gw.metrics().revocation_arrived(grant.id);
         }
     }
     match verified {
         // The approver's time: the gateway's clock goes no earlier, now or after a restart.
         Verified::Heartbeat { at, .. } => gw.keep_clock_floor(Some(at)),
         Verified::Hello(hello) => {
-            let ours = gw.replica.epoch().map_err(store)?;
+            let ours = gw.replica().epoch().map_err(store)?;
             if ours == 0 {
-                gw.replica.set_epoch(hello.epoch).map_err(store)?;
+                gw.replica().set_epoch(hello.epoch).map_err(store)?;
             } else if ours != hello.epoch {
                 tracing::warn!(
                     "the approver's store identity changed ({ours:016x} -> {:016x}): it was restored or replaced; re-reading the whole state",
@@ -171,56 +235,44 @@ async fn apply(gw: &Gateway, follower: &mut Follower, record: &[u8]) -> Result<(
             grants,
             signed,
         } => {
-            let held: Vec<(u64, portcullis_core::model::SignedGrant)> =
-                grants.iter().map(|(g, s)| (g.id, s.clone())).collect();
-            gw.replica
-                .replace_all(rev, epoch, &signed, &held)
-                .await
-                .map_err(store)?;
-            tracing::warn!(
-                "re-read the whole state from a signed snapshot at revision {rev} (store {epoch:016x}): {} users, {} targets, {} grants in force",
+            let what = format!(
+                "{} users, {} targets, {} grants in force",
                 catalog.users.len(),
                 catalog.targets.len(),
                 grants.len()
             );
             // Sessions on grants the snapshot no longer holds end now.
-            gw.replace_view(catalog, grants.into_iter().map(|(g, _)| g));
+            gw.apply_snapshot(rev, epoch, &signed, catalog, grants)
+                .await
+                .map_err(store)?;
+            tracing::warn!(
+                "re-read the whole state from a signed snapshot at revision {rev} (store {epoch:016x}): {what}"
+            );
         }
         Verified::Catalog {
             rev,
             catalog,
             signed,
         } => {
-            gw.replica
-                .apply(rev, digest, Some(&signed), None)
+            let (users, targets) = (catalog.users.len(), catalog.targets.len());
+            gw.apply_catalog(rev, digest, &signed, catalog)
                 .await
                 .map_err(store)?;
-            tracing::info!(
-                "catalog at revision {rev}: {} users, {} targets",
-                catalog.users.len(),
-                catalog.targets.len()
-            );
-            gw.set_catalog(catalog);
+            tracing::info!("catalog at revision {rev}: {users} users, {targets} targets");
         }
         Verified::Grant { rev, grant, signed } => {
-            gw.replica
-                .apply(rev, digest, None, Some((grant.id, &signed)))
-                .await
-                .map_err(store)?;
             tracing::debug!(
                 "grant {} for {} on {} at revision {rev}",
                 grant.id,
                 grant.user,
                 grant.target
             );
-            gw.apply_grant(grant);
-        }
-        Verified::Kill { rev, session } => {
-            gw.replica
-                .apply(rev, digest, None, None)
+            gw.apply_grant(rev, digest, &signed, grant)
                 .await
                 .map_err(store)?;
-            crate::enforce::kill(gw, &session);
+        }
+        Verified::Kill { rev, session } => {
+            gw.apply_kill(rev, digest, &session).await.map_err(store)?;
         }
     }
     Ok(())

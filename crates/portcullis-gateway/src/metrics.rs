@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use portcullis_core::locks::lock;
 use portcullis_core::Timestamp;
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
@@ -20,7 +21,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::session::EndReason;
-use crate::state::Gateway;
+use crate::state::GatewayState;
 
 /// One label, `name="value"`, both fixed strings: label values come from a closed set here,
 /// never from what a user typed, so the series cannot multiply.
@@ -175,49 +176,48 @@ impl Metrics {
     /// A frame from the approver; `newest` is the newest revision it names.
     pub fn heard(&self, newest: u64) {
         self.approver_newest.fetch_max(newest, Ordering::Relaxed);
-        if let Ok(mut at) = self.last_heard.lock() {
-            *at = Some(Instant::now());
-        }
+        *lock(&self.last_heard) = Some(Instant::now());
     }
 
     /// A revoked grant arrived on the stream.
     pub fn revocation_arrived(&self, grant: u64) {
         let now = Instant::now();
-        if let Ok(mut r) = self.revocations.lock() {
-            if r.len() >= REVOCATIONS_KEPT {
-                r.retain(|_, at| now.duration_since(*at) < REVOCATION_MEMORY);
-            }
-            // Past the bound even so (a flood of revocations): the newest is simply not timed.
-            if r.len() < REVOCATIONS_KEPT {
-                r.entry(grant).or_insert(now);
-            }
+        let mut r = lock(&self.revocations);
+        if r.len() >= REVOCATIONS_KEPT {
+            r.retain(|_, at| now.duration_since(*at) < REVOCATION_MEMORY);
+        }
+        // Past the bound even so (a flood of revocations): the newest is simply not timed.
+        if r.len() < REVOCATIONS_KEPT {
+            r.entry(grant).or_insert(now);
         }
     }
 
     /// How long ago revoked `grant` arrived, if it is known.
     pub fn since_revocation(&self, grant: u64, now: Instant) -> Option<Duration> {
-        let r = self.revocations.lock().ok()?;
-        r.get(&grant).map(|at| now.duration_since(*at))
+        lock(&self.revocations)
+            .get(&grant)
+            .map(|at| now.duration_since(*at))
     }
 
     /// The exposition: the gauges read from the gateway now, then everything encoded.
-    pub fn render(&self, gw: &Gateway) -> (&'static str, String) {
-        self.sessions_live.set(gw.sessions().live.len() as i64);
-        match gw.replica.spooled() {
+    pub fn render(&self, gw: &GatewayState) -> (&'static str, String) {
+        self.sessions_live.set(gw.live_count() as i64);
+        match gw.replica().spooled() {
             Ok(s) => {
                 self.spool_depth.set(s.len() as i64);
             }
             Err(e) => tracing::warn!("metrics: cannot read the spool: {e}"),
         }
-        if let Ok(applied) = gw.replica.rev() {
+        if let Ok(applied) = gw.replica().rev() {
             let newest = self.approver_newest.load(Ordering::Relaxed);
             self.revisions_behind
                 .set(newest.saturating_sub(applied) as i64);
         }
-        if let Some(at) = self.last_heard.lock().ok().and_then(|a| *a) {
+        let last_heard = *lock(&self.last_heard);
+        if let Some(at) = last_heard {
             self.approver_silence.set(at.elapsed().as_secs_f64());
         }
-        self.link_up.set(i64::from(gw.link().is_some()));
+        self.link_up.set(i64::from(gw.link().is_up()));
         encode(&self.registry)
     }
 }
@@ -254,8 +254,8 @@ pub(crate) fn late_by(ends: Timestamp, signalled: SystemTime) -> Duration {
 }
 
 /// Serve `/metrics` on the configured address until the process ends.
-pub(crate) async fn serve(gw: Arc<Gateway>) -> Result<(), crate::GatewayError> {
-    let Some(addr) = gw.settings.metrics else {
+pub(crate) async fn serve(gw: Arc<GatewayState>) -> Result<(), crate::GatewayError> {
+    let Some(addr) = gw.settings().metrics else {
         return Ok(());
     };
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
@@ -265,14 +265,14 @@ pub(crate) async fn serve(gw: Arc<Gateway>) -> Result<(), crate::GatewayError> {
         .local_addr()
         .map_err(crate::GatewayError::io("cannot read the metrics address"))?;
     // Like gateway.addr: a port of 0 is chosen by the system, and tests read it here.
-    let addr_file = gw.settings.data_dir.join("metrics.addr");
+    let addr_file = gw.settings().data_dir.join("metrics.addr");
     std::fs::write(&addr_file, format!("{bound}\n")).map_err(crate::GatewayError::io(format!(
         "cannot write {}",
         addr_file.display()
     )))?;
     tracing::info!("gateway metrics at http://{bound}/metrics");
     tokio::spawn(portcullis_ssh::metrics_http::serve(listener, move || {
-        gw.metrics.render(&gw)
+        gw.metrics().render(&gw)
     }));
     Ok(())
 }
@@ -313,7 +313,7 @@ mod tests {
         for g in 0..(REVOCATIONS_KEPT as u64 + 10) {
             m.revocation_arrived(g);
         }
-        assert!(m.revocations.lock().unwrap().len() <= REVOCATIONS_KEPT);
+        assert!(lock(&m.revocations).len() <= REVOCATIONS_KEPT);
         assert!(m.since_revocation(0, Instant::now()).is_some());
         assert!(m.since_revocation(u64::MAX, Instant::now()).is_none());
     }

@@ -11,26 +11,25 @@
 //!
 //! Phases: [`Recorded::connect`] (the gateway's own login), [`Recorded::await_request`] (pty
 //! and environment, up to the command), [`Recorded::begin`] (reported, recording opened, the
-//! command sent), [`Relay::run`] (data both ways, the warning, the cut) and
-//! [`Recorded::finish`] (the reason on screen, the recording and end reports).
+//! command sent), [`Relay::run`] (data both ways, the warning, the cut: `recorded/relay.rs`)
+//! and [`Recorded::finish`] (the reason on screen, the recording and end reports).
+
+mod relay;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portcullis_core::catalog::{Target, TargetKind};
 use portcullis_core::model::SessionReport;
-use portcullis_core::time::format_duration;
-use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity, SshError};
+use portcullis_ssh::{ClientConnection, ConnectOptions, HostKeyPolicy, Identity, SshError};
 use russh::server::Msg;
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 
+use self::relay::Relay;
 use crate::recording::{Header, Output, RawRecorder, Recorder, Recording};
-use crate::session::{self, EndReason, Holder, Live, Refusal, SessionEnd};
+use crate::session::{self, Denial, EndReason, Holder, Live, SessionOutcome};
 use crate::spool;
-use crate::state::Gateway;
-
-/// How early the expiry warning may fire against the wall clock it is computed from.
-const WARNING_SLACK: Duration = Duration::from_millis(20);
+use crate::state::GatewayState;
 
 /// What the client asked the session to run.
 enum Command {
@@ -64,16 +63,16 @@ pub(crate) struct Admitted {
 }
 
 /// Check a recorded session may open: the target is an ssh target and the user holds a grant.
-pub(crate) fn check(gw: &Gateway, who: &Holder, target: &str) -> Result<Admitted, Refusal> {
+pub(crate) fn check(gw: &GatewayState, who: &Holder, target: &str) -> Result<Admitted, Denial> {
     let catalog = session::admit_user(gw, who)?;
     let t = catalog.targets.get(target).ok_or_else(|| {
-        Refusal::Target(format!(
+        Denial::Target(format!(
             "portcullis: {target:?} is not a configured target - list yours with: {} targets",
             who.reach
         ))
     })?;
     if t.kind != TargetKind::Ssh {
-        return Err(Refusal::Target(format!(
+        return Err(Denial::Target(format!(
             "portcullis: {target} is a forwarding-only target: use ssh -L through the gateway"
         )));
     }
@@ -88,7 +87,7 @@ pub(crate) fn check(gw: &Gateway, who: &Holder, target: &str) -> Result<Admitted
 }
 
 pub(crate) struct Recorded {
-    pub gw: Arc<Gateway>,
+    pub gw: Arc<GatewayState>,
     pub who: Holder,
     pub target: Target,
     pub record_data: bool,
@@ -98,7 +97,7 @@ pub(crate) struct Recorded {
 
 /// The gateway's side of the session on the target.
 struct TargetLeg {
-    conn: Connection,
+    conn: ClientConnection,
     read: ChannelReadHalf,
     write: ChannelWriteHalf<russh::client::Msg>,
 }
@@ -168,7 +167,7 @@ impl Recorded {
         self.finish(
             &cw,
             recording,
-            SessionEnd {
+            SessionOutcome {
                 reason,
                 bytes_in,
                 bytes_out,
@@ -200,7 +199,7 @@ impl Recorded {
         let certified = crate::target_ca::login(&self.gw, &self.who, target, self.live.id()).await;
         let identity = match certified {
             Ok(Some(identity)) => identity,
-            Ok(None) => Identity::Key(self.gw.client_key.clone()),
+            Ok(None) => Identity::Key(self.gw.client_key().clone()),
             Err(why) => {
                 return Err(format!(
                     "portcullis: cannot log into {}: {why}",
@@ -215,7 +214,7 @@ impl Recorded {
             host_key: HostKeyPolicy::Pinned(host_key),
             connect_timeout: Duration::from_secs(10),
         };
-        let conn = match Connection::connect(&options).await {
+        let conn = match ClientConnection::connect(&options).await {
             Ok(c) => c,
             Err(SshError::HostKey(why)) => {
                 let id = self.live.id();
@@ -371,7 +370,7 @@ impl Recorded {
                     term: &p.term,
                     title: &format!("{} on {} ({what})", self.who.user, self.target.name),
                 },
-                gw.settings.record_input,
+                gw.settings().record_input,
             )
             .map(Recording::Cast),
             None if self.record_data => {
@@ -385,7 +384,7 @@ impl Recorded {
                 session::report_end(
                     gw,
                     id,
-                    SessionEnd {
+                    SessionOutcome {
                         reason: EndReason::RecordingFailed,
                         bytes_in: 0,
                         bytes_out: 0,
@@ -445,7 +444,12 @@ impl Recorded {
 
     /// The reason on the user's screen, the channel closed (the connection with it if this
     /// was its last session and it was cut), then the recording and the end reported.
-    async fn finish(self, cw: &ChannelWriteHalf<Msg>, recording: Recording, mut end: SessionEnd) {
+    async fn finish(
+        self,
+        cw: &ChannelWriteHalf<Msg>,
+        recording: Recording,
+        mut end: SessionOutcome,
+    ) {
         let id = self.live.id().to_string();
         let grant = self.live.grant();
         let why = session::cut_message(
@@ -510,280 +514,7 @@ impl Recorded {
         if warned_for == Some(grant) {
             return None;
         }
-        Some(left.saturating_sub(self.gw.settings.expiry_warning))
-    }
-}
-
-/// The running session: data both ways (recorded), the per-second tick, the expiry warning,
-/// and the cut.
-struct Relay<'a> {
-    session: &'a Recorded,
-    recording: Recording,
-    pty: bool,
-    bytes_in: u64,
-    bytes_out: u64,
-    exit_status: Option<u32>,
-}
-
-/// A channel data write under way (see `Relay::run`).
-type PendingWrite<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), russh::Error>> + Send + 'a>>;
-
-/// Resolves when the write under way, if any, is done; never while there is none.
-async fn written(pending: &mut Option<PendingWrite<'_>>) -> Result<(), russh::Error> {
-    match pending {
-        Some(write) => write.await,
-        None => std::future::pending().await,
-    }
-}
-
-/// What one step of the relay came to.
-enum Step {
-    Go,
-    /// The session is over, for this reason.
-    End(EndReason),
-}
-
-impl Relay<'_> {
-    async fn run(
-        &mut self,
-        client: &mut ChannelReadHalf,
-        cw: &ChannelWriteHalf<Msg>,
-        leg: &mut TargetLeg,
-        cut: std::pin::Pin<&mut impl std::future::Future<Output = EndReason>>,
-    ) -> EndReason {
-        let mut cut = cut;
-        // The per-second tick flushes the recording and re-reads the grant the session rests
-        // on (a switch to another grant moves the warning). Nothing below runs per message
-        // but the relay itself: no table lock, no clock read, no timer to arm.
-        let mut flush = tokio::time::interval(Duration::from_secs(1));
-        let mut warning = Warning::default();
-        let timer = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(timer);
-        let mut client_open = true;
-        // A data write waiting for the peer's window, one each way. While one waits, the loop
-        // goes on taking the other side's messages and watching for a cut. Awaiting the write
-        // in place would stop taking the client's input while its window is shut; russh
-        // queues only a few packets per channel (portcullis_ssh::server::CHANNEL_QUEUE) and
-        // then reads nothing more from the connection, the window adjustment that would end
-        // the wait included: a client that typed while not reading was wedged for good.
-        // Messages after a data write wait for it, so the order on each side is kept.
-        let mut to_client: Option<PendingWrite<'_>> = None;
-        let mut to_target: Option<PendingWrite<'_>> = None;
-        loop {
-            let step = tokio::select! {
-                m = client.wait(), if client_open && to_target.is_none() => {
-                    if matches!(m, Some(ChannelMsg::Close) | None) {
-                        client_open = false;
-                    }
-                    match m {
-                        Some(ChannelMsg::Data { data }) => match self.client_data(&data) {
-                            Ok(()) => {
-                                to_target = Some(Box::pin(leg.write.data_bytes(data)));
-                                Step::Go
-                            }
-                            Err(step) => step,
-                        },
-                        m => self.client_said(m, &leg.write).await,
-                    }
-                }
-                r = written(&mut to_target) => {
-                    to_target = None;
-                    match r {
-                        Ok(()) => Step::Go,
-                        Err(_) => Step::End(EndReason::Closed),
-                    }
-                }
-                m = leg.read.wait(), if to_client.is_none() => match m {
-                    Some(ChannelMsg::Data { data }) => {
-                        match self.target_data(Output::Stdout, &data) {
-                            Ok(()) => {
-                                to_client = Some(Box::pin(cw.data_bytes(data)));
-                                Step::Go
-                            }
-                            Err(step) => step,
-                        }
-                    }
-                    Some(ChannelMsg::ExtendedData { data, ext }) => {
-                        match self.target_data(Output::Stderr, &data) {
-                            Ok(()) => {
-                                to_client = Some(Box::pin(cw.extended_data_bytes(ext, data)));
-                                Step::Go
-                            }
-                            Err(step) => step,
-                        }
-                    }
-                    m => self.target_said(m, cw).await,
-                },
-                r = written(&mut to_client) => {
-                    to_client = None;
-                    match r {
-                        Ok(()) => Step::Go,
-                        Err(_) => Step::End(EndReason::Closed),
-                    }
-                }
-                r = &mut cut => Step::End(r),
-                _ = flush.tick() => match self.recording.flush() {
-                    Err(e) => self.failed(e),
-                    Ok(()) => {
-                        // The first tick comes at once, so the warning is armed from the start.
-                        warning.arm(self.session, timer.as_mut());
-                        Step::Go
-                    }
-                },
-                // After the output already on its way, not in the middle of it.
-                () = &mut timer, if warning.armed && to_client.is_none() => {
-                    warning.fire(self.session, self.pty, cw, timer.as_mut()).await;
-                    Step::Go
-                }
-            };
-            if let Step::End(reason) = step {
-                return reason;
-            }
-        }
-    }
-
-    fn failed(&self, e: std::io::Error) -> Step {
-        tracing::error!(
-            "session {}: recording failed ({e}); ending it",
-            self.session.live.id()
-        );
-        Step::End(EndReason::RecordingFailed)
-    }
-
-    /// Count and record the client's input; a recording that fails ends the session.
-    fn client_data(&mut self, data: &[u8]) -> Result<(), Step> {
-        self.bytes_in += data.len() as u64;
-        self.recording.input(data).map_err(|e| self.failed(e))
-    }
-
-    /// Count and record the target's output.
-    fn target_data(&mut self, stream: Output, data: &[u8]) -> Result<(), Step> {
-        self.bytes_out += data.len() as u64;
-        self.recording
-            .output(stream, data)
-            .map_err(|e| self.failed(e))
-    }
-
-    async fn client_said(
-        &mut self,
-        m: Option<ChannelMsg>,
-        tw: &ChannelWriteHalf<russh::client::Msg>,
-    ) -> Step {
-        // Data is not among them: `run` writes it without waiting here.
-        match m {
-            Some(ChannelMsg::Eof) => {
-                let _ = tw.eof().await;
-            }
-            Some(ChannelMsg::WindowChange {
-                col_width,
-                row_height,
-                pix_width,
-                pix_height,
-            }) => {
-                let _ = tw
-                    .window_change(col_width, row_height, pix_width, pix_height)
-                    .await;
-                if let Err(e) = self.recording.resize(col_width, row_height) {
-                    return self.failed(e);
-                }
-            }
-            Some(ChannelMsg::Signal { signal }) => {
-                let _ = tw.signal(signal).await;
-            }
-            Some(ChannelMsg::Close) | None => {
-                let _ = tw.close().await;
-            }
-            Some(_) => {}
-        }
-        Step::Go
-    }
-
-    async fn target_said(&mut self, m: Option<ChannelMsg>, cw: &ChannelWriteHalf<Msg>) -> Step {
-        // Data is not among them: `run` writes it without waiting here.
-        match m {
-            Some(ChannelMsg::Eof) => {
-                let _ = cw.eof().await;
-            }
-            Some(ChannelMsg::ExitStatus { exit_status }) => {
-                self.exit_status = Some(exit_status);
-                let _ = cw.exit_status(exit_status).await;
-            }
-            Some(ChannelMsg::ExitSignal {
-                signal_name,
-                core_dumped,
-                error_message,
-                lang_tag,
-            }) => {
-                if let Some(handle) = &self.session.who.handle {
-                    let _ = handle
-                        .exit_signal_request(
-                            cw.id(),
-                            signal_name,
-                            core_dumped,
-                            error_message,
-                            lang_tag,
-                        )
-                        .await;
-                }
-            }
-            Some(ChannelMsg::Close) | None => return Step::End(EndReason::Closed),
-            Some(_) => {}
-        }
-        Step::Go
-    }
-}
-
-/// The one-line notice before a grant ends, once per grant the session rests on.
-#[derive(Default)]
-struct Warning {
-    armed: bool,
-    warned_for: Option<u64>,
-}
-
-impl Warning {
-    /// Aim the timer at the current grant's warning, if one is still due.
-    fn arm(&mut self, session: &Recorded, timer: std::pin::Pin<&mut tokio::time::Sleep>) {
-        let due = session.warning_due(self.warned_for);
-        self.armed = due.is_some();
-        if let Some(d) = due {
-            timer.reset(tokio::time::Instant::now() + d);
-        }
-    }
-
-    async fn fire(
-        &mut self,
-        session: &Recorded,
-        pty: bool,
-        cw: &ChannelWriteHalf<Msg>,
-        timer: std::pin::Pin<&mut tokio::time::Sleep>,
-    ) {
-        // The session may have moved to a longer grant since the tick that armed this: warn
-        // only when the warning is due now, else wait for it.
-        match session.warning_due(self.warned_for) {
-            Some(d) if d > WARNING_SLACK => {
-                timer.reset(tokio::time::Instant::now() + d);
-                return;
-            }
-            Some(_) => {}
-            None => {
-                self.armed = false;
-                return;
-            }
-        }
-        self.armed = false;
-        if let Some((grant, left)) = session.grant_left() {
-            self.warned_for = Some(grant);
-            if pty {
-                let note = format!(
-                    "\r\nportcullis: grant on {t} ends in {left} - request more: {reach} request {t} --for 1h --reason \"...\"\r\n",
-                    t = session.target.name,
-                    left = format_duration(left),
-                    reach = session.who.reach,
-                );
-                let _ = cw.data_bytes(note.into_bytes()).await;
-            }
-        }
+        Some(left.saturating_sub(self.gw.settings().expiry_warning))
     }
 }
 

@@ -4,7 +4,7 @@
 //! [`crate::command_relay`]. Every channel that reaches a target goes through
 //! [`crate::session`], the one lifecycle.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -25,40 +25,40 @@ use crate::errors::GatewayError;
 use crate::forward::{self, Forward};
 use crate::recorded::{self, Recorded};
 use crate::session::{self, Holder, Live};
-use crate::state::Gateway;
+use crate::state::GatewayState;
 
-fn ssh_config(gw: &Gateway) -> server::Config {
-    portcullis_ssh::server::config(gw.host_key.clone(), Duration::from_secs(30))
+fn ssh_config(gw: &GatewayState) -> server::Config {
+    portcullis_ssh::server::config(gw.host_key().clone(), Duration::from_secs(30))
 }
 
-pub(crate) async fn serve(gw: Arc<Gateway>) -> Result<(), GatewayError> {
-    let listen = gw.settings.listen.clone();
+pub(crate) async fn serve(gw: Arc<GatewayState>) -> Result<(), GatewayError> {
+    let listen = gw.settings().listen.clone();
     let listener = TcpListener::bind(&listen)
         .await
         .map_err(|e| GatewayError::Config(format!("cannot listen on {listen}: {e}")))?;
     let bound = listener
         .local_addr()
         .map_err(GatewayError::io("cannot read the bound address"))?;
-    let addr_file = gw.settings.data_dir.join("gateway.addr");
+    let addr_file = gw.settings().data_dir.join("gateway.addr");
     std::fs::write(&addr_file, format!("{bound}\n")).map_err(GatewayError::io(format!(
         "cannot write {}",
         addr_file.display()
     )))?;
     tracing::info!(
         "gateway {} listening on {bound} (host key {})",
-        gw.name,
-        keys::fingerprint(gw.host_key.public_key())
+        gw.name(),
+        keys::fingerprint(gw.host_key().public_key())
     );
     let config = Arc::new(ssh_config(&gw));
     let mut next_id = 0u64;
     portcullis_ssh::server::serve(
         listener,
         config,
-        gw.settings.limits,
-        gw.conns.clone(),
+        gw.settings().limits,
+        gw.connections().clone(),
         |peer, local, state| {
             next_id += 1;
-            Conn {
+            UserConnection {
                 gw: gw.clone(),
                 id: next_id,
                 peer,
@@ -67,6 +67,7 @@ pub(crate) async fn serve(gw: Arc<Gateway>) -> Result<(), GatewayError> {
                 mode: Mode::Commands,
                 state,
                 channels: HashMap::new(),
+                ptys: HashSet::new(),
                 open_channels: Arc::default(),
                 refused: None,
             }
@@ -84,8 +85,11 @@ enum Mode {
     Recorded(String),
 }
 
-struct Conn {
-    gw: Arc<Gateway>,
+/// The gateway's handler for one user's SSH connection: who they proved to be, what the login
+/// is for, and the channels open on it. (The gateway's own outgoing connections, to the
+/// approver and to targets, are `portcullis_ssh::ClientConnection`s.)
+struct UserConnection {
+    gw: Arc<GatewayState>,
     id: u64,
     peer: SocketAddr,
     local: Option<SocketAddr>,
@@ -97,6 +101,8 @@ struct Conn {
     state: Arc<ConnState>,
     /// Session channels opened for a control command, until the command arrives.
     channels: HashMap<ChannelId, (Channel<Msg>, ChannelSlot)>,
+    /// Those of them whose client asked for a terminal (`ssh -t`).
+    ptys: HashSet<ChannelId>,
     /// Channels of every kind open on this connection, against
     /// `max_channels_per_connection`.
     open_channels: Arc<AtomicUsize>,
@@ -104,13 +110,13 @@ struct Conn {
     refused: Option<Refusal>,
 }
 
-impl Drop for Conn {
+impl Drop for UserConnection {
     fn drop(&mut self) {
         // A login refused is a connection that tried and never got in: a client trying three
         // keys before the right one is not three refusals.
         if let (None, Some(refusal)) = (&self.holder, &self.refused) {
             refusal.log(self.peer);
-            self.gw.metrics.login_refused(refusal.reason.label());
+            self.gw.metrics().login_refused(refusal.reason.label());
         }
     }
 }
@@ -124,11 +130,11 @@ impl Drop for ChannelSlot {
     }
 }
 
-impl Conn {
+impl UserConnection {
     /// A place for one more channel, or `None` (logged, naming `what` was refused) when the
     /// connection holds its maximum.
     fn channel_slot(&self, what: &str) -> Option<ChannelSlot> {
-        let max = self.gw.settings.max_channels_per_connection;
+        let max = self.gw.settings().max_channels_per_connection;
         let taken = self
             .open_channels
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -269,7 +275,7 @@ impl Conn {
     }
 }
 
-impl server::Handler for Conn {
+impl server::Handler for UserConnection {
     type Error = russh::Error;
 
     async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
@@ -458,7 +464,14 @@ impl server::Handler for Conn {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let ok = match self.mode {
-            Mode::Commands => true,
+            // Remembered only for a channel waiting for its command: the set stays as small as
+            // the channel budget.
+            Mode::Commands => {
+                if self.channels.contains_key(&channel) {
+                    self.ptys.insert(channel);
+                }
+                true
+            }
             Mode::Recorded(_) => self.may_use_target(),
         } && self
             .holder
@@ -515,7 +528,7 @@ impl server::Handler for Conn {
     }
 }
 
-impl Conn {
+impl UserConnection {
     /// The authenticated user, with the connection's handle, for a new channel.
     fn holder(&mut self, session: &Session) -> Option<Holder> {
         let who = self.holder.as_mut()?;
@@ -542,10 +555,16 @@ impl Conn {
             Some(_) => who.key.clone(),
             None => who.fingerprint.clone(),
         };
-        let (gw, user, fingerprint) = (self.gw.clone(), who.user.clone(), proof);
+        let asker = crate::command_relay::Asker {
+            user: who.user.clone(),
+            fingerprint: proof,
+            reach: who.reach.clone(),
+            pty: self.ptys.remove(&id),
+        };
+        let gw = self.gw.clone();
         let busy: Busy = self.state.busy();
         tokio::spawn(async move {
-            crate::command_relay::run(gw, user, fingerprint, line, channel).await;
+            crate::command_relay::run(gw, asker, line, channel).await;
             drop((slot, busy));
         });
         Ok(())
@@ -555,7 +574,7 @@ impl Conn {
 /// A session channel of a recorded login: admitted (a grant approved a moment ago gets a moment
 /// to arrive), put on the books at once, accepted, then run.
 async fn open_recorded(
-    gw: Arc<Gateway>,
+    gw: Arc<GatewayState>,
     who: Holder,
     target: String,
     channel: Channel<Msg>,
@@ -564,7 +583,7 @@ async fn open_recorded(
     let admitted = match session::admit(&gw, || recorded::check(&gw, &who, &target)).await {
         Ok(a) => a,
         Err(why) => {
-            let why = why.message();
+            let why = crate::pending::refusal(&gw, &who, &why).await;
             tracing::info!(
                 "{} {}: refused a session on {target}: {why}",
                 who.client,

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::errors::GatewayError;
 use crate::spool;
-use crate::state::{Gateway, LiveSession};
+use crate::state::GatewayState;
 
 /// How long a session waits for a grant that may still be replicating before it is refused.
 const GRANT_GRACE: Duration = Duration::from_secs(1);
@@ -77,9 +77,11 @@ pub(crate) struct Holder {
     pub handle: Option<server::Handle>,
 }
 
-/// Why a session may not open, or not go on.
+/// Why a session may not open, or not go on: what the gateway denies, and what to run instead.
+/// (Not the policy's `portcullis_core::policy::Refusal`, which is why the approver refuses a
+/// request.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub(crate) enum Denial {
     /// `fail_mode = "closed"` holds the gateway shut.
     FailedClosed(String),
     /// No catalog has arrived from the approver yet.
@@ -98,21 +100,21 @@ pub(crate) enum Refusal {
     },
 }
 
-impl Refusal {
+impl Denial {
     /// What the user is told.
     pub fn message(&self) -> String {
         match self {
-            Refusal::FailedClosed(why) | Refusal::Target(why) | Refusal::Ended(why) => {
+            Denial::FailedClosed(why) | Denial::Target(why) | Denial::Ended(why) => {
                 why.clone()
             }
-            Refusal::NoCatalog => {
+            Denial::NoCatalog => {
                 "portcullis: this gateway has not heard from the approver yet; try again shortly"
                     .into()
             }
-            Refusal::Deprovisioned { user } => {
+            Denial::Deprovisioned { user } => {
                 format!("portcullis: {user} or this key is no longer configured")
             }
-            Refusal::NoGrant {
+            Denial::NoGrant {
                 user,
                 target,
                 reach,
@@ -125,13 +127,13 @@ impl Refusal {
 
 /// The checks every session passes whatever its kind: the gateway is open, it knows the
 /// catalog, and the user still holds the key they logged in with. Returns that catalog.
-pub(crate) fn admit_user(gw: &Gateway, who: &Holder) -> Result<Arc<Catalog>, Refusal> {
+pub(crate) fn admit_user(gw: &GatewayState, who: &Holder) -> Result<Arc<Catalog>, Denial> {
     if let Some(why) = gw.closed_reason() {
-        return Err(Refusal::FailedClosed(why));
+        return Err(Denial::FailedClosed(why));
     }
-    let catalog = gw.catalog().ok_or(Refusal::NoCatalog)?;
+    let catalog = gw.catalog().ok_or(Denial::NoCatalog)?;
     if !still_valid(&catalog, &who.user, &who.key) {
-        return Err(Refusal::Deprovisioned {
+        return Err(Denial::Deprovisioned {
             user: who.user.clone(),
         });
     }
@@ -139,9 +141,9 @@ pub(crate) fn admit_user(gw: &Gateway, who: &Holder) -> Result<Arc<Catalog>, Ref
 }
 
 /// The live grant `who` holds on `target` (the one that lasts longest).
-pub(crate) fn grant_for(gw: &Gateway, who: &Holder, target: &str) -> Result<Grant, Refusal> {
+pub(crate) fn grant_for(gw: &GatewayState, who: &Holder, target: &str) -> Result<Grant, Denial> {
     gw.active_grant(&who.user, target)
-        .ok_or_else(|| Refusal::NoGrant {
+        .ok_or_else(|| Denial::NoGrant {
             user: who.user.clone(),
             target: target.to_string(),
             reach: who.reach.clone(),
@@ -164,15 +166,15 @@ pub(crate) fn still_valid(catalog: &Catalog, user: &str, key: &str) -> bool {
 /// on its way down the stream: while the link is up, a missing grant gets [`GRANT_GRACE`] to
 /// arrive before the refusal stands.
 pub(crate) async fn admit<T>(
-    gw: &Gateway,
-    mut check: impl FnMut() -> Result<T, Refusal>,
-) -> Result<T, Refusal> {
-    let mut changes = gw.grants_changed.subscribe();
+    gw: &GatewayState,
+    mut check: impl FnMut() -> Result<T, Denial>,
+) -> Result<T, Denial> {
+    let mut changes = gw.watch_grants();
     let deadline = tokio::time::Instant::now() + GRANT_GRACE;
     loop {
         changes.borrow_and_update();
         match check() {
-            Err(r @ Refusal::NoGrant { .. }) if gw.link().is_some() => {
+            Err(r @ Denial::NoGrant { .. }) if gw.link().is_up() => {
                 let arrived = tokio::time::timeout_at(deadline, changes.changed()).await;
                 if !matches!(arrived, Ok(Ok(()))) {
                     return Err(r);
@@ -187,7 +189,7 @@ pub(crate) async fn admit<T>(
 /// enforcer moves it to another grant or cuts it; whoever runs the session watches
 /// [`Live::cut_signal`].
 pub(crate) struct Live {
-    gw: Arc<Gateway>,
+    gw: Arc<GatewayState>,
     id: String,
     who: Holder,
     target: String,
@@ -197,20 +199,14 @@ pub(crate) struct Live {
 impl Live {
     /// Put a session on the books under `grant`, and wake the enforcer so that its timer
     /// covers this grant's end.
-    pub fn enter(gw: &Arc<Gateway>, id: String, who: &Holder, target: &str, grant: u64) -> Live {
-        let (cut_tx, cut) = watch::channel(None);
-        gw.sessions().live.insert(
-            id.clone(),
-            LiveSession {
-                user: who.user.clone(),
-                key: who.key.clone(),
-                target: target.to_string(),
-                grant,
-                conn: who.conn,
-                cut: cut_tx,
-            },
-        );
-        gw.enforce_wake.notify_one();
+    pub fn enter(
+        gw: &Arc<GatewayState>,
+        id: String,
+        who: &Holder,
+        target: &str,
+        grant: u64,
+    ) -> Live {
+        let cut = gw.enter_session(id.clone(), who, target, grant);
         Live {
             gw: gw.clone(),
             id,
@@ -226,7 +222,7 @@ impl Live {
 
     /// The grant the session rests on now (the enforcer may have moved it to another).
     pub fn grant(&self) -> Option<u64> {
-        self.gw.sessions().live.get(&self.id).map(|s| s.grant)
+        self.gw.session_grant(&self.id)
     }
 
     /// Why the session was cut, if it was.
@@ -256,9 +252,9 @@ impl Live {
     /// may go on only if it has not been cut, the user and key are still configured and a live
     /// grant still covers it. Not waiting for the enforcer's next sweep closes the gap between
     /// a grant's end and its sweep.
-    pub fn check(&self) -> Result<(), Refusal> {
+    pub fn check(&self) -> Result<(), Denial> {
         if let Some(reason) = self.cut_reason() {
-            return Err(Refusal::Ended(
+            return Err(Denial::Ended(
                 cut_message(
                     &self.gw,
                     &reason,
@@ -277,10 +273,7 @@ impl Live {
     /// Take the session off the books. Returns the grant it ended under, and whether other
     /// sessions of the same connection are still live (if none, a cut takes the connection).
     pub fn leave(self) -> Left {
-        let mut sessions = self.gw.sessions();
-        let grant = sessions.end(&self.id).map(|s| s.grant);
-        let others = sessions.live.values().any(|s| s.conn == self.who.conn);
-        Left { grant, others }
+        self.gw.leave_session(&self.id, self.who.conn)
     }
 }
 
@@ -288,8 +281,7 @@ impl Drop for Live {
     fn drop(&mut self) {
         // Whatever path a session takes out, it leaves the table: an entry left behind would
         // keep the enforcer's timer and the connection's "others" count wrong for ever.
-        self.gw.sessions().end(&self.id);
-        self.gw.trimmer.session_closed();
+        self.gw.end_session(&self.id);
     }
 }
 
@@ -302,7 +294,7 @@ pub(crate) struct Left {
 /// The start of a session: durable in the spool, and normally in the approver's audit log,
 /// before the caller relays its first byte (with the approver away the spool holds it).
 pub(crate) async fn report_start(
-    gw: &Gateway,
+    gw: &GatewayState,
     live: &Live,
     grant: u64,
     channel: &str,
@@ -321,13 +313,14 @@ pub(crate) async fn report_start(
         at: gw.now(),
     };
     let seq = spool::submit(gw, &report).await?;
-    gw.metrics.session_opened(channel);
+    gw.metrics().session_opened(channel);
     spool::await_delivery(gw, seq).await;
     Ok(())
 }
 
-/// How a session ended, for its end report.
-pub(crate) struct SessionEnd {
+/// How a session ended, for its end report. (What the approver keeps of that report is
+/// `portcullis_core::model::SessionEnd`.)
+pub(crate) struct SessionOutcome {
     pub reason: EndReason,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -338,8 +331,8 @@ pub(crate) struct SessionEnd {
 }
 
 /// Spool the end of a session (its start was reported).
-pub(crate) async fn report_end(gw: &Gateway, session: &str, end: SessionEnd) {
-    gw.metrics.session_ended(end.bytes_in, end.bytes_out);
+pub(crate) async fn report_end(gw: &GatewayState, session: &str, end: SessionOutcome) {
+    gw.metrics().session_ended(end.bytes_in, end.bytes_out);
     let report = SessionReport::Ended {
         session: session.to_string(),
         bytes_in: end.bytes_in,
@@ -358,7 +351,7 @@ pub(crate) async fn report_end(gw: &Gateway, session: &str, end: SessionEnd) {
 
 /// What a session cut for `reason` is told (`None` for a session that simply closed).
 pub(crate) fn cut_message(
-    gw: &Gateway,
+    gw: &GatewayState,
     reason: &EndReason,
     session: &str,
     who: &Holder,
@@ -431,8 +424,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_refusal_says_what_to_run() {
-        let r = Refusal::NoGrant {
+    fn a_denial_says_what_to_run() {
+        let r = Denial::NoGrant {
             user: "alice".into(),
             target: "db".into(),
             reach: "ssh -p 2222 alice@127.0.0.1".into(),
@@ -441,7 +434,7 @@ mod tests {
             r.message(),
             "portcullis: no active grant for alice on db - request one: ssh -p 2222 alice@127.0.0.1 request db --for 1h --reason \"...\""
         );
-        assert!(Refusal::Deprovisioned {
+        assert!(Denial::Deprovisioned {
             user: "alice".into()
         }
         .message()

@@ -1,32 +1,36 @@
 //! Delivers session reports to the approver in order, each exactly once: a report leaves the
 //! spool only after the approver acknowledged it, and the approver records each sequence
 //! number once, so a retry after a lost acknowledgement is harmless.
+//!
+//! Reports are spooled by [`submit`], which wakes the deliverer ([`run`]); what the approver
+//! acknowledged is told to those waiting through [`Delivery`]. Only this module sends either.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt as _;
+use tokio::sync::{watch, Notify};
 
 use portcullis_core::codec;
 use portcullis_core::model::SessionReport;
 
 use crate::errors::GatewayError;
-use crate::state::Gateway;
+use crate::state::GatewayState;
 
 /// How long a new session waits for its start event to reach the approver before relaying
 /// anyway (it is durable in the spool by then).
 const START_DELIVERY_WAIT: Duration = Duration::from_secs(5);
 
-pub(crate) async fn run(gw: Arc<Gateway>) {
-    let mut link = gw.link.subscribe();
+pub(crate) async fn run(gw: Arc<GatewayState>) {
+    let mut link = gw.link().watch();
     loop {
         // Reports wait while the stream is down (the approver is away); they travel on a
         // connection of their own (see `link`).
-        if link.borrow_and_update().is_none() {
+        if !*link.borrow_and_update() {
             let _ = link.changed().await;
             continue;
         }
-        let pending = match gw.replica.spooled() {
+        let pending = match gw.replica().spooled() {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!("cannot read the spool: {e}");
@@ -36,107 +40,118 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
         };
         if pending.is_empty() {
             tokio::select! {
-                _ = gw.spool_wake.notified() => {}
+                _ = gw.delivery().wake.notified() => {}
                 _ = link.changed() => {}
             }
             continue;
         }
         for batch in batches(pending) {
-            let (first, last) = (batch.first, batch.last());
-            let (frames, recording) = match batch.input(&gw).await {
-                Ok(input) => input,
-                Err(Unsendable::Gone(e)) => {
-                    // Retrying cannot bring the recording back, and the reports behind it must
-                    // flow: the end event still carries its hash, so `audit verify` will name it
-                    // as missing. (A crash after the approver acknowledged it and this copy was
-                    // removed, but before the report left the spool, ends here too: the
-                    // approver has it.)
-                    tracing::error!(
-                        "{e}; it cannot be delivered (unless the approver already has it)"
-                    );
-                    if let Err(e) = gw.replica.delivered(first..=last).await {
-                        tracing::error!("cannot clear report {first} from the spool: {e}");
-                    }
-                    continue;
+            // Reports go in order: one not delivered holds up those behind it until the retry.
+            if let Err(Retry { after }) = deliver(&gw, &batch).await {
+                if !after.is_zero() {
+                    tokio::time::sleep(after).await;
                 }
-                Err(Unsendable::NotNow(e)) => {
-                    tracing::warn!("{e}; will retry");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    break;
-                }
-            };
-            let conn = match gw.reports.get(&gw).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!("reports {first}-{last} not delivered ({e}); will retry");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    break;
-                }
-            };
-            let command = format!("report --seq {first} --instance {}", gw.instance);
-            let limit = delivery_limit(recording.as_ref().map(|(_, size)| *size));
-            let send = async {
-                match recording {
-                    // Streamed from the file: a recording of any size costs a buffer, not its
-                    // size.
-                    Some((file, _)) => {
-                        let file = tokio::io::BufReader::with_capacity(RECORDING_READ, file);
-                        conn.run_with_input(&command, frames.as_slice().chain(file))
-                            .await
-                    }
-                    None => conn.run_with_input(&command, frames.as_slice()).await,
-                }
-            };
-            let sent = match tokio::time::timeout(limit, send).await {
-                Ok(sent) => sent,
-                Err(_) => {
-                    // A stalled approver (or a connection that died without saying so) must
-                    // not hold the spool for ever: drop the connection and try again.
-                    tracing::warn!(
-                        "reports {first}-{last} not acknowledged within {limit:?}; reconnecting"
-                    );
-                    gw.reports.drop_conn(&conn).await;
-                    break;
-                }
-            };
-            match sent {
-                Ok((r, _, _)) if r.exit_status == Some(0) => {
-                    // The approver has the recording durably (it acknowledges only after its
-                    // fsync and rename): this copy goes now, before the report leaves the
-                    // spool, so a crash in between re-sends the file rather than orphaning it.
-                    if let Some(path) = batch.recording_path(&gw) {
-                        match tokio::fs::remove_file(&path).await {
-                            Ok(()) => {
-                                tracing::debug!("delivered recording {} removed", path.display())
-                            }
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                            Err(e) => tracing::warn!(
-                                "cannot remove delivered recording {}: {e}",
-                                path.display()
-                            ),
-                        }
-                    }
-                    if let Err(e) = gw.replica.delivered(first..=last).await {
-                        tracing::error!("cannot clear reports {first}-{last} from the spool: {e}");
-                    }
-                    gw.delivered.send_replace(last);
-                }
-                Ok((_, _, err)) => {
-                    tracing::warn!(
-                        "approver refused reports {first}-{last}: {}",
-                        String::from_utf8_lossy(&err).trim()
-                    );
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!("reports {first}-{last} not delivered ({e}); will retry");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    break;
-                }
+                break;
             }
         }
     }
+}
+
+/// A batch not delivered: start over from the spool after this pause.
+struct Retry {
+    after: Duration,
+}
+
+impl Retry {
+    fn after(after: Duration) -> Retry {
+        Retry { after }
+    }
+}
+
+/// Send one batch and, once the approver acknowledged it, take it off the spool. A batch whose
+/// recording is gone for good is taken off unsent (`Ok` too): the reports behind it must flow.
+async fn deliver(gw: &GatewayState, batch: &Batch) -> Result<(), Retry> {
+    let (first, last) = (batch.first, batch.last());
+    let (frames, recording) = match batch.input(gw).await {
+        Ok(input) => input,
+        Err(Unsendable::Gone(e)) => {
+            // Retrying cannot bring the recording back, and the reports behind it must flow:
+            // the end event still carries its hash, so `audit verify` will name it as missing.
+            // (A crash after the approver acknowledged it and this copy was removed, but
+            // before the report left the spool, ends here too: the approver has it.)
+            tracing::error!("{e}; it cannot be delivered (unless the approver already has it)");
+            if let Err(e) = gw.replica().delivered(first..=last).await {
+                tracing::error!("cannot clear report {first} from the spool: {e}");
+            }
+            return Ok(());
+        }
+        Err(Unsendable::NotNow(e)) => {
+            tracing::warn!("{e}; will retry");
+            return Err(Retry::after(Duration::from_secs(1)));
+        }
+    };
+    let conn = match gw.link().reports().get(gw).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("reports {first}-{last} not delivered ({e}); will retry");
+            return Err(Retry::after(Duration::from_secs(1)));
+        }
+    };
+    let command = format!("report --seq {first} --instance {}", gw.instance());
+    let limit = delivery_limit(recording.as_ref().map(|(_, size)| *size));
+    let send = async {
+        match recording {
+            // Streamed from the file: a recording of any size costs a buffer, not its size.
+            Some((file, _)) => {
+                let file = tokio::io::BufReader::with_capacity(RECORDING_READ, file);
+                conn.run_with_input(&command, frames.as_slice().chain(file))
+                    .await
+            }
+            None => conn.run_with_input(&command, frames.as_slice()).await,
+        }
+    };
+    let Ok(sent) = tokio::time::timeout(limit, send).await else {
+        // A stalled approver (or a connection that died without saying so) must not hold the
+        // spool for ever: drop the connection and try again.
+        tracing::warn!("reports {first}-{last} not acknowledged within {limit:?}; reconnecting");
+        gw.link().reports().drop_conn(&conn).await;
+        return Err(Retry::after(Duration::ZERO));
+    };
+    match sent {
+        Ok((r, _, _)) if r.exit_status == Some(0) => {
+            acknowledged(gw, batch).await;
+            Ok(())
+        }
+        Ok((_, _, err)) => {
+            tracing::warn!(
+                "approver refused reports {first}-{last}: {}",
+                String::from_utf8_lossy(&err).trim()
+            );
+            Err(Retry::after(Duration::from_secs(1)))
+        }
+        Err(e) => {
+            tracing::warn!("reports {first}-{last} not delivered ({e}); will retry");
+            Err(Retry::after(Duration::from_millis(200)))
+        }
+    }
+}
+
+/// The approver acknowledged `batch`. It has the recording durably (it acknowledges only after
+/// its fsync and rename): this copy goes now, before the reports leave the spool, so a crash in
+/// between re-sends the file rather than orphaning it.
+async fn acknowledged(gw: &GatewayState, batch: &Batch) {
+    let (first, last) = (batch.first, batch.last());
+    if let Some(path) = batch.recording_path(gw) {
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => tracing::debug!("delivered recording {} removed", path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("cannot remove delivered recording {}: {e}", path.display()),
+        }
+    }
+    if let Err(e) = gw.replica().delivered(first..=last).await {
+        tracing::error!("cannot clear reports {first}-{last} from the spool: {e}");
+    }
+    gw.delivery().acknowledged.send_replace(last);
 }
 
 /// Reports that go to the approver in one `report` command: consecutive numbers, at most
@@ -174,7 +189,7 @@ fn batches(pending: Vec<(u64, SessionReport)>) -> Vec<Batch> {
 
 impl Batch {
     /// The file of the recording this batch announces, if it announces one.
-    fn recording_path(&self, gw: &Gateway) -> Option<std::path::PathBuf> {
+    fn recording_path(&self, gw: &GatewayState) -> Option<std::path::PathBuf> {
         self.reports.iter().find_map(|r| match r {
             SessionReport::Recorded {
                 session, format, ..
@@ -192,7 +207,7 @@ impl Batch {
     /// announces a recording, the recording's file, checked against the announcement first.
     async fn input(
         &self,
-        gw: &Gateway,
+        gw: &GatewayState,
     ) -> Result<(Vec<u8>, Option<(tokio::fs::File, u64)>), Unsendable> {
         let mut frames = Vec::new();
         let mut recording = None;
@@ -231,7 +246,7 @@ fn delivery_limit(recording_size: Option<u64>) -> Duration {
 }
 
 /// Where a session's recording of `format` is kept until delivered.
-fn recording_file(gw: &Gateway, session: &str, format: &str) -> std::path::PathBuf {
+fn recording_file(gw: &GatewayState, session: &str, format: &str) -> std::path::PathBuf {
     match format {
         "data" => crate::recording::data_path(&gw.recordings_dir(), session),
         _ => crate::recording::path(&gw.recordings_dir(), session),
@@ -284,21 +299,46 @@ fn check_recording(path: &std::path::Path, sha256: &str, size: u64) -> Result<()
     Ok(())
 }
 
+/// The deliverer's signals: woken when a report is spooled, and the highest report number the
+/// approver has acknowledged. Only this module sends either.
+pub(crate) struct Delivery {
+    wake: Notify,
+    acknowledged: watch::Sender<u64>,
+}
+
+impl Delivery {
+    pub fn new() -> Delivery {
+        Delivery {
+            wake: Notify::new(),
+            acknowledged: watch::channel(0).0,
+        }
+    }
+
+    /// Wait, at most `limit`, until the approver has acknowledged report `seq`. Whether it has.
+    pub async fn await_acknowledged(&self, seq: u64, limit: Duration) -> bool {
+        let mut acknowledged = self.acknowledged.subscribe();
+        tokio::time::timeout(limit, acknowledged.wait_for(|d| *d >= seq))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
 /// Spool a report durably and hand it to the deliverer. Returns its sequence number.
-pub(crate) async fn submit(gw: &Gateway, report: &SessionReport) -> Result<u64, GatewayError> {
-    let seq = gw.replica.spool(report).await?;
-    gw.spool_wake.notify_one();
+pub(crate) async fn submit(gw: &GatewayState, report: &SessionReport) -> Result<u64, GatewayError> {
+    let seq = gw.replica().spool(report).await?;
+    gw.delivery().wake.notify_one();
     Ok(seq)
 }
 
 /// Wait until report `seq` reached the approver, if the link is up; with the approver away
 /// the spool holds it and the caller goes on.
-pub(crate) async fn await_delivery(gw: &Gateway, seq: u64) {
-    if gw.link().is_none() {
+pub(crate) async fn await_delivery(gw: &GatewayState, seq: u64) {
+    if !gw.link().is_up() {
         return;
     }
-    let mut delivered = gw.delivered.subscribe();
-    let _ = tokio::time::timeout(START_DELIVERY_WAIT, delivered.wait_for(|d| *d >= seq)).await;
+    gw.delivery()
+        .await_acknowledged(seq, START_DELIVERY_WAIT)
+        .await;
 }
 
 #[cfg(test)]

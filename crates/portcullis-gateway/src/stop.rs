@@ -3,13 +3,11 @@
 //! reason `gateway-stopping` (each end reported, each recording closed and announced), then
 //! drains the spool to the approver, each step with a bound so that a stop always ends.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::session::EndReason;
-use crate::state::Gateway;
+use crate::state::GatewayState;
 
 /// How long sessions get to end (write their reason, close their recording, spool their end).
 const SESSIONS_WAIT: Duration = Duration::from_secs(5);
@@ -22,26 +20,14 @@ const SPOOL_WAIT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(20);
 
 /// Everything after the stop signal, once the listener is gone.
-pub(crate) async fn graceful(gw: &Gateway) {
-    gw.stopping.store(true, Ordering::SeqCst);
-    let cut = {
-        let sessions = gw.sessions();
-        for s in sessions.live.values() {
-            if s.cut
-                .send_replace(Some(EndReason::GatewayStopping))
-                .is_none()
-            {
-                gw.metrics.cut(&EndReason::GatewayStopping);
-            }
-        }
-        sessions.live.len()
-    };
+pub(crate) async fn graceful(gw: &GatewayState) {
+    let cut = gw.begin_stop();
     tracing::info!("gateway stopping: ending {cut} sessions");
-    let all_ended = wait_until(SESSIONS_WAIT, || gw.sessions().live.is_empty()).await;
+    let all_ended = wait_until(SESSIONS_WAIT, || gw.live_count() == 0).await;
     if !all_ended {
         tracing::warn!(
             "{} sessions did not end within {SESSIONS_WAIT:?}; the next start reports them",
-            gw.sessions().live.len()
+            gw.live_count()
         );
     }
     // Their last words written, the connections are closed and waited for: exiting with them
@@ -51,7 +37,7 @@ pub(crate) async fn graceful(gw: &Gateway) {
         tokio::time::sleep(crate::session::LINGER).await;
     }
     let open = gw
-        .conns
+        .connections()
         .close_all("portcullis: gateway stopping", CONNECTIONS_WAIT)
         .await;
     if open > 0 {
@@ -62,8 +48,8 @@ pub(crate) async fn graceful(gw: &Gateway) {
 }
 
 /// Wait for the approver to acknowledge every report spooled so far, if it is reachable.
-async fn drain_spool(gw: &Gateway) {
-    let last = match gw.replica.spooled() {
+async fn drain_spool(gw: &GatewayState) {
+    let last = match gw.replica().spooled() {
         Ok(pending) => pending.last().map(|(seq, _)| *seq),
         Err(e) => {
             tracing::error!("cannot read the spool: {e}");
@@ -71,16 +57,13 @@ async fn drain_spool(gw: &Gateway) {
         }
     };
     let Some(last) = last else { return };
-    if gw.link().is_none() {
+    if !gw.link().is_up() {
         tracing::warn!(
             "the approver is away: reports up to {last} stay in the spool for the next start"
         );
         return;
     }
-    let mut delivered = gw.delivered.subscribe();
-    let drained = tokio::time::timeout(SPOOL_WAIT, delivered.wait_for(|d| *d >= last))
-        .await
-        .is_ok_and(|r| r.is_ok());
+    let drained = gw.delivery().await_acknowledged(last, SPOOL_WAIT).await;
     if drained {
         tracing::info!("spool drained (reports up to {last} delivered)");
     } else {

@@ -22,7 +22,7 @@ use russh::keys::ssh_key::certificate::{Builder, CertType};
 use russh::keys::{Algorithm, PrivateKey};
 
 use crate::session::Holder;
-use crate::state::Gateway;
+use crate::state::GatewayState as Gateway;
 
 /// The CA's key file, in the gateway's `data_dir`.
 pub const FILE: &str = "target_ca";

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use portcullis_core::locks::lock;
 use russh::client::{self, Handle, Msg};
 use russh::keys::agent::client::AgentClient;
 use russh::keys::agent::AgentIdentity;
@@ -133,9 +134,7 @@ impl Checker {
                     path.display()
                 );
                 tracing::info!("{note}");
-                if let Ok(mut l) = self.learned.lock() {
-                    *l = Some(note);
-                }
+                *lock(&self.learned) = Some(note);
                 Ok(())
             }
         }
@@ -151,9 +150,7 @@ impl client::Handler for Checker {
     ) -> Result<(), Self::Error> {
         match reason {
             client::DisconnectReason::ReceivedDisconnect(info) => {
-                if let Ok(mut g) = self.goodbye.lock() {
-                    *g = Some(info.message);
-                }
+                *lock(&self.goodbye) = Some(info.message);
                 Ok(())
             }
             client::DisconnectReason::Error(e) => Err(e),
@@ -171,9 +168,7 @@ impl client::Handler for Checker {
         match self.check(&key) {
             Ok(()) => Ok(true),
             Err(why) => {
-                if let Ok(mut v) = self.verdict.lock() {
-                    *v = Some(why);
-                }
+                *lock(&self.verdict) = Some(why);
                 Ok(false)
             }
         }
@@ -196,13 +191,15 @@ pub fn client_config() -> client::Config {
     }
 }
 
-/// The most [`Connection::run_with_input`] keeps of each output stream: far more than any
+/// The most [`ClientConnection::run_with_input`] keeps of each output stream: far more than any
 /// answer it is used for (a report's acknowledgement, a list of pending requests), and a
 /// bound on what a hostile or broken peer can make the caller hold.
 const MAX_KEPT_OUTPUT: usize = 1024 * 1024;
 
-/// An authenticated connection.
-pub struct Connection {
+/// An authenticated outgoing connection: the client side, as the thin clients and the
+/// gateway (to the approver, and to its targets) hold it. The servers' side of their
+/// connections is [`crate::server::ServerConnections`].
+pub struct ClientConnection {
     handle: Handle<Checker>,
     learned: Option<String>,
     goodbye: Arc<Mutex<Option<String>>>,
@@ -225,9 +222,9 @@ fn split_addr(addr: &str) -> (String, u16) {
     }
 }
 
-impl Connection {
+impl ClientConnection {
     /// Connect, check the host key, authenticate.
-    pub async fn connect(opts: &ConnectOptions) -> Result<Connection, SshError> {
+    pub async fn connect(opts: &ConnectOptions) -> Result<ClientConnection, SshError> {
         let (host, port) = split_addr(&opts.addr);
         let verdict = Arc::new(Mutex::new(None));
         let learned = Arc::new(Mutex::new(None));
@@ -264,7 +261,7 @@ impl Connection {
             }
             Ok(Ok(h)) => h,
             Ok(Err(e)) => {
-                let why = verdict.lock().ok().and_then(|mut v| v.take());
+                let why = lock(&verdict).take();
                 return Err(match why {
                     Some(why) => SshError::HostKey(why),
                     None => SshError::Ssh(e),
@@ -272,8 +269,8 @@ impl Connection {
             }
         };
         authenticate(&mut handle, opts).await?;
-        let learned = learned.lock().ok().and_then(|mut l| l.take());
-        Ok(Connection {
+        let learned = lock(&learned).take();
+        Ok(ClientConnection {
             handle,
             learned,
             goodbye,
@@ -369,7 +366,7 @@ impl Connection {
     /// reason may arrive a moment after the channels close: this waits up to 200 ms for it.
     pub async fn goodbye(&self) -> Option<String> {
         for _ in 0..20 {
-            if let Some(g) = self.goodbye.lock().ok().and_then(|g| g.clone()) {
+            if let Some(g) = lock(&self.goodbye).clone() {
                 return Some(g);
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

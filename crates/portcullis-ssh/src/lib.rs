@@ -15,4 +15,4 @@ mod rsa_agent;
 pub mod server;
 pub mod startups;
 
-pub use client::{ConnectOptions, Connection, ExecOutput, HostKeyPolicy, Identity, SshError};
+pub use client::{ClientConnection, ConnectOptions, ExecOutput, HostKeyPolicy, Identity, SshError};

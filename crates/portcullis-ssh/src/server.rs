@@ -1,5 +1,7 @@
 //! What the approver's and the gateway's SSH servers share: their settings, and an accept
-//! loop with admission limits (pre-auth deadline, connection budgets).
+//! loop with admission limits ([`serve`]: the handshake rate and the connection budgets at the
+//! door, then one task per connection with its pre-auth deadline and idle close), and the set
+//! of a server's connections a graceful stop closes ([`ServerConnections`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -7,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use portcullis_core::locks::lock;
 use tokio::net::TcpListener;
 
 use russh::keys::PrivateKey;
@@ -206,11 +209,6 @@ impl Refused {
     }
 }
 
-/// A poisoned lock here only guards counters: take it over rather than fail the connection.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Something live on a connection; see [`ConnState::busy`].
 pub struct Busy(Arc<ConnState>);
 
@@ -223,19 +221,20 @@ impl Drop for Busy {
     }
 }
 
-/// The connections one server holds: counted against `max_connections`, and reachable by a
-/// graceful stop, which disconnects them all with its reason and waits for them to end (a
-/// process that simply exited would drop what russh had not yet written to them, the last
-/// words to the user included).
-pub struct Connections {
+/// The connections one server holds, its side of them: counted against `max_connections`,
+/// and reachable by a graceful stop, which disconnects them all with its reason and waits for
+/// them to end (a process that simply exited would drop what russh had not yet written to
+/// them, the last words to the user included). Outgoing connections are
+/// [`crate::ClientConnection`]s.
+pub struct ServerConnections {
     active: AtomicUsize,
     stop: tokio::sync::watch::Sender<Option<String>>,
     ended: tokio::sync::Notify,
 }
 
-impl Connections {
-    pub fn new() -> Arc<Connections> {
-        Arc::new(Connections {
+impl ServerConnections {
+    pub fn new() -> Arc<ServerConnections> {
+        Arc::new(ServerConnections {
             active: AtomicUsize::new(0),
             stop: tokio::sync::watch::channel(None).0,
             ended: tokio::sync::Notify::new(),
@@ -279,7 +278,7 @@ async fn stopped(rx: &mut tokio::sync::watch::Receiver<Option<String>>) -> Strin
 
 /// Releases a connection's place in the budget when it ends.
 struct Slot {
-    conns: Arc<Connections>,
+    connections: Arc<ServerConnections>,
     sources: Arc<Mutex<HashMap<IpAddr, usize>>>,
     ip: IpAddr,
     state: Arc<ConnState>,
@@ -287,8 +286,8 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.conns.active.fetch_sub(1, Ordering::SeqCst);
-        self.conns.ended.notify_waiters();
+        self.connections.active.fetch_sub(1, Ordering::SeqCst);
+        self.connections.ended.notify_waiters();
         let mut s = lock(&self.sources);
         if let Some(n) = s.get_mut(&self.ip) {
             *n = n.saturating_sub(1);
@@ -310,22 +309,14 @@ pub async fn serve<H, F>(
     listener: TcpListener,
     config: Arc<russh::server::Config>,
     limits: ConnectionLimits,
-    conns: Arc<Connections>,
+    connections: Arc<ServerConnections>,
     mut make: F,
 ) -> std::io::Result<()>
 where
     H: russh::server::Handler + Send + 'static,
     F: FnMut(SocketAddr, Option<SocketAddr>, Arc<ConnState>) -> H,
 {
-    let sources: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
-    let holders: Arc<Mutex<Holders>> = Arc::default();
-    let mut last_budget_log: Option<std::time::Instant> = None;
-    let mut startups = crate::startups::StartupRate::new(
-        limits.new_connections_per_source_per_second,
-        limits.new_connections_per_source_burst,
-    );
-    let mut last_rate_log: Option<std::time::Instant> = None;
-    let mut last_untracked_log: Option<std::time::Instant> = None;
+    let mut door = Door::new(limits, connections.clone());
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -335,133 +326,192 @@ where
                 continue;
             }
         };
+        let Some(slot) = door.admit(peer) else {
+            drop(socket);
+            continue;
+        };
+        let stop = connections.stop.subscribe();
+        let _ = socket.set_nodelay(true);
+        let local = socket.local_addr().ok();
+        let handler = make(peer, local, slot.state.clone());
+        tokio::spawn(run_connection(
+            socket,
+            peer,
+            config.clone(),
+            handler,
+            slot,
+            stop,
+            limits.login_grace,
+        ));
+    }
+}
+
+/// The accept loop's admission: the handshake rate per source, then the connection budgets,
+/// each with a log line at most once a second however hard the door is knocked on.
+struct Door {
+    limits: ConnectionLimits,
+    connections: Arc<ServerConnections>,
+    /// Connections open per source address.
+    sources: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    holders: Arc<Mutex<Holders>>,
+    startups: crate::startups::StartupRate,
+    last_rate_log: Option<std::time::Instant>,
+    last_untracked_log: Option<std::time::Instant>,
+    last_budget_log: Option<std::time::Instant>,
+}
+
+impl Door {
+    fn new(limits: ConnectionLimits, connections: Arc<ServerConnections>) -> Door {
+        Door {
+            limits,
+            connections,
+            sources: Arc::default(),
+            holders: Arc::default(),
+            startups: crate::startups::StartupRate::new(
+                limits.new_connections_per_source_per_second,
+                limits.new_connections_per_source_burst,
+            ),
+            last_rate_log: None,
+            last_untracked_log: None,
+            last_budget_log: None,
+        }
+    }
+
+    /// Let `peer` in, taking its place in the budgets (the [`Slot`] gives it back), or refuse
+    /// it (`None`): the socket is then only closed.
+    fn admit(&mut self, peer: SocketAddr) -> Option<Slot> {
         let ip = peer.ip();
         // The handshake rate first: a refused connection costs a hash lookup and a close, never
         // a key exchange.
         let now = std::time::Instant::now();
-        match startups.admit(ip, now) {
+        match self.startups.admit(ip, now) {
             crate::startups::Admission::Admitted => {}
             crate::startups::Admission::Refused => {
-                if last_rate_log.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                if once_a_second(&mut self.last_rate_log, now) {
                     tracing::warn!(
                         "refusing {peer}: more than {} new connections from {ip} at once, or {} a second after (new_connections_per_source_burst, new_connections_per_source_per_second)",
-                        limits.new_connections_per_source_burst,
-                        limits.new_connections_per_source_per_second
+                        self.limits.new_connections_per_source_burst,
+                        self.limits.new_connections_per_source_per_second
                     );
-                    last_rate_log = Some(now);
                 }
-                drop(socket);
-                continue;
+                return None;
             }
             crate::startups::Admission::Untracked => {
-                if last_untracked_log.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                if once_a_second(&mut self.last_untracked_log, now) {
                     tracing::warn!(
                         "{} sources are opening connections at once: {peer} is admitted without a rate limit (the connection budgets still apply)",
-                        startups.tracked()
+                        self.startups.tracked()
                     );
-                    last_untracked_log = Some(now);
                 }
             }
         }
-        let over = if conns.open() >= limits.max_connections {
-            Some(format!(
-                "connection budget of {} reached",
-                limits.max_connections
-            ))
-        } else {
-            let mut s = lock(&sources);
-            let n = s.entry(ip).or_insert(0);
-            if *n >= limits.max_connections_per_source {
-                Some(format!(
-                    "{} connections from {ip} already",
-                    limits.max_connections_per_source
-                ))
-            } else {
-                *n += 1;
-                None
-            }
-        };
-        if let Some(why) = over {
-            // One line a second at most, however hard the door is knocked on.
-            if last_budget_log.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+        if let Some(why) = self.over_budget(ip) {
+            if once_a_second(&mut self.last_budget_log, std::time::Instant::now()) {
                 tracing::warn!("refusing {peer}: {why}");
-                last_budget_log = Some(std::time::Instant::now());
             }
-            drop(socket);
-            continue;
+            return None;
         }
-        conns.active.fetch_add(1, Ordering::SeqCst);
-        let state = Arc::new(ConnState::new(limits, holders.clone()));
-        let mut stop = conns.stop.subscribe();
-        let slot = Slot {
-            conns: conns.clone(),
-            sources: sources.clone(),
+        self.connections.active.fetch_add(1, Ordering::SeqCst);
+        let state = Arc::new(ConnState::new(self.limits, self.holders.clone()));
+        Some(Slot {
+            connections: self.connections.clone(),
+            sources: self.sources.clone(),
             ip,
-            state: state.clone(),
-        };
-        let _ = socket.set_nodelay(true);
-        let local = socket.local_addr().ok();
-        let handler = make(peer, local, state.clone());
-        let config = config.clone();
-        // One task per connection, the login deadline and idle watch included (a second task
-        // per connection would cost every held session its memory).
-        tokio::spawn(async move {
-            let _slot = slot;
-            let deadline = tokio::time::Instant::now() + limits.login_grace;
-            let handshake = tokio::time::timeout_at(
-                deadline,
-                russh::server::run_stream(config, socket, handler),
-            );
-            let session = tokio::select! {
-                r = handshake => match r {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(_)) => return,
-                    Err(_) => {
-                        tracing::info!(
-                            "{peer}: no SSH handshake within {:?}; dropped",
-                            limits.login_grace
-                        );
-                        return;
-                    }
-                },
-                _ = stopped(&mut stop) => return,
-            };
-            let handle = session.handle();
-            tokio::pin!(session);
-            let why = tokio::select! {
-                _ = &mut session => return,
-                why = stopped(&mut stop) => Some(why),
-                _ = tokio::time::sleep_until(deadline) => None,
-                _ = state.on_authenticated.notified() => None,
-            };
-            let why = match why {
-                Some(why) => why,
-                None if !state.authenticated() => {
-                    tracing::info!(
-                        "{peer}: not authenticated within {:?}; dropped",
-                        limits.login_grace
-                    );
-                    "portcullis: authentication took too long".to_string()
-                }
-                None => tokio::select! {
-                    _ = &mut session => return,
-                    why = stopped(&mut stop) => why,
-                    idle = idle_out(&state) => {
-                        tracing::info!("{peer}: nothing live for {idle:?}; closed");
-                        format!(
-                            "portcullis: closing a connection idle for {}",
-                            portcullis_core::time::format_duration(idle)
-                        )
-                    }
-                },
-            };
-            let _ = handle
-                .disconnect(russh::Disconnect::ByApplication, why, "en".into())
-                .await;
-            drop(handle);
-            let _ = session.await;
-        });
+            state,
+        })
     }
+
+    /// Why a connection from `ip` would exceed a budget, if it would; if not, it is counted
+    /// against its source.
+    fn over_budget(&self, ip: IpAddr) -> Option<String> {
+        if self.connections.open() >= self.limits.max_connections {
+            return Some(format!(
+                "connection budget of {} reached",
+                self.limits.max_connections
+            ));
+        }
+        let mut s = lock(&self.sources);
+        let n = s.entry(ip).or_insert(0);
+        if *n >= self.limits.max_connections_per_source {
+            return Some(format!(
+                "{} connections from {ip} already",
+                self.limits.max_connections_per_source
+            ));
+        }
+        *n += 1;
+        None
+    }
+}
+
+/// Whether a rate-limited log line may go out now (none in the last second), noting it if so.
+fn once_a_second(last: &mut Option<std::time::Instant>, now: std::time::Instant) -> bool {
+    if last.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+        *last = Some(now);
+        return true;
+    }
+    false
+}
+
+/// One connection's task, from the handshake to its end, the login deadline and idle watch
+/// included (a second task per connection would cost every held session its memory).
+async fn run_connection<H>(
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    config: Arc<russh::server::Config>,
+    handler: H,
+    slot: Slot,
+    mut stop: tokio::sync::watch::Receiver<Option<String>>,
+    login_grace: Duration,
+) where
+    H: russh::server::Handler + Send + 'static,
+{
+    let state = slot.state.clone();
+    let _slot = slot;
+    let deadline = tokio::time::Instant::now() + login_grace;
+    let handshake =
+        tokio::time::timeout_at(deadline, russh::server::run_stream(config, socket, handler));
+    let session = tokio::select! {
+        r = handshake => match r {
+            Ok(Ok(s)) => s,
+            Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::info!("{peer}: no SSH handshake within {login_grace:?}; dropped");
+                return;
+            }
+        },
+        _ = stopped(&mut stop) => return,
+    };
+    let handle = session.handle();
+    tokio::pin!(session);
+    let why = tokio::select! {
+        _ = &mut session => return,
+        why = stopped(&mut stop) => Some(why),
+        _ = tokio::time::sleep_until(deadline) => None,
+        _ = state.on_authenticated.notified() => None,
+    };
+    let why = match why {
+        Some(why) => why,
+        None if !state.authenticated() => {
+            tracing::info!("{peer}: not authenticated within {login_grace:?}; dropped");
+            "portcullis: authentication took too long".to_string()
+        }
+        None => tokio::select! {
+            _ = &mut session => return,
+            why = stopped(&mut stop) => why,
+            idle = idle_out(&state) => {
+                tracing::info!("{peer}: nothing live for {idle:?}; closed");
+                format!(
+                    "portcullis: closing a connection idle for {}",
+                    portcullis_core::time::format_duration(idle)
+                )
+            }
+        },
+    };
+    let _ = handle
+        .disconnect(russh::Disconnect::ByApplication, why, "en".into())
+        .await;
+    drop(handle);
+    let _ = session.await;
 }
 
 /// Resolves once the connection has held nothing live for the idle timeout (never for a

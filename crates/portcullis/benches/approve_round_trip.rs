@@ -11,7 +11,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity};
+use portcullis_ssh::{ClientConnection, ConnectOptions, HostKeyPolicy, Identity};
 
 const EXTRA: &str = r#"
 [[targets]]
@@ -28,8 +28,8 @@ approvals = 1
 max_duration = "1h"
 "#;
 
-fn connect(rt: &tokio::runtime::Runtime, env: &support::Env, user: &str) -> Connection {
-    rt.block_on(Connection::connect(&ConnectOptions {
+fn connect(rt: &tokio::runtime::Runtime, env: &support::Env, user: &str) -> ClientConnection {
+    rt.block_on(ClientConnection::connect(&ConnectOptions {
         addr: env.addr.clone(),
         user: user.into(),
         identity: Identity::KeyFile(env.key(user)),
@@ -41,7 +41,7 @@ fn connect(rt: &tokio::runtime::Runtime, env: &support::Env, user: &str) -> Conn
     .unwrap()
 }
 
-fn run(rt: &tokio::runtime::Runtime, conn: &Connection, line: &str) -> String {
+fn run(rt: &tokio::runtime::Runtime, conn: &ClientConnection, line: &str) -> String {
     let mut out = Vec::new();
     let mut err = Vec::new();
     let r = rt.block_on(conn.run(line, &mut out, &mut err)).unwrap();

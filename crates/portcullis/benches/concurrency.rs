@@ -10,13 +10,16 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity};
+use portcullis_ssh::{ClientConnection, ConnectOptions, HostKeyPolicy, Identity};
 use russh::ChannelMsg;
 use support::rss_kib;
 use support::targets::EchoProcess;
 
-async fn open(opts: ConnectOptions, port: u16) -> (Connection, russh::Channel<russh::client::Msg>) {
-    let conn = Connection::connect(&opts).await.unwrap();
+async fn open(
+    opts: ConnectOptions,
+    port: u16,
+) -> (ClientConnection, russh::Channel<russh::client::Msg>) {
+    let conn = ClientConnection::connect(&opts).await.unwrap();
     let mut ch = conn.direct_tcpip("echo", u32::from(port)).await.unwrap();
     ch.data(&b"hi"[..]).await.unwrap();
     loop {
@@ -34,7 +37,7 @@ async fn open_many(
     n: usize,
     opts: &ConnectOptions,
     port: u16,
-) -> Vec<(Connection, russh::Channel<russh::client::Msg>)> {
+) -> Vec<(ClientConnection, russh::Channel<russh::client::Msg>)> {
     let mut held = Vec::with_capacity(n);
     for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
         let tasks: Vec<_> = chunk

@@ -10,7 +10,7 @@ mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use portcullis_ssh::{ConnectOptions, Connection, HostKeyPolicy, Identity};
+use portcullis_ssh::{ClientConnection, ConnectOptions, HostKeyPolicy, Identity};
 use russh::ChannelMsg;
 use support::targets::EchoProcess;
 
@@ -32,7 +32,7 @@ fn options(env: &support::Env, user: &str, addr: &str, host_key: &str) -> Connec
     }
 }
 
-async fn exec(conn: &Connection, line: &str) -> String {
+async fn exec(conn: &ClientConnection, line: &str) -> String {
     let mut out = Vec::new();
     let mut err = Vec::new();
     let r = conn.run(line, &mut out, &mut err).await.unwrap();
@@ -54,7 +54,7 @@ async fn sessions(
         let (up_tx, up_rx) = tokio::sync::oneshot::channel();
         ready.push(up_rx);
         handles.push(tokio::spawn(async move {
-            let conn = Connection::connect(&opts).await.unwrap();
+            let conn = ClientConnection::connect(&opts).await.unwrap();
             let mut ch = conn
                 .direct_tcpip("echo", u32::from(echo_port))
                 .await
@@ -101,10 +101,10 @@ fn main() {
     env.start_gateway();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (expiry, revoke) = rt.block_on(async {
-        let alice = Connection::connect(&options(&env, "alice", &env.addr, &env.host_key))
+        let alice = ClientConnection::connect(&options(&env, "alice", &env.addr, &env.host_key))
             .await
             .unwrap();
-        let ada = Connection::connect(&options(&env, "ada", &env.addr, &env.host_key))
+        let ada = ClientConnection::connect(&options(&env, "ada", &env.addr, &env.host_key))
             .await
             .unwrap();
         let mut expiry = Vec::new();

@@ -8,7 +8,15 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use portcullis_core::command::{AuditCommand, ControlCommand, ControlLine, RequestArgs};
 
-use crate::{client_cmd, setup};
+use crate::logging::{self, LogFormat, LogOpts};
+use crate::{client_cmd, init, login, setup, verify};
+
+/// How the thin clients find their settings; the end of each one's `--help`.
+macro_rules! connection_help {
+    () => {
+        "\n\nConnection settings (approver, user, identity, host key) come from, first match wins:\n  1. flags: --approver, -l, -i, --approver-host-key, --known-hosts\n  2. PORTCULLIS_APPROVER, PORTCULLIS_USER, PORTCULLIS_IDENTITY, PORTCULLIS_APPROVER_HOST_KEY,\n     PORTCULLIS_KNOWN_HOSTS\n  3. the profile: --profile FILE, PORTCULLIS_PROFILE, or ~/.config/portcullis/profile.toml\n     ($XDG_CONFIG_HOME/portcullis/profile.toml); `portcullis login`, `init` and `quickstart`\n     write it. Its pinned host key is used only for the approver it names.\n  4. defaults: 127.0.0.1:2223, $USER, ssh-agent then ~/.ssh/id_ed25519, and the approver's\n     host key learned on first use into ~/.config/portcullis/known_hosts (a changed key is refused)"
+    };
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,12 +34,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the approval daemon (control plane on port 2223 by default).
     #[command(
-        after_help = "Example:\n  portcullis approver --config /etc/portcullis/portcullis.toml\n\nSIGHUP or `portcullis admin reload` re-reads the file; a bad file is refused and the old one kept."
+        after_help = "Examples:\n  portcullis approver --config /etc/portcullis/portcullis.toml\n  portcullis approver --config /etc/portcullis/portcullis.toml --log-format json   # for journald\n\nSIGHUP or `portcullis admin reload` re-reads the file; a bad file is refused and the old one kept."
     )]
     Approver {
         /// The config file.
         #[arg(long, short = 'c', value_name = "FILE")]
         config: PathBuf,
+        #[command(flatten)]
+        log: LogOpts,
     },
 
     /// Run the gateway developers ssh to (port 2222 by default): enforces signed grants.
@@ -42,11 +52,13 @@ pub enum Command {
         /// The config file (its [gateway] section, and pins of the approver's keys).
         #[arg(long, short = 'c', value_name = "FILE")]
         config: PathBuf,
+        #[command(flatten)]
+        log: LogOpts,
     },
 
     /// Operator commands against the approver: approve, deny, revoke, grants, reload, …
     #[command(
-        after_help = "Examples:\n  portcullis admin requests --pending\n  portcullis admin approve 17 --note \"checked with on-call\"\n  portcullis admin revoke 17 --reason \"incident closed\"\n  portcullis admin reload"
+        after_help = concat!("Examples:\n  portcullis admin requests --pending\n  portcullis admin approve 17 --note \"checked with on-call\"\n  portcullis admin revoke 17 --reason \"incident closed\"\n  portcullis admin reload\n  portcullis admin -l ada --approver bastion:2223 status      # flags override the profile", connection_help!())
     )]
     Admin {
         #[command(flatten)]
@@ -56,7 +68,10 @@ pub enum Command {
     },
 
     /// Ask for access to a target (same as `ssh -p 2222 USER@bastion request …`).
-    #[command(after_help = "Example:\n  portcullis request pg-prod --for 1h --reason \"INC-42\"")]
+    #[command(after_help = concat!(
+        "Example:\n  portcullis request pg-prod --for 1h --reason \"INC-42\"",
+        connection_help!()
+    ))]
     Request {
         #[command(flatten)]
         conn: ClientOpts,
@@ -66,7 +81,7 @@ pub enum Command {
 
     /// Compliance commands: print and verify the audit trail.
     #[command(
-        after_help = "Examples:\n  portcullis audit log --since 24h\n  portcullis audit log --json > events.jsonl\n  portcullis audit verify\n  portcullis audit verify --data-dir /var/lib/portcullis-approver --signing-key ed25519:…   # offline, approver stopped"
+        after_help = concat!("Examples:\n  portcullis audit log --since 24h\n  portcullis audit log --json > events.jsonl\n  portcullis audit verify\n  portcullis audit verify --data-dir /var/lib/portcullis-approver --signing-key ed25519:…   # offline, approver stopped", connection_help!())
     )]
     Audit {
         #[command(flatten)]
@@ -75,9 +90,19 @@ pub enum Command {
         command: AuditCli,
     },
 
+    /// Check that you can reach and log in to the approver, then save how, as the profile
+    /// `admin`, `request` and `audit` read.
+    #[command(
+        after_help = concat!("Examples:\n  portcullis login --approver bastion.example.com:2223 -l alice -i ~/.ssh/id_ed25519\n  portcullis login -l bob                  # the same approver, another user\n  portcullis login --profile ~/.config/portcullis/staging.toml --approver staging:2223\n\nIt connects first: the approver's host key must be the pinned one (--approver-host-key, or\nthe profile's for the same approver) or the one in known_hosts; an approver never seen\nbefore is learned, as ssh does, and its fingerprint shown. Then whoami must succeed. Only\nthen is the profile written (mode 0600): approver, user, identity (when one was given) and\nthe host key, pinned. Settings not given come from the profile being replaced.", connection_help!())
+    )]
+    Login {
+        #[command(flatten)]
+        conn: ClientOpts,
+    },
+
     /// Create any missing key of a config and print the public ones, one a line.
     #[command(
-        after_help = "Example:\n  portcullis keys --config portcullis.toml\n\nPrints `gateway-host …`, `gateway-client …`, `approver-host …`, `grant-signing …`:\nthe gateway client key goes into targets' authorized_keys and [[gateways]]; the approver\nhost key and the grant-signing key are what [gateway] pins."
+        after_help = "Examples:\n  portcullis keys --config portcullis.toml\n  portcullis keys known-hosts --config portcullis.toml --host bastion.example.com   # for users' known_hosts\n\nPrints `gateway-host …`, `gateway-client …`, `approver-host …`, `grant-signing …`:\nthe gateway client key goes into targets' authorized_keys and [[gateways]]; the approver\nhost key and the grant-signing key are what [gateway] pins."
     )]
     Keys {
         #[arg(long, short = 'c', value_name = "FILE", global = true)]
@@ -96,7 +121,7 @@ pub enum Command {
 
     /// Run a whole demo bastion on loopback and print the lines to try.
     #[command(
-        after_help = "Example:\n  cargo run --release -- quickstart\n\nWrites config and keys into DIR, serves a demo TCP target (and a recorded shell target where\nsshd is installed), runs the approver and the gateway, and prints ready-to-paste commands.\nCtrl-C stops everything."
+        after_help = "Example:\n  cargo run --release -- quickstart\n\nWrites config and keys into DIR, serves a demo TCP target (and a recorded shell target where\nsshd is installed), runs the approver and the gateway, and prints ready-to-paste commands.\nFor them it writes DIR/ssh_config (hosts bastion, approver, shell-rec, shell; each with its\nkey and the pinned host keys: ssh -F DIR/ssh_config bastion status) and the thin clients'\nprofile (DIR/profile.toml, and the default one unless that is for another approver).\nCtrl-C stops everything."
     )]
     Quickstart {
         /// Where config, keys and data go.
@@ -198,19 +223,20 @@ pub enum AuditCli {
     Export { session: String },
 }
 
-/// How the thin clients reach and authenticate to the approver.
+/// How the thin clients reach and authenticate to the approver. Every setting is optional
+/// here: what no flag or variable gives comes from the profile, then from the defaults.
 #[derive(Debug, Clone, Args)]
 pub struct ClientOpts {
-    /// The approver's control port.
+    /// The approver's control port (default: the profile's, else 127.0.0.1:2223).
     #[arg(
         long,
         env = "PORTCULLIS_APPROVER",
-        default_value = portcullis_core::config::DEFAULT_APPROVER_LISTEN,
         value_name = "HOST:PORT",
         global = true
     )]
-    pub approver: String,
-    /// Private key to log in with (default: ssh-agent, then ~/.ssh/id_ed25519).
+    pub approver: Option<String>,
+    /// Private key to log in with (default: the profile's, else ssh-agent, then
+    /// ~/.ssh/id_ed25519).
     #[arg(
         short = 'i',
         long = "identity",
@@ -219,8 +245,8 @@ pub struct ClientOpts {
         global = true
     )]
     pub identity: Option<PathBuf>,
-    /// Your portcullis user name (default: $USER). Give it before the command: after it,
-    /// `--user` is that command's own filter (`grants --user bob`).
+    /// Your portcullis user name (default: the profile's, else $USER). Give it before the
+    /// command: after it, `--user` is that command's own filter (`grants --user bob`).
     #[arg(
         id = "login",
         short = 'l',
@@ -229,7 +255,7 @@ pub struct ClientOpts {
         value_name = "NAME"
     )]
     pub user: Option<String>,
-    /// Pin the approver's host key (`ssh-ed25519 AAAA…`) instead of using known_hosts.
+    /// Pin the approver's host key (`ssh-ed25519 AAAA…`) instead of the profile's or known_hosts.
     #[arg(
         long,
         env = "PORTCULLIS_APPROVER_HOST_KEY",
@@ -237,7 +263,8 @@ pub struct ClientOpts {
         global = true
     )]
     pub approver_host_key: Option<String>,
-    /// known_hosts file for accept-new (default: ~/.config/portcullis/known_hosts).
+    /// known_hosts file for accept-new, instead of the profile's pin (default:
+    /// ~/.config/portcullis/known_hosts).
     #[arg(
         long,
         env = "PORTCULLIS_KNOWN_HOSTS",
@@ -245,6 +272,10 @@ pub struct ClientOpts {
         global = true
     )]
     pub known_hosts: Option<PathBuf>,
+    /// The profile to read (and `login` to write) instead of
+    /// ~/.config/portcullis/profile.toml.
+    #[arg(long, env = "PORTCULLIS_PROFILE", value_name = "FILE", global = true)]
+    pub profile: Option<PathBuf>,
     /// Print one JSON document on stdout (JSON Lines for `audit log`).
     #[arg(long, global = true)]
     pub json: bool,
@@ -263,15 +294,16 @@ pub enum KeysAction {
         #[arg(long)]
         signing: bool,
     },
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    /// Print known_hosts lines for the gateway and the approver, ready to paste.
+    #[command(
+        name = "known-hosts",
+        after_help = "Examples:\n  portcullis keys known-hosts --config /etc/portcullis/portcullis.toml --host bastion.example.com\n  portcullis keys known-hosts --config portcullis.toml >> ~/.ssh/known_hosts\n\nOne line per daemon in the file, `[HOST]:PORT ssh-ed25519 AAAA…` (the bare HOST on port 22),\ngateway first: give developers the gateway's line for ~/.ssh/known_hosts, and operators the\napprover's for ~/.config/portcullis/known_hosts (or use `portcullis login`, which pins it).\nHOST is the listen address's IP, or --host when users reach the machine by a name (required\nwhen it listens on 0.0.0.0). Read as the daemon's user: its data directory is its own."
+    )]
+    KnownHosts {
+        /// The name users reach the daemons by (default: the IP they listen on).
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
+    },
 }
 
 /// Resolves at SIGTERM (what systemd's stop sends) or SIGINT (Ctrl-C): a daemon then stops
@@ -291,20 +323,10 @@ async fn termination() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Warnings only: the quickstart's own output is the lines to try.
-fn init_logging_quiet() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Approver { config } => {
-            init_logging();
+        Command::Approver { config, log } => {
+            logging::init(log.log_format, "info");
             setup::preflight(&config, setup::Daemon::Approver)?;
             let app = portcullis_approver::Approver::open(
                 &config,
@@ -314,8 +336,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             portcullis_approver::serve_until(app, termination()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Gateway { config } => {
-            init_logging();
+        Command::Gateway { config, log } => {
+            logging::init(log.log_format, "info");
             setup::preflight(&config, setup::Daemon::Gateway)?;
             portcullis_gateway::run_until(
                 &config,
@@ -339,74 +361,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             client_cmd::run(&conn, &line).await
         }
-        Command::Audit { conn, command } => match command {
-            AuditCli::Verify {
-                data_dir: Some(dir),
-                signing_key,
-            } => Ok(setup::verify_offline(&dir, signing_key.as_deref())),
-            AuditCli::Verify { data_dir: None, .. } => {
-                let line = ControlLine {
-                    json: conn.json,
-                    command: ControlCommand::Audit(AuditCommand::Verify),
-                };
-                // Not reaching the approver is "could not verify" (2), never "tampered" (1).
-                match client_cmd::run(&conn, &line).await {
-                    Ok(code) => Ok(code),
-                    Err(e) => {
-                        eprintln!("portcullis: could not verify: {e:#}");
-                        Ok(ExitCode::from(setup::VERIFY_UNVERIFIED))
-                    }
-                }
-            }
-            other => {
-                let command = match other {
-                    AuditCli::Log { since, limit } => AuditCommand::Log { since, limit },
-                    AuditCli::Sessions {
-                        user,
-                        target,
-                        since,
-                        live,
-                        limit,
-                    } => AuditCommand::Sessions {
-                        user,
-                        target,
-                        since,
-                        live,
-                        limit,
-                    },
-                    AuditCli::Replay {
-                        session,
-                        speed,
-                        idle_limit,
-                    } => AuditCommand::Replay {
-                        session,
-                        speed,
-                        idle_limit,
-                    },
-                    AuditCli::Export { session } => AuditCommand::Export { session },
-                    AuditCli::Verify { .. } => AuditCommand::Verify,
-                };
-                let line = ControlLine {
-                    json: conn.json,
-                    command: ControlCommand::Audit(command),
-                };
-                client_cmd::run(&conn, &line).await
-            }
-        },
-        Command::Keys { config, action } => {
-            let Some(config) = config else {
-                anyhow::bail!("which config? pass --config FILE");
-            };
-            match action {
-                None => setup::keys(&config),
-                Some(KeysAction::Rotate { signing: true }) => setup::rotate_signing(&config),
-                Some(KeysAction::Rotate { signing: false }) => {
-                    anyhow::bail!("rotate what? `portcullis keys rotate --signing --config FILE`")
-                }
-            }
-        }
+        Command::Audit { conn, command } => audit(&conn, command).await,
+        Command::Keys { config, action } => keys(config, action),
+        Command::Login { conn } => login::login(&conn).await,
         Command::Quickstart { dir } => {
-            init_logging_quiet();
+            // Warnings only: the quickstart's own output is the lines to try.
+            logging::init(LogFormat::Text, "warn");
             crate::quickstart::run(&dir).await
         }
         Command::Check { config } => setup::check(&config),
@@ -419,7 +379,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             gateway_user,
         } => {
             let context = format!("init {}", dir.display());
-            setup::init(setup::InitOptions {
+            init::init(init::InitOptions {
                 dir,
                 user,
                 key,
@@ -429,6 +389,75 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
             .with_context(|| context)
         }
+    }
+}
+
+/// `portcullis audit …`: offline verification reads the store itself; everything else is a
+/// command to the approver.
+async fn audit(conn: &ClientOpts, command: AuditCli) -> anyhow::Result<ExitCode> {
+    let command = match command {
+        AuditCli::Verify {
+            data_dir: Some(dir),
+            signing_key,
+        } => return Ok(verify::verify_offline(&dir, signing_key.as_deref())),
+        AuditCli::Verify { data_dir: None, .. } => {
+            let line = ControlLine {
+                json: conn.json,
+                command: ControlCommand::Audit(AuditCommand::Verify),
+            };
+            // Not reaching the approver is "could not verify" (2), never "tampered" (1).
+            return match client_cmd::run(conn, &line).await {
+                Ok(code) => Ok(code),
+                Err(e) => {
+                    eprintln!("portcullis: could not verify: {e:#}");
+                    Ok(ExitCode::from(verify::VERIFY_UNVERIFIED))
+                }
+            };
+        }
+        AuditCli::Log { since, limit } => AuditCommand::Log { since, limit },
+        AuditCli::Sessions {
+            user,
+            target,
+            since,
+            live,
+            limit,
+        } => AuditCommand::Sessions {
+            user,
+            target,
+            since,
+            live,
+            limit,
+        },
+        AuditCli::Replay {
+            session,
+            speed,
+            idle_limit,
+        } => AuditCommand::Replay {
+            session,
+            speed,
+            idle_limit,
+        },
+        AuditCli::Export { session } => AuditCommand::Export { session },
+    };
+    let line = ControlLine {
+        json: conn.json,
+        command: ControlCommand::Audit(command),
+    };
+    client_cmd::run(conn, &line).await
+}
+
+/// `portcullis keys [rotate --signing | known-hosts]`: all of them need the config.
+fn keys(config: Option<PathBuf>, action: Option<KeysAction>) -> anyhow::Result<ExitCode> {
+    let Some(config) = config else {
+        anyhow::bail!("which config? pass --config FILE");
+    };
+    match action {
+        None => setup::keys(&config),
+        Some(KeysAction::Rotate { signing: true }) => setup::rotate_signing(&config),
+        Some(KeysAction::Rotate { signing: false }) => {
+            anyhow::bail!("rotate what? `portcullis keys rotate --signing --config FILE`")
+        }
+        Some(KeysAction::KnownHosts { host }) => setup::known_hosts(&config, host.as_deref()),
     }
 }
 
@@ -492,6 +521,18 @@ mod tests {
                 "{about}"
             );
         }
+    }
+
+    #[test]
+    fn the_thin_clients_help_states_the_default_approver() {
+        let default = portcullis_core::config::DEFAULT_APPROVER_LISTEN;
+        let mut cli = Cli::command();
+        let admin = cli
+            .find_subcommand_mut("admin")
+            .map(|c| c.render_long_help());
+        let text = admin.map(|h| h.to_string()).unwrap_or_default();
+        assert!(text.contains(&format!("else {default})")), "{text}");
+        assert!(text.contains(&format!("defaults: {default},")), "{text}");
     }
 
     #[test]

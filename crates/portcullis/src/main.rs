@@ -1,11 +1,17 @@
 //! `portcullis`: the one binary. It owns argument parsing, logging setup and process
-//! lifecycle, and hands everything else to the library crates: the approver daemon, the SSH
-//! client for the thin clients, the store for offline verification. No policy lives here.
+//! lifecycle, and hands everything else to the library crates: the approver and gateway
+//! daemons, the SSH client for the thin clients, the store and the audit crate for offline
+//! verification. No policy lives here.
 
 mod cli;
 mod client_cmd;
+mod init;
+mod logging;
+mod login;
+mod profile;
 mod quickstart;
 mod setup;
+mod verify;
 
 use std::process::ExitCode;
 

@@ -1,7 +1,9 @@
 //! `portcullis quickstart`: a whole bastion on loopback in one command, for a first look.
 //! It writes a config with fresh keys into DIR, serves a demo TCP "database" (an echo
 //! server) and, where an `sshd` is installed, a shell target; runs the approver and the gateway
-//! in this process; prints the exact lines to try; and stops everything on Ctrl-C.
+//! in this process; writes what a client needs (an `ssh_config` with a host for each way in,
+//! `known_hosts` with every key pinned, the thin clients' profile); prints short lines to try;
+//! and stops everything on Ctrl-C.
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
@@ -12,7 +14,8 @@ use anyhow::Context as _;
 use portcullis_ssh::keyfile;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::setup;
+use crate::profile::{self, Installed, Profile};
+use crate::setup::{self, sh_quote};
 
 fn port_or_free(preferred: u16) -> anyhow::Result<u16> {
     if StdListener::bind(("127.0.0.1", preferred)).is_ok() {
@@ -45,11 +48,8 @@ async fn echo_server(listener: tokio::net::TcpListener) {
     }
 }
 
-/// An sshd for the shell target, trusting the gateway's client key, if one is installed.
-fn start_sshd(
-    dir: &Path,
-    gateway_client: &str,
-) -> anyhow::Result<Option<(tokio::process::Child, u16, String, String)>> {
+/// An sshd for the shell target, trusting these keys, if one is installed.
+fn start_sshd(dir: &Path, authorized: &[&str]) -> anyhow::Result<Option<Sshd>> {
     let Some(sshd) = ["/usr/sbin/sshd", "/usr/local/sbin/sshd"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -70,7 +70,9 @@ fn start_sshd(
         }
     }
     let auth = sdir.join("authorized_keys");
-    std::fs::write(&auth, format!("{gateway_client}\n"))?;
+    let mut lines = authorized.join("\n");
+    lines.push('\n');
+    std::fs::write(&auth, lines)?;
     let port = port_or_free(2022)?;
     let config = sdir.join("sshd_config");
     std::fs::write(
@@ -91,28 +93,56 @@ fn start_sshd(
         .spawn();
     let Ok(child) = child else { return Ok(None) };
     let login = std::env::var("USER").unwrap_or_else(|_| "root".into());
-    let host = std::fs::read_to_string(host_key.with_extension("pub"))?
-        .trim()
-        .to_string();
-    Ok(Some((child, port, login, host)))
+    let host = std::fs::read_to_string(host_key.with_extension("pub"))?;
+    // Without its comment (user@host): the config pins the key alone.
+    let host_key = host
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    Ok(Some(Sshd {
+        child,
+        port,
+        login,
+        host_key,
+    }))
 }
 
-pub async fn run(dir: &Path) -> anyhow::Result<ExitCode> {
+/// What the demo runs on, once it is set up.
+struct Demo {
+    dir: PathBuf,
+    approver_port: u16,
+    gateway_port: u16,
+    echo_port: u16,
+    keys: setup::PublicKeys,
+    demo_key: PathBuf,
+    boss_key: PathBuf,
+    sshd: Option<Sshd>,
+}
+
+/// The recorded-shell target: this quickstart's own sshd.
+struct Sshd {
+    child: tokio::process::Child,
+    port: u16,
+    login: String,
+    host_key: String,
+}
+
+pub async fn run(dir_arg: &Path) -> anyhow::Result<ExitCode> {
     // A directory of its own: one that someone else prepared (and could have put keys or an
     // sshd config in) is refused.
-    keyfile::create_private_dir(dir)?;
-    keyfile::check_private(dir, keyfile::Kind::Dir)
+    keyfile::create_private_dir(dir_arg)?;
+    keyfile::check_private(dir_arg, keyfile::Kind::Dir)
         .context("quickstart keeps its keys here: give it a directory of its own (--dir)")?;
-    let dir: PathBuf = dir
+    let dir: PathBuf = dir_arg
         .canonicalize()
-        .with_context(|| format!("cannot use {}", dir.display()))?;
+        .with_context(|| format!("cannot use {}", dir_arg.display()))?;
     let approver_dir = dir.join("approver");
     let gateway_dir = dir.join("gateway");
     let keys = setup::ensure_keys(Some(&approver_dir), Some(&gateway_dir))?;
     let demo_key = dir.join("demo_ed25519");
     let boss_key = dir.join("approver_ed25519");
     let demo_pub = public(&demo_key)?;
-    let boss_pub = public(&boss_key)?;
     let gw_client = keys.gateway_client.clone().unwrap_or_default();
 
     let approver_port = port_or_free(2223)?;
@@ -120,8 +150,55 @@ pub async fn run(dir: &Path) -> anyhow::Result<ExitCode> {
     let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let echo_port = echo.local_addr()?.port();
     tokio::spawn(echo_server(echo));
-    let sshd = start_sshd(&dir, &gw_client)?;
+    // The gateway logs in to it for recorded sessions; the demo user, end to end (ssh -J).
+    let sshd = start_sshd(&dir, &[&gw_client, &demo_pub])?;
+    let mut demo = Demo {
+        dir,
+        approver_port,
+        gateway_port,
+        echo_port,
+        keys,
+        demo_key,
+        boss_key,
+        sshd,
+    };
+    let config_path = demo.dir.join("portcullis.toml");
+    let config = render_config(&demo)?;
+    std::fs::write(&config_path, &config)?;
+    let profile_note = write_client_files(&demo)?;
 
+    // The approver and the gateway, in this process.
+    let approver =
+        portcullis_approver::Approver::open(&config_path, Arc::new(portcullis_core::SystemClock))?;
+    approver.record_start().await?;
+    let approver_task = tokio::spawn(portcullis_approver::serve(approver));
+    wait_listening(approver_port).await?;
+    let gateway_task = tokio::spawn({
+        let path = config_path.clone();
+        async move { portcullis_gateway::run(&path, Arc::new(portcullis_core::SystemClock)).await }
+    });
+    wait_listening(gateway_port).await?;
+
+    print_lines(&demo, dir_arg, &profile_note);
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        r = approver_task => { anyhow::bail!("the approver stopped: {:?}", r); }
+        r = gateway_task => { anyhow::bail!("the gateway stopped: {:?}", r); }
+    }
+    if let Some(mut sshd) = demo.sshd.take() {
+        let _ = sshd.child.kill().await;
+    }
+    eprintln!(
+        "portcullis quickstart: stopped; config and data stay in {}",
+        demo.dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render_config(d: &Demo) -> anyhow::Result<String> {
     let mut config = format!(
         r#"# Written by `portcullis quickstart`: a demo on loopback. See deploy/portcullis.toml for a real one.
 [approver]
@@ -166,12 +243,18 @@ auto_approve = {{ groups = ["dev"] }}
 max_duration = "1h"
 default_duration = "15m"
 "#,
-        approver_dir = approver_dir.display(),
-        gateway_dir = gateway_dir.display(),
-        approver_host = keys.approver_host.clone().unwrap_or_default(),
-        grant_signing = keys.grant_signing.clone().unwrap_or_default(),
+        approver_port = d.approver_port,
+        gateway_port = d.gateway_port,
+        echo_port = d.echo_port,
+        approver_dir = d.dir.join("approver").display(),
+        gateway_dir = d.dir.join("gateway").display(),
+        approver_host = d.keys.approver_host.clone().unwrap_or_default(),
+        grant_signing = d.keys.grant_signing.clone().unwrap_or_default(),
+        gw_client = d.keys.gateway_client.clone().unwrap_or_default(),
+        demo_pub = public(&d.demo_key)?,
+        boss_pub = public(&d.boss_key)?,
     );
-    if let Some((_, port, login, host)) = &sshd {
+    if let Some(sshd) = &d.sshd {
         config.push_str(&format!(
             r#"
 # A shell on this machine, through this quickstart's own sshd: sessions are recorded.
@@ -192,92 +275,124 @@ approvals = 1
 max_duration = "1h"
 default_duration = "15m"
 require_reason = true
-"#
+"#,
+            port = sshd.port,
+            login = sshd.login,
+            host = sshd.host_key,
         ));
     }
     portcullis_core::config::parse(&config)
         .map_err(|e| anyhow::anyhow!("quickstart config is invalid (a bug): {e}"))?;
-    let config_path = dir.join("portcullis.toml");
-    std::fs::write(&config_path, &config)?;
-    let gw_host = keys.gateway_host.clone().unwrap_or_default();
-    let known_hosts = dir.join("known_hosts");
-    std::fs::write(
-        &known_hosts,
-        format!(
-            "[127.0.0.1]:{gateway_port} {gw_host}\n[127.0.0.1]:{approver_port} {}\n",
-            keys.approver_host.clone().unwrap_or_default()
+    Ok(config)
+}
+
+/// What a user's machine needs to talk to the demo: `known_hosts` with every host key pinned,
+/// an `ssh_config` with a host for each way in, and the thin clients' profile. Returns what
+/// the profile's installation said, for the printed lines.
+fn write_client_files(d: &Demo) -> anyhow::Result<Installed> {
+    let line = |port, key: &Option<String>| {
+        setup::known_hosts_line("127.0.0.1", port, key.as_deref().unwrap_or_default())
+    };
+    let mut known_hosts = format!(
+        "{}\n{}\n",
+        line(d.gateway_port, &d.keys.gateway_host),
+        line(d.approver_port, &d.keys.approver_host)
+    );
+    if let Some(sshd) = &d.sshd {
+        // `ssh -J` checks the target's key under the name it asked the gateway for.
+        known_hosts.push_str(&setup::known_hosts_line("shell", sshd.port, &sshd.host_key));
+        known_hosts.push('\n');
+    }
+    std::fs::write(d.dir.join("known_hosts"), known_hosts)?;
+    std::fs::write(d.dir.join("ssh_config"), ssh_config(d))?;
+    let client = Profile {
+        approver: Some(format!("127.0.0.1:{}", d.approver_port)),
+        user: Some("approver".into()),
+        identity: Some(d.boss_key.clone()),
+        approver_host_key: d.keys.approver_host.clone(),
+    };
+    profile::install(
+        &d.dir.join("profile.toml"),
+        &client,
+        "`portcullis quickstart`",
+    )
+}
+
+/// Every host the printed lines use, each with its own key, and the demo's known_hosts for
+/// all of them (a `Host *` block reaches the `ProxyJump` hop too).
+fn ssh_config(d: &Demo) -> String {
+    let (dir, gw, ap) = (d.dir.display(), d.gateway_port, d.approver_port);
+    let mut t = format!(
+        "# Written by `portcullis quickstart`: ssh -F {dir}/ssh_config HOST …\n\
+         # Include it from ~/.ssh/config to leave out the -F.\n\n\
+         # The gateway, as the demo developer.\n\
+         Host bastion\n    HostName 127.0.0.1\n    Port {gw}\n    User demo\n    IdentityFile {dir}/demo_ed25519\n\n\
+         # The control port, as the demo's approver (a lead and an admin).\n\
+         Host approver\n    HostName 127.0.0.1\n    Port {ap}\n    User approver\n    IdentityFile {dir}/approver_ed25519\n"
+    );
+    if let Some(sshd) = &d.sshd {
+        t.push_str(&format!(
+            "\n# A recorded shell on the target `shell`: the gateway logs in there itself.\n\
+             Host shell-rec\n    HostName 127.0.0.1\n    Port {gw}\n    User demo:shell\n    IdentityFile {dir}/demo_ed25519\n\n\
+             # The same target end to end through the gateway, with your own login there.\n\
+             Host shell\n    HostName shell\n    Port {port}\n    User {login}\n    IdentityFile {dir}/demo_ed25519\n    ProxyJump bastion\n",
+            port = sshd.port,
+            login = sshd.login,
+        ));
+    }
+    t.push_str(&format!(
+        "\nHost *\n    IdentitiesOnly yes\n    UserKnownHostsFile {dir}/known_hosts\n    StrictHostKeyChecking yes\n"
+    ));
+    t
+}
+
+fn print_lines(d: &Demo, dir_arg: &Path, installed: &Installed) {
+    // The directory as the user named it: short lines to paste in the same shell.
+    let shown = dir_arg.display().to_string();
+    let ssh = format!("ssh -F {}", sh_quote(&format!("{shown}/ssh_config")));
+    let profile_flag = match installed {
+        Installed::Default(_) => String::new(),
+        _ => format!(" --profile {}", sh_quote(&format!("{shown}/profile.toml"))),
+    };
+    let (gw, ap, echo) = (d.gateway_port, d.approver_port, d.echo_port);
+    println!("== running: approver on 127.0.0.1:{ap}, gateway on 127.0.0.1:{gw}");
+    println!("== config and keys: {}", d.dir.display());
+    println!("== ssh settings: {shown}/ssh_config (hosts bastion, approver, shell-rec, shell)");
+    match installed {
+        Installed::Default(path) => println!(
+            "== profile for portcullis admin|request|audit: {}",
+            path.display()
         ),
-    )?;
-
-    // The approver and the gateway, in this process.
-    let approver =
-        portcullis_approver::Approver::open(&config_path, Arc::new(portcullis_core::SystemClock))?;
-    approver.record_start().await?;
-    let approver_task = tokio::spawn(portcullis_approver::serve(approver));
-    wait_listening(approver_port).await?;
-    let gateway_task = tokio::spawn({
-        let path = config_path.clone();
-        async move { portcullis_gateway::run(&path, Arc::new(portcullis_core::SystemClock)).await }
-    });
-    wait_listening(gateway_port).await?;
-
-    let opts = format!(
-        "-i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={}",
-        demo_key.display(),
-        known_hosts.display()
-    );
-    let boss = format!(
-        "-i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={}",
-        boss_key.display(),
-        known_hosts.display()
-    );
-    let admin = format!(
-        "--approver 127.0.0.1:{approver_port} -l approver -i {} --known-hosts {}",
-        boss_key.display(),
-        known_hosts.display()
-    );
-    println!(
-        "== running: approver on 127.0.0.1:{approver_port}, gateway on 127.0.0.1:{gateway_port}"
-    );
-    println!("== config and keys: {}", dir.display());
+        Installed::KeptOther { path, why } => println!(
+            "== kept your profile {} ({why}): the lines below name the demo's",
+            path.display()
+        ),
+        Installed::NoPlace => println!("== no HOME: the lines below name the demo's profile"),
+    }
     println!();
     println!("Try these, one at a time (Ctrl-C here stops everything):");
     println!();
-    println!("ssh {opts} -p {gateway_port} demo@127.0.0.1 status");
-    println!("ssh {opts} -p {gateway_port} demo@127.0.0.1 request echo-db --for 10m");
-    println!("ssh {opts} -p {gateway_port} -N -L 15432:echo-db:{echo_port} demo@127.0.0.1");
-    println!("ssh {opts} -p {gateway_port} -W echo-db:{echo_port} demo@127.0.0.1 < /etc/hostname");
-    if sshd.is_some() {
-        println!("ssh {opts} -p {gateway_port} demo@127.0.0.1 request shell --for 10m --reason first-look");
-        println!("ssh {boss} -p {approver_port} approver@127.0.0.1 requests --pending");
-        println!("ssh {boss} -p {approver_port} approver@127.0.0.1 approve 2 --note looks fine");
-        println!("ssh {opts} -p {gateway_port} demo:shell@127.0.0.1 'echo hello from a recorded session'");
-        println!("ssh {opts} -p {gateway_port} demo:shell@127.0.0.1");
+    println!("{ssh} bastion status");
+    println!("{ssh} bastion request echo-db --for 10m");
+    let local = port_or_free(15432).unwrap_or(15432);
+    println!("{ssh} -N -L {local}:echo-db:{echo} bastion");
+    println!("{ssh} -W echo-db:{echo} bastion < /etc/hostname");
+    if d.sshd.is_some() {
+        println!("{ssh} bastion request shell --for 10m --reason first-look");
+        println!("{ssh} approver requests --pending");
+        println!("{ssh} approver approve 2 --note looks fine");
+        println!("{ssh} shell-rec 'echo hello from a recorded session'");
+        println!("{ssh} shell-rec");
+        println!("{ssh} shell 'echo hello, end to end'");
     } else {
         println!("# (no sshd on this machine: install openssh-server for a recorded shell target)");
     }
-    println!("portcullis admin {admin} grants --active");
-    println!("portcullis audit {admin} sessions");
-    println!("portcullis audit {admin} verify");
+    println!("portcullis admin{profile_flag} grants --active");
+    println!("portcullis audit{profile_flag} sessions");
+    println!("portcullis audit{profile_flag} verify");
     println!();
     println!("(`portcullis` is the binary you ran: target/release/portcullis after cargo build --release.)");
     println!("ready");
-    use std::io::Write as _;
-    let _ = std::io::stdout().flush();
-
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        r = approver_task => { anyhow::bail!("the approver stopped: {:?}", r); }
-        r = gateway_task => { anyhow::bail!("the gateway stopped: {:?}", r); }
-    }
-    if let Some((mut child, ..)) = sshd {
-        let _ = child.kill().await;
-    }
-    eprintln!(
-        "portcullis quickstart: stopped; config and data stay in {}",
-        dir.display()
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn wait_listening(port: u16) -> anyhow::Result<()> {

@@ -1,4 +1,7 @@
-//! How requests and grants read, for people and as JSON.
+//! Everything the approver says back: text for people, one JSON document with `--json`
+//! (JSON Lines for `audit log`), and the exit code. Handlers in [`crate::commands`] gather the
+//! facts; how they read is decided here, by area: [`requests`], [`grants`], [`view`] (a user's
+//! own view), [`sessions`], [`audit`]. Nothing here reads the store or decides anything.
 //!
 //! Text meant for a terminal goes through [`clean`]: users choose reasons, notes, and the
 //! commands their sessions run, and an admin's terminal must not obey escape sequences hidden
@@ -7,10 +10,96 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use portcullis_core::model::{Grant, Request, RequestState};
-use portcullis_core::time::format_duration;
-use portcullis_core::Timestamp;
 use serde_json::{json, Value};
+
+use crate::errors::ApproverError;
+
+pub mod audit;
+pub mod grants;
+pub mod help;
+pub mod requests;
+pub mod sessions;
+pub mod view;
+/// How counts, durations, sizes and columns read: one wording for every process, so it lives in
+/// `portcullis_core`.
+pub use portcullis_core::words;
+
+pub use grants::grant_json;
+pub use requests::request_json;
+
+/// A finished command's output: what goes to stdout and stderr, and the exit status.
+#[derive(Debug, Clone, Default)]
+pub struct Reply {
+    pub out: String,
+    pub err: String,
+    pub code: u32,
+}
+
+impl Reply {
+    pub fn text(out: String) -> Reply {
+        Reply {
+            out,
+            ..Default::default()
+        }
+    }
+
+    pub fn failure(err: String, code: u32) -> Reply {
+        Reply {
+            err,
+            code,
+            ..Default::default()
+        }
+    }
+
+    /// For a client that asked for a terminal (`ssh -t`): its terminal is raw, so each line
+    /// ends with CR LF, as a pty's output processing (ONLCR) would have written it.
+    pub fn for_terminal(self) -> Reply {
+        Reply {
+            out: self.out.replace('\n', "\r\n"),
+            err: self.err.replace('\n', "\r\n"),
+            code: self.code,
+        }
+    }
+}
+
+/// The JSON document with `--json`, the text otherwise.
+pub fn out(json: bool, value: Value, text: String) -> Reply {
+    if json {
+        Reply::text(format!("{value}\n"))
+    } else {
+        Reply::text(text)
+    }
+}
+
+/// A failed command: the message on stderr, exit 1; with `--json` also `{"error": KIND,
+/// "message": …}` on stdout.
+pub fn error_reply(e: &ApproverError, json: bool) -> Reply {
+    let kind = match e {
+        ApproverError::Refused(_) => "refused",
+        ApproverError::Forbidden(_) => "forbidden",
+        ApproverError::NotFound(_) => "not_found",
+        ApproverError::Conflict(_) => "conflict",
+        ApproverError::BadInput(_) => "bad_input",
+        ApproverError::Store(_) => "store",
+        ApproverError::Config(_) | ApproverError::Key(_) => "config",
+        ApproverError::Recording(_) => "recording",
+    };
+    let mut r = Reply::failure(format!("portcullis: {e}\n"), 1);
+    if json {
+        r.out = format!("{}\n", json!({"error": kind, "message": e.to_string()}));
+    }
+    r
+}
+
+/// Help (exit 0) or a usage error (exit 2), as clap words it.
+pub fn usage(e: &clap::Error) -> Reply {
+    use clap::error::ErrorKind;
+    let text = e.render().to_string();
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Reply::text(text),
+        _ => Reply::failure(text, 2),
+    }
+}
 
 /// Whether a terminal could take `c` as part of a control sequence, a line break, or a
 /// reordering of the text around it: C0, DEL, C1, the Unicode line and paragraph separators,
@@ -55,7 +144,12 @@ pub fn newest<T>(mut list: Vec<T>, limit: u64) -> (Vec<T>, usize) {
 
 /// The last line of a capped listing.
 pub fn more_line(more: usize, limit: u64) -> String {
-    format!("… {more} more not shown: the newest {limit} are listed (--limit N for more)\n")
+    let listed = if limit == 1 {
+        "the newest is listed".to_string()
+    } else {
+        format!("the newest {limit} are listed")
+    };
+    format!("… {more} more not shown: {listed} (--limit N for more)\n")
 }
 
 /// A listing's text: its lines (each already [`clean`]), `empty` if there are none, and the
@@ -79,102 +173,6 @@ pub fn listing(
         text.push_str(&more_line(more, limit));
     }
     text
-}
-
-pub fn request_json(r: &Request, now: Timestamp) -> Value {
-    json!({
-        "id": r.id,
-        "user": r.user,
-        "target": r.target,
-        "policy": r.policy,
-        "state": r.state.as_str(),
-        "duration_secs": r.duration.as_secs(),
-        "reason": r.reason,
-        "created_at": r.created_at.rfc3339(),
-        "expires_at": r.expires_at.rfc3339(),
-        "expires_in_secs": now.until(r.expires_at).as_secs(),
-        "approvals": r.approvals.iter().map(|a| json!({"by": a.by, "at": a.at.rfc3339(), "note": a.note})).collect::<Vec<_>>(),
-        "needed": r.needed,
-        "grant": match &r.state { RequestState::Approved { grant } => json!(grant), _ => Value::Null },
-        "denied_by": match &r.state { RequestState::Denied { by, .. } => json!(by), _ => Value::Null },
-        "decided_at": r.decided_at.map(|t| t.rfc3339()),
-    })
-}
-
-pub fn request_line(r: &Request, now: Timestamp) -> String {
-    let state = match &r.state {
-        RequestState::Pending => format!(
-            "pending, {}/{} approvals, lapses in {}",
-            r.approvals.len(),
-            r.needed,
-            format_duration(now.until(r.expires_at))
-        ),
-        RequestState::Approved { grant } => format!("approved → grant {grant}"),
-        RequestState::Denied { by, note } => match note {
-            Some(n) => format!("denied by {by}: {}", clean(n)),
-            None => format!("denied by {by}"),
-        },
-        RequestState::Expired => "expired undecided".to_string(),
-    };
-    let reason = r
-        .reason
-        .as_ref()
-        .map(|x| format!(" reason=\"{}\"", clean(x)))
-        .unwrap_or_default();
-    format!(
-        "{:>5}  {:<10} {:<16} {:<8} {}{}",
-        r.id,
-        clean(&r.user),
-        clean(&r.target),
-        format_duration(r.duration),
-        state,
-        reason
-    )
-}
-
-pub fn grant_json(g: &Grant, now: Timestamp) -> Value {
-    json!({
-        "id": g.id,
-        "request": g.request,
-        "user": g.user,
-        "target": g.target,
-        "policy": g.policy,
-        "status": g.status(now).as_str(),
-        "issued_at": g.issued_at.rfc3339(),
-        "expires_at": g.expires_at.rfc3339(),
-        "expires_at_ms": g.expires_at.0,
-        "remaining_secs": g.remaining(now).as_secs(),
-        "approvers": g.approvers,
-        "revoked_at": g.revoked.as_ref().map(|r| r.at.rfc3339()),
-        "revoked_by": g.revoked.as_ref().map(|r| r.by.clone()),
-        "revoke_reason": g.revoked.as_ref().and_then(|r| r.reason.clone()),
-    })
-}
-
-pub fn grant_line(g: &Grant, now: Timestamp) -> String {
-    let status = g.status(now);
-    let when = match status {
-        portcullis_core::model::GrantStatus::Active => {
-            format!(
-                "{} left (until {})",
-                format_duration(g.remaining(now)),
-                g.expires_at
-            )
-        }
-        portcullis_core::model::GrantStatus::Expired => format!("expired {}", g.expires_at),
-        portcullis_core::model::GrantStatus::Revoked => match &g.revoked {
-            Some(r) => format!("revoked {} by {}", r.at, clean(&r.by)),
-            None => "revoked".into(),
-        },
-    };
-    format!(
-        "{:>5}  {:<10} {:<16} {:<8} {}",
-        g.id,
-        clean(&g.user),
-        clean(&g.target),
-        status.as_str(),
-        when
-    )
 }
 
 #[cfg(test)]

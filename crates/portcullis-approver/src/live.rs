@@ -1,12 +1,93 @@
-//! `wait` made cheap per waiter: each waiter sleeps on its own request's notification, which
-//! only a commit deciding that request (approval, denial, refusal, expiry) fires, and checks its
-//! request in the in-memory [`crate::app::Live`] mirror rather than the store. A commit used to
-//! wake every waiter to re-read the store, so many waiters made every commit cost many reads.
+//! What is open now, mirrored in memory, and the `wait`ers it wakes.
+//!
+//! Pending requests and grants not yet ended are mirrored from the store after every commit,
+//! so `status`, `requests` and `grants --active` cost what the caller has, not what the store
+//! has accumulated. `wait` is cheap per waiter: each waiter sleeps on its own request's
+//! notification, which only a commit deciding that request (approval, denial, refusal, expiry)
+//! fires, and checks its request here rather than in the store. A commit used to wake every
+//! waiter to re-read the store, so many waiters made every commit cost many reads.
+//!
+//! The mirror and the notifications change together, in [`LiveMirror::commit`], the only way
+//! to change either: a waiter is woken only once the mirror says its request is decided.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
+use portcullis_core::grant_index::GrantIndex;
+use portcullis_core::model::Request;
+use portcullis_core::Timestamp;
+use portcullis_store::Batch;
 use tokio::sync::Notify;
+
+use crate::locks;
+
+/// Pending requests and grants not yet ended.
+#[derive(Debug, Default)]
+pub(crate) struct Live {
+    pub pending: BTreeMap<u64, Request>,
+    pub grants: GrantIndex,
+}
+
+impl Live {
+    fn apply(&mut self, batch: &Batch, now: Timestamp) {
+        for r in &batch.requests {
+            if r.is_pending() {
+                self.pending.insert(r.id, r.clone());
+            } else {
+                self.pending.remove(&r.id);
+            }
+        }
+        for (_, rec) in &batch.grants {
+            if let Ok(g) = rec.signed.grant() {
+                self.grants.upsert(g);
+            }
+        }
+        self.grants.prune(now);
+    }
+}
+
+/// [`Live`] behind its lock, with the waiters its commits wake.
+#[derive(Debug)]
+pub(crate) struct LiveMirror {
+    state: RwLock<Live>,
+    waiters: Arc<Waiters>,
+}
+
+impl LiveMirror {
+    /// The mirror as the start-up scan of the store found it.
+    pub fn new(live: Live, waiters: Arc<Waiters>) -> LiveMirror {
+        LiveMirror {
+            state: RwLock::new(live),
+            waiters,
+        }
+    }
+
+    /// The mirror now (a poisoned lock is taken over, see [`crate::locks`]).
+    pub fn get(&self) -> RwLockReadGuard<'_, Live> {
+        locks::read(&self.state)
+    }
+
+    /// A batch was committed: mirror it, then wake the waiters of the requests it decided.
+    pub fn commit(&self, batch: &Batch, now: Timestamp) {
+        locks::write(&self.state).apply(batch, now);
+        self.waiters.decided(
+            batch
+                .requests
+                .iter()
+                .filter(|r| !r.is_pending())
+                .map(|r| r.id),
+        );
+    }
+
+    /// How many requests `user` has pending.
+    pub fn pending_of(&self, user: &str) -> usize {
+        self.get()
+            .pending
+            .values()
+            .filter(|r| r.user == user)
+            .count()
+    }
+}
 
 /// The requests someone is waiting on.
 #[derive(Debug, Default)]
@@ -24,8 +105,7 @@ pub(crate) struct Waiting<'a> {
 
 impl Waiters {
     fn map(&self) -> MutexGuard<'_, HashMap<u64, (Arc<Notify>, usize)>> {
-        // Nothing can be left half-done under this lock: a poisoned one is taken over.
-        self.by_request.lock().unwrap_or_else(|p| p.into_inner())
+        locks::lock(&self.by_request)
     }
 
     /// Start waiting on request `id`.
@@ -42,8 +122,9 @@ impl Waiters {
         }
     }
 
-    /// Wake the waiters of these requests, and no one else.
-    pub fn decided(&self, ids: impl Iterator<Item = u64>) {
+    /// Wake the waiters of these requests, and no one else. Only [`LiveMirror::commit`] calls
+    /// it, once the mirror shows them decided.
+    fn decided(&self, ids: impl Iterator<Item = u64>) {
         let map = self.map();
         if map.is_empty() {
             return;

@@ -1,4 +1,4 @@
-//! Requests and decisions: `request`, `approve`, `deny`, and the grant they issue.
+//! Requests and decisions: `request`, `approve`, `deny`, `cancel`, and the grant they issue.
 //!
 //! Everything here is decided inside [`Approver::write`], against `tx.catalog`, the catalog in
 //! force for that commit: a reload cannot slip between the check and the write. A pending
@@ -13,13 +13,13 @@ use portcullis_core::catalog::{Catalog, User};
 use portcullis_core::command::{DecideArgs, RequestArgs};
 use portcullis_core::model::{Approval, Grant, Request, RequestState};
 use portcullis_core::policy::{self, Admission, Refusal};
-use portcullis_core::time::{format_duration, parse_duration};
-use serde_json::json;
+use portcullis_core::time::parse_duration;
 
+use super::{authorize, not_found_request, Action, Reply};
 use crate::app::{Approver, Tx};
-use crate::commands::{not_found_request, out, Reply};
 use crate::errors::ApproverError;
-use crate::{limits, render};
+use crate::limits;
+use crate::render::{self, requests::Decision};
 
 /// The daemon's own name in the audit log, for what it decides itself.
 const DAEMON: &str = "approver";
@@ -31,10 +31,13 @@ fn current<'c>(catalog: &'c Catalog, user: &User) -> Result<&'c User, ApproverEr
     })
 }
 
+/// `request TARGET`: `reach` is how the requester reaches us, for the `wait` line the reply
+/// suggests.
 pub(crate) async fn request(
     app: &Arc<Approver>,
     user: &User,
     args: RequestArgs,
+    reach: Option<&str>,
     json: bool,
 ) -> Result<Reply, ApproverError> {
     let duration = args
@@ -97,32 +100,15 @@ pub(crate) async fn request(
             Ok((req, grant, policy.approvers.join(" or ")))
         })
         .await?;
-    let now = app.now();
-    let value = json!({
-        "request": render::request_json(&req, now),
-        "grant": grant.as_ref().map(|g| render::grant_json(g, now)),
-    });
-    let text = match &grant {
-        Some(g) => format!(
-            "request {} approved by policy {:?}: grant {} on {} for {}, until {}\n",
-            req.id,
-            req.policy,
-            g.id,
-            g.target,
-            format_duration(req.duration),
-            g.expires_at
-        ),
-        None => format!(
-            "request {} is pending: policy {:?} needs {} approval{} from {groups}; it lapses in {} if undecided.\nwait for the decision: wait {}\n",
-            req.id,
-            req.policy,
-            req.needed,
-            if req.needed == 1 { "" } else { "s" },
-            format_duration(ttl),
-            req.id
-        ),
-    };
-    Ok(out(json, value, text))
+    Ok(render::requests::created(
+        &req,
+        grant.as_ref(),
+        &groups,
+        ttl,
+        reach,
+        app.now(),
+        json,
+    ))
 }
 
 /// Issue the grant for an approved request: its clock starts now.
@@ -171,12 +157,13 @@ enum Decided {
     Refused(Refusal),
 }
 
-/// A pending request, or why it cannot be decided.
-fn undecided(tx: &Tx<'_>, app: &Approver, id: u64) -> Result<Request, ApproverError> {
-    let req = app
-        .store
-        .request(id)?
-        .ok_or_else(|| not_found_request(id))?;
+/// Request `id` as the store has it.
+fn stored(app: &Approver, id: u64) -> Result<Request, ApproverError> {
+    app.store.request(id)?.ok_or_else(|| not_found_request(id))
+}
+
+/// `req` if it is still pending, or why it cannot be decided.
+fn undecided(tx: &Tx<'_>, req: Request) -> Result<Request, ApproverError> {
     let why = match &req.state {
         RequestState::Pending if tx.now >= req.expires_at => format!(
             "has expired (it lapsed at {}) — the requester must ask again",
@@ -188,38 +175,35 @@ fn undecided(tx: &Tx<'_>, app: &Approver, id: u64) -> Result<Request, ApproverEr
         }
         RequestState::Denied { by, .. } => format!("is already decided: denied by {by}"),
         RequestState::Expired => "has expired undecided — the requester must ask again".into(),
+        RequestState::Cancelled { .. } => "was cancelled by its requester".into(),
     };
     Err(ApproverError::Conflict(format!("request {} {why}", req.id)))
 }
 
-/// Whether `user` may decide `req` under the catalog in force.
+/// Whether `user` may decide `req` under the catalog in force: the permission table, then
+/// whether there is still a policy to decide under.
 fn may_decide(
     catalog: &Catalog,
     user: &User,
     req: &Request,
-    verb: &str,
+    approving: bool,
 ) -> Result<(), ApproverError> {
-    if req.user == user.name {
-        return Err(ApproverError::Forbidden(format!(
-            "you cannot {verb} your own request {} — another approver of policy {:?} must",
-            req.id, req.policy
-        )));
-    }
-    match catalog.policy(&req.policy) {
-        Some(p) if !p.is_approver(user) => Err(ApproverError::Forbidden(format!(
-            "not an approver: requests under policy {:?} are decided by members of {}",
-            req.policy,
-            p.approvers.join(", ")
-        ))),
-        Some(_) => Ok(()),
-        // A policy gone takes its approvers' right with it; an approval then closes the
-        // request (see `approve`), a denial has nothing left to decide under.
-        None if verb == "approve" => Ok(()),
-        None => Err(ApproverError::Conflict(format!(
+    let facts = req.into();
+    let action = if approving {
+        Action::Approve(facts)
+    } else {
+        Action::Deny(facts)
+    };
+    authorize(user, &action, catalog)?;
+    // A policy gone takes its approvers' right with it; an approval then closes the request
+    // (see `approve`), a denial has nothing left to decide under.
+    if !approving && catalog.policy(&req.policy).is_none() {
+        return Err(ApproverError::Conflict(format!(
             "policy {:?} of request {} no longer exists; ask for a new request",
             req.policy, req.id
-        ))),
+        )));
     }
+    Ok(())
 }
 
 /// Count an approval and issue the grant if the count is met, all under the rules in force.
@@ -303,14 +287,13 @@ pub(crate) async fn decide(
     approving: bool,
     json: bool,
 ) -> Result<Reply, ApproverError> {
-    let verb = if approving { "approve" } else { "deny" };
     let note = limits::text(&args.note, "note")?;
     let (req, decided) = app
         .write(|tx| {
             let catalog = tx.catalog.clone();
             let user = current(&catalog, user)?;
-            let mut req = undecided(tx, app, args.id)?;
-            may_decide(&catalog, user, &req, verb)?;
+            let mut req = undecided(tx, stored(app, args.id)?)?;
+            may_decide(&catalog, user, &req, approving)?;
             if approving {
                 return Ok(approve(tx, user, req, note.clone()));
             }
@@ -339,37 +322,54 @@ fn reply(
     decided: Decided,
     json: bool,
 ) -> Result<Reply, ApproverError> {
-    let now = app.now();
-    let (grant, repeated, counted, text) = match decided {
-        Decided::Refused(why) => return Err(ApproverError::Refused(why)),
-        Decided::Denied => (None, false, 0, format!("request {} denied\n", req.id)),
+    let decision = match &decided {
+        Decided::Refused(why) => return Err(ApproverError::Refused(why.clone())),
+        Decided::Denied => Decision::Denied,
         Decided::Approved {
             repeated,
             counted,
             grant,
-        } => {
-            let text = match (&grant, repeated) {
-                (Some(g), _) => format!(
-                    "request {} approved: grant {} for {} on {} until {}\n",
-                    req.id, g.id, g.user, g.target, g.expires_at
-                ),
-                (None, true) => format!(
-                    "your approval of request {} was already counted ({counted} of {})\n",
-                    req.id, req.needed
-                ),
-                (None, false) => format!(
-                    "approval recorded: request {} has {counted} of {} approvals\n",
-                    req.id, req.needed
-                ),
-            };
-            (grant, repeated, counted, text)
-        }
+        } => Decision::Approved {
+            repeated: *repeated,
+            counted: *counted,
+            grant: grant.as_ref(),
+        },
     };
-    let value = json!({
-        "request": render::request_json(&req, now),
-        "grant": grant.as_ref().map(|g| render::grant_json(g, now)),
-        "already_counted": repeated,
-        "approvals_counted": counted,
-    });
-    Ok(out(json, value, text))
+    Ok(render::requests::decided(&req, decision, app.now(), json))
+}
+
+/// `cancel ID`: the requester withdraws a request nobody has decided yet. Whoever waits on it
+/// is woken by the commit (it is no longer pending) and told; it can no longer be approved.
+pub(crate) async fn cancel(
+    app: &Arc<Approver>,
+    user: &User,
+    id: u64,
+    reason: &[String],
+    json: bool,
+) -> Result<Reply, ApproverError> {
+    let reason = limits::text(reason, "reason")?;
+    let req = app
+        .write(|tx| {
+            let catalog = tx.catalog.clone();
+            let user = current(&catalog, user)?;
+            let req = stored(app, id)?;
+            // Who may not cancel it learns nothing of its state.
+            authorize(user, &Action::Cancel((&req).into()), &catalog)?;
+            let mut req = undecided(tx, req)?;
+            tx.audit(
+                AuditEvent::new(&user.name, EventKind::RequestCancelled)
+                    .user(&req.user)
+                    .target(&req.target)
+                    .request(req.id)
+                    .reason(reason.clone()),
+            );
+            req.state = RequestState::Cancelled {
+                reason: reason.clone(),
+            };
+            req.decided_at = Some(tx.now);
+            tx.put_request(req.clone());
+            Ok(req)
+        })
+        .await?;
+    Ok(render::requests::cancelled(&req, app.now(), json))
 }
