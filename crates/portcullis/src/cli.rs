@@ -154,9 +154,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum AuditCli {
     /// Print audit events, oldest first (`--json`: JSON Lines for a SIEM).
-    #[command(
-        after_help = "Examples:\n  portcullis audit log --since 24h\n  portcullis audit --json log > events.jsonl"
-    )]
+    #[command(after_help = portcullis_core::command::LOG_HELP)]
     Log {
         /// Only events newer than this, e.g. 1h, 7d.
         #[arg(long, value_name = "DURATION")]
@@ -164,6 +162,8 @@ pub enum AuditCli {
         /// Show at most this many, the newest (default 1000); a last line says how many more.
         #[arg(long, value_name = "N", default_value_t = portcullis_core::command::DEFAULT_LIMIT, value_parser = clap::value_parser!(u64).range(1..=portcullis_core::command::MAX_LIMIT))]
         limit: u64,
+        #[command(flatten)]
+        filter: portcullis_core::command::LogFilter,
     },
     /// Check the hash chain, every signature, that the log ends at its signed head, and every
     /// finished recording; exit non-zero naming the first bad record.
@@ -427,7 +427,15 @@ async fn audit(conn: &ClientOpts, command: AuditCli) -> anyhow::Result<ExitCode>
                 }
             };
         }
-        AuditCli::Log { since, limit } => AuditCommand::Log { since, limit },
+        AuditCli::Log {
+            since,
+            limit,
+            filter,
+        } => AuditCommand::Log {
+            since,
+            limit,
+            filter,
+        },
         AuditCli::Sessions {
             user,
             target,
