@@ -47,5 +47,7 @@ mod restore;
 mod rotation;
 #[path = "gateway/stalled_reader.rs"]
 mod stalled_reader;
+#[path = "gateway/start_stop.rs"]
+mod start_stop;
 #[path = "gateway/users_doc.rs"]
 mod users_doc;

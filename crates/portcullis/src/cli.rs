@@ -310,21 +310,23 @@ fn init_logging() {
         .try_init();
 }
 
-/// Resolves at SIGTERM (what systemd's stop sends) or SIGINT (Ctrl-C): a daemon then stops
-/// gracefully.
-async fn termination() {
+/// Resolves at SIGTERM (what systemd's stop sends) or SIGINT (Ctrl-C), with its name: a
+/// daemon then stops gracefully, and records why.
+async fn termination() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
-            }
-            return;
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            };
+            tracing::info!("{name}: stopping");
+            return name;
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+    "SIGINT"
 }
 
 /// Warnings only: the quickstart's own output is the lines to try.
