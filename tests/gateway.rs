@@ -39,6 +39,8 @@ mod quickstart;
 mod recorded;
 #[path = "gateway/refusals.rs"]
 mod refusals;
+#[path = "gateway/refused_channels.rs"]
+mod refused_channels;
 #[path = "gateway/relayed_commands.rs"]
 mod relayed_commands;
 #[path = "gateway/restore.rs"]

@@ -18,6 +18,7 @@ mod memory;
 mod metrics;
 mod recorded;
 mod recording;
+mod refusals;
 mod server;
 mod session;
 mod spool;
@@ -54,6 +55,7 @@ pub async fn run_until(
     metrics::serve(gw.clone()).await?;
     tokio::spawn(link::run(gw.clone()));
     tokio::spawn(spool::run(gw.clone()));
+    tokio::spawn(refusals::run(gw.clone()));
     tokio::spawn(enforce::run(gw.clone()));
     tokio::spawn(enforce::fail_closed(gw.clone()));
     tokio::spawn(enforce::keep_clock_floor(gw.clone()));

@@ -27,7 +27,8 @@ use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 
 use self::relay::Relay;
 use crate::recording::{Header, Output, RawRecorder, Recorder, Recording};
-use crate::session::{self, Denial, EndReason, Holder, Live, SessionOutcome};
+use crate::refusals;
+use crate::session::{self, Denial, EndReason, Holder, Live, SessionOutcome, Unreachable};
 use crate::spool;
 use crate::state::GatewayState;
 
@@ -66,15 +67,21 @@ pub(crate) struct Admitted {
 pub(crate) fn check(gw: &GatewayState, who: &Holder, target: &str) -> Result<Admitted, Denial> {
     let catalog = session::admit_user(gw, who)?;
     let t = catalog.targets.get(target).ok_or_else(|| {
-        Denial::Target(format!(
-            "portcullis: {target:?} is not a configured target - list yours with: {} targets",
-            who.reach
-        ))
+        Denial::Target(
+            Unreachable::UnknownTarget,
+            format!(
+                "portcullis: {target:?} is not a configured target - list yours with: {} targets",
+                who.reach
+            ),
+        )
     })?;
     if t.kind != TargetKind::Ssh {
-        return Err(Denial::Target(format!(
-            "portcullis: {target} is a forwarding-only target: use ssh -L through the gateway"
-        )));
+        return Err(Denial::Target(
+            Unreachable::ForwardingOnly,
+            format!(
+                "portcullis: {target} is a forwarding-only target: use ssh -L through the gateway"
+            ),
+        ));
     }
     let g = session::grant_for(gw, who, target)?;
     // The data of channels without a pty is kept where the target or the grant's policy asks.
@@ -251,18 +258,20 @@ impl Recorded {
         let mut pty: Option<Pty> = None;
         loop {
             let msg = client.wait().await;
-            let is_request = matches!(
-                msg,
-                Some(
-                    ChannelMsg::RequestPty { .. }
-                        | ChannelMsg::SetEnv { .. }
-                        | ChannelMsg::RequestShell { .. }
-                        | ChannelMsg::Exec { .. }
-                        | ChannelMsg::RequestSubsystem { .. }
-                )
-            );
-            if is_request {
-                self.live.check().map_err(|r| r.message())?;
+            let request = match &msg {
+                Some(ChannelMsg::RequestPty { .. }) => Some("pty-req"),
+                Some(ChannelMsg::SetEnv { .. }) => Some("env"),
+                Some(ChannelMsg::RequestShell { .. }) => Some("shell"),
+                Some(ChannelMsg::Exec { .. }) => Some("exec"),
+                Some(ChannelMsg::RequestSubsystem { .. }) => Some("subsystem"),
+                _ => None,
+            };
+            if let Some(request) = request {
+                if let Err(denial) = self.live.check() {
+                    let (who, target) = (&self.who, &self.target.name);
+                    refusals::record(&self.gw, who, request, target, &denial).await;
+                    return Err(denial.message());
+                }
             }
             match msg {
                 Some(ChannelMsg::RequestPty {

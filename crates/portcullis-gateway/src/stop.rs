@@ -76,7 +76,9 @@ pub(crate) async fn graceful(gw: &GatewayState, why: &str) {
     if open > 0 {
         tracing::warn!("{open} connections still open after {CONNECTIONS_WAIT:?}");
     }
-    // After the sessions' ends, so that the log reads as it happened.
+    // After the sessions' ends and the refusals counted so far, so that the log reads as it
+    // happened.
+    crate::refusals::flush(gw).await;
     report_stop(gw, why.to_string()).await;
     drain_spool(gw).await;
     tracing::info!("gateway stopped");
