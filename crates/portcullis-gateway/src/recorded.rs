@@ -14,7 +14,10 @@
 //! command sent), [`Relay::run`] (data both ways, the warning, the cut: `recorded/relay.rs`)
 //! and [`Recorded::finish`] (the reason on screen, the recording and end reports).
 
+mod files;
 mod relay;
+mod scp;
+mod sftp;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +28,7 @@ use portcullis_ssh::{ClientConnection, ConnectOptions, HostKeyPolicy, Identity, 
 use russh::server::Msg;
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 
+use self::files::FileTap;
 use self::relay::Relay;
 use crate::recording::{Header, Output, RawRecorder, Recorder, Recording};
 use crate::refusals;
@@ -153,6 +157,12 @@ impl Recorded {
             self.target.name,
             command.describe(pty.is_some())
         );
+        // Files moved by sftp, scp (over SFTP) or legacy scp become events of the session.
+        let files = match &command {
+            Command::Subsystem(name) => FileTap::for_subsystem(name),
+            Command::Exec(line) if pty.is_none() => FileTap::for_exec(line),
+            _ => None,
+        };
         let mut relay = Relay {
             session: &self,
             recording,
@@ -160,8 +170,11 @@ impl Recorded {
             bytes_in: 0,
             bytes_out: 0,
             exit_status: None,
+            files,
         };
         let reason = relay.run(&mut client, &cw, &mut leg, cut).await;
+        // Before the end report: the session's events stay in order in the log.
+        relay.finish_files().await;
         let Relay {
             recording,
             bytes_in,
