@@ -29,6 +29,8 @@ mod file_operations;
 mod forwarding;
 #[path = "gateway/graceful_stop.rs"]
 mod graceful_stop;
+#[path = "gateway/logs.rs"]
+mod logs;
 #[path = "gateway/metrics.rs"]
 mod metrics;
 #[path = "gateway/preopened.rs"]

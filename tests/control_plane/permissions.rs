@@ -96,3 +96,62 @@ fn json_everywhere() {
         env.ssh("ada", args).ok().json();
     }
 }
+
+/// `ssh -p 2223 NAME@approver` with no command: the commands that user may run, from the
+/// permission table, not clap's usage of every command; exit 0, with or without a terminal.
+#[test]
+fn no_command_lists_the_commands_the_user_may_run() {
+    let env = Env::start();
+    let port = env.addr.rsplit(':').next().unwrap();
+    let alice = env.ssh("alice", &[]);
+    alice.ok();
+    assert!(
+        alice.stdout.starts_with(&format!(
+            "portcullis: commands alice may run, as `ssh -p {port} alice@127.0.0.1 COMMAND`:\n"
+        )),
+        "{}",
+        alice.stdout
+    );
+    assert!(
+        alice.stdout.contains("\n  request TARGET"),
+        "{}",
+        alice.stdout
+    );
+    for not_hers in ["\n  approve ", "\n  reload ", "\n  audit ", "Usage:"] {
+        assert!(!alice.stdout.contains(not_hers), "{}", alice.stdout);
+    }
+    let bob = env.ssh("bob", &["help"]);
+    bob.ok();
+    assert!(bob.stdout.contains("\n  approve ID"), "{}", bob.stdout);
+    assert!(!bob.stdout.contains("\n  reload "), "{}", bob.stdout);
+    let ada = env.ssh("ada", &[]);
+    for hers in ["reload", "kill SESSION_ID", "audit log", "--user U"] {
+        assert!(ada.stdout.contains(hers), "{hers}: {}", ada.stdout);
+    }
+    // `help COMMAND` and `--help` remain the full usage.
+    assert!(env
+        .ssh("alice", &["help", "request"])
+        .stdout
+        .contains("Usage:"));
+    assert!(env.ssh("alice", &["help", "--json"]).json()["commands"].is_array());
+
+    // With a terminal (`ssh -tt`): the same, its lines ended as a terminal needs them.
+    let tty = crate::support::run(
+        std::process::Command::new("ssh")
+            .args(["-tt", "-p", port, "-i"])
+            .arg(env.key("alice"))
+            .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                env.path().join("known_hosts").display()
+            ))
+            .args(["-o", "LogLevel=ERROR", "-F", "/dev/null", "alice@127.0.0.1"]),
+    );
+    tty.ok();
+    assert!(
+        tty.stdout.contains("COMMAND`:\r\n  request TARGET"),
+        "{:?}",
+        tty.stdout
+    );
+}

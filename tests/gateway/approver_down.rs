@@ -154,3 +154,55 @@ fn fail_mode_closed_cuts_at_the_default_30s() {
         "cut after {took:?}, not 30 s ± 1 s"
     );
 }
+
+/// `status` through the gateway with the approver stopped: answered from the gateway's replica
+/// (its signed grants and catalog), saying so, with the user's grants and their time left.
+#[test]
+fn status_answers_from_the_replica_while_the_approver_is_away() {
+    let g = common::start("");
+    let mut env = g.env;
+    let id = grant(&env, "alice", "echo", "10m");
+    // The grant is in the gateway's replica once a forward under it opens.
+    let mut t = Tunnel::open(&env, "alice", &format!("echo:{}", g.echo.port));
+    assert_eq!(t.echo(b"x"), b"x");
+    drop(t);
+
+    env.stop_approver();
+    let mut out = env.gw_ssh("alice", &["status"]);
+    env.eventually("the gateway to notice the approver is gone", || {
+        out = env.gw_ssh("alice", &["status"]);
+        out.stdout.contains("approver unreachable since")
+    });
+    out.ok();
+    assert!(
+        out.stdout.contains("shown from the gateway's replica"),
+        "{}",
+        out.stdout
+    );
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains(&format!("grant {id} ")))
+        .unwrap_or_else(|| panic!("no grant {id}:\n{}", out.stdout));
+    assert!(
+        line.trim_start().starts_with("echo") && line.contains("m ") && line.contains(" left"),
+        "{line}"
+    );
+    let json = env.gw_ssh("alice", &["status", "--json"]);
+    json.ok();
+    let v = json.json();
+    assert_eq!(v["source"], "gateway replica", "{v}");
+    assert!(v["approver_unreachable_since"].is_string(), "{v}");
+    assert_eq!(v["grants"][0]["id"], id, "{v}");
+    assert!(
+        v["grants"][0]["remaining_secs"].as_u64().unwrap() > 500,
+        "{v}"
+    );
+    // Someone else's grants are not in hers; the rest still waits for the approver.
+    assert!(!env
+        .gw_ssh("dave", &["status"])
+        .stdout
+        .contains(&format!("grant {id} ")));
+    env.gw_ssh("alice", &["request", "echo-b"])
+        .fails_with("`status` answers from this gateway's replica");
+}

@@ -133,3 +133,61 @@ fn a_gateway_that_never_reached_the_approver_says_so() {
         out.stderr
     );
 }
+
+/// A forward refused while the user's request for that target is pending says so, with the
+/// whole `wait` line, where stock `ssh -L` shows it: `channel N: open failed: administratively
+/// prohibited: portcullis: …`. Without a pending request the refusal still says to request.
+#[test]
+fn a_forward_refused_while_a_request_is_pending_says_which_to_wait_for() {
+    use std::io::Read;
+    let g = common::start("");
+    let env = &g.env;
+    // pg-prod needs two approvals: the request stays pending.
+    let id = crate::support::request_id(&env.gw_ssh(
+        "alice",
+        &["request", "pg-prod", "--reason", "INC-9", "--json"],
+    ));
+    let expected = format!(
+        "open failed: administratively prohibited: portcullis: no active grant for alice on pg-prod: request {id} is pending (0/2 approvals) - wait for it: ssh -p {} alice@127.0.0.1 wait {id}",
+        env.gw_port()
+    );
+
+    let local = crate::support::targets::free_port();
+    let mut ssh = Command::new("ssh")
+        .arg("-F")
+        .arg(env.ssh_config("alice"))
+        .args(["-p", &env.gw_port(), "-N", "-L"])
+        .arg(format!("{local}:pg-prod:15432"))
+        .arg("alice@127.0.0.1")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Connect once ssh listens; the refused channel closes the connection.
+    let deadline = std::time::Instant::now() + crate::support::SOON;
+    let mut conn = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", local)) {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "ssh -L never listened: {e}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    };
+    let _ = conn.read_to_end(&mut Vec::new());
+    let _ = ssh.kill();
+    let mut err = String::new();
+    ssh.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let _ = ssh.wait();
+    assert!(err.contains(&expected), "{err}");
+
+    // The same through -W; and dave, who asked for nothing, is told to ask.
+    let err = refused(&g, "alice", "pg-prod:15432");
+    assert!(err.contains(&format!("request {id} is pending")), "{err}");
+    let err = refused(&g, "dave", "pg-prod:15432");
+    assert!(err.contains("request pg-prod --for 1h"), "{err}");
+    assert!(!err.contains("is pending"), "{err}");
+}

@@ -35,3 +35,56 @@ fn commands_run_as_the_user_with_their_rights() {
     // Usage errors come back as such.
     assert_eq!(env.gw_ssh("alice", &["frobnicate"]).code, 2);
 }
+
+#[test]
+fn a_pending_request_through_the_gateway_suggests_the_whole_wait_line() {
+    let g = common::start("");
+    let env = &g.env;
+    let out = env.gw_ssh("alice", &["request", "pg-prod", "--reason", "INC-7"]);
+    out.ok();
+    let id = env.gw_ssh("alice", &["requests", "--json"]).json()["requests"][0]["id"]
+        .as_u64()
+        .unwrap();
+    // The address and port alice reached the gateway at, and her name: the line works as
+    // printed, where the approver's own address would not.
+    let wait = format!(
+        "wait for the decision: ssh -p {} alice@127.0.0.1 wait {id}\n",
+        env.gw_port()
+    );
+    assert!(out.stdout.contains(&wait), "{}", out.stdout);
+}
+
+/// `ssh -p 2222 alice@bastion` with no command (a shell request, with or without `-t`): the
+/// commands alice may run, to be typed the way she reached the gateway; exit 0.
+#[test]
+fn no_command_lists_the_users_commands() {
+    let g = common::start("");
+    let env = &g.env;
+    let plain = env.gw_ssh("alice", &[]);
+    plain.ok();
+    let header = format!(
+        "portcullis: commands alice may run, as `ssh -p {} alice@127.0.0.1 COMMAND`:",
+        env.gw_port()
+    );
+    assert!(plain.stdout.starts_with(&header), "{}", plain.stdout);
+    assert!(plain.stdout.contains("\n  status "), "{}", plain.stdout);
+    assert!(!plain.stdout.contains("\n  approve "), "{}", plain.stdout);
+    assert!(!plain.stdout.contains("Usage:"), "{}", plain.stdout);
+    assert!(env.gw_ssh("bob", &[]).stdout.contains("\n  approve ID"));
+    assert!(env.gw_ssh("alice", &[" "]).stdout.starts_with(&header));
+
+    let mut c = std::process::Command::new("ssh");
+    c.arg("-tt").arg("-F").arg(env.ssh_config("alice")).args([
+        "-p",
+        &env.gw_port(),
+        "alice@127.0.0.1",
+    ]);
+    let tty = crate::support::run(&mut c);
+    tty.ok();
+    assert!(
+        tty.stdout
+            .starts_with(&format!("{header}\r\n  request TARGET")),
+        "{:?}",
+        tty.stdout
+    );
+}

@@ -12,16 +12,21 @@ use crate::commands::{self, Caller, Outcome, Reply};
 use crate::{intake, playback, watch};
 
 /// Run `line` for `caller` on `channel`, within the acting user's budget of running commands.
+/// `pty`: the client asked for a terminal (`ssh -t`), so replies end their lines as one does.
 pub(crate) async fn run_channel(
     app: Arc<Approver>,
     caller: Caller,
     line: String,
     channel: Channel<Msg>,
+    pty: bool,
 ) {
     let (mut read, write) = channel.split();
+    let terminal = |reply: Reply| if pty { reply.for_terminal() } else { reply };
     // The acting user's place among their running commands, held until this one ends.
     let _running = match commands::acting_user(&caller, &line).map(|u| app.running.start(&u)) {
-        Some(Err(e)) => return send_reply(&write, commands::error_reply(&e, false)).await,
+        Some(Err(e)) => {
+            return send_reply(&write, terminal(commands::error_reply(&e, false))).await
+        }
         Some(Ok(place)) => Some(place),
         None => None,
     };
@@ -76,7 +81,7 @@ pub(crate) async fn run_channel(
             return;
         }
     };
-    send_reply(&write, reply).await;
+    send_reply(&write, terminal(reply)).await;
 }
 
 /// Resolves when the client goes away, so that blocking commands stop with it.

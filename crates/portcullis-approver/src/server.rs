@@ -3,7 +3,7 @@
 //! authenticates configured users and gateways by public key, bounds their channels and hands
 //! each exec channel to `exec`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,6 +118,7 @@ async fn accept(
             caller: None,
             state,
             channels: HashMap::new(),
+            ptys: HashSet::new(),
             places: Arc::new(Semaphore::new(0)),
             refused: None,
         },
@@ -170,6 +171,8 @@ struct Connection {
     state: Arc<portcullis_ssh::server::ConnState>,
     /// Channels opened and not yet started, each with its place.
     channels: HashMap<ChannelId, (Channel<Msg>, OwnedSemaphorePermit)>,
+    /// Channels whose client asked for a terminal (`ssh -t`), until their command starts.
+    ptys: HashSet<ChannelId>,
     /// The places of this connection: taken when a channel opens, given back when its command
     /// ends (or it closes without one).
     places: Arc<Semaphore>,
@@ -315,6 +318,7 @@ impl server::Handler for Connection {
         // Closed before it started a command: its place comes back now. A started one gives
         // its place back when its task ends.
         self.channels.remove(&channel);
+        self.ptys.remove(&channel);
         Ok(())
     }
 
@@ -329,7 +333,10 @@ impl server::Handler for Connection {
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        // Accepted so that `ssh -t` works; output is the same either way.
+        // Accepted so that `ssh -t` works; replies then end lines with CR LF.
+        if self.channels.contains_key(&channel) {
+            self.ptys.insert(channel);
+        }
         session.channel_success(channel)
     }
 
@@ -348,7 +355,8 @@ impl server::Handler for Connection {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.start(channel, "--help".to_string(), session)
+        // No command: the commands this user may run (`commands::help`), not clap's usage.
+        self.start(channel, String::new(), session)
     }
 
     async fn exec_request(
@@ -384,12 +392,13 @@ impl Connection {
             return session.channel_failure(id);
         };
         session.channel_success(id)?;
+        let pty = self.ptys.remove(&id);
         let app = self.app.clone();
         let peer = self.peer.clone();
         let busy = self.state.busy();
         tokio::spawn(async move {
             tracing::debug!("{peer} {:?}: {line}", caller.principal);
-            exec::run_channel(app, caller, line, channel).await;
+            exec::run_channel(app, caller, line, channel, pty).await;
             drop((place, busy));
         });
         Ok(())

@@ -24,6 +24,7 @@ pub mod signing;
 pub mod stream;
 pub mod time;
 pub mod window;
+pub mod words;
 
 pub use catalog::Catalog;
 pub use time::{Clock, HighWaterClock, SystemClock, Timestamp};

@@ -46,12 +46,14 @@ pub enum Refusal {
     #[error("no policy allows requests for {target:?} — ask an admin to add one")]
     NoPolicy { target: String },
     #[error(
-        "{requested} is over the {max} maximum of policy {policy:?} — ask for --for {max} or less"
+        "{requested} is over the {max} maximum of policy {policy:?} — ask for --for {max_flag} or less"
     )]
     OverMaxDuration {
         policy: String,
         requested: String,
         max: String,
+        /// `max` as `--for` takes it ("1d" where `max` says "1 day").
+        max_flag: String,
     },
     #[error("the duration must be longer than zero")]
     ZeroDuration,
@@ -96,6 +98,7 @@ fn within_limits(policy: &Policy, duration: Duration, reason: Option<&str>) -> R
             policy: policy.name.clone(),
             requested: format_duration(duration),
             max: format_duration(policy.max_duration),
+            max_flag: crate::words::duration_flag(policy.max_duration),
         });
     }
     if policy.require_reason && reason.is_none_or(|r| r.trim().is_empty()) {
@@ -242,6 +245,23 @@ pub fn counted_approvals<'r>(
         .collect()
 }
 
+/// The targets `user` can request now, each with the policy a request would fall under
+/// (ignoring duration and reason): the first covering policy that has approvers or
+/// auto-approves them at this time. What `status` and `targets` list, on the approver and on a
+/// gateway answering from its replica.
+pub fn requestable<'c>(
+    catalog: &'c Catalog,
+    user: &'c User,
+    now: Timestamp,
+) -> impl Iterator<Item = (&'c crate::catalog::Target, &'c Policy)> {
+    catalog.targets.values().filter_map(move |t| {
+        let p = catalog
+            .policies_for(t)
+            .find(|p| !p.approvers.is_empty() || auto_approves(p, user, now))?;
+        Some((t, p))
+    })
+}
+
 /// Whether `approver` may decide a request by `requester` under `policy`.
 pub fn may_decide(policy: &Policy, approver: &User, requester: &str) -> bool {
     approver.name != requester && policy.is_approver(approver)
@@ -337,6 +357,27 @@ default_duration = "2h"
         assert!(e.to_string().contains("over the 4h maximum"), "{e}");
         let ok = evaluate(&c, alice, "pg-prod", None, Some("INC-1"), MONDAY_NOON).unwrap();
         assert_eq!(ok.duration(), Duration::from_secs(3600), "default_duration");
+    }
+
+    #[test]
+    fn a_max_of_days_reads_in_words_and_suggests_a_flag_that_parses() {
+        let mut c = catalog();
+        c.policies[0].max_duration = Duration::from_secs(86_400);
+        let alice = &c.users["alice"];
+        let e = evaluate(
+            &c,
+            alice,
+            "pg-prod",
+            Some(Duration::from_secs(25 * 3600)),
+            Some("INC-1"),
+            MONDAY_NOON,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("1 day 1h is over the 1 day maximum") && e.contains("--for 1d or less"),
+            "{e}"
+        );
     }
 
     #[test]

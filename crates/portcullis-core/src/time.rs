@@ -153,9 +153,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("bad duration {s:?}: {e} (use e.g. 90s, 15m, 1h30m)"))
 }
 
-/// A duration the way people read it: `1h 30m`, `59s`; sub-second parts dropped.
+/// A duration the way people read it: `1h 30m`, `59s`, `1 day 3h`; sub-second parts dropped.
+/// [`crate::words::duration`]: humantime's own would say `1day` and count months of 30.44 days.
 pub fn format_duration(d: Duration) -> String {
-    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+    crate::words::duration(d)
 }
 
 #[cfg(test)]
@@ -167,6 +168,10 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert!(parse_duration("soon").unwrap_err().contains("15m"));
         assert_eq!(format_duration(Duration::from_millis(90_500)), "1m 30s");
+        assert_eq!(
+            format_duration(Duration::from_secs(400 * 86_400)),
+            "400 days"
+        );
     }
 
     #[test]

@@ -45,7 +45,7 @@ impl Forward {
         let admitted = match session::admit(gw, || self.check()).await {
             Ok(a) => a,
             Err(denial) => {
-                let why = denial.message();
+                let why = crate::pending::refusal(gw, &self.who, &denial).await;
                 tracing::info!(
                     "{} {}: refused {}:{}: {why}",
                     self.who.client,
@@ -53,9 +53,10 @@ impl Forward {
                     self.host,
                     self.port
                 );
-                reply.reject(refuse(why)).await;
+                reply.reject(refuse(why.clone())).await;
                 let destination = format!("{}:{}", self.host, self.port);
-                refusals::record(gw, &self.who, "direct-tcpip", &destination, &denial).await;
+                let reason = denial.reason();
+                refusals::record(gw, &self.who, "direct-tcpip", &destination, reason, &why).await;
                 return;
             }
         };

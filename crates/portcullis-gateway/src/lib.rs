@@ -16,6 +16,8 @@ mod forward;
 mod link;
 mod memory;
 mod metrics;
+mod offline;
+mod pending;
 mod recorded;
 mod recording;
 mod refusals;

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_core::codec::FrameReader;
+use portcullis_core::locks;
 use portcullis_core::stream::{Follower, Verified};
+use portcullis_core::Timestamp;
 use portcullis_ssh::{ClientConnection, ConnectOptions, HostKeyPolicy, Identity};
 use russh::ChannelMsg;
 use tokio::sync::watch;
@@ -35,7 +37,7 @@ pub(crate) async fn run(gw: Arc<GatewayState>) {
             }
             tracing::warn!("approver link: {e}; retrying in {backoff:?}");
         }
-        gw.link().set_up(false);
+        gw.link().set_up(false, gw.now());
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
@@ -46,6 +48,8 @@ pub(crate) async fn run(gw: Arc<GatewayState>) {
 /// says whether the stream is up.
 pub(crate) struct ApproverLink {
     up: watch::Sender<bool>,
+    /// When the stream last went up or down; `None` until the first attempt ends either way.
+    since: std::sync::Mutex<Option<Timestamp>>,
     reports: Lane,
     commands: Lane,
 }
@@ -54,6 +58,7 @@ impl ApproverLink {
     pub fn new() -> ApproverLink {
         ApproverLink {
             up: watch::channel(false).0,
+            since: std::sync::Mutex::new(None),
             reports: Lane::new("reports"),
             commands: Lane::new("commands"),
         }
@@ -69,8 +74,20 @@ impl ApproverLink {
         self.up.subscribe()
     }
 
-    fn set_up(&self, up: bool) {
-        self.up.send_replace(up);
+    /// Since when the stream has been down (`None` while it is up, and while the first attempt
+    /// to reach the approver is still under way).
+    pub fn down_since(&self) -> Option<Timestamp> {
+        if self.is_up() {
+            return None;
+        }
+        *locks::lock(&self.since)
+    }
+
+    fn set_up(&self, up: bool, at: Timestamp) {
+        let mut since = locks::lock(&self.since);
+        if self.up.send_replace(up) != up || since.is_none() {
+            *since = Some(at);
+        }
     }
 
     /// The connection session reports travel on.
@@ -160,7 +177,7 @@ async fn follow(gw: &Arc<GatewayState>) -> Result<(), String> {
         "approver link up at {} (resuming after revision {since})",
         gw.settings().approver
     );
-    gw.link().set_up(true);
+    gw.link().set_up(true, gw.now());
     let mut follower = Follower::pinned(gw.signing().to_vec(), since);
     let mut reader = FrameReader::new();
     loop {

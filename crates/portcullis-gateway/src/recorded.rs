@@ -281,9 +281,9 @@ impl Recorded {
             };
             if let Some(request) = request {
                 if let Err(denial) = self.live.check() {
-                    let (who, target) = (&self.who, &self.target.name);
-                    refusals::record(&self.gw, who, request, target, &denial).await;
-                    return Err(denial.message());
+                    let (who, target, why) = (&self.who, &self.target.name, denial.message());
+                    refusals::record(&self.gw, who, request, target, denial.reason(), &why).await;
+                    return Err(why);
                 }
             }
             match msg {

@@ -19,7 +19,7 @@ use portcullis_core::locks;
 use portcullis_core::model::{Refusal, RefusalCount, SessionReport};
 use portcullis_core::Timestamp;
 
-use crate::session::{Denial, Holder};
+use crate::session::Holder;
 use crate::spool;
 use crate::state::GatewayState;
 
@@ -147,22 +147,11 @@ fn capped(text: &str) -> String {
     format!("{}…", &text[..end])
 }
 
-/// Report that `who` was refused `channel` to `destination` for `denial`: on its own while
-/// the user is within the budget, else counted. Spooling can fail only with the replica;
-/// that is logged, and the refusal stands.
+/// Report that `who` was refused `channel` to `destination` for `reason` (a `Denial`'s
+/// [`reason`](crate::session::Denial::reason), or `channel_limit`), having been told
+/// `message`: on its own while the user is within the budget, else counted. Spooling can fail
+/// only with the replica; that is logged, and the refusal stands.
 pub(crate) async fn record(
-    gw: &GatewayState,
-    who: &Holder,
-    channel: &str,
-    destination: &str,
-    denial: &Denial,
-) {
-    let (reason, message) = (denial.reason(), denial.message());
-    record_reason(gw, who, channel, destination, reason, &message).await;
-}
-
-/// As [`record`], for a refusal that is not a [`Denial`] (the connection's channel limit).
-pub(crate) async fn record_reason(
     gw: &GatewayState,
     who: &Holder,
     channel: &str,

@@ -4,7 +4,7 @@
 //! [`crate::command_relay`]. Every channel that reaches a target goes through
 //! [`crate::session`], the one lifecycle.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -65,6 +65,7 @@ pub(crate) async fn serve(gw: Arc<GatewayState>) -> Result<(), GatewayError> {
                 mode: Mode::Commands,
                 state,
                 channels: HashMap::new(),
+                ptys: HashSet::new(),
                 open_channels: Arc::default(),
                 refused: None,
             }
@@ -98,6 +99,8 @@ struct UserConnection {
     state: Arc<ConnState>,
     /// Session channels opened for a control command, until the command arrives.
     channels: HashMap<ChannelId, (Channel<Msg>, ChannelSlot)>,
+    /// Those of them whose client asked for a terminal (`ssh -t`).
+    ptys: HashSet<ChannelId>,
     /// Channels of every kind open on this connection, against
     /// `max_channels_per_connection`.
     open_channels: Arc<AtomicUsize>,
@@ -385,7 +388,14 @@ impl server::Handler for UserConnection {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let ok = match self.mode {
-            Mode::Commands => true,
+            // Remembered only for a channel waiting for its command: the set stays as small as
+            // the channel budget.
+            Mode::Commands => {
+                if self.channels.contains_key(&channel) {
+                    self.ptys.insert(channel);
+                }
+                true
+            }
             Mode::Recorded(_) => self.may_use_target(),
         };
         self.reply(channel, ok, session)
@@ -447,8 +457,7 @@ impl UserConnection {
         let max = gw.settings().max_channels_per_connection;
         tokio::spawn(async move {
             let message = format!("the connection holds its maximum of {max} channels");
-            refusals::record_reason(&gw, &who, channel, &destination, "channel_limit", &message)
-                .await;
+            refusals::record(&gw, &who, channel, &destination, "channel_limit", &message).await;
         });
     }
 
@@ -473,10 +482,16 @@ impl UserConnection {
             return session.channel_failure(id);
         };
         session.channel_success(id)?;
-        let (gw, user, fingerprint) = (self.gw.clone(), who.user.clone(), who.fingerprint.clone());
+        let asker = crate::command_relay::Asker {
+            user: who.user.clone(),
+            fingerprint: who.fingerprint.clone(),
+            reach: who.reach.clone(),
+            pty: self.ptys.remove(&id),
+        };
+        let gw = self.gw.clone();
         let busy: Busy = self.state.busy();
         tokio::spawn(async move {
-            crate::command_relay::run(gw, user, fingerprint, line, channel).await;
+            crate::command_relay::run(gw, asker, line, channel).await;
             drop((slot, busy));
         });
         Ok(())
@@ -495,14 +510,14 @@ async fn open_recorded(
     let admitted = match session::admit(&gw, || recorded::check(&gw, &who, &target)).await {
         Ok(a) => a,
         Err(denial) => {
-            let why = denial.message();
+            let why = crate::pending::refusal(&gw, &who, &denial).await;
             tracing::info!(
                 "{} {}: refused a session on {target}: {why}",
                 who.client,
                 who.user
             );
-            reply.reject(forward::refuse(why)).await;
-            refusals::record(&gw, &who, "session", &target, &denial).await;
+            reply.reject(forward::refuse(why.clone())).await;
+            refusals::record(&gw, &who, "session", &target, denial.reason(), &why).await;
             return;
         }
     };

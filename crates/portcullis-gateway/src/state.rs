@@ -206,8 +206,19 @@ impl GatewayState {
     }
 
     // Shutting the gateway sets its flag before it cuts, so that sessions admitted from then
-    // on are refused. (A session admitted just before the flag was set can still enter the
-    // table just after the cuts; a stop closes its connection anyway, failing closed does not.)
+    // on are refused, and a session admitted just before that enters the table already cut
+    // (`enter_session` reads the flags under the table's lock, which the cut takes too).
+
+    /// Why a session entering the table now must be cut at once, if it must.
+    pub(super) fn shut_reason(&self) -> Option<EndReason> {
+        if self.stopping.load(Ordering::SeqCst) {
+            Some(EndReason::GatewayStopping)
+        } else if self.failed_closed.load(Ordering::SeqCst) {
+            Some(EndReason::FailedClosed)
+        } else {
+            None
+        }
+    }
 
     /// A graceful stop: no new sessions from here on, and every live one cut with
     /// `gateway-stopping`. Returns how many sessions were on the books.

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use portcullis_core::command::{AuditCommand, ControlCommand, ControlLine, RequestArgs};
 
+use crate::logging::{self, LogFormat, LogOpts};
 use crate::{client_cmd, init, login, setup, verify};
 
 /// How the thin clients find their settings; the end of each one's `--help`.
@@ -33,12 +34,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the approval daemon (control plane on port 2223 by default).
     #[command(
-        after_help = "Example:\n  portcullis approver --config /etc/portcullis/portcullis.toml\n\nSIGHUP or `portcullis admin reload` re-reads the file; a bad file is refused and the old one kept."
+        after_help = "Examples:\n  portcullis approver --config /etc/portcullis/portcullis.toml\n  portcullis approver --config /etc/portcullis/portcullis.toml --log-format json   # for journald\n\nSIGHUP or `portcullis admin reload` re-reads the file; a bad file is refused and the old one kept."
     )]
     Approver {
         /// The config file.
         #[arg(long, short = 'c', value_name = "FILE")]
         config: PathBuf,
+        #[command(flatten)]
+        log: LogOpts,
     },
 
     /// Run the gateway developers ssh to (port 2222 by default): enforces signed grants.
@@ -49,6 +52,8 @@ pub enum Command {
         /// The config file (its [gateway] section, and pins of the approver's keys).
         #[arg(long, short = 'c', value_name = "FILE")]
         config: PathBuf,
+        #[command(flatten)]
+        log: LogOpts,
     },
 
     /// Operator commands against the approver: approve, deny, revoke, grants, reload, …
@@ -301,15 +306,6 @@ pub enum KeysAction {
     },
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// Resolves at SIGTERM (what systemd's stop sends) or SIGINT (Ctrl-C), with its name: a
 /// daemon then stops gracefully, and records why.
 async fn termination() -> &'static str {
@@ -329,20 +325,10 @@ async fn termination() -> &'static str {
     "SIGINT"
 }
 
-/// Warnings only: the quickstart's own output is the lines to try.
-fn init_logging_quiet() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Approver { config } => {
-            init_logging();
+        Command::Approver { config, log } => {
+            logging::init(log.log_format, "info");
             setup::preflight(&config, setup::Daemon::Approver)?;
             let app = portcullis_approver::Approver::open(
                 &config,
@@ -352,8 +338,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             portcullis_approver::serve_until(app, termination()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Gateway { config } => {
-            init_logging();
+        Command::Gateway { config, log } => {
+            logging::init(log.log_format, "info");
             setup::preflight(&config, setup::Daemon::Gateway)?;
             portcullis_gateway::run_until(
                 &config,
@@ -381,7 +367,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys { config, action } => keys(config, action),
         Command::Login { conn } => login::login(&conn).await,
         Command::Quickstart { dir } => {
-            init_logging_quiet();
+            // Warnings only: the quickstart's own output is the lines to try.
+            logging::init(LogFormat::Text, "warn");
             crate::quickstart::run(&dir).await
         }
         Command::Check { config } => setup::check(&config),

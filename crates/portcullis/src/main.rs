@@ -6,6 +6,7 @@
 mod cli;
 mod client_cmd;
 mod init;
+mod logging;
 mod login;
 mod profile;
 mod quickstart;

@@ -10,7 +10,8 @@
 //!   `wait`;
 //! - [`grants`]: `grants`, `revoke`;
 //! - [`own_view`]: `status`, `whoami`, `targets`;
-//! - [`audit`]: `sessions`, `kill`, `audit …`.
+//! - [`audit`]: `sessions`, `kill`, `audit …`;
+//! - [`help`]: no command at all, or `help` alone: the commands this user may run.
 //!
 //! Refusals for lack of permission become `command.refused` audit events here, in one place.
 //! This module holds no rule of its own (those are `authorize`'s and the policy's) and writes
@@ -29,6 +30,7 @@ mod audit;
 mod authorize;
 mod decisions;
 mod grants;
+mod help;
 mod own_view;
 mod requests;
 
@@ -158,6 +160,13 @@ pub(crate) async fn execute(app: &Arc<Approver>, caller: &Caller, line: &str) ->
 
 /// Parse `line`, check which identity may run it, and unwrap a gateway's relay envelope.
 fn route(app: &Approver, caller: &Caller, line: &str) -> Route {
+    if let Principal::User(user) = &caller.principal {
+        // A line that does not split is parse_line's to report below.
+        let words = shell_words::split(line).unwrap_or_else(|_| vec![line.to_string()]);
+        if let Some(json) = help::asked(&words) {
+            return Route::Answered(commands_for(app, user, caller.reach.as_deref(), json));
+        }
+    }
     let parsed = match command::parse_line(line) {
         Ok(p) => p,
         Err(e) => return Route::Answered(Outcome::Done(render::usage(&e))),
@@ -231,6 +240,9 @@ fn relayed(
         };
         return Route::Refused(gateway, e);
     }
+    if let Some(json) = help::asked(words) {
+        return Route::Answered(commands_for(app, user, reach.as_deref(), json));
+    }
     let parsed = match command::parse_line(&command::join_words(words)) {
         Ok(p) => p,
         Err(e) => return Route::Answered(Outcome::Done(render::usage(&e))),
@@ -255,6 +267,18 @@ fn relayed(
         }
         command => Route::Run(asker, command),
     }
+}
+
+/// The commands `user` may run, for someone who connected without one.
+fn commands_for(app: &Approver, user: &str, reach: Option<&str>, json: bool) -> Outcome {
+    let catalog = app.catalog();
+    Outcome::Done(match catalog.users.get(user) {
+        Some(u) => render::help::commands(user, reach, &help::entries(u, &catalog), json),
+        None => error_reply(
+            &ApproverError::Forbidden(format!("user {user} is no longer configured")),
+            json,
+        ),
+    })
 }
 
 /// Run a user's command: the user as the catalog in force has them, the permission for the

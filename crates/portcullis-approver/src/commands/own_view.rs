@@ -1,9 +1,9 @@
 //! A user's own view: `status`, `whoami` and `targets`. Read-only, from the in-memory mirror
 //! and the catalog in force; nothing here reads the store.
 
-use portcullis_core::catalog::{Catalog, Policy, Target, User};
+use portcullis_core::catalog::User;
 use portcullis_core::model::{Grant, Request};
-use portcullis_core::Timestamp;
+use portcullis_core::policy::requestable;
 
 use crate::app::Approver;
 use crate::render::view::{Approval, Requestable};
@@ -72,23 +72,4 @@ pub(super) fn targets(app: &Approver, user: &User, json: bool) -> Reply {
         })
         .collect();
     render::view::targets(&rows, json)
-}
-
-/// Targets with the policy a request by `user` would fall under now (ignoring duration and
-/// reason): the first covering policy that has approvers or auto-approves them at this time.
-fn requestable<'c>(
-    catalog: &'c Catalog,
-    user: &'c User,
-    now: Timestamp,
-) -> impl Iterator<Item = (&'c Target, &'c Policy)> {
-    catalog.targets.values().filter_map(move |t| {
-        let p = catalog.policies_for(t).find(|p| {
-            !p.approvers.is_empty()
-                || p.auto_approve.as_ref().is_some_and(|a| {
-                    a.groups.iter().any(|g| user.in_group(g))
-                        && (a.windows.is_empty() || a.windows.iter().any(|w| w.contains(now)))
-                })
-        })?;
-        Some((t, p))
-    })
 }

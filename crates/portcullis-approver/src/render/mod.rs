@@ -16,10 +16,13 @@ use crate::errors::ApproverError;
 
 pub mod audit;
 pub mod grants;
+pub mod help;
 pub mod requests;
 pub mod sessions;
 pub mod view;
-pub mod words;
+/// How counts, durations, sizes and columns read: one wording for every process, so it lives in
+/// `portcullis_core`.
+pub use portcullis_core::words;
 
 pub use grants::grant_json;
 pub use requests::request_json;
@@ -45,6 +48,16 @@ impl Reply {
             err,
             code,
             ..Default::default()
+        }
+    }
+
+    /// For a client that asked for a terminal (`ssh -t`): its terminal is raw, so each line
+    /// ends with CR LF, as a pty's output processing (ONLCR) would have written it.
+    pub fn for_terminal(self) -> Reply {
+        Reply {
+            out: self.out.replace('\n', "\r\n"),
+            err: self.err.replace('\n', "\r\n"),
+            code: self.code,
         }
     }
 }

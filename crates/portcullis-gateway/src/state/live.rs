@@ -123,17 +123,26 @@ impl GatewayState {
         grant: u64,
     ) -> watch::Receiver<Option<EndReason>> {
         let (cut, cut_rx) = watch::channel(None);
-        self.live_sessions().live.insert(
-            id,
-            LiveEntry {
-                user: who.user.clone(),
-                key: who.key.clone(),
-                target: target.to_string(),
-                grant,
-                conn: who.conn,
-                cut,
-            },
-        );
+        let entry = LiveEntry {
+            user: who.user.clone(),
+            key: who.key.clone(),
+            target: target.to_string(),
+            grant,
+            conn: who.conn,
+            cut,
+        };
+        let mut table = self.live_sessions();
+        // Admitted before a stop or a fail-closed set its flag, but entering after that
+        // cut everyone: the flag is read under the table's lock, which the cut takes too, so
+        // either the cut sees this entry or this sees the flag. Without it a session could
+        // outlive fail mode "closed" until its grant ended.
+        if let Some(reason) = self.shut_reason() {
+            if entry.cut(reason.clone()) {
+                self.metrics.cut(&reason);
+            }
+        }
+        table.live.insert(id, entry);
+        drop(table);
         self.enforce_wake.notify_one();
         cut_rx
     }

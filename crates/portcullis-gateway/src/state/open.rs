@@ -262,6 +262,7 @@ impl GatewayState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::EndReason;
     use portcullis_core::model::Grant;
     use portcullis_core::time::ManualClock;
 
@@ -375,5 +376,36 @@ mod tests {
         drop(replica);
         let gw = GatewayState::open(&config, clock).await.unwrap();
         assert!(gw.catalog().is_some());
+    }
+
+    /// A session admitted just before the gateway shut (a stop, or fail mode "closed") enters
+    /// the table after the cut went round: it must enter already cut, not run on until its
+    /// grant ends.
+    #[tokio::test]
+    async fn a_session_entering_after_the_gateway_shut_is_cut_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = gateway_dir(dir.path()).await;
+        let clock = Arc::new(ManualClock::new(Timestamp(150_000)));
+        let gw = GatewayState::open(&config, clock).await.unwrap();
+        let who = crate::session::Holder {
+            user: "alice".into(),
+            key: String::new(),
+            fingerprint: String::new(),
+            client: "127.0.0.1:1".into(),
+            reach: String::new(),
+            conn: 1,
+            handle: None,
+        };
+        let open = gw.enter_session("s-0".into(), &who, "db", 1);
+        assert!(open.borrow().is_none(), "nothing shut yet");
+
+        gw.fail_closed();
+        let late = gw.enter_session("s-1".into(), &who, "db", 1);
+        assert!(matches!(*late.borrow(), Some(EndReason::FailedClosed)));
+
+        assert!(gw.reopen());
+        gw.begin_stop();
+        let later = gw.enter_session("s-2".into(), &who, "db", 1);
+        assert!(matches!(*later.borrow(), Some(EndReason::GatewayStopping)));
     }
 }

@@ -44,6 +44,20 @@ impl GatewayState {
         self.read_view().grants.active(user, target, now).cloned()
     }
 
+    /// `user`'s active grants, by id.
+    pub(crate) fn active_grants(&self, user: &str) -> Vec<Grant> {
+        let now = self.now();
+        let mut active: Vec<Grant> = self
+            .read_view()
+            .grants
+            .for_user(user)
+            .filter(|g| g.is_active(now))
+            .cloned()
+            .collect();
+        active.sort_by_key(|g| g.id);
+        active
+    }
+
     /// A grant by id, as last received.
     pub(crate) fn grant(&self, user: &str, id: u64) -> Option<Grant> {
         self.read_view()

@@ -1,5 +1,7 @@
 //! How counts, durations, sizes and columns read: "1 user", "2 days 3h", "1.5 KiB", and
-//! columns that line up whatever the width of their values.
+//! columns that line up whatever the width of their values. One wording for every process:
+//! the approver's replies, the gateway's notices and refusals, the thin clients' countdown,
+//! and the policy's refusals all say a duration the same way.
 
 use std::time::Duration;
 
@@ -29,6 +31,28 @@ pub fn duration(d: Duration) -> String {
     parts.join(" ")
 }
 
+/// A duration as `--for` takes it back (humantime, no spaces): "1d", "1d12h", "1h30m", "45s";
+/// for the commands a message suggests, where [`duration`]'s "1 day" would be two words.
+pub fn duration_flag(d: Duration) -> String {
+    let secs = d.as_secs();
+    let parts = [
+        (secs / 86_400, "d"),
+        (secs % 86_400 / 3600, "h"),
+        (secs / 60 % 60, "m"),
+        (secs % 60, "s"),
+    ];
+    let text: String = parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    if text.is_empty() {
+        "0s".into()
+    } else {
+        text
+    }
+}
+
 /// A byte count in binary units with one decimal past a KiB: "512 B", "1.5 KiB", "3.0 GiB".
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
@@ -46,7 +70,7 @@ pub fn bytes(n: u64) -> String {
 
 /// Rows under a header, each column as wide as its widest value, two spaces apart; the last
 /// column is not padded (it may be long: a command a session ran). Values must already be
-/// fit for a terminal ([`super::clean`]). Each line ends with a newline.
+/// fit for a terminal (the approver's `render::clean`). Each line ends with a newline.
 pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     let mut widths = header.map(|h| h.chars().count());
     for row in rows {
@@ -96,6 +120,28 @@ mod tests {
         assert_eq!(duration(Duration::from_millis(90_500)), "1m 30s");
         assert_eq!(duration(h(1)), "1h");
         assert_eq!(duration(Duration::from_millis(400)), "0s");
+    }
+
+    #[test]
+    fn flag_durations_parse_back() {
+        for secs in [
+            1,
+            59,
+            90,
+            3600,
+            5400,
+            86_400,
+            86_400 + 12 * 3600,
+            400 * 86_400 + 61,
+        ] {
+            let d = Duration::from_secs(secs);
+            let flag = duration_flag(d);
+            assert!(!flag.contains(' '), "{flag}");
+            assert_eq!(crate::time::parse_duration(&flag), Ok(d), "{flag}");
+        }
+        assert_eq!(duration_flag(Duration::from_secs(86_400)), "1d");
+        assert_eq!(duration_flag(Duration::from_secs(4 * 3600)), "4h");
+        assert_eq!(duration_flag(Duration::ZERO), "0s");
     }
 
     #[test]
