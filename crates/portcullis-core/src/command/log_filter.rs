@@ -4,7 +4,7 @@
 
 use clap::Args;
 
-use super::Words;
+use super::words::Words;
 use crate::audit_event::{AuditEvent, KIND_NAMES};
 
 /// `audit log --help`'s examples and the kinds `--kind` takes.
