@@ -1,5 +1,5 @@
-//! The docs followed literally (#18): README's and docs/operators.md's command lines are read
-//! from the Markdown (every fenced `sh` block is marked `<!-- tested: … -->` or
+//! The docs followed literally (#18): README's, docs/operators.md's and docs/users.md's command
+//! lines are read from the Markdown (every fenced `sh` block is marked `<!-- tested: … -->` or
 //! `<!-- illustrative: … -->`), the pages' host names, ports, keys and ids are replaced by this
 //! test's, and every line runs, in order, as the reader types it: the developer's `ssh` and
 //! `scp` from a HOME of their own, the operator's and the auditor's `portcullis` after the
@@ -51,6 +51,9 @@ const TESTED_BLOCKS: &[(&str, &str)] = &[
     ("readme-run-it-for-real", "docs_followed.rs"),
     ("operators-install", "docs_followed.rs"),
     ("operators-keys", "docs_followed.rs"),
+    ("users-ask-wait-look", "docs_followed.rs"),
+    ("users-ssh-lines", "users_doc.rs"),
+    ("users-thin-client", "docs_followed.rs"),
 ];
 
 /// Lines of tested blocks that cannot run here, by a piece of their text, and why.
@@ -81,8 +84,10 @@ const ILLUSTRATIVE_LINES: &[(&str, &str)] = &[
     ),
     (
         "systemctl enable --now",
-        "needs systemd: the test runs what the approver's unit runs instead (ExecStartPre, then \
-         ExecStart); the gateway's unit needs a user of its own, which tests/deploy/units.rs has",
+        "needs systemd: the test runs what the units run instead, the approver's ExecStartPre \
+         (`check`) and ExecStart, and the gateway's ExecStart, which as the same user must refuse \
+         to start (docs/operators.md, Install); tests/deploy/units.rs starts it as a user of its \
+         own",
     ),
 ];
 
@@ -96,10 +101,10 @@ const TYPED: &str = "echo docs-$((20+22)); exit\n";
 const TYPED_SHOWS: &str = "docs-42";
 
 #[test]
-fn every_sh_block_of_readme_and_operators_md_is_tested_or_illustrative() {
+fn every_sh_block_of_readme_operators_and_users_md_is_tested_or_illustrative() {
     let mut seen = BTreeSet::new();
     let mut tested_text = String::new();
-    for page in ["README.md", "docs/operators.md"] {
+    for page in ["README.md", "docs/operators.md", "docs/users.md"] {
         for b in docs::blocks(&docs::read_doc(page)) {
             if b.lang != "sh" {
                 continue;
@@ -152,156 +157,23 @@ fn readme_developer_operator_and_auditor_lines_run_in_order() {
         lines("readme-operator-lines"),
         lines("readme-auditor-lines"),
     );
+    let b = Bastion::start();
+    let env = &b.g.env;
 
-    // web-1 takes the gateway's key (recorded sessions) and alice's (end to end). The page's
-    // operator approves requests for pg-prod, so ada is one of its approvers (dba) as well as
-    // an admin: being an admin alone approves nothing (docs/operators.md).
-    let scratch = tempfile::tempdir().unwrap();
-    let pg = Postgres::start(scratch.path());
-    let mut web1 = None;
-    let g = common::start_with(|env| {
-        let cfg = std::fs::read_to_string(&env.config).unwrap();
-        let cfg = swap(
-            &cfg,
-            "address = \"127.0.0.1:15432\"",
-            &format!("address = \"127.0.0.1:{}\"", pg.port),
-        );
-        let cfg = swap(
-            &cfg,
-            "groups = [\"admins\"]",
-            "groups = [\"admins\", \"dba\"]",
-        );
-        std::fs::write(&env.config, cfg).unwrap();
-        let keys = [
-            env.path().join("gateway/client_key.pub"),
-            env.key("alice").with_extension("pub"),
-        ]
-        .map(|p| std::fs::read_to_string(p).unwrap());
-        let s = Sshd::start(scratch.path(), &keys.join("\n"));
-        let target = format!(
-            "\n[[targets]]\nname = \"web-1\"\nkind = \"ssh\"\naddress = \"127.0.0.1:{}\"\n\
-             login = \"{}\"\nhost_key = \"{}\"\nlabels = {{ env = \"staging\" }}\n",
-            s.port, s.login, s.host_key
-        );
-        web1 = Some(s);
-        target
-    });
-    let env = &g.env;
-    let web1 = web1.unwrap();
-    let gw = env.gw_port();
-
-    // The developer's machine: alice's key as ~/.ssh/id_ed25519 and the host keys known. No
-    // ssh config from the docs (these are the long forms): the file only says what the page's
-    // names stand for here, `bastion` this gateway and web-1's port 22 this sshd's port.
-    let dev = Reader::new("alice", env);
-    dev.knows_hosts(&[
-        format!("[127.0.0.1]:{gw} {}", env.gateway_host_key),
-        format!("[web-1]:{} {}", web1.port, web1.host_key),
-    ]);
-    let ssh_config = dev.home.path().join("names_here");
-    std::fs::write(
-        &ssh_config,
-        format!(
-            "Host bastion\n    HostName 127.0.0.1\nHost web-1\n    Port {}\nHost *\n    \
-             IdentityFile {home}/.ssh/id_ed25519\n    IdentitiesOnly yes\n    \
-             UserKnownHostsFile {home}/.ssh/known_hosts\n    StrictHostKeyChecking yes\n    \
-             BatchMode yes\n    LogLevel ERROR\n",
-            web1.port,
-            home = dev.home.path().display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dev.cwd.path().join("file"),
-        "copied by the README's scp line\n",
-    )
-    .unwrap();
-    let dest = shared_dir();
-    let local = free_port();
-    let here = |line: &str| {
-        let line = line
-            .replace("2222", &gw)
-            .replace("15432", &local.to_string())
-            .replace("pg-prod:5432", &format!("pg-prod:{}", pg.port))
-            .replace("deploy@web-1", &format!("{}@web-1", web1.login))
-            .replace(
-                "bastion:/tmp/",
-                &format!("bastion:{}/", dest.path().display()),
-            );
-        with_ssh_config(&line, &ssh_config)
-    };
-
-    // The grant the -J, recorded and scp lines rest on (web-1 is self-service for alice).
-    common::grant(env, "alice", "web-1", "1h");
-
-    let mut requested = None;
-    let mut tunnel = None;
-    let mut live_psql = None;
+    let mut dev = Developer::new(&b);
     for (cmd, comment) in &dev_lines {
-        let line = here(cmd);
-        if line.contains(" request ") {
-            let out = dev.run(&line);
-            out.ok();
-            requested = Some(number_after(&out.stdout, "request "));
-        } else if line.contains(" wait 17") {
-            // The request above waits for two of dba; they approve while `wait` blocks.
-            let id = requested.expect("a request line before wait").to_string();
-            let line = swap(&line, " wait 17", &format!(" wait {id}"));
-            let waiting = dev.spawn(&line, Stdio::null());
-            env.admin("bob", &["approve", &id]).ok();
-            env.admin("carol", &["approve", &id]).ok();
-            let out = wait_out(waiting, &line);
-            assert_eq!(out.code, 0, "{line}\n{}\n{}", out.stdout, out.stderr);
-            assert!(out.stdout.contains("approved"), "{line}: {}", out.stdout);
-        } else if line.contains(" cancel 17") {
-            // "while still pending": another request of alice's that nobody decided yet.
-            let pending = env.ssh(
-                "alice",
-                &["request", "pg-prod", "--reason", "INC-43", "--json"],
-            );
-            let line = swap(
-                &line,
-                " cancel 17",
-                &format!(" cancel {}", request_id(&pending)),
-            );
-            dev.run(&line).ok();
-        } else if line.contains(" -N -L ") {
-            tunnel = Some(dev.start_tunnel(&line, local));
-            // The comment's `then: psql …`: once, with a query typed in; and once held open in
-            // "another terminal", the live session the operator's lines list and kill.
-            let psql = here(
-                comment
-                    .as_deref()
-                    .and_then(|c| c.strip_prefix("then: "))
-                    .expect("the tunnel line says what to run through it"),
-            );
-            let out = wait_out(dev.spawn_typed(&psql, "select 'docs' || 42;\n"), &psql);
-            assert_eq!(out.code, 0, "{psql}\n{}\n{}", out.stdout, out.stderr);
-            assert!(out.stdout.contains("docs42"), "{psql}: {}", out.stdout);
-            live_psql = Some(KillOnDrop(dev.spawn(&psql, Stdio::piped())));
-        } else if is_terminal_login(&line) {
-            let out = dev.in_terminal(&line, TYPED);
-            assert_eq!(out.code, 0, "{line}\n{}\n{}", out.stdout, out.stderr);
-            assert!(out.stdout.contains(TYPED_SHOWS), "{line}: {}", out.stdout);
-        } else {
-            dev.run(&line).ok();
-        }
-        if line.starts_with("scp ") {
-            assert_eq!(
-                std::fs::read_to_string(dest.path().join("file")).unwrap(),
-                "copied by the README's scp line\n",
-                "{line}"
-            );
-        }
+        dev.follow(cmd, comment.as_deref());
     }
-    assert!(tunnel.is_some() && live_psql.is_some(), "{dev_lines:?}");
+    assert!(
+        dev.live_psql.is_some(),
+        "no tunnel line left a psql for the operator's lines: {dev_lines:?}"
+    );
 
     // The operator: `login` as the page has it, then the lines bare.
     let ops = Reader::new("ada", env);
-    let at_approver = |line: &str| line.replace("bastion.example.com:2223", &env.addr);
     let mut ours = None;
     for (cmd, _) in &op_lines {
-        let mut line = at_approver(cmd);
+        let line = b.at_approver(cmd);
         if line.contains("requests --pending") {
             // Something to decide: alice's next request, approved once by bob already.
             let out = env.ssh(
@@ -314,10 +186,9 @@ fn readme_developer_operator_and_auditor_lines_run_in_order() {
             out.ok();
             assert!(out.stdout.contains(&id), "{line}: {}", out.stdout);
             ours = Some(id);
-        } else if line.contains(" approve 17") || line.contains(" revoke 17") {
+        } else if line.contains(" approve 17 ") || line.contains(" revoke 17 ") {
             let id = ours.as_deref().expect("requests --pending before approve");
-            line = line.replace(" 17 ", &format!(" {id} "));
-            ops.run(&line).ok();
+            ops.run(&line.replace(" 17 ", &format!(" {id} "))).ok();
         } else if line.contains("sessions --live") {
             let out = ops.run(&line);
             out.ok();
@@ -325,8 +196,7 @@ fn readme_developer_operator_and_auditor_lines_run_in_order() {
             assert!(out.stdout.contains(&sid), "{line}: {}", out.stdout);
         } else if line.contains(" kill gw-1-3fa2-42") {
             let sid = live_pg_session(env);
-            let line = swap(&line, "gw-1-3fa2-42", &sid);
-            ops.run(&line).ok();
+            ops.run(&swap(&line, "gw-1-3fa2-42", &sid)).ok();
             env.eventually("the killed session to end", || {
                 !env.admin("ada", &["sessions", "--live"])
                     .stdout
@@ -342,7 +212,7 @@ fn readme_developer_operator_and_auditor_lines_run_in_order() {
                  labels = {{ team = \"new\" }}\n\n[[policies]]\nname = \"newteam\"\n\
                  match = {{ team = \"new\" }}\nauto_approve = {{ groups = [\"newteam\"] }}\n\
                  max_duration = \"1h\"\n",
-                pg.port
+                b.pg.port
             ));
             std::fs::write(&env.config, cfg).unwrap();
             ops.run(&line).ok();
@@ -355,7 +225,6 @@ fn readme_developer_operator_and_auditor_lines_run_in_order() {
             ops.run(&line).ok();
         }
     }
-    drop(live_psql);
 
     // The auditor logs in "the same way, as themselves": the operators' login line as audrey.
     let login = op_lines
@@ -363,7 +232,7 @@ fn readme_developer_operator_and_auditor_lines_run_in_order() {
         .find(|(c, _)| c.starts_with("portcullis login "))
         .expect("the operators' lines start with login");
     let aud = Reader::new("audrey", env);
-    aud.run(&swap(&at_approver(&login.0), "-l ada", "-l audrey"))
+    aud.run(&swap(&b.at_approver(&login.0), "-l ada", "-l audrey"))
         .ok();
     let recorded = recorded_shell_session(env);
     for (cmd, _) in &aud_lines {
@@ -383,8 +252,224 @@ fn readme_developer_operator_and_auditor_lines_run_in_order() {
             }
         }
     }
-    drop(tunnel);
 }
+
+/// docs/users.md's "Ask, wait, look" lines, then its thin-client lines, in order, as alice.
+#[test]
+fn users_md_ask_wait_look_and_thin_client_lines_run_in_order() {
+    let page = docs::blocks(&docs::read_doc("docs/users.md"));
+    let b = Bastion::start();
+    let mut dev = Developer::new(&b);
+    for name in ["users-ask-wait-look", "users-thin-client"] {
+        for (cmd, comment) in docs::commands(&docs::block(&page, name).text) {
+            dev.follow(&cmd, comment.as_deref());
+        }
+    }
+    assert!(dev.waited >= 2, "both blocks wait for a request");
+}
+
+/// What the pages' lines run against: the approver and gateway with the test's users (alice
+/// in dev, bob and carol in dba, ada an admin, audrey an auditor), pg-prod a real PostgreSQL
+/// needing two of dba, and web-1 a real sshd that takes the gateway's key (recorded sessions)
+/// and alice's (end to end), self-service for dev. README's operator approves requests for
+/// pg-prod, so ada is in dba as well: being an admin alone approves nothing
+/// (docs/operators.md).
+struct Bastion {
+    g: common::GwEnv,
+    pg: Postgres,
+    web1: Sshd,
+    _scratch: tempfile::TempDir,
+}
+
+impl Bastion {
+    fn start() -> Bastion {
+        let scratch = tempfile::tempdir().unwrap();
+        let pg = Postgres::start(scratch.path());
+        let mut web1 = None;
+        let g = common::start_with(|env| {
+            let cfg = std::fs::read_to_string(&env.config).unwrap();
+            let cfg = swap(
+                &cfg,
+                "address = \"127.0.0.1:15432\"",
+                &format!("address = \"127.0.0.1:{}\"", pg.port),
+            );
+            let cfg = swap(
+                &cfg,
+                "groups = [\"admins\"]",
+                "groups = [\"admins\", \"dba\"]",
+            );
+            std::fs::write(&env.config, cfg).unwrap();
+            let keys = [
+                env.path().join("gateway/client_key.pub"),
+                env.key("alice").with_extension("pub"),
+            ]
+            .map(|p| std::fs::read_to_string(p).unwrap());
+            let s = Sshd::start(scratch.path(), &keys.join("\n"));
+            let target = format!(
+                "\n[[targets]]\nname = \"web-1\"\nkind = \"ssh\"\naddress = \"127.0.0.1:{}\"\n\
+                 login = \"{}\"\nhost_key = \"{}\"\nlabels = {{ env = \"staging\" }}\n",
+                s.port, s.login, s.host_key
+            );
+            web1 = Some(s);
+            target
+        });
+        Bastion {
+            g,
+            pg,
+            web1: web1.unwrap(),
+            _scratch: scratch,
+        }
+    }
+
+    /// The pages' approver address, here.
+    fn at_approver(&self, line: &str) -> String {
+        line.replace("bastion.example.com:2223", &self.g.env.addr)
+    }
+}
+
+/// alice, following the pages' developer lines: her key as ~/.ssh/id_ed25519, the host keys
+/// known, and what she has started (a tunnel, a psql in another terminal).
+struct Developer<'a> {
+    b: &'a Bastion,
+    me: Reader,
+    /// No ssh config from the docs (their lines are the long forms): this file only says what
+    /// the pages' names stand for here, `bastion` this gateway and web-1's port 22 this sshd's.
+    names: PathBuf,
+    /// Where `scp … bastion:/tmp/` copies to (a directory web-1's login may write).
+    dest: tempfile::TempDir,
+    /// The pages' local port 15432, here.
+    local: u16,
+    requested: Option<u64>,
+    waited: usize,
+    tunnel: Option<KillOnDrop>,
+    live_psql: Option<KillOnDrop>,
+}
+
+impl<'a> Developer<'a> {
+    fn new(b: &'a Bastion) -> Developer<'a> {
+        let env = &b.g.env;
+        let me = Reader::new("alice", env);
+        me.knows_hosts(&[
+            format!("[127.0.0.1]:{} {}", env.gw_port(), env.gateway_host_key),
+            format!("[web-1]:{} {}", b.web1.port, b.web1.host_key),
+        ]);
+        let names = me.home.path().join("names_here");
+        std::fs::write(
+            &names,
+            format!(
+                "Host bastion\n    HostName 127.0.0.1\nHost web-1\n    Port {}\nHost *\n    \
+                 IdentityFile {home}/.ssh/id_ed25519\n    IdentitiesOnly yes\n    \
+                 UserKnownHostsFile {home}/.ssh/known_hosts\n    StrictHostKeyChecking yes\n    \
+                 BatchMode yes\n    LogLevel ERROR\n",
+                b.web1.port,
+                home = me.home.path().display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(me.cwd.path().join("file"), SCP_FILE).unwrap();
+        // The grant the -J, recorded and scp lines rest on: the pages have one already.
+        common::grant(env, "alice", "web-1", "1h");
+        Developer {
+            b,
+            me,
+            names,
+            dest: shared_dir(),
+            local: free_port(),
+            requested: None,
+            waited: 0,
+            tunnel: None,
+            live_psql: None,
+        }
+    }
+
+    /// A page's line with this test's ports, names and paths.
+    fn here(&self, line: &str) -> String {
+        let b = self.b;
+        let line = b
+            .at_approver(line)
+            .replace("2222", &b.g.env.gw_port())
+            .replace("15432", &self.local.to_string())
+            .replace("pg-prod:5432", &format!("pg-prod:{}", b.pg.port))
+            .replace("deploy@web-1", &format!("{}@web-1", b.web1.login))
+            .replace(
+                "bastion:/tmp/",
+                &format!("bastion:{}/", self.dest.path().display()),
+            );
+        with_ssh_config(&line, &self.names)
+    }
+
+    /// One line of a page, run as it says, with what it needs first and the check that it
+    /// did what the page says.
+    fn follow(&mut self, cmd: &str, comment: Option<&str>) {
+        let env = &self.b.g.env;
+        let line = self.here(cmd);
+        if line.contains(" request ") {
+            let out = self.me.run(&line);
+            out.ok();
+            self.requested = Some(number_after(&out.stdout, "request "));
+        } else if line.contains(" wait 17") {
+            // The request above waits for two of dba: they approve while `wait` blocks.
+            let id = self
+                .requested
+                .expect("a request line before wait")
+                .to_string();
+            let line = swap(&line, " wait 17", &format!(" wait {id}"));
+            let waiting = self.me.spawn(&line, Stdio::null());
+            env.admin("bob", &["approve", &id]).ok();
+            env.admin("carol", &["approve", &id]).ok();
+            let out = wait_out(waiting, &line);
+            assert_eq!(out.code, 0, "{line}\n{}\n{}", out.stdout, out.stderr);
+            assert!(out.stdout.contains("approved"), "{line}: {}", out.stdout);
+            self.waited += 1;
+        } else if line.contains(" cancel 17") {
+            // "while still pending": another request of alice's that nobody decided yet.
+            let pending = env.ssh(
+                "alice",
+                &["request", "pg-prod", "--reason", "INC-43", "--json"],
+            );
+            let id = request_id(&pending);
+            self.me
+                .run(&swap(&line, " cancel 17", &format!(" cancel {id}")))
+                .ok();
+        } else if line.contains(" -N -L ") {
+            self.tunnel = Some(self.me.start_tunnel(&line, self.local));
+            // The comment's `then: psql …`: once with a query typed in, and once held open in
+            // "another terminal", the live session README's operator lists and kills.
+            let psql = self.here(
+                comment
+                    .and_then(|c| c.strip_prefix("then: "))
+                    .expect("the tunnel line says what to run through it"),
+            );
+            let out = wait_out(self.me.spawn_typed(&psql, "select 'docs' || 42;\n"), &psql);
+            assert_eq!(out.code, 0, "{psql}\n{}\n{}", out.stdout, out.stderr);
+            assert!(out.stdout.contains("docs42"), "{psql}: {}", out.stdout);
+            self.live_psql = Some(KillOnDrop(self.me.spawn(&psql, Stdio::piped())));
+        } else if is_terminal_login(&line) {
+            let out = self.me.in_terminal(&line, TYPED);
+            assert_eq!(out.code, 0, "{line}\n{}\n{}", out.stdout, out.stderr);
+            // The gateway itself has no shell: it lists the commands.
+            let shows = if is_gateway_login(&line) {
+                "request"
+            } else {
+                TYPED_SHOWS
+            };
+            assert!(out.stdout.contains(shows), "{line}: {}", out.stdout);
+        } else {
+            self.me.run(&line).ok();
+        }
+        if line.starts_with("scp ") {
+            let copied = self.dest.path().join("file");
+            assert_eq!(
+                std::fs::read_to_string(&copied).unwrap_or_default(),
+                SCP_FILE,
+                "{line}"
+            );
+            std::fs::remove_file(copied).unwrap();
+        }
+    }
+}
+
+const SCP_FILE: &str = "copied by the page's scp line\n";
 
 /// README's "Run it for real" on a scratch root (its /etc and /var/lib): `init` as printed,
 /// the approver started as its unit starts it, and the `login` line init prints.
@@ -632,6 +717,15 @@ fn with_ssh_config(line: &str, config: &Path) -> String {
     }
 }
 
+/// `ssh … alice@bastion` with no command: to the gateway itself, not through it.
+fn is_gateway_login(line: &str) -> bool {
+    line.split_whitespace()
+        .last()
+        .and_then(|w| w.split_once('@'))
+        .is_some_and(|(user, host)| host == "bastion" && !user.contains(':'))
+        && !line.contains(" -J ")
+}
+
 /// A login with no command and no `-N`: the reader gets a shell, in a terminal.
 fn is_terminal_login(line: &str) -> bool {
     line.starts_with("ssh ")
@@ -797,19 +891,30 @@ impl Layout {
             );
         }
         if cmd.contains("systemctl enable --now") {
-            self.start_approver_as_its_unit_does();
+            self.start_as_the_units_do();
         }
     }
 
-    fn start_approver_as_its_unit_does(&self) {
-        let unit = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/portcullis-approver.service"),
-        )
-        .unwrap();
-        let value = |key: &str| {
+    /// What `systemctl enable --now` would run: the approver's unit's ExecStartPre (`check`)
+    /// and ExecStart. The gateway's unit, run as the same user, refuses to start, as
+    /// docs/operators.md says it must (it could read the grant-signing key).
+    fn start_as_the_units_do(&self) {
+        let unit = |name: &str| {
+            std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../deploy")
+                    .join(name),
+            )
+            .unwrap()
+        };
+        let (unit, gateway_unit) = (
+            unit("portcullis-approver.service"),
+            unit("portcullis-gateway.service"),
+        );
+        let value = |unit: &str, key: &str| {
             unit.lines()
                 .find_map(|l| l.strip_prefix(&format!("{key}=")))
-                .unwrap_or_else(|| panic!("the approver's unit has no {key}="))
+                .unwrap_or_else(|| panic!("a unit has no {key}="))
                 .to_string()
         };
         let words = |line: &str| -> Vec<String> {
@@ -819,10 +924,20 @@ impl Layout {
                 .map(str::to_string)
                 .collect()
         };
-        let pre = words(&value("ExecStartPre"));
+        let gateway = words(&value(&gateway_unit, "ExecStart"));
+        let refused = Command::new(&gateway[0])
+            .args(&gateway[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_out(refused, "the gateway's ExecStart as the approver's user")
+            .fails_with("grant-signing key");
+        let pre = words(&value(&unit, "ExecStartPre"));
         let check = crate::support::run(Command::new(&pre[0]).args(&pre[1..]));
         check.ok();
-        let start = words(&value("ExecStart"));
+        let start = words(&value(&unit, "ExecStart"));
         let log = self.root.path().join("approver.log");
         let child = Command::new(&start[0])
             .args(&start[1..])
