@@ -95,8 +95,8 @@ const ILLUSTRATIVE_LINES: &[(&str, &str)] = &[
 /// the tests, on a scratch root that user owns; `init` needs no root itself (docs/operators.md).
 const WITHOUT_SUDO: &str = "sudo ";
 
-/// What the shell of a recorded or end-to-end terminal is typed: its output proves the command
-/// ran on the far side (the echo of the typed line shows `$((20+22))`, not `42`).
+/// What is typed into a recorded or end-to-end terminal: its output proves the command ran on
+/// the far side (the terminal's echo of the typed line shows `$((20+22))`, not `42`).
 const TYPED: &str = "echo docs-$((20+22)); exit\n";
 const TYPED_SHOWS: &str = "docs-42";
 
@@ -443,6 +443,9 @@ impl<'a> Developer<'a> {
             let out = wait_out(self.me.spawn_typed(&psql, "select 'docs' || 42;\n"), &psql);
             assert_eq!(out.code, 0, "{psql}\n{}\n{}", out.stdout, out.stderr);
             assert!(out.stdout.contains("docs42"), "{psql}: {}", out.stdout);
+            env.eventually("the first psql's session to end", || {
+                live_sessions_on(env, "pg-prod").is_empty()
+            });
             self.live_psql = Some(KillOnDrop(self.me.spawn(&psql, Stdio::piped())));
         } else if is_terminal_login(&line) {
             let out = self.me.in_terminal(&line, TYPED);
@@ -749,22 +752,32 @@ fn number_after(text: &str, word: &str) -> u64 {
         .unwrap_or_else(|| panic!("no number after {word:?} in {text:?}"))
 }
 
-/// The live session on pg-prod (the developer's psql in its other terminal).
+/// The live sessions on `target`, as an admin lists them.
+fn live_sessions_on(env: &Env, target: &str) -> Vec<String> {
+    let out = env.admin("ada", &["--json", "sessions", "--live"]);
+    out.ok();
+    out.json()["sessions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["target"] == target)
+        .filter_map(|s| s["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The one live session on pg-prod: the developer's psql in its other terminal.
 fn live_pg_session(env: &Env) -> String {
     let mut id = String::new();
-    env.eventually("a live session on pg-prod", || {
-        let out = env.admin("ada", &["--json", "sessions", "--live"]);
-        if out.code != 0 {
-            return false;
-        }
-        let found = out.json()["sessions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|s| s["target"] == "pg-prod")
-            .and_then(|s| s["id"].as_str().map(str::to_string));
-        found.map(|s| id = s).is_some()
-    });
+    env.eventually(
+        "the psql in the other terminal as a live session",
+        || match live_sessions_on(env, "pg-prod").as_slice() {
+            [one] => {
+                id = one.clone();
+                true
+            }
+            _ => false,
+        },
+    );
     id
 }
 
