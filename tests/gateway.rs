@@ -25,6 +25,8 @@ mod connection_budget;
 mod cuts;
 #[path = "gateway/docs_followed.rs"]
 mod docs_followed;
+#[path = "gateway/file_operations.rs"]
+mod file_operations;
 #[path = "gateway/forwarding.rs"]
 mod forwarding;
 #[path = "gateway/graceful_stop.rs"]
@@ -43,6 +45,8 @@ mod quickstart;
 mod recorded;
 #[path = "gateway/refusals.rs"]
 mod refusals;
+#[path = "gateway/refused_channels.rs"]
+mod refused_channels;
 #[path = "gateway/relayed_commands.rs"]
 mod relayed_commands;
 #[path = "gateway/restore.rs"]
@@ -51,5 +55,7 @@ mod restore;
 mod rotation;
 #[path = "gateway/stalled_reader.rs"]
 mod stalled_reader;
+#[path = "gateway/start_stop.rs"]
+mod start_stop;
 #[path = "gateway/users_doc.rs"]
 mod users_doc;

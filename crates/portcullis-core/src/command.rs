@@ -4,6 +4,9 @@
 
 use clap::{Args, Parser, Subcommand};
 
+mod log_filter;
+pub use log_filter::{LogFilter, LOG_HELP};
+
 /// How many entries a listing shows unless `--limit` says otherwise: one reply stays small
 /// enough for a gateway to relay and a terminal to show.
 pub const DEFAULT_LIMIT: u64 = 1000;
@@ -214,9 +217,7 @@ pub struct DecideArgs {
 #[derive(Debug, Clone, Subcommand)]
 pub enum AuditCommand {
     /// Print audit events, oldest first.
-    #[command(
-        after_help = "Examples:\n  audit log --since 24h\n  audit log --json > events.jsonl"
-    )]
+    #[command(after_help = LOG_HELP)]
     Log {
         /// Only events newer than this, e.g. 1h, 7d.
         #[arg(long, value_name = "DURATION")]
@@ -224,6 +225,8 @@ pub enum AuditCommand {
         /// Show at most this many, the newest (default 1000); a last line says how many more.
         #[arg(long, value_name = "N", default_value_t = DEFAULT_LIMIT, value_parser = clap::value_parser!(u64).range(1..=MAX_LIMIT))]
         limit: u64,
+        #[command(flatten)]
+        filter: LogFilter,
     },
     /// Check the hash chain, every signature and every finished recording; name the first
     /// bad record.
@@ -356,13 +359,18 @@ impl ControlLine {
             ControlCommand::Whoami => w.push("whoami"),
             ControlCommand::Targets => w.push("targets"),
             ControlCommand::Reload => w.push("reload"),
-            ControlCommand::Audit(AuditCommand::Log { since, limit }) => {
+            ControlCommand::Audit(AuditCommand::Log {
+                since,
+                limit,
+                filter,
+            }) => {
                 w.push("audit");
                 w.push("log");
                 if let Some(s) = since {
                     w.push(&format!("--since={s}"));
                 }
                 w.limit(*limit);
+                filter.to_words(&mut w);
             }
             ControlCommand::Audit(AuditCommand::Verify) => {
                 w.push("audit");
@@ -543,6 +551,23 @@ mod tests {
         assert!(parse_line("approve seventeen").is_err());
         assert!(parse_line("requests --limit 0").is_err());
         assert!(parse_line("audit log --limit 100001").is_err());
+        match parse_line("audit log --kind sftp --kind session.refused --user alice")
+            .unwrap()
+            .command
+        {
+            ControlCommand::Audit(AuditCommand::Log { filter, .. }) => {
+                assert_eq!(filter.kinds, ["sftp", "session.refused"]);
+                assert_eq!(filter.user.as_deref(), Some("alice"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A typo is an error, not an empty listing.
+        for typo in ["sftp.opn", "sessio", "session.refused.x", ""] {
+            assert!(
+                parse_line(&format!("audit log --kind '{typo}'")).is_err(),
+                "{typo}"
+            );
+        }
         assert!(parse_line("").is_err());
     }
 
@@ -570,6 +595,8 @@ mod tests {
             "targets",
             "reload",
             "audit log --since 1h",
+            "audit log --kind sftp --kind session.refused --user alice --target web-1",
+            "audit log --session gw-1-ab-3 --limit 5 --json",
             "audit verify",
             "audit sessions --user a --since 1h --live",
             "audit replay s-1 --speed 2.5 --idle-limit 1s",
