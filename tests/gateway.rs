@@ -23,6 +23,8 @@ mod compliance;
 mod connection_budget;
 #[path = "gateway/cuts.rs"]
 mod cuts;
+#[path = "gateway/docs_followed.rs"]
+mod docs_followed;
 #[path = "gateway/file_operations.rs"]
 mod file_operations;
 #[path = "gateway/forwarding.rs"]
