@@ -25,6 +25,10 @@ mod compliance;
 mod connection_budget;
 #[path = "gateway/cuts.rs"]
 mod cuts;
+#[path = "gateway/docs_followed.rs"]
+mod docs_followed;
+#[path = "gateway/file_operations.rs"]
+mod file_operations;
 #[path = "gateway/forwarding.rs"]
 mod forwarding;
 #[path = "gateway/graceful_stop.rs"]
@@ -45,6 +49,8 @@ mod quickstart;
 mod recorded;
 #[path = "gateway/refusals.rs"]
 mod refusals;
+#[path = "gateway/refused_channels.rs"]
+mod refused_channels;
 #[path = "gateway/relayed_commands.rs"]
 mod relayed_commands;
 #[path = "gateway/restore.rs"]
@@ -53,6 +59,8 @@ mod restore;
 mod rotation;
 #[path = "gateway/stalled_reader.rs"]
 mod stalled_reader;
+#[path = "gateway/start_stop.rs"]
+mod start_stop;
 #[path = "gateway/target_ca.rs"]
 mod target_ca;
 #[path = "gateway/users_doc.rs"]

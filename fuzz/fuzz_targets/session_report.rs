@@ -21,7 +21,7 @@ fuzz_target!(|input: &[u8]| {
     let Some(report) = record_round_trip::<SessionReport>(&bytes) else {
         return;
     };
-    let session = report.session().to_string();
+    let session = report.session().unwrap_or_default().to_string();
     if let SessionReport::Recorded { sha256, .. } = &report {
         let found = hex::encode(Sha256::digest(attachment));
         let checked = portcullis_audit::verify_recording(&session, sha256, Some(attachment));

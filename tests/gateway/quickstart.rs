@@ -1,12 +1,13 @@
 //! `portcullis quickstart`: every line it prints is short and works when pasted (the tunnel
-//! too, checked through its forward), and Ctrl-C stops it cleanly.
+//! too, checked through its forward), README's example lines are among them, and Ctrl-C stops
+//! it cleanly.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{run, BIN, SOON};
+use crate::support::{docs, run, BIN, SOON};
 
 /// A command as a user's shell runs it: this HOME (where the quickstart's profile goes),
 /// `portcullis` on PATH, and nothing from the runner's environment that picks a profile.
@@ -18,7 +19,8 @@ fn in_home(program: &str, home: &Path) -> Command {
         std::env::var("PATH").unwrap_or_default()
     );
     let mut c = Command::new(program);
-    c.env("HOME", home)
+    c.current_dir(home)
+        .env("HOME", home)
         .env("PATH", path)
         .env_remove("XDG_CONFIG_HOME")
         .env_remove("PORTCULLIS_PROFILE")
@@ -31,9 +33,9 @@ fn the_printed_lines_work_when_pasted() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
     let mut child = KillOnDrop(
+        // As README says to run it: in a directory of the user's, with the default --dir.
         in_home(BIN, home)
-            .args(["quickstart", "--dir"])
-            .arg(dir.path().join("qs"))
+            .arg("quickstart")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -72,6 +74,16 @@ fn the_printed_lines_work_when_pasted() {
             "the ssh_config has the keys: {line}"
         );
     }
+    // README's example lines are lines quickstart prints, so they run below too.
+    let readme = docs::blocks(&docs::read_doc("README.md"));
+    for (shown, _) in docs::commands(&docs::block(&readme, "readme-quickstart-lines").text) {
+        assert!(
+            commands
+                .iter()
+                .any(|printed| ports_as_placeholders(printed) == ports_as_placeholders(&shown)),
+            "README shows {shown:?}, which quickstart does not print:\n{lines:#?}"
+        );
+    }
     // The thin clients need no flags: the quickstart's profile is the default one.
     assert!(
         commands.contains(&&"portcullis admin grants --active".to_string()),
@@ -108,6 +120,32 @@ fn the_printed_lines_work_when_pasted() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `line` with each port number (digits beside a `:`) written `PORT`, as README writes the
+/// ports quickstart picks at run time (a free one where its preferred one is taken).
+fn ports_as_placeholders(line: &str) -> String {
+    let chars: Vec<char> = line.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && chars[i].is_ascii_digit() {
+            i += 1;
+        }
+        let beside_colon = (start > 0 && chars[start - 1] == ':') || chars.get(i) == Some(&':');
+        if beside_colon {
+            out.push_str("PORT");
+        } else {
+            out.extend(&chars[start..i]);
+        }
+    }
+    out
 }
 
 /// A failing assertion must not leave a quickstart holding ports 2222 and 2223.

@@ -125,3 +125,31 @@ fn a_restored_store_that_moved_on_past_the_gateway_is_caught_by_the_history() {
     let new_grant = grant(&env, "alice", "echo", "1h");
     assert!(new_grant > old_grant, "{new_grant} <= {old_grant}");
 }
+
+/// A gateway's first stream opens with a snapshot (it has no history yet), so its replica shows
+/// that snapshot's digest, which no stored change has. Restarted before any other change, it
+/// must be taken for what it is, this store's own history: no new store identity, no
+/// `store.history_diverged`, no snapshot again.
+#[test]
+fn a_gateway_restarted_after_its_first_snapshot_resumes() {
+    let g = common::start("");
+    let mut env = g.env;
+    let epoch_line = |log: &str| log.matches("store identity changed").count();
+    env.stop_gateway();
+    env.start_gateway();
+    env.eventually("the gateway back on the approver", || {
+        env.gw_ssh("alice", &["whoami"]).code == 0
+    });
+    env.stop_gateway();
+    env.start_gateway();
+    env.eventually("the gateway back on the approver", || {
+        env.gw_ssh("alice", &["whoami"]).code == 0
+    });
+    assert_eq!(epoch_line(&env.gw_log()), 0, "{}", env.gw_log());
+    let diverged: Vec<_> = env
+        .audit_events()
+        .into_iter()
+        .filter(|e| e["event"] == "store.history_diverged")
+        .collect();
+    assert!(diverged.is_empty(), "{diverged:?}");
+}

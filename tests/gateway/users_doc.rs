@@ -9,32 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::common;
+use crate::support::docs::{fenced_after, swap};
 use crate::support::targets::{free_port, shared_dir, Echo, Sshd};
 use crate::support::{run, BIN, SOON};
-
-/// The fenced block that follows `<!-- tested: NAME`.
-fn fenced_after(doc: &str, name: &str) -> String {
-    let marker = format!("<!-- tested: {name}");
-    let at = doc
-        .find(&marker)
-        .unwrap_or_else(|| panic!("docs/users.md has no {marker:?}"));
-    let mut lines = doc[at..].lines().skip_while(|l| !l.starts_with("```"));
-    assert!(lines.next().is_some(), "no fenced block after {marker:?}");
-    lines
-        .take_while(|l| !l.starts_with("```"))
-        .map(|l| format!("{l}\n"))
-        .collect()
-}
-
-/// `text` with `from` replaced by `to`, which must be there: a page that no longer says what
-/// the test replaces fails here rather than testing something else.
-fn swap(text: &str, from: &str, to: &str) -> String {
-    assert!(
-        text.contains(from),
-        "the block no longer has {from:?}:\n{text}"
-    );
-    text.replace(from, to)
-}
 
 struct KillOnDrop(std::process::Child);
 

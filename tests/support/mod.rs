@@ -4,6 +4,7 @@
 
 mod bench;
 mod config;
+pub mod docs;
 mod gateway;
 mod out;
 pub mod targets;

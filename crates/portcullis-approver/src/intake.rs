@@ -299,7 +299,7 @@ mod tests {
         let input = [framed(&mismatch("a")), framed(&mismatch("b"))].concat();
         let (reports, attachment) = split_reports(&input).unwrap();
         assert_eq!(reports.len(), 2);
-        assert_eq!(reports[1].session(), "b");
+        assert_eq!(reports[1].session(), Some("b"));
         assert!(attachment.is_empty());
     }
 

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use portcullis_core::audit_event::{AuditEvent, EventKind};
 use portcullis_core::catalog::Principal;
 use portcullis_core::keys;
 use portcullis_ssh::login::{self, Reason, Refusal};
@@ -37,30 +38,46 @@ pub async fn serve(app: Arc<Approver>) -> Result<(), ApproverError> {
 /// How long connections get to close once told the approver is stopping.
 const CONNECTIONS_WAIT: Duration = Duration::from_secs(2);
 
-/// As [`serve`], until `stop` resolves (the binary passes SIGTERM or SIGINT); then stop
-/// gracefully: no new connections, the write in flight (if any) finishes and no other starts,
-/// counted refusals are written, and connections are closed with the reason.
+/// As [`serve`], until `stop` resolves with what stopped it (the binary passes SIGTERM or
+/// SIGINT); then stop gracefully: no new connections, the write in flight (if any) finishes,
+/// counted refusals and `approver.stopped` are written and no other write starts, and
+/// connections are closed with the reason. A control port that fails stops the same way.
 pub async fn serve_until(
     app: Arc<Approver>,
-    stop: impl std::future::Future<Output = ()>,
+    stop: impl std::future::Future<Output = &'static str>,
 ) -> Result<(), ApproverError> {
     let conns = portcullis_ssh::server::ServerConnections::new();
-    tokio::select! {
-        served = accept(app.clone(), conns.clone()) => served,
-        () = stop => {
-            // The listener went with the accept loop. Counted refusals are written while
-            // writes are still allowed; then the writer is taken and kept, so the write in
-            // flight finishes and none starts: every acknowledgement given stays true.
-            app.record_counted_refusals().await;
-            let _writer = app.stop_writing().await;
-            let open = conns.close_all("portcullis: approver stopping", CONNECTIONS_WAIT).await;
-            if open > 0 {
-                tracing::warn!("{open} connections still open after {CONNECTIONS_WAIT:?}");
-            }
-            tracing::info!("approver stopped");
-            Ok(())
+    let (served, why) = tokio::select! {
+        served = accept(app.clone(), conns.clone()) => {
+            let why = match &served {
+                Ok(()) => "the control port closed".to_string(),
+                Err(e) => format!("failed: {e}"),
+            };
+            (served, why)
         }
+        why = stop => (Ok(()), why.to_string()),
+    };
+    // The listener went with the accept loop. Counted refusals are written while writes are
+    // still allowed; then the writer is taken and kept, so the write in flight finishes, the
+    // stop is the last record and no write starts after it: every acknowledgement given stays
+    // true.
+    app.record_counted_refusals().await;
+    let stopped = AuditEvent::new(
+        "approver",
+        EventKind::ApproverStopped {
+            pid: std::process::id(),
+        },
+    )
+    .reason(Some(why));
+    let _writer = app.stop_writing(stopped).await;
+    let open = conns
+        .close_all("portcullis: approver stopping", CONNECTIONS_WAIT)
+        .await;
+    if open > 0 {
+        tracing::warn!("{open} connections still open after {CONNECTIONS_WAIT:?}");
     }
+    tracing::info!("approver stopped");
+    served
 }
 
 async fn accept(

@@ -3,7 +3,9 @@
 //! `render::sessions`.
 
 use portcullis_core::audit_event::{AuditEvent, EventKind};
-use portcullis_core::model::{SessionEnd, SessionRecord, SessionReport};
+use portcullis_core::model::{
+    FileEvent, Refusal, RefusalCount, SessionEnd, SessionRecord, SessionReport,
+};
 use portcullis_core::user_ca;
 
 use portcullis_store::Incoming;
@@ -59,7 +61,7 @@ pub(crate) async fn report(
             } else if let Some(why) = &refused_recording {
                 notes.push(refuse(tx, gateway, seq, why));
             } else {
-                notes.push(record(tx, gateway, seq, report)?);
+                notes.push(record(tx, gateway, instance, seq, report)?);
             }
         }
         if last_seq > last {
@@ -161,14 +163,107 @@ fn refuse(tx: &mut Tx<'_>, gateway: &str, seq: u64, why: &str) -> String {
 fn record(
     tx: &mut Tx<'_>,
     gateway: &str,
+    instance: &str,
     seq: u64,
     report: SessionReport,
 ) -> Result<String, ApproverError> {
-    let session = report.session().to_string();
+    match report {
+        SessionReport::Refused(r) => refused(tx, gateway, r),
+        SessionReport::RefusedRepeatedly(c) => refused_repeatedly(tx, gateway, c),
+        SessionReport::GatewayStarted {
+            version,
+            listen,
+            pid,
+            at,
+        } => {
+            tx.audit(AuditEvent::new(
+                gateway,
+                EventKind::GatewayStarted {
+                    gateway: gateway.to_string(),
+                    instance: instance.to_string(),
+                    version,
+                    listen,
+                    pid,
+                    started_at: at,
+                },
+            ));
+        }
+        SessionReport::GatewayStopped { reason, at } => {
+            tx.audit(
+                AuditEvent::new(
+                    gateway,
+                    EventKind::GatewayStopped {
+                        gateway: gateway.to_string(),
+                        instance: instance.to_string(),
+                        stopped_at: at,
+                    },
+                )
+                .reason(Some(reason)),
+            );
+        }
+        report => return session_report(tx, gateway, seq, report),
+    }
+    Ok(format!("report {seq} recorded"))
+}
+
+/// A channel the gateway refused: `session.refused`.
+fn refused(tx: &mut Tx<'_>, gateway: &str, r: Refusal) {
+    let mut event = AuditEvent::new(
+        gateway,
+        EventKind::SessionRefused {
+            gateway: gateway.to_string(),
+            client: r.client,
+            fingerprint: r.fingerprint,
+            channel: r.channel,
+            destination: r.destination,
+            message: r.message,
+        },
+    )
+    .user(r.user)
+    .reason(Some(r.reason));
+    event.target = r.target;
+    tx.audit(event);
+}
+
+/// Refusals the gateway counted past its budget: one `session.refused` with a `count`.
+fn refused_repeatedly(tx: &mut Tx<'_>, gateway: &str, c: RefusalCount) {
+    let mut event = AuditEvent::new(
+        gateway,
+        EventKind::SessionRefusedRepeatedly {
+            gateway: gateway.to_string(),
+            client: c.client,
+            count: c.count,
+            first: c.first,
+            last: c.last,
+            reasons: c.reasons,
+        },
+    );
+    event.user = c.user;
+    tx.audit(event);
+}
+
+/// Record a report about one session, once its owner is checked.
+fn session_report(
+    tx: &mut Tx<'_>,
+    gateway: &str,
+    seq: u64,
+    report: SessionReport,
+) -> Result<String, ApproverError> {
+    let Some(session) = report.session().map(str::to_string) else {
+        return Err(ApproverError::BadInput(format!(
+            "report {seq} is about no session"
+        )));
+    };
     if let Some(why) = not_owner(tx.session(&session)?.as_ref(), gateway, &session) {
         return Ok(refuse(tx, gateway, seq, &why));
     }
     match report {
+        SessionReport::FileOps { session, ops } => file_ops(tx, gateway, session, ops)?,
+        // Not about a session: `record` took them.
+        SessionReport::Refused(_)
+        | SessionReport::RefusedRepeatedly(_)
+        | SessionReport::GatewayStarted { .. }
+        | SessionReport::GatewayStopped { .. } => {}
         SessionReport::Started {
             session,
             user,
@@ -249,6 +344,34 @@ fn record(
         }
     }
     Ok(format!("report {seq} recorded"))
+}
+
+/// File operations of a recorded session, one event each, with the session's user, target
+/// and grant.
+fn file_ops(
+    tx: &mut Tx<'_>,
+    gateway: &str,
+    session: String,
+    ops: Vec<FileEvent>,
+) -> Result<(), ApproverError> {
+    let rec = tx.session(&session)?;
+    for FileEvent { at, op, outcome } in ops {
+        let mut event = AuditEvent::new(
+            gateway,
+            EventKind::FileOperation {
+                session: session.clone(),
+                gateway: gateway.to_string(),
+                seen_at: at,
+                op,
+                outcome,
+            },
+        );
+        if let Some(r) = &rec {
+            event = event.user(&r.user).target(&r.target).grant(r.grant);
+        }
+        tx.audit(event);
+    }
+    Ok(())
 }
 
 /// A session started: on the books, and `session.started` in the log.

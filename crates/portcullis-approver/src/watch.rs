@@ -18,15 +18,24 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 const WATCH_BATCH: usize = 256;
 
 /// Whether the change this store holds at `rev` is the one a gateway says it applied there
-/// (`after`, hex SHA-256). Revision 0 is everyone's starting point; a gateway that shows no
-/// digest cannot be vouched for (the caller then sends a snapshot).
-fn same_change_at(app: &Approver, rev: u64, after: &Option<String>) -> Result<bool, ApproverError> {
+/// (`after`, hex SHA-256), or the snapshot this store sent that gateway at `rev`. Revision 0
+/// is everyone's starting point; a gateway that shows no digest cannot be vouched for (the
+/// caller then sends a snapshot).
+fn same_change_at(
+    app: &Approver,
+    gateway: &str,
+    rev: u64,
+    after: &Option<String>,
+) -> Result<bool, ApproverError> {
     if rev == 0 {
         return Ok(true);
     }
     let Some(after) = after else { return Ok(true) };
     let ours = app.store.changes_after(rev - 1, 1)?;
-    Ok(matches!(ours.first(), Some((r, c)) if *r == rev && hex::encode(c.digest()) == *after))
+    if matches!(ours.first(), Some((r, c)) if *r == rev && hex::encode(c.digest()) == *after) {
+        return Ok(true);
+    }
+    app.sent_snapshot(gateway, rev, after)
 }
 
 /// Send every change after `since`, then each new one as it is committed, with heartbeats
@@ -86,7 +95,8 @@ async fn greet(
     };
     // Its history must be this store's: not past our newest, and the same change at the
     // revision it stopped at. Otherwise this store was restored or replaced.
-    let diverged = from.since > newest || !same_change_at(app, from.since, &from.after)?;
+    let diverged =
+        from.since > newest || !same_change_at(app, &from.gateway, from.since, &from.after)?;
     let epoch = if diverged {
         app.history_diverged(&from.gateway, from.since, from.max_grant)
             .await?
@@ -103,7 +113,10 @@ async fn greet(
     // whole state; a fresh one (revision 0) simply takes every change.
     let vouched = theirs == epoch && (from.since == 0 || from.after.is_some());
     if diverged || !vouched {
-        send(write, Frame::Change(app.snapshot(newest, epoch)?)).await?;
+        let snapshot = app.snapshot(newest, epoch)?;
+        app.note_snapshot(&from.gateway, newest, snapshot.digest())
+            .await?;
+        send(write, Frame::Change(snapshot)).await?;
         return Ok(newest);
     }
     Ok(from.since)

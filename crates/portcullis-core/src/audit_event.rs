@@ -8,6 +8,9 @@ use serde_json::{json, Map, Value};
 
 use crate::time::Timestamp;
 
+mod attempts;
+pub use attempts::FileOp;
+
 /// What happened. Variants are only ever appended (bincode stores the variant index).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
@@ -111,6 +114,64 @@ pub enum EventKind {
     /// The requester withdrew a pending request (`cancel`); its reason, if given, is the
     /// event's `reason`.
     RequestCancelled,
+    /// A gateway refused a channel of an authenticated user: a forward or a recorded session.
+    /// The event's `user` and `target` (when the request named a configured one) are set, and
+    /// its `reason` is the short name of why (`no_grant`, `unknown_target`, …).
+    SessionRefused {
+        gateway: String,
+        client: String,
+        fingerprint: String,
+        channel: String,
+        destination: String,
+        message: String,
+    },
+    /// Refusals of one user past the gateway's budget, counted (see [`EventKind::SessionRefused`]).
+    SessionRefusedRepeatedly {
+        gateway: String,
+        /// For refusals counted per source (logins).
+        client: Option<String>,
+        count: u64,
+        first: Timestamp,
+        last: Timestamp,
+        reasons: Vec<(String, u64)>,
+    },
+    /// The approver started (replaces [`EventKind::ApproverStarted`], kept for old records).
+    ApproverStartedOn {
+        version: String,
+        /// The listen address as configured.
+        listen: String,
+        pid: u32,
+    },
+    /// The approver stopped gracefully; the event's `reason` says why (`SIGTERM`, …).
+    ApproverStopped {
+        pid: u32,
+    },
+    /// A gateway started. One that died without stopping shows as a start with no stop
+    /// before it.
+    GatewayStarted {
+        gateway: String,
+        instance: String,
+        version: String,
+        listen: String,
+        pid: u32,
+        /// When the gateway started (the record's own time is when the approver heard of it).
+        started_at: Timestamp,
+    },
+    /// A gateway stopped gracefully; the event's `reason` says why.
+    GatewayStopped {
+        gateway: String,
+        instance: String,
+        stopped_at: Timestamp,
+    },
+    /// A file operation in a recorded session's SFTP or legacy scp stream.
+    FileOperation {
+        session: String,
+        gateway: String,
+        /// When the gateway saw it.
+        seen_at: Timestamp,
+        op: FileOp,
+        outcome: Option<String>,
+    },
     /// `session.started` for a login by user certificate (#13): the fields of
     /// [`EventKind::SessionStarted`] and the certificate's CA, key id and serial. A variant of
     /// its own, appended, so records written before it decode and verify unchanged; in JSON it
@@ -126,6 +187,48 @@ pub enum EventKind {
         serial: u64,
     },
 }
+
+/// Every name [`EventKind::name`] gives, for `audit log --kind` to check a filter against.
+pub const KIND_NAMES: &[&str] = &[
+    "approver.started",
+    "approver.stopped",
+    "gateway.started",
+    "gateway.stopped",
+    "config.loaded",
+    "config.refused",
+    "signing_key.rotated",
+    "store.history_diverged",
+    "request.created",
+    "request.approved",
+    "request.denied",
+    "request.expired",
+    "request.cancelled",
+    "grant.issued",
+    "grant.expired",
+    "grant.revoked",
+    "command.refused",
+    "session.started",
+    "session.ended",
+    "session.killed",
+    "session.regranted",
+    "session.refused",
+    "target.host_key_mismatch",
+    "recording.removed",
+    "sftp.open",
+    "sftp.close",
+    "sftp.rename",
+    "sftp.remove",
+    "sftp.mkdir",
+    "sftp.rmdir",
+    "sftp.setstat",
+    "sftp.symlink",
+    "sftp.hardlink",
+    "sftp.counted",
+    "sftp.parse_abandoned",
+    "scp.file",
+    "scp.dir",
+    "scp.parse_abandoned",
+];
 
 impl EventKind {
     /// The dotted name a SIEM filters on.
@@ -154,7 +257,24 @@ impl EventKind {
             EventKind::SigningKeyRotated { .. } => "signing_key.rotated",
             EventKind::SessionRegranted { .. } => "session.regranted",
             EventKind::RequestCancelled => "request.cancelled",
+            EventKind::SessionRefused { .. } => "session.refused",
+            EventKind::SessionRefusedRepeatedly { .. } => "session.refused",
+            EventKind::ApproverStartedOn { .. } => "approver.started",
+            EventKind::ApproverStopped { .. } => "approver.stopped",
+            EventKind::GatewayStarted { .. } => "gateway.started",
+            EventKind::GatewayStopped { .. } => "gateway.stopped",
+            EventKind::FileOperation { op, .. } => op.name(),
         }
+    }
+
+    /// Whether `--kind FILTER` selects events of this kind: its whole name, or a dotted prefix
+    /// of it (`session` selects `session.refused`, `sftp` every `sftp.*`).
+    pub fn matches(&self, filter: &str) -> bool {
+        let name = self.name();
+        name == filter
+            || name
+                .strip_prefix(filter)
+                .is_some_and(|rest| rest.starts_with('.'))
     }
 }
 
@@ -208,6 +328,20 @@ impl AuditEvent {
     pub fn note(mut self, n: Option<String>) -> Self {
         self.note = n;
         self
+    }
+
+    /// The session the event is about, if it is about one.
+    pub fn session(&self) -> Option<&str> {
+        match &self.kind {
+            EventKind::SessionStarted { session, .. }
+            | EventKind::SessionEnded { session, .. }
+            | EventKind::SessionKilled { session }
+            | EventKind::TargetHostKeyMismatch { session, .. }
+            | EventKind::SessionRegranted { session, .. }
+            | EventKind::RecordingRemoved { session, .. }
+            | EventKind::FileOperation { session, .. } => Some(session),
+            _ => None,
+        }
     }
 
     /// Flat JSON fields (absent values left out), `event` first.
@@ -316,6 +450,13 @@ impl AuditEvent {
             } => json!({
                 "session": session, "recording_sha256": sha256, "removed_because": why,
             }),
+            EventKind::SessionRefused { .. }
+            | EventKind::SessionRefusedRepeatedly { .. }
+            | EventKind::ApproverStartedOn { .. }
+            | EventKind::ApproverStopped { .. }
+            | EventKind::GatewayStarted { .. }
+            | EventKind::GatewayStopped { .. }
+            | EventKind::FileOperation { .. } => attempts::details(&self.kind),
             EventKind::RequestDenied
             | EventKind::RequestExpired
             | EventKind::RequestCancelled
@@ -347,58 +488,4 @@ impl AuditEvent {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_is_flat_and_named() {
-        let e = AuditEvent::new("alice", EventKind::RequestDenied)
-            .user("alice")
-            .request(3)
-            .note(Some("no".into()));
-        let j = e.to_json();
-        assert_eq!(j["event"], "request.denied");
-        assert_eq!(j["request"], 3);
-        assert!(!j.contains_key("grant"));
-        assert!(e.summary().contains("note=\"no\""));
-    }
-
-    /// A certificate login's start is `session.started` with the certificate's fields, and
-    /// the variants before it keep their place (bincode stores the variant's index), so older
-    /// records decode as they were written.
-    #[test]
-    fn a_certified_start_reads_as_session_started() {
-        let e = AuditEvent::new(
-            "gw-1",
-            EventKind::SessionStartedCertified {
-                session: "gw-1-1".into(),
-                gateway: "gw-1".into(),
-                client: "127.0.0.1:5".into(),
-                fingerprint: "SHA256:x".into(),
-                channel: "shell".into(),
-                ca: "corp".into(),
-                key_id: "alice@laptop".into(),
-                serial: 42,
-            },
-        );
-        let j = e.to_json();
-        assert_eq!(j["event"], "session.started");
-        assert_eq!(j["key_id"], "alice@laptop");
-        assert_eq!(j["serial"], 42);
-        assert_eq!(j["ca"], "corp");
-        let plain = EventKind::SessionStarted {
-            session: "s".into(),
-            gateway: "g".into(),
-            client: "c".into(),
-            fingerprint: "f".into(),
-            channel: "x".into(),
-        };
-        let bytes = crate::codec::encode(&plain);
-        assert_eq!(
-            bytes[1..5],
-            11u32.to_le_bytes(),
-            "SessionStarted is still variant 11"
-        );
-        assert_eq!(crate::codec::decode::<EventKind>(&bytes).unwrap(), plain);
-    }
-}
+mod tests;

@@ -4,6 +4,10 @@
 
 use clap::{Args, Parser, Subcommand};
 
+mod log_filter;
+mod words;
+pub use log_filter::{LogFilter, LOG_HELP};
+
 /// How many entries a listing shows unless `--limit` says otherwise: one reply stays small
 /// enough for a gateway to relay and a terminal to show.
 pub const DEFAULT_LIMIT: u64 = 1000;
@@ -214,9 +218,7 @@ pub struct DecideArgs {
 #[derive(Debug, Clone, Subcommand)]
 pub enum AuditCommand {
     /// Print audit events, oldest first.
-    #[command(
-        after_help = "Examples:\n  audit log --since 24h\n  audit log --json > events.jsonl"
-    )]
+    #[command(after_help = LOG_HELP)]
     Log {
         /// Only events newer than this, e.g. 1h, 7d.
         #[arg(long, value_name = "DURATION")]
@@ -224,6 +226,8 @@ pub enum AuditCommand {
         /// Show at most this many, the newest (default 1000); a last line says how many more.
         #[arg(long, value_name = "N", default_value_t = DEFAULT_LIMIT, value_parser = clap::value_parser!(u64).range(1..=MAX_LIMIT))]
         limit: u64,
+        #[command(flatten)]
+        filter: LogFilter,
     },
     /// Check the hash chain, every signature and every finished recording; name the first
     /// bad record.
@@ -262,237 +266,6 @@ pub enum AuditCommand {
     /// Write a recorded session as asciicast v2 (what `asciinema play` reads).
     #[command(after_help = "Example:\n  audit export gw-1-3fa2-17 > session.cast")]
     Export { session: String },
-}
-
-impl ControlLine {
-    /// The words that [`parse_line`] reads back as this same line: what a thin client sends
-    /// after parsing its own command line.
-    pub fn to_words(&self) -> Vec<String> {
-        let mut w = Words::default();
-        match &self.command {
-            ControlCommand::Request(r) => {
-                w.push("request");
-                w.positional(&r.target);
-                if let Some(d) = &r.duration {
-                    w.push(&format!("--for={d}"));
-                }
-                if let Some(x) = text(&r.reason) {
-                    w.push(&format!("--reason={x}"));
-                }
-            }
-            ControlCommand::Requests {
-                pending,
-                all,
-                limit,
-            } => {
-                w.push("requests");
-                if *pending {
-                    w.push("--pending");
-                }
-                if *all {
-                    w.push("--all");
-                }
-                w.limit(*limit);
-            }
-            ControlCommand::Approve(d) | ControlCommand::Deny(d) => {
-                w.push(if matches!(self.command, ControlCommand::Approve(_)) {
-                    "approve"
-                } else {
-                    "deny"
-                });
-                w.push(&d.id.to_string());
-                if let Some(n) = text(&d.note) {
-                    w.push(&format!("--note={n}"));
-                }
-            }
-            ControlCommand::Wait { id } => {
-                w.push("wait");
-                w.push(&id.to_string());
-            }
-            ControlCommand::Cancel { id, reason } => {
-                w.push("cancel");
-                w.push(&id.to_string());
-                if let Some(r) = text(reason) {
-                    w.push(&format!("--reason={r}"));
-                }
-            }
-            ControlCommand::Grants {
-                active,
-                user,
-                target,
-                limit,
-            } => {
-                w.push("grants");
-                if *active {
-                    w.push("--active");
-                }
-                if let Some(u) = user {
-                    w.push(&format!("--user={u}"));
-                }
-                if let Some(t) = target {
-                    w.push(&format!("--target={t}"));
-                }
-                w.limit(*limit);
-            }
-            ControlCommand::Revoke { grant, reason } => {
-                w.push("revoke");
-                w.push(&grant.to_string());
-                if let Some(r) = text(reason) {
-                    w.push(&format!("--reason={r}"));
-                }
-            }
-            ControlCommand::Sessions { live, limit } => {
-                w.push("sessions");
-                if *live {
-                    w.push("--live");
-                }
-                w.limit(*limit);
-            }
-            ControlCommand::Kill { session } => {
-                w.push("kill");
-                w.positional(session);
-            }
-            ControlCommand::Status => w.push("status"),
-            ControlCommand::Whoami => w.push("whoami"),
-            ControlCommand::Targets => w.push("targets"),
-            ControlCommand::Reload => w.push("reload"),
-            ControlCommand::Audit(AuditCommand::Log { since, limit }) => {
-                w.push("audit");
-                w.push("log");
-                if let Some(s) = since {
-                    w.push(&format!("--since={s}"));
-                }
-                w.limit(*limit);
-            }
-            ControlCommand::Audit(AuditCommand::Verify) => {
-                w.push("audit");
-                w.push("verify");
-            }
-            ControlCommand::Audit(AuditCommand::Sessions {
-                user,
-                target,
-                since,
-                live,
-                limit,
-            }) => {
-                w.push("audit");
-                w.push("sessions");
-                for (flag, v) in [("--user", user), ("--target", target), ("--since", since)] {
-                    if let Some(v) = v {
-                        w.push(&format!("{flag}={v}"));
-                    }
-                }
-                if *live {
-                    w.push("--live");
-                }
-                w.limit(*limit);
-            }
-            ControlCommand::Audit(AuditCommand::Replay {
-                session,
-                speed,
-                idle_limit,
-            }) => {
-                w.push("audit");
-                w.push("replay");
-                w.positional(session);
-                w.push(&format!("--speed={speed}"));
-                if let Some(i) = idle_limit {
-                    w.push(&format!("--idle-limit={i}"));
-                }
-            }
-            ControlCommand::Audit(AuditCommand::Export { session }) => {
-                w.push("audit");
-                w.push("export");
-                w.positional(session);
-            }
-            ControlCommand::As {
-                user,
-                key,
-                reach,
-                words,
-            } => {
-                w.push("as");
-                w.push(&format!("--user={user}"));
-                w.push(&format!("--key={key}"));
-                if let Some(r) = reach {
-                    w.push(&format!("--reach={r}"));
-                }
-                w.push("--");
-                for word in words {
-                    w.push(word);
-                }
-            }
-            ControlCommand::Report { seq, instance } => {
-                w.push("report");
-                w.push(&format!("--seq={seq}"));
-                w.push(&format!("--instance={instance}"));
-            }
-            ControlCommand::Watch {
-                since,
-                epoch,
-                after,
-                max_grant,
-            } => {
-                w.push("watch");
-                w.push(&format!("--since={since}"));
-                if let Some(e) = epoch {
-                    w.push(&format!("--epoch={e}"));
-                }
-                if let Some(a) = after {
-                    w.push(&format!("--after={a}"));
-                }
-                if let Some(m) = max_grant {
-                    w.push(&format!("--max-grant={m}"));
-                }
-            }
-        }
-        if self.json {
-            w.push("--json");
-        }
-        w.into_words()
-    }
-
-    /// The exec line for [`ControlLine::to_words`].
-    pub fn to_line(&self) -> String {
-        join_words(&self.to_words())
-    }
-}
-
-/// Words being rendered for [`ControlLine::to_words`]. Options go as `--flag=value` and
-/// positionals that begin with '-' after a `--`, so that no value is ever read back as a flag.
-#[derive(Default)]
-struct Words {
-    words: Vec<String>,
-    dashed: Vec<String>,
-}
-
-impl Words {
-    fn push(&mut self, s: &str) {
-        self.words.push(s.to_string());
-    }
-
-    /// `--limit=N`, left out at its default so that lines stay as they were.
-    fn limit(&mut self, n: u64) {
-        if n != DEFAULT_LIMIT {
-            self.push(&format!("--limit={n}"));
-        }
-    }
-
-    fn positional(&mut self, s: &str) {
-        if s.starts_with('-') {
-            self.dashed.push(s.to_string());
-        } else {
-            self.push(s);
-        }
-    }
-
-    fn into_words(mut self) -> Vec<String> {
-        if !self.dashed.is_empty() {
-            self.words.push("--".to_string());
-            self.words.append(&mut self.dashed);
-        }
-        self.words
-    }
 }
 
 /// Free text given as one or more words (`--reason INC 42` over plain ssh arrives as two
@@ -543,6 +316,23 @@ mod tests {
         assert!(parse_line("approve seventeen").is_err());
         assert!(parse_line("requests --limit 0").is_err());
         assert!(parse_line("audit log --limit 100001").is_err());
+        match parse_line("audit log --kind sftp --kind session.refused --user alice")
+            .unwrap()
+            .command
+        {
+            ControlCommand::Audit(AuditCommand::Log { filter, .. }) => {
+                assert_eq!(filter.kinds, ["sftp", "session.refused"]);
+                assert_eq!(filter.user.as_deref(), Some("alice"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A typo is an error, not an empty listing.
+        for typo in ["sftp.opn", "sessio", "session.refused.x", ""] {
+            assert!(
+                parse_line(&format!("audit log --kind '{typo}'")).is_err(),
+                "{typo}"
+            );
+        }
         assert!(parse_line("").is_err());
     }
 
@@ -570,6 +360,8 @@ mod tests {
             "targets",
             "reload",
             "audit log --since 1h",
+            "audit log --kind sftp --kind session.refused --user alice --target web-1",
+            "audit log --session gw-1-ab-3 --limit 5 --json",
             "audit verify",
             "audit sessions --user a --since 1h --live",
             "audit replay s-1 --speed 2.5 --idle-limit 1s",

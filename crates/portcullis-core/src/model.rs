@@ -270,18 +270,101 @@ pub enum SessionReport {
         to: u64,
         at: Timestamp,
     },
+    /// The gateway refused something an authenticated user asked for. No session was numbered.
+    Refused(Refusal),
+    /// Refusals past the gateway's budget for one user (or, for logins, one source), counted
+    /// instead of reported one by one.
+    RefusedRepeatedly(RefusalCount),
+    /// The gateway started: spooled when it opens its replica, so it reaches the approver
+    /// once it is reachable, after whatever the previous run left in the spool.
+    GatewayStarted {
+        version: String,
+        /// The listen address as configured.
+        listen: String,
+        pid: u32,
+        at: Timestamp,
+    },
+    /// The gateway is stopping gracefully (its sessions' ends are spooled before it).
+    GatewayStopped {
+        /// What stopped it: `SIGTERM`, `SIGINT`, or the error its accept loop ended with.
+        reason: String,
+        at: Timestamp,
+    },
+    /// File operations seen in a recorded session's SFTP (or legacy scp) stream, in the order
+    /// they completed. Sent in small groups while the session runs, so a gateway crash loses
+    /// at most the last second of them.
+    FileOps {
+        session: String,
+        ops: Vec<FileEvent>,
+    },
 }
 
 impl SessionReport {
-    pub fn session(&self) -> &str {
+    /// The session the report is about; `None` for a gateway's own reports and refusals
+    /// (nothing was numbered for them).
+    pub fn session(&self) -> Option<&str> {
         match self {
             SessionReport::Started { session, .. }
             | SessionReport::Ended { session, .. }
             | SessionReport::Recorded { session, .. }
             | SessionReport::HostKeyMismatch { session, .. }
-            | SessionReport::Regranted { session, .. } => session,
+            | SessionReport::Regranted { session, .. }
+            | SessionReport::FileOps { session, .. } => Some(session),
+            SessionReport::Refused(_)
+            | SessionReport::RefusedRepeatedly(_)
+            | SessionReport::GatewayStarted { .. }
+            | SessionReport::GatewayStopped { .. } => None,
         }
     }
+}
+
+/// Something a gateway refused. Today: a channel of an authenticated user (a forward, a
+/// recorded session). Shaped so that a refused login can travel the same way: `user` is then
+/// the name it tried, `fingerprint` the key it offered (or empty), and `channel` is `login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub at: Timestamp,
+    pub user: String,
+    /// The client's address and port.
+    pub client: String,
+    /// `SHA256:…` of the key the user logged in with.
+    pub fingerprint: String,
+    /// What was opened: `direct-tcpip` (a forward) or `session` (a recorded login's channel).
+    pub channel: String,
+    /// The configured target the request named, when it named one.
+    pub target: Option<String>,
+    /// What was asked for, as the client put it: `host:port` of a forward, the target part of
+    /// a `user:target` login.
+    pub destination: String,
+    /// Why, as a short name to group by: `no_grant`, `unknown_target`, `port_not_allowed`, …
+    pub reason: String,
+    /// What the user was told.
+    pub message: String,
+}
+
+/// Refusals counted past a budget: how many, when, and how many for each reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusalCount {
+    /// Whose refusals, for channels of an authenticated user.
+    pub user: Option<String>,
+    /// From where, for refusals counted per source (logins).
+    pub client: Option<String>,
+    pub count: u64,
+    pub first: Timestamp,
+    pub last: Timestamp,
+    /// `(reason, count)`, one entry per reason seen.
+    pub reasons: Vec<(String, u64)>,
+}
+
+/// One file operation of a recorded session, as the gateway saw it complete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEvent {
+    /// When the gateway saw it (the target's answer, for SFTP).
+    pub at: Timestamp,
+    pub op: crate::audit_event::FileOp,
+    /// The target's answer: `ok`, `no such file`, `permission denied`, `failure`, …; `None`
+    /// where there is none to give (legacy scp, a parse abandoned).
+    pub outcome: Option<String>,
 }
 
 /// A session as the approver knows it, for `sessions [--live]`.

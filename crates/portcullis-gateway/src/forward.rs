@@ -13,7 +13,8 @@ use tokio::net::TcpStream;
 
 use self::relay::Counters;
 
-use crate::session::{self, Denial, Holder, Live, SessionOutcome};
+use crate::refusals;
+use crate::session::{self, Denial, Holder, Live, SessionOutcome, Unreachable};
 use crate::state::GatewayState;
 
 /// How long to wait for a target to accept a connection.
@@ -43,8 +44,8 @@ impl Forward {
         let gw = &self.gw;
         let admitted = match session::admit(gw, || self.check()).await {
             Ok(a) => a,
-            Err(why) => {
-                let why = crate::pending::refusal(gw, &self.who, &why).await;
+            Err(denial) => {
+                let why = crate::pending::refusal(gw, &self.who, &denial).await;
                 tracing::info!(
                     "{} {}: refused {}:{}: {why}",
                     self.who.client,
@@ -52,7 +53,10 @@ impl Forward {
                     self.host,
                     self.port
                 );
-                reply.reject(refuse(why)).await;
+                reply.reject(refuse(why.clone())).await;
+                let destination = format!("{}:{}", self.host, self.port);
+                let reason = denial.reason();
+                refusals::record(gw, &self.who, "direct-tcpip", &destination, reason, &why).await;
                 return;
             }
         };
@@ -150,22 +154,33 @@ impl Forward {
     /// Which target, and under which grant: refused before any connection is made.
     fn check(&self) -> Result<Admitted, Denial> {
         let catalog = session::admit_user(&self.gw, &self.who)?;
-        let port = u16::try_from(self.port)
-            .map_err(|_| Denial::Target(format!("portcullis: bad port {}", self.port)))?;
+        let port = u16::try_from(self.port).map_err(|_| {
+            Denial::Target(
+                Unreachable::BadPort,
+                format!("portcullis: bad port {}", self.port),
+            )
+        })?;
         let target = match catalog.target_by_name_or_address(&self.host, port) {
             Some(t) => t,
             None => {
                 let same_host = catalog.targets.get(&self.host);
-                return Err(Denial::Target(match same_host {
-                    Some(t) => format!(
-                        "portcullis: {} is reachable on port {} only, not {}",
-                        t.name, t.port, self.port
+                let (why, message) = match same_host {
+                    Some(t) => (
+                        Unreachable::PortNotAllowed,
+                        format!(
+                            "portcullis: {} is reachable on port {} only, not {}",
+                            t.name, t.port, self.port
+                        ),
                     ),
-                    None => format!(
-                        "portcullis: {}:{} is not a configured target - list yours with: {} targets",
-                        self.host, self.port, self.who.reach
+                    None => (
+                        Unreachable::UnknownTarget,
+                        format!(
+                            "portcullis: {}:{} is not a configured target - list yours with: {} targets",
+                            self.host, self.port, self.who.reach
+                        ),
                     ),
-                }));
+                };
+                return Err(Denial::Target(why, message));
             }
         };
         let grant = session::grant_for(&self.gw, &self.who, &target.name)?;

@@ -20,6 +20,7 @@ mod offline;
 mod pending;
 mod recorded;
 mod recording;
+mod refusals;
 mod server;
 mod session;
 mod spool;
@@ -42,29 +43,38 @@ pub async fn run(
     run_until(config, clock, std::future::pending()).await
 }
 
-/// Run a gateway until `stop` resolves (the binary passes SIGTERM or SIGINT), then stop
-/// gracefully: no new connections or sessions, every session ended with `gateway-stopping`,
-/// the spool drained to the approver (each with a bound).
+/// Run a gateway until `stop` resolves with what stopped it (the binary passes SIGTERM or
+/// SIGINT), then stop gracefully: no new connections or sessions, every session ended with
+/// `gateway-stopping`, the stop reported, the spool drained to the approver (each with a
+/// bound).
 pub async fn run_until(
     config: &Path,
     clock: Arc<dyn portcullis_core::Clock>,
-    stop: impl std::future::Future<Output = ()>,
+    stop: impl std::future::Future<Output = &'static str>,
 ) -> Result<(), GatewayError> {
     let gw = state::GatewayState::open(config, clock).await?;
     target_ca::init(&gw.settings().data_dir).map_err(|e| GatewayError::Config(e.to_string()))?;
+    stop::report_start(&gw).await?;
     gw.recover().await?;
     metrics::serve(gw.clone()).await?;
     tokio::spawn(link::run(gw.clone()));
     tokio::spawn(spool::run(gw.clone()));
+    tokio::spawn(refusals::run(gw.clone()));
     tokio::spawn(enforce::run(gw.clone()));
     tokio::spawn(enforce::fail_closed(gw.clone()));
     tokio::spawn(enforce::keep_clock_floor(gw.clone()));
     tokio::spawn(gw.trimmer().clone().run());
     tokio::select! {
-        served = server::serve(gw.clone()) => served,
-        () = stop => {
+        served = server::serve(gw.clone()) => {
+            if let Err(e) = &served {
+                // Delivered now if it can be, else by the next start.
+                stop::report_stop(&gw, format!("failed: {e}")).await;
+            }
+            served
+        }
+        why = stop => {
             // The listener went with the accept loop: nobody new gets in.
-            stop::graceful(&gw).await;
+            stop::graceful(&gw, why).await;
             Ok(())
         }
     }

@@ -14,7 +14,10 @@
 //! command sent), [`Relay::run`] (data both ways, the warning, the cut: `recorded/relay.rs`)
 //! and [`Recorded::finish`] (the reason on screen, the recording and end reports).
 
+mod files;
 mod relay;
+mod scp;
+mod sftp;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,9 +28,11 @@ use portcullis_ssh::{ClientConnection, ConnectOptions, HostKeyPolicy, Identity, 
 use russh::server::Msg;
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 
+use self::files::FileTap;
 use self::relay::Relay;
 use crate::recording::{Header, Output, RawRecorder, Recorder, Recording};
-use crate::session::{self, Denial, EndReason, Holder, Live, SessionOutcome};
+use crate::refusals;
+use crate::session::{self, Denial, EndReason, Holder, Live, SessionOutcome, Unreachable};
 use crate::spool;
 use crate::state::GatewayState;
 
@@ -66,15 +71,21 @@ pub(crate) struct Admitted {
 pub(crate) fn check(gw: &GatewayState, who: &Holder, target: &str) -> Result<Admitted, Denial> {
     let catalog = session::admit_user(gw, who)?;
     let t = catalog.targets.get(target).ok_or_else(|| {
-        Denial::Target(format!(
-            "portcullis: {target:?} is not a configured target - list yours with: {} targets",
-            who.reach
-        ))
+        Denial::Target(
+            Unreachable::UnknownTarget,
+            format!(
+                "portcullis: {target:?} is not a configured target - list yours with: {} targets",
+                who.reach
+            ),
+        )
     })?;
     if t.kind != TargetKind::Ssh {
-        return Err(Denial::Target(format!(
-            "portcullis: {target} is a forwarding-only target: use ssh -L through the gateway"
-        )));
+        return Err(Denial::Target(
+            Unreachable::ForwardingOnly,
+            format!(
+                "portcullis: {target} is a forwarding-only target: use ssh -L through the gateway"
+            ),
+        ));
     }
     let g = session::grant_for(gw, who, target)?;
     // The data of channels without a pty is kept where the target or the grant's policy asks.
@@ -146,6 +157,12 @@ impl Recorded {
             self.target.name,
             command.describe(pty.is_some())
         );
+        // Files moved by sftp, scp (over SFTP) or legacy scp become events of the session.
+        let files = match &command {
+            Command::Subsystem(name) => FileTap::for_subsystem(name),
+            Command::Exec(line) if pty.is_none() => FileTap::for_exec(line),
+            _ => None,
+        };
         let mut relay = Relay {
             session: &self,
             recording,
@@ -153,8 +170,11 @@ impl Recorded {
             bytes_in: 0,
             bytes_out: 0,
             exit_status: None,
+            files,
         };
         let reason = relay.run(&mut client, &cw, &mut leg, cut).await;
+        // Before the end report: the session's events stay in order in the log.
+        relay.finish_files().await;
         let Relay {
             recording,
             bytes_in,
@@ -263,18 +283,20 @@ impl Recorded {
         let mut pty: Option<Pty> = None;
         loop {
             let msg = client.wait().await;
-            let is_request = matches!(
-                msg,
-                Some(
-                    ChannelMsg::RequestPty { .. }
-                        | ChannelMsg::SetEnv { .. }
-                        | ChannelMsg::RequestShell { .. }
-                        | ChannelMsg::Exec { .. }
-                        | ChannelMsg::RequestSubsystem { .. }
-                )
-            );
-            if is_request {
-                self.live.check().map_err(|r| r.message())?;
+            let request = match &msg {
+                Some(ChannelMsg::RequestPty { .. }) => Some("pty-req"),
+                Some(ChannelMsg::SetEnv { .. }) => Some("env"),
+                Some(ChannelMsg::RequestShell { .. }) => Some("shell"),
+                Some(ChannelMsg::Exec { .. }) => Some("exec"),
+                Some(ChannelMsg::RequestSubsystem { .. }) => Some("subsystem"),
+                _ => None,
+            };
+            if let Some(request) = request {
+                if let Err(denial) = self.live.check() {
+                    let (who, target, why) = (&self.who, &self.target.name, denial.message());
+                    refusals::record(&self.gw, who, request, target, denial.reason(), &why).await;
+                    return Err(why);
+                }
             }
             match msg {
                 // Refused to the client already (server.rs): a certificate without permit-pty.

@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use crate::errors::GatewayError;
 use crate::forward::{self, Forward};
 use crate::recorded::{self, Recorded};
+use crate::refusals;
 use crate::session::{self, Holder, Live};
 use crate::state::GatewayState;
 
@@ -390,6 +391,9 @@ impl server::Handler for UserConnection {
         };
         let Some(slot) = self.channel_slot("channel") else {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            if let Mode::Recorded(target) = &self.mode {
+                self.refused_at_limit(who, "session", target.clone());
+            }
             return Ok(());
         };
         let Mode::Recorded(target) = &self.mode else {
@@ -434,6 +438,8 @@ impl server::Handler for UserConnection {
         }
         let Some(slot) = self.channel_slot("forward") else {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            let destination = format!("{host_to_connect}:{port_to_connect}");
+            self.refused_at_limit(who, "direct-tcpip", destination);
             return Ok(());
         };
         let forward = Forward {
@@ -529,6 +535,17 @@ impl server::Handler for UserConnection {
 }
 
 impl UserConnection {
+    /// A channel refused because the connection holds its maximum: audited like any other
+    /// refusal, off the handler (the spool's flush must not hold up the connection).
+    fn refused_at_limit(&self, who: Holder, channel: &'static str, destination: String) {
+        let gw = self.gw.clone();
+        let max = gw.settings().max_channels_per_connection;
+        tokio::spawn(async move {
+            let message = format!("the connection holds its maximum of {max} channels");
+            refusals::record(&gw, &who, channel, &destination, "channel_limit", &message).await;
+        });
+    }
+
     /// The authenticated user, with the connection's handle, for a new channel.
     fn holder(&mut self, session: &Session) -> Option<Holder> {
         let who = self.holder.as_mut()?;
@@ -582,14 +599,15 @@ async fn open_recorded(
 ) {
     let admitted = match session::admit(&gw, || recorded::check(&gw, &who, &target)).await {
         Ok(a) => a,
-        Err(why) => {
-            let why = crate::pending::refusal(&gw, &who, &why).await;
+        Err(denial) => {
+            let why = crate::pending::refusal(&gw, &who, &denial).await;
             tracing::info!(
                 "{} {}: refused a session on {target}: {why}",
                 who.client,
                 who.user
             );
-            reply.reject(forward::refuse(why)).await;
+            reply.reject(forward::refuse(why.clone())).await;
+            refusals::record(&gw, &who, "session", &target, denial.reason(), &why).await;
             return;
         }
     };

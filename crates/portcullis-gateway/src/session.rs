@@ -89,7 +89,7 @@ pub(crate) enum Denial {
     /// The user, or the key they logged in with, is no longer configured.
     Deprovisioned { user: String },
     /// The target is not one this user may reach this way; the message says why.
-    Target(String),
+    Target(Unreachable, String),
     /// The session was cut already; the message says why.
     Ended(String),
     /// No live grant for (user, target): may only be late, if one was just approved.
@@ -100,11 +100,39 @@ pub(crate) enum Denial {
     },
 }
 
+/// Why a request names no target this user may reach that way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unreachable {
+    /// Neither a configured target's name nor its exact address.
+    UnknownTarget,
+    /// A configured target, on another port than its own.
+    PortNotAllowed,
+    /// A port number past 65535.
+    BadPort,
+    /// A recorded session asked of a target that is for forwarding only.
+    ForwardingOnly,
+}
+
 impl Denial {
+    /// Why, as the audit log names it (`session.refused`'s `reason`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Denial::FailedClosed(_) => "failed_closed",
+            Denial::NoCatalog => "no_catalog",
+            Denial::Deprovisioned { .. } => "deprovisioned",
+            Denial::Target(Unreachable::UnknownTarget, _) => "unknown_target",
+            Denial::Target(Unreachable::PortNotAllowed, _) => "port_not_allowed",
+            Denial::Target(Unreachable::BadPort, _) => "bad_port",
+            Denial::Target(Unreachable::ForwardingOnly, _) => "forwarding_only",
+            Denial::Ended(_) => "session_ended",
+            Denial::NoGrant { .. } => "no_grant",
+        }
+    }
+
     /// What the user is told.
     pub fn message(&self) -> String {
         match self {
-            Denial::FailedClosed(why) | Denial::Target(why) | Denial::Ended(why) => {
+            Denial::FailedClosed(why) | Denial::Target(_, why) | Denial::Ended(why) => {
                 why.clone()
             }
             Denial::NoCatalog => {

@@ -33,6 +33,7 @@ use crate::errors::GatewayError;
 use crate::link::ApproverLink;
 use crate::memory::Trimmer;
 use crate::metrics::Metrics;
+use crate::refusals::Budget as RefusalBudget;
 use crate::session::EndReason;
 use crate::spool::Delivery;
 
@@ -69,6 +70,8 @@ pub(crate) struct GatewayState {
     link: ApproverLink,
     /// The spool's deliverer: its wake-up, and what the approver acknowledged.
     delivery: Delivery,
+    /// Refusals reported one by one so far, and those only counted (see `refusals`).
+    refusals: RefusalBudget,
 
     // What is in force, and who is woken when it changes (see `view`).
     view: RwLock<View>,
@@ -125,6 +128,10 @@ impl GatewayState {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    pub(crate) fn refusals(&self) -> &RefusalBudget {
+        &self.refusals
     }
 
     pub(crate) fn connections(&self) -> &Arc<ServerConnections> {

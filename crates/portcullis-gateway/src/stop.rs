@@ -1,12 +1,21 @@
-//! A graceful stop (SIGTERM or SIGINT, as systemd and Ctrl-C send them): the gateway stops
-//! accepting and refuses new sessions, tells interactive users, ends every session with the
-//! reason `gateway-stopping` (each end reported, each recording closed and announced), then
-//! drains the spool to the approver, each step with a bound so that a stop always ends.
+//! The gateway's start and stop as the audit log sees them, and a graceful stop (SIGTERM or
+//! SIGINT, as systemd and Ctrl-C send them): the gateway stops accepting and refuses new
+//! sessions, tells interactive users, ends every session with the reason `gateway-stopping`
+//! (each end reported, each recording closed and announced), reports its stop, then drains
+//! the spool to the approver, each step with a bound so that a stop always ends.
+//!
+//! Start and stop go through the spool like session reports: a start is delivered once the
+//! approver is reachable, and a stop the approver did not acknowledge in time is delivered by
+//! the next start, before that start's own report. A gateway killed outright reports no stop:
+//! its next start follows its previous start in the log with no stop between them.
 
 use std::time::Duration;
 
+use portcullis_core::model::SessionReport;
 use tokio::time::Instant;
 
+use crate::errors::GatewayError;
+use crate::spool;
 use crate::state::GatewayState;
 
 /// How long sessions get to end (write their reason, close their recording, spool their end).
@@ -19,8 +28,32 @@ const SPOOL_WAIT: Duration = Duration::from_secs(10);
 /// How often the waits look again: a stop is not a path worth a notification per session.
 const POLL: Duration = Duration::from_millis(20);
 
-/// Everything after the stop signal, once the listener is gone.
-pub(crate) async fn graceful(gw: &GatewayState) {
+/// Spool `gateway.started`: before anything else this run spools, after whatever the last
+/// run left there.
+pub(crate) async fn report_start(gw: &GatewayState) -> Result<(), GatewayError> {
+    let report = SessionReport::GatewayStarted {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        listen: gw.settings().listen.clone(),
+        pid: std::process::id(),
+        at: gw.now(),
+    };
+    spool::submit(gw, &report).await?;
+    Ok(())
+}
+
+/// Spool `gateway.stopped` with what stopped it.
+pub(crate) async fn report_stop(gw: &GatewayState, reason: String) {
+    let report = SessionReport::GatewayStopped {
+        reason,
+        at: gw.now(),
+    };
+    if let Err(e) = spool::submit(gw, &report).await {
+        tracing::error!("cannot record the gateway's stop: {e}");
+    }
+}
+
+/// Everything after the stop signal (`why` names it), once the listener is gone.
+pub(crate) async fn graceful(gw: &GatewayState, why: &str) {
     let cut = gw.begin_stop();
     tracing::info!("gateway stopping: ending {cut} sessions");
     let all_ended = wait_until(SESSIONS_WAIT, || gw.live_count() == 0).await;
@@ -43,6 +76,10 @@ pub(crate) async fn graceful(gw: &GatewayState) {
     if open > 0 {
         tracing::warn!("{open} connections still open after {CONNECTIONS_WAIT:?}");
     }
+    // After the sessions' ends and the refusals counted so far, so that the log reads as it
+    // happened.
+    crate::refusals::flush(gw).await;
+    report_stop(gw, why.to_string()).await;
     drain_spool(gw).await;
     tracing::info!("gateway stopped");
 }

@@ -383,7 +383,7 @@ mod tests {
         assert_eq!(spooled, vec![2, 3]);
         let open = r.open_sessions().unwrap();
         assert_eq!(open.len(), 1);
-        assert_eq!(open[0].session(), "gw-1-2");
+        assert_eq!(open[0].session(), Some("gw-1-2"));
         assert_eq!(rt().block_on(r.next_session()).unwrap(), 3);
     }
 }

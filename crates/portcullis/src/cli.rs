@@ -159,9 +159,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum AuditCli {
     /// Print audit events, oldest first (`--json`: JSON Lines for a SIEM).
-    #[command(
-        after_help = "Examples:\n  portcullis audit log --since 24h\n  portcullis audit --json log > events.jsonl"
-    )]
+    #[command(after_help = portcullis_core::command::LOG_HELP)]
     Log {
         /// Only events newer than this, e.g. 1h, 7d.
         #[arg(long, value_name = "DURATION")]
@@ -169,6 +167,8 @@ pub enum AuditCli {
         /// Show at most this many, the newest (default 1000); a last line says how many more.
         #[arg(long, value_name = "N", default_value_t = portcullis_core::command::DEFAULT_LIMIT, value_parser = clap::value_parser!(u64).range(1..=portcullis_core::command::MAX_LIMIT))]
         limit: u64,
+        #[command(flatten)]
+        filter: portcullis_core::command::LogFilter,
     },
     /// Check the hash chain, every signature, that the log ends at its signed head, and every
     /// finished recording; exit non-zero naming the first bad record.
@@ -306,21 +306,23 @@ pub enum KeysAction {
     },
 }
 
-/// Resolves at SIGTERM (what systemd's stop sends) or SIGINT (Ctrl-C): a daemon then stops
-/// gracefully.
-async fn termination() {
+/// Resolves at SIGTERM (what systemd's stop sends) or SIGINT (Ctrl-C), with its name: a
+/// daemon then stops gracefully, and records why.
+async fn termination() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
-            }
-            return;
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            };
+            tracing::info!("{name}: stopping");
+            return name;
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+    "SIGINT"
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -414,7 +416,15 @@ async fn audit(conn: &ClientOpts, command: AuditCli) -> anyhow::Result<ExitCode>
                 }
             };
         }
-        AuditCli::Log { since, limit } => AuditCommand::Log { since, limit },
+        AuditCli::Log {
+            since,
+            limit,
+            filter,
+        } => AuditCommand::Log {
+            since,
+            limit,
+            filter,
+        },
         AuditCli::Sessions {
             user,
             target,

@@ -62,6 +62,46 @@ impl Approver {
         Ok(new)
     }
 
+    /// Remember, before it is sent, the snapshot `gateway` is about to start over from at
+    /// `rev`: its replica then shows that snapshot's digest at `rev`, which no stored change
+    /// has, and must be taken for this store's history when it reconnects (a gateway's very
+    /// first stream opens with a snapshot, so every first restart would otherwise look like a
+    /// restored store). A store restored from a copy older than this note does not have it,
+    /// and so still catches the divergence. One note per gateway, the newest.
+    pub(crate) async fn note_snapshot(
+        &self,
+        gateway: &str,
+        rev: u64,
+        digest: [u8; 32],
+    ) -> Result<(), ApproverError> {
+        let (rev_name, digest_name) = snapshot_counters(gateway);
+        self.write(|tx| {
+            tx.set_counter(rev_name, rev);
+            tx.set_counter(digest_name, digest_prefix(&digest));
+            Ok(())
+        })
+        .await
+    }
+
+    /// Whether `after` (hex) is the digest of the snapshot this store sent `gateway` at `rev`.
+    pub(crate) fn sent_snapshot(
+        &self,
+        gateway: &str,
+        rev: u64,
+        after: &str,
+    ) -> Result<bool, ApproverError> {
+        let (rev_name, digest_name) = snapshot_counters(gateway);
+        let Some(after) = hex::decode(after)
+            .ok()
+            .and_then(|d| <[u8; 32]>::try_from(d).ok())
+        else {
+            return Ok(false);
+        };
+        Ok(rev != 0
+            && self.store.counter(&rev_name)? == rev
+            && self.store.counter(&digest_name)? == digest_prefix(&after))
+    }
+
     /// The whole state as of `rev` (and perhaps a little after: later changes are applied on
     /// top of it, and applying one twice is harmless), for a gateway that must start over.
     pub fn snapshot(&self, rev: u64, epoch: u64) -> Result<SignedChange, ApproverError> {
@@ -86,4 +126,20 @@ impl Approver {
             },
         ))
     }
+}
+
+/// The counters that hold a gateway's last snapshot: its revision, and its digest's first
+/// eight bytes (counters are u64; the note tells a restored store's history from this one's,
+/// it is not a defence against a gateway that lies, which could show any digest it was sent).
+fn snapshot_counters(gateway: &str) -> (String, String) {
+    (
+        format!("snapshot/{gateway}/rev"),
+        format!("snapshot/{gateway}/digest"),
+    )
+}
+
+fn digest_prefix(digest: &[u8; 32]) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
 }

@@ -70,8 +70,9 @@ impl Approver {
         Ok(app)
     }
 
-    /// Record the start: the version, the config's digest (so auditors can tell which rules
-    /// were in force), and the catalog on the stream if it changed.
+    /// Record the start: the version, listen address and process id, the config's digest (so
+    /// auditors can tell which rules were in force), and the catalog on the stream if it
+    /// changed.
     pub async fn record_start(&self) -> Result<(), ApproverError> {
         let rotated = self.rotate_signing_key().await?;
         let (text, _) = read_config(&self.config_path)?;
@@ -87,8 +88,10 @@ impl Approver {
             }
             tx.audit(AuditEvent::new(
                 "approver",
-                EventKind::ApproverStarted {
+                EventKind::ApproverStartedOn {
                     version: env!("CARGO_PKG_VERSION").to_string(),
+                    listen: self.settings.listen.clone(),
+                    pid: std::process::id(),
                 },
             ));
             tx.audit(AuditEvent::new(

@@ -167,10 +167,25 @@ impl Approver {
         })
     }
 
-    /// Wait for the write in flight, if any, and hold the writer: no write starts while the
-    /// guard lives (a graceful stop keeps it until the process exits).
-    pub(crate) async fn stop_writing(&self) -> tokio::sync::MutexGuard<'_, WriterState> {
-        self.writer.lock().await
+    /// Wait for the write in flight, if any, write `last` (the stop's own record), and hold
+    /// the writer: no write starts while the guard lives (a graceful stop keeps it until the
+    /// process exits), so `last` is the last record of this run.
+    pub(crate) async fn stop_writing(
+        &self,
+        last: AuditEvent,
+    ) -> tokio::sync::MutexGuard<'_, WriterState> {
+        let mut guard = self.writer.lock().await;
+        let written = self
+            .commit_as_writer(&mut guard, |tx| {
+                tx.audit(last);
+                Ok(())
+            })
+            .await;
+        match written {
+            Ok(((), committed)) => self.committed(committed),
+            Err(e) => tracing::error!("could not record the stop: {e}"),
+        }
+        guard
     }
 
     /// Run `f` as the only writer, then commit what it produced and flush. Nothing `f` did is
@@ -180,9 +195,32 @@ impl Approver {
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, ApproverError>,
     ) -> Result<T, ApproverError> {
         let mut guard = self.writer.lock().await;
+        let (out, committed) = self.commit_as_writer(&mut guard, f).await?;
+        drop(guard);
+        self.committed(committed);
+        Ok(out)
+    }
+
+    /// After a commit (`Some` of its deadlines; `None` if there was nothing to commit), the
+    /// writer lock released or not: the scheduler gets the new deadlines and the `watch`
+    /// streams wake.
+    fn committed(&self, committed: Option<Vec<(Timestamp, Deadline)>>) {
+        if let Some(deadlines) = committed {
+            self.deadlines.add(deadlines);
+            self.changed.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// [`Approver::write`]'s work under the writer lock the caller holds: what `f` returned,
+    /// and what [`Approver::committed`] is to do after it.
+    async fn commit_as_writer<T>(
+        &self,
+        guard: &mut tokio::sync::MutexGuard<'_, WriterState>,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, ApproverError>,
+    ) -> Result<(T, Option<Vec<(Timestamp, Deadline)>>), ApproverError> {
         let mut tx = Tx {
             app: self,
-            state: *guard,
+            state: **guard,
             batch: Batch::default(),
             deadlines: Vec::new(),
             now: self.clock.now(),
@@ -191,7 +229,7 @@ impl Approver {
         };
         let out = f(&mut tx)?;
         if tx.batch.is_empty() {
-            return Ok(out);
+            return Ok((out, None));
         }
         // Sign where the log now ends, committed with the records: without the key nobody
         // can cut records off the end and make the head agree.
@@ -206,20 +244,17 @@ impl Approver {
             // The store may hold part of it (applied but not flushed): continue from what it
             // holds, so no revision, sequence number or id is ever handed out twice.
             if let Ok(state) = WriterState::from_store(&self.store) {
-                *guard = state;
+                **guard = state;
             }
             return Err(e.into());
         }
-        *guard = tx.state;
+        **guard = tx.state;
         if let Some(catalog) = tx.new_catalog.take() {
             // Still under the writer lock: the next write sees the catalog this one recorded.
             *locks::write(&self.catalog) = catalog;
         }
         self.live.commit(&tx.batch, tx.now);
         self.metrics.committed(&tx.batch);
-        drop(guard);
-        self.deadlines.add(tx.deadlines);
-        self.changed.send_modify(|n| *n += 1);
-        Ok(out)
+        Ok((out, Some(tx.deadlines)))
     }
 }

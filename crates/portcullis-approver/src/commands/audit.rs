@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use portcullis_core::command::AuditCommand;
+use portcullis_core::command::{AuditCommand, LogFilter};
 use portcullis_core::model::SessionRecord;
 use portcullis_core::time::parse_duration;
 use portcullis_core::Timestamp;
@@ -98,9 +98,16 @@ pub(super) async fn run(
             let (path, raw) = recording_file(app, &session)?;
             Ok(Outcome::Export { path, raw, session })
         }
-        AuditCommand::Log { since, limit } => {
+        AuditCommand::Log {
+            since,
+            limit,
+            filter,
+        } => {
             let cutoff = cutoff(app, since)?;
-            blocking(app, move |app| Ok(audit_log(app, cutoff, limit, json))).await
+            blocking(app, move |app| {
+                Ok(audit_log(app, cutoff, &filter, limit, json))
+            })
+            .await
         }
         AuditCommand::Sessions {
             user,
@@ -253,16 +260,23 @@ fn verify(app: &Approver, json: bool) -> Result<Reply, ApproverError> {
     })
 }
 
-/// `audit log`: the newest `limit` events since `cutoff`, oldest first, one a line (JSON Lines
-/// with `--json`, where the note that more exist goes to stderr so the lines stay events).
-/// Only `limit` records are held at a time, however long the log.
-fn audit_log(app: &Approver, cutoff: Option<Timestamp>, limit: u64, json: bool) -> Reply {
+/// `audit log`: the newest `limit` events since `cutoff` that `filter` keeps, oldest first,
+/// one a line (JSON Lines with `--json`, where the note that more exist goes to stderr so the
+/// lines stay events). Only `limit` records are held at a time, however long the log. A
+/// record that does not decode is listed whatever the filter: it could be anything.
+fn audit_log(
+    app: &Approver,
+    cutoff: Option<Timestamp>,
+    filter: &LogFilter,
+    limit: u64,
+    json: bool,
+) -> Reply {
     let keep = usize::try_from(limit).unwrap_or(usize::MAX);
     let mut newest = std::collections::VecDeque::new();
     let mut more = 0usize;
     for (seq, rec) in app.store.audit_records() {
         let line = match &rec {
-            Ok(r) if cutoff.is_some_and(|c| r.at < c) => continue,
+            Ok(r) if cutoff.is_some_and(|c| r.at < c) || !filter.keeps(&r.event) => continue,
             Ok(r) => render::audit::log_line(seq, Ok(r), json),
             Err(e) => render::audit::log_line(seq, Err(e), json),
         };

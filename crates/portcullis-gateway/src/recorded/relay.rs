@@ -8,9 +8,13 @@ use portcullis_core::time::format_duration;
 use russh::server::Msg;
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 
+use portcullis_core::model::SessionReport;
+
+use super::files::FileTap;
 use super::{Recorded, TargetLeg};
 use crate::recording::{Output, Recording};
 use crate::session::EndReason;
+use crate::spool;
 
 /// How early the expiry warning may fire against the wall clock it is computed from.
 const WARNING_SLACK: Duration = Duration::from_millis(20);
@@ -24,6 +28,8 @@ pub(super) struct Relay<'a> {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub exit_status: Option<u32>,
+    /// Where the session's file operations are read, if it moves files (`recorded/files.rs`).
+    pub files: Option<FileTap>,
 }
 
 /// A channel data write under way (see `Relay::run`).
@@ -81,6 +87,7 @@ impl Relay<'_> {
                         Some(ChannelMsg::Data { data }) => match self.client_data(&data) {
                             Ok(()) => {
                                 to_target = Some(Box::pin(leg.write.data_bytes(data)));
+                                self.report_files_if_due().await;
                                 Step::Go
                             }
                             Err(step) => step,
@@ -100,6 +107,7 @@ impl Relay<'_> {
                         match self.target_data(Output::Stdout, &data) {
                             Ok(()) => {
                                 to_client = Some(Box::pin(cw.data_bytes(data)));
+                                self.report_files_if_due().await;
                                 Step::Go
                             }
                             Err(step) => step,
@@ -129,6 +137,7 @@ impl Relay<'_> {
                     Ok(()) => {
                         // The first tick comes at once, so the warning is armed from the start.
                         warning.arm(self.session, timer.as_mut());
+                        self.report_files().await;
                         Step::Go
                     }
                 },
@@ -155,15 +164,59 @@ impl Relay<'_> {
     /// Count and record the client's input; a recording that fails ends the session.
     fn client_data(&mut self, data: &[u8]) -> Result<(), Step> {
         self.bytes_in += data.len() as u64;
+        if let Some(files) = &mut self.files {
+            // The clock is read only when an operation completes.
+            let gw = &self.session.gw;
+            files.client_sent(data, &|| gw.now());
+        }
         self.recording.input(data).map_err(|e| self.failed(e))
     }
 
     /// Count and record the target's output.
     fn target_data(&mut self, stream: Output, data: &[u8]) -> Result<(), Step> {
         self.bytes_out += data.len() as u64;
+        if let (Some(files), Output::Stdout) = (&mut self.files, stream) {
+            let gw = &self.session.gw;
+            files.target_sent(data, &|| gw.now());
+        }
         self.recording
             .output(stream, data)
             .map_err(|e| self.failed(e))
+    }
+
+    /// Report the file operations waiting if there are enough of them for a report: a burst
+    /// does not wait for the tick, and the queue stays short.
+    async fn report_files_if_due(&mut self) {
+        if self.files.as_mut().is_some_and(|f| f.log().due()) {
+            self.report_files().await;
+        }
+    }
+
+    /// Spool the file operations waiting, in order, a few dozen to a report: durable within
+    /// a second of happening, like the recording.
+    async fn report_files(&mut self) {
+        let Some(files) = &mut self.files else {
+            return;
+        };
+        let session = self.session.live.id();
+        for ops in files.log().take() {
+            let report = SessionReport::FileOps {
+                session: session.to_string(),
+                ops,
+            };
+            if let Err(e) = spool::submit(&self.session.gw, &report).await {
+                tracing::error!("session {session}: cannot record its file operations: {e}");
+            }
+        }
+    }
+
+    /// The session is over: files still open, and operations past the budget, are reported
+    /// with the rest.
+    pub async fn finish_files(&mut self) {
+        if let Some(files) = &mut self.files {
+            files.finish(self.session.gw.now());
+        }
+        self.report_files().await;
     }
 
     async fn client_said(

@@ -194,6 +194,7 @@ impl GatewayState {
             trimmer: Arc::default(),
             link: crate::link::ApproverLink::new(),
             delivery: crate::spool::Delivery::new(),
+            refusals: Default::default(),
             view: RwLock::new(view),
             grants_changed: watch::channel(0).0,
             enforce_wake: Notify::new(),

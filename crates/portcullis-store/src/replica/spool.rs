@@ -85,7 +85,8 @@ impl Replica {
         let (done, mut numbered) = tokio::sync::oneshot::channel();
         lock(&self.queued).push(Queued {
             bytes: codec::encode(report),
-            session: report.session().as_bytes().to_vec(),
+            // Only a start or an end touches the live tree, and both name their session.
+            session: report.session().unwrap_or_default().as_bytes().to_vec(),
             started: matches!(report, SessionReport::Started { .. }),
             // Only the end closes a session: a crash between its recording and its end
             // must still leave it to be reported ended on restart.
@@ -228,7 +229,7 @@ mod tests {
                 let start = spooled
                     .iter()
                     .find(|(_, x)| {
-                        matches!(x, SessionReport::Started { .. }) && x.session() == session
+                        matches!(x, SessionReport::Started { .. }) && x.session() == Some(session)
                     })
                     .map(|(s, _)| *s)
                     .unwrap();
