@@ -36,6 +36,26 @@ const ILLUSTRATIVE_BLOCKS: &[(&str, &str)] = &[
          runs kill daemons under load for a long time, fuzzing needs a nightly toolchain",
     ),
     (
+        "operators-user-ca-signing",
+        "makes a CA key and signs a user's key with it on the reader's machine; \
+         tests/gateway/certificates.rs signs with `ssh-keygen -s` the same way and logs in",
+    ),
+    (
+        "operators-target-ca",
+        "writes the target-ca line into a file for a target's sshd; \
+         tests/gateway/target_ca.rs gives that line to a real sshd's TrustedUserCAKeys",
+    ),
+    (
+        "users-key-kinds",
+        "needs the reader's own RSA and ECDSA keys; tests/gateway/key_kinds.rs logs in with each \
+         kind from files and from ssh-agent",
+    ),
+    (
+        "users-certificates",
+        "needs a certificate the reader's CA signed; tests/gateway/certificates.rs logs in with \
+         one and shows its fields in the audit log",
+    ),
+    (
         "operators-systemd",
         "installs units into the machine's systemd; the install tests below run what the \
          approver's unit runs, and tests/deploy/units.rs runs both units' commands as their users",
