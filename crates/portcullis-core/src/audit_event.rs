@@ -360,109 +360,7 @@ impl AuditEvent {
         opt("grant", self.grant.map(|v| json!(v)));
         opt("reason", self.reason.as_ref().map(|v| json!(v)));
         opt("note", self.note.as_ref().map(|v| json!(v)));
-        let details = match &self.kind {
-            EventKind::ApproverStarted { version } => json!({ "version": version }),
-            EventKind::ConfigLoaded { path, sha256 } => json!({ "path": path, "sha256": sha256 }),
-            EventKind::ConfigRefused { path, error } => json!({ "path": path, "error": error }),
-            EventKind::RequestCreated { policy, duration } => {
-                json!({ "policy": policy, "duration_secs": duration.as_secs() })
-            }
-            EventKind::RequestApproved { approvals, needed } => {
-                json!({ "approvals": approvals, "needed": needed })
-            }
-            EventKind::GrantIssued {
-                expires_at,
-                approvers,
-                automatic,
-            } => json!({
-                "expires_at": expires_at.rfc3339(),
-                "approvers": approvers,
-                "automatic": automatic,
-            }),
-            EventKind::Refused { command, error } => json!({ "command": command, "error": error }),
-            EventKind::SessionStarted {
-                session,
-                gateway,
-                client,
-                fingerprint,
-                channel,
-            } => json!({
-                "session": session, "gateway": gateway, "client": client,
-                "fingerprint": fingerprint, "channel": channel,
-            }),
-            EventKind::SessionStartedCertified {
-                session,
-                gateway,
-                client,
-                fingerprint,
-                channel,
-                ca,
-                key_id,
-                serial,
-            } => json!({
-                "session": session, "gateway": gateway, "client": client,
-                "fingerprint": fingerprint, "channel": channel,
-                "ca": ca, "key_id": key_id, "serial": serial,
-            }),
-            EventKind::SessionEnded {
-                session,
-                gateway,
-                bytes_in,
-                bytes_out,
-                duration,
-                reason,
-                exit_status,
-                recording_sha256,
-                recording_size,
-            } => json!({
-                "session": session, "gateway": gateway, "bytes_in": bytes_in,
-                "bytes_out": bytes_out, "duration_ms": duration.as_millis() as u64,
-                "end_reason": reason, "exit_status": exit_status,
-                "recording_sha256": recording_sha256, "recording_size": recording_size,
-            }),
-            EventKind::SessionKilled { session } => json!({ "session": session }),
-            EventKind::TargetHostKeyMismatch { session, presented } => {
-                json!({ "session": session, "presented": presented })
-            }
-            EventKind::RefusedRepeatedly { count, first, last } => json!({
-                "count": count, "first_at": first.rfc3339(), "last_at": last.rfc3339(),
-            }),
-            EventKind::StoreHistoryDiverged {
-                gateway,
-                gateway_rev,
-                store_rev,
-                old_epoch,
-                new_epoch,
-                ids_from,
-            } => json!({
-                "gateway": gateway, "gateway_rev": gateway_rev, "store_rev": store_rev,
-                "old_epoch": format!("{old_epoch:016x}"), "new_epoch": format!("{new_epoch:016x}"),
-                "ids_from": ids_from,
-            }),
-            EventKind::SigningKeyRotated { old, new } => json!({ "old_key": old, "new_key": new }),
-            EventKind::SessionRegranted { session, from } => json!({
-                "session": session, "from_grant": from,
-            }),
-            EventKind::RecordingRemoved {
-                session,
-                sha256,
-                why,
-            } => json!({
-                "session": session, "recording_sha256": sha256, "removed_because": why,
-            }),
-            EventKind::SessionRefused { .. }
-            | EventKind::SessionRefusedRepeatedly { .. }
-            | EventKind::ApproverStartedOn { .. }
-            | EventKind::ApproverStopped { .. }
-            | EventKind::GatewayStarted { .. }
-            | EventKind::GatewayStopped { .. }
-            | EventKind::FileOperation { .. } => attempts::details(&self.kind),
-            EventKind::RequestDenied
-            | EventKind::RequestExpired
-            | EventKind::RequestCancelled
-            | EventKind::GrantExpired
-            | EventKind::GrantRevoked => json!({}),
-        };
+        let details = details(&self.kind);
         if let Value::Object(d) = details {
             for (k, v) in d {
                 if !v.is_null() {
@@ -484,6 +382,113 @@ impl AuditEvent {
             }
         }
         s
+    }
+}
+
+/// Each kind's own fields (null values are left out by the caller).
+fn details(kind: &EventKind) -> Value {
+    match kind {
+        EventKind::ApproverStarted { version } => json!({ "version": version }),
+        EventKind::ConfigLoaded { path, sha256 } => json!({ "path": path, "sha256": sha256 }),
+        EventKind::ConfigRefused { path, error } => json!({ "path": path, "error": error }),
+        EventKind::RequestCreated { policy, duration } => {
+            json!({ "policy": policy, "duration_secs": duration.as_secs() })
+        }
+        EventKind::RequestApproved { approvals, needed } => {
+            json!({ "approvals": approvals, "needed": needed })
+        }
+        EventKind::GrantIssued {
+            expires_at,
+            approvers,
+            automatic,
+        } => json!({
+            "expires_at": expires_at.rfc3339(),
+            "approvers": approvers,
+            "automatic": automatic,
+        }),
+        EventKind::Refused { command, error } => json!({ "command": command, "error": error }),
+        EventKind::SessionStarted {
+            session,
+            gateway,
+            client,
+            fingerprint,
+            channel,
+        } => json!({
+            "session": session, "gateway": gateway, "client": client,
+            "fingerprint": fingerprint, "channel": channel,
+        }),
+        EventKind::SessionStartedCertified {
+            session,
+            gateway,
+            client,
+            fingerprint,
+            channel,
+            ca,
+            key_id,
+            serial,
+        } => json!({
+            "session": session, "gateway": gateway, "client": client,
+            "fingerprint": fingerprint, "channel": channel,
+            "ca": ca, "key_id": key_id, "serial": serial,
+        }),
+        EventKind::SessionEnded {
+            session,
+            gateway,
+            bytes_in,
+            bytes_out,
+            duration,
+            reason,
+            exit_status,
+            recording_sha256,
+            recording_size,
+        } => json!({
+            "session": session, "gateway": gateway, "bytes_in": bytes_in,
+            "bytes_out": bytes_out, "duration_ms": duration.as_millis() as u64,
+            "end_reason": reason, "exit_status": exit_status,
+            "recording_sha256": recording_sha256, "recording_size": recording_size,
+        }),
+        EventKind::SessionKilled { session } => json!({ "session": session }),
+        EventKind::TargetHostKeyMismatch { session, presented } => {
+            json!({ "session": session, "presented": presented })
+        }
+        EventKind::RefusedRepeatedly { count, first, last } => json!({
+            "count": count, "first_at": first.rfc3339(), "last_at": last.rfc3339(),
+        }),
+        EventKind::StoreHistoryDiverged {
+            gateway,
+            gateway_rev,
+            store_rev,
+            old_epoch,
+            new_epoch,
+            ids_from,
+        } => json!({
+            "gateway": gateway, "gateway_rev": gateway_rev, "store_rev": store_rev,
+            "old_epoch": format!("{old_epoch:016x}"), "new_epoch": format!("{new_epoch:016x}"),
+            "ids_from": ids_from,
+        }),
+        EventKind::SigningKeyRotated { old, new } => json!({ "old_key": old, "new_key": new }),
+        EventKind::SessionRegranted { session, from } => json!({
+            "session": session, "from_grant": from,
+        }),
+        EventKind::RecordingRemoved {
+            session,
+            sha256,
+            why,
+        } => json!({
+            "session": session, "recording_sha256": sha256, "removed_because": why,
+        }),
+        EventKind::SessionRefused { .. }
+        | EventKind::SessionRefusedRepeatedly { .. }
+        | EventKind::ApproverStartedOn { .. }
+        | EventKind::ApproverStopped { .. }
+        | EventKind::GatewayStarted { .. }
+        | EventKind::GatewayStopped { .. }
+        | EventKind::FileOperation { .. } => attempts::details(kind),
+        EventKind::RequestDenied
+        | EventKind::RequestExpired
+        | EventKind::RequestCancelled
+        | EventKind::GrantExpired
+        | EventKind::GrantRevoked => json!({}),
     }
 }
 

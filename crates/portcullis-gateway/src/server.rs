@@ -14,7 +14,7 @@ use portcullis_core::keys;
 use portcullis_core::user_ca::{self, Binding};
 use portcullis_ssh::certificate;
 use portcullis_ssh::login::{self, Reason, Refusal};
-use portcullis_ssh::server::{Busy, ConnState, Standing};
+use portcullis_ssh::server::{Busy, ConnState};
 use russh::server::{
     self, Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
 };
@@ -27,6 +27,8 @@ use crate::recorded::{self, Recorded};
 use crate::refusals;
 use crate::session::{self, Holder, Live};
 use crate::state::GatewayState;
+
+mod login_state;
 
 fn ssh_config(gw: &GatewayState) -> server::Config {
     portcullis_ssh::server::config(gw.host_key().clone(), Duration::from_secs(30))
@@ -149,105 +151,6 @@ impl UserConnection {
             return None;
         }
         Some(ChannelSlot(self.open_channels.clone()))
-    }
-
-    /// The user a verified (or offered) key proves for this login, if any.
-    fn identify(&self, login: &str, key: &russh::keys::PublicKey) -> Option<String> {
-        let catalog = self.gw.catalog()?;
-        let (name, _) = split_login(login);
-        let user = catalog.users.get(name)?;
-        let norm = keys::normalize(key);
-        user.keys
-            .iter()
-            .any(|k| k == &norm)
-            .then(|| user.name.clone())
-    }
-
-    /// Why `identify` found nobody, for the refusals' metric.
-    fn why_unknown(&self, login: &str, key: &russh::keys::PublicKey) -> &'static str {
-        let Some(catalog) = self.gw.catalog() else {
-            return "no_catalog";
-        };
-        let norm = keys::normalize(key);
-        if !catalog.users.contains_key(split_login(login).0) {
-            "unknown_user"
-        } else if catalog.users.values().any(|u| u.keys.contains(&norm)) {
-            "wrong_user"
-        } else {
-            "unknown_key"
-        }
-    }
-
-    /// How the user reaches this gateway, for the commands we suggest: `-p PORT USER@HOST`.
-    fn reach(&self, user: &str) -> String {
-        match self.local {
-            Some(a) => format!("ssh -p {} {user}@{}", a.port(), a.ip()),
-            None => format!("ssh {user}@bastion"),
-        }
-    }
-
-    /// Whether any user CA is trusted (then any offer may be a certificate's).
-    fn certificates_trusted(&self) -> bool {
-        self.gw
-            .catalog()
-            .is_some_and(|c| !c.certificates.user_cas.is_empty())
-    }
-
-    /// A verified login of `name`, by its key (normalised) or by a certificate (its binding):
-    /// counted against the user's cap, then held for the connection's channels.
-    fn logged_in(
-        &mut self,
-        login: &str,
-        name: String,
-        key: String,
-        public: &russh::keys::PublicKey,
-    ) -> Auth {
-        let fingerprint = keys::fingerprint(public);
-        if let Err(why) = self.admit(&name) {
-            tracing::warn!("{}: {name} ({fingerprint}) refused: {why}", self.peer);
-            let why = Reason::Admission(why.reason(), why.to_string());
-            Refusal::new(login, public, why, true).keep(&mut self.refused);
-            return Auth::reject();
-        }
-        let how = Binding::parse(&key)
-            .map(|b| {
-                format!(
-                    ", certificate of CA {} serial {} key id {:?}",
-                    b.ca, b.serial, b.key_id
-                )
-            })
-            .unwrap_or_default();
-        tracing::info!("{}: authenticated {name} ({fingerprint}{how})", self.peer);
-        self.mode = match split_login(login).1 {
-            Some(target) => Mode::Recorded(target.to_string()),
-            None => Mode::Commands,
-        };
-        // The handle comes with the first channel; until then there is nothing to hold.
-        self.holder = Some(Holder {
-            reach: self.reach(&name),
-            user: name,
-            key,
-            fingerprint,
-            client: self.peer.to_string(),
-            conn: self.id,
-            handle: None,
-        });
-        Auth::Accept
-    }
-
-    /// Count the connection against the user's cap; admins may use the reserve.
-    fn admit(&self, user: &str) -> Result<(), portcullis_ssh::server::Refused> {
-        let admin = self
-            .gw
-            .catalog()
-            .and_then(|c| c.users.get(user).map(|u| u.is_admin()))
-            .unwrap_or(false);
-        let standing = if admin {
-            Standing::Reserved
-        } else {
-            Standing::Ordinary
-        };
-        self.state.authenticate(user, standing)
     }
 
     /// For a recorded login, whether a request on one of its channels (pty, environment, the

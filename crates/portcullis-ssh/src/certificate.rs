@@ -43,31 +43,7 @@ pub fn check(
     catalog: &Catalog,
     now: u64,
 ) -> Result<Binding, Reason> {
-    let ca_key = PublicKey::new(cert.signature_key().clone(), "");
-    let ca_fp = keys::fingerprint(&ca_key);
-    let ca: &UserCa = catalog
-        .certificates
-        .ca_by_key(&keys::normalize(&ca_key))
-        .ok_or_else(|| {
-            refuse(
-                "untrusted_ca",
-                format!("certificate signed by an untrusted CA ({ca_fp})"),
-            )
-        })?;
-    if cert.verify_signature().is_err() {
-        return Err(refuse(
-            "untrusted_ca",
-            format!("certificate's signature by CA {} does not verify", ca.name),
-        ));
-    }
-    // CAs that still sign with SHA-1 are refused as OpenSSH 8.2+ refuses them
-    // (CASignatureAlgorithms).
-    if matches!(cert.signature().algorithm(), Algorithm::Rsa { hash: None }) {
-        return Err(refuse(
-            "untrusted_ca",
-            format!("CA {} signed the certificate with ssh-rsa (SHA-1)", ca.name),
-        ));
-    }
+    let ca = signing_ca(cert, catalog)?;
     let key = certified_key(cert);
     let key_fp = keys::fingerprint(&key);
     if cert.cert_type() != CertType::User {
@@ -77,37 +53,7 @@ pub fn check(
         ));
     }
     keys::check_supported(&key).map_err(Reason::UnsupportedKey)?;
-    let (after, before) = (cert.valid_after(), cert.valid_before());
-    if now < after {
-        return Err(refuse(
-            "certificate_not_yet_valid",
-            format!("certificate not yet valid (valid after {after}, now {now})"),
-        ));
-    }
-    if now >= before {
-        return Err(refuse(
-            "expired_certificate",
-            format!("expired certificate (valid before {before}, now {now})"),
-        ));
-    }
-    if let Some(max) = ca.max_validity {
-        let span = before.saturating_sub(after);
-        if span > max.as_secs() {
-            return Err(refuse(
-                "certificate_too_long",
-                format!(
-                    "certificate valid for {} (CA {} allows at most {})",
-                    if before == u64::MAX {
-                        "ever".to_string()
-                    } else {
-                        format!("{span}s")
-                    },
-                    ca.name,
-                    humantime::format_duration(max)
-                ),
-            ));
-        }
-    }
+    check_validity(cert, ca, now)?;
     let principals = cert.valid_principals();
     if principals.is_empty() {
         return Err(refuse(
@@ -162,6 +108,73 @@ pub fn check(
         permit_port_forwarding: has("permit-port-forwarding"),
         permit_pty: has("permit-pty"),
     })
+}
+
+/// The configured CA that signed `cert`, once its signature verifies with a SHA-2 hash.
+fn signing_ca<'c>(cert: &Certificate, catalog: &'c Catalog) -> Result<&'c UserCa, Reason> {
+    let ca_key = PublicKey::new(cert.signature_key().clone(), "");
+    let ca_fp = keys::fingerprint(&ca_key);
+    let ca: &UserCa = catalog
+        .certificates
+        .ca_by_key(&keys::normalize(&ca_key))
+        .ok_or_else(|| {
+            refuse(
+                "untrusted_ca",
+                format!("certificate signed by an untrusted CA ({ca_fp})"),
+            )
+        })?;
+    if cert.verify_signature().is_err() {
+        return Err(refuse(
+            "untrusted_ca",
+            format!("certificate's signature by CA {} does not verify", ca.name),
+        ));
+    }
+    // CAs that still sign with SHA-1 are refused as OpenSSH 8.2+ refuses them
+    // (CASignatureAlgorithms).
+    if matches!(cert.signature().algorithm(), Algorithm::Rsa { hash: None }) {
+        return Err(refuse(
+            "untrusted_ca",
+            format!("CA {} signed the certificate with ssh-rsa (SHA-1)", ca.name),
+        ));
+    }
+    Ok(ca)
+}
+
+/// Whether `now` is inside the certificate's window, and the window no longer than its CA
+/// allows.
+fn check_validity(cert: &Certificate, ca: &UserCa, now: u64) -> Result<(), Reason> {
+    let (after, before) = (cert.valid_after(), cert.valid_before());
+    if now < after {
+        return Err(refuse(
+            "certificate_not_yet_valid",
+            format!("certificate not yet valid (valid after {after}, now {now})"),
+        ));
+    }
+    if now >= before {
+        return Err(refuse(
+            "expired_certificate",
+            format!("expired certificate (valid before {before}, now {now})"),
+        ));
+    }
+    if let Some(max) = ca.max_validity {
+        let span = before.saturating_sub(after);
+        if span > max.as_secs() {
+            return Err(refuse(
+                "certificate_too_long",
+                format!(
+                    "certificate valid for {} (CA {} allows at most {})",
+                    if before == u64::MAX {
+                        "ever".to_string()
+                    } else {
+                        format!("{span}s")
+                    },
+                    ca.name,
+                    humantime::format_duration(max)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `source-address`: comma-separated CIDR blocks (`10.0.0.0/8,2001:db8::/32`) or addresses.
