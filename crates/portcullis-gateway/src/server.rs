@@ -120,6 +120,7 @@ impl Drop for UserConnection {
         if let (None, Some(refusal)) = (&self.holder, &self.refused) {
             refusal.log(self.peer);
             self.gw.metrics().login_refused(refusal.reason.label());
+            refusals::login(&self.gw, self.peer, refusal);
         }
     }
 }
