@@ -223,6 +223,46 @@ pub(crate) async fn run(gw: Arc<GatewayState>) {
     }
 }
 
+/// Report that a connection from `peer` tried to log in and never did (`refusal`, the most
+/// telling of its attempts): on its own while its source address is within the budget, else
+/// counted. Called from the connection's drop, so the spooling runs on a task of its own;
+/// only admitted refusals get one, at most [`PER_WINDOW`] per source and window.
+pub(crate) fn login(
+    gw: &std::sync::Arc<GatewayState>,
+    peer: std::net::SocketAddr,
+    refusal: &portcullis_ssh::login::Refusal,
+) {
+    let at = gw.now();
+    let reason = refusal.reason.label();
+    let source = peer.ip().to_canonical().to_string();
+    if !gw
+        .refusals()
+        .admit(Key::Source, &source, reason, at, Instant::now())
+    {
+        return;
+    }
+    let report = SessionReport::Refused(Refusal {
+        at,
+        user: capped(&refusal.user),
+        client: peer.to_string(),
+        fingerprint: refusal.fingerprint.clone(),
+        channel: "login".into(),
+        target: None,
+        destination: capped(&refusal.user),
+        reason: reason.to_string(),
+        message: capped(&refusal.reason.to_string()),
+    });
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let gw = gw.clone();
+    runtime.spawn(async move {
+        if let Err(e) = spool::submit(&gw, &report).await {
+            tracing::error!("cannot record a refused login from {peer}: {e}");
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,44 +341,4 @@ mod tests {
         assert!(cut.ends_with('…'));
         assert_eq!(capped("short"), "short");
     }
-}
-
-/// Report that a connection from `peer` tried to log in and never did (`refusal`, the most
-/// telling of its attempts): on its own while its source address is within the budget, else
-/// counted. Called from the connection's drop, so the spooling runs on a task of its own;
-/// only admitted refusals get one, at most [`PER_WINDOW`] per source and window.
-pub(crate) fn login(
-    gw: &std::sync::Arc<GatewayState>,
-    peer: std::net::SocketAddr,
-    refusal: &portcullis_ssh::login::Refusal,
-) {
-    let at = gw.now();
-    let reason = refusal.reason.label();
-    let source = peer.ip().to_canonical().to_string();
-    if !gw
-        .refusals()
-        .admit(Key::Source, &source, reason, at, Instant::now())
-    {
-        return;
-    }
-    let report = SessionReport::Refused(Refusal {
-        at,
-        user: capped(&refusal.user),
-        client: peer.to_string(),
-        fingerprint: refusal.fingerprint.clone(),
-        channel: "login".into(),
-        target: None,
-        destination: capped(&refusal.user),
-        reason: reason.to_string(),
-        message: capped(&refusal.reason.to_string()),
-    });
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    let gw = gw.clone();
-    runtime.spawn(async move {
-        if let Err(e) = spool::submit(&gw, &report).await {
-            tracing::error!("cannot record a refused login from {peer}: {e}");
-        }
-    });
 }
