@@ -51,6 +51,8 @@ mod recorded;
 mod refusals;
 #[path = "gateway/refused_channels.rs"]
 mod refused_channels;
+#[path = "gateway/refused_logins.rs"]
+mod refused_logins;
 #[path = "gateway/relayed_commands.rs"]
 mod relayed_commands;
 #[path = "gateway/restore.rs"]

@@ -22,6 +22,16 @@ pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 /// How often counted refusals are written.
 pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(5);
 
+/// Actors tracked at once; past it, new ones share [`OTHERS`]. Users are bounded by the
+/// catalog; the sources of refused logins are not.
+const MAX_KEYS: usize = 4096;
+/// The shared actor of every source past [`MAX_KEYS`].
+const OTHERS: &str = "login from (others)";
+/// What precedes a source address in the actor of a refused login.
+const LOGIN_FROM: &str = "login from ";
+/// The most of a client-chosen text (the login name) that is kept.
+const MAX_TEXT: usize = 256;
+
 #[derive(Debug)]
 struct Budget {
     window_start: Instant,
@@ -30,8 +40,8 @@ struct Budget {
     counted: Option<(u64, Timestamp, Timestamp)>,
 }
 
-/// Per actor: configured users and gateways only (a refusal needs an authenticated caller),
-/// so the map is bounded by the catalog.
+/// Per actor: configured users and gateways for refused commands (bounded by the catalog),
+/// and `login from ADDRESS` for refused logins (bounded by [`MAX_KEYS`]).
 #[derive(Debug, Default)]
 pub(crate) struct RefusalBudget {
     by_actor: Mutex<HashMap<String, Budget>>,
@@ -45,6 +55,11 @@ impl RefusalBudget {
     /// Whether this refusal by `actor` is recorded on its own (true) or only counted (false).
     pub fn admit(&self, actor: &str, at: Timestamp, now: Instant) -> bool {
         let mut map = self.map();
+        let actor = if map.len() >= MAX_KEYS && !map.contains_key(actor) {
+            OTHERS
+        } else {
+            actor
+        };
         let b = map.entry(actor.to_string()).or_insert(Budget {
             window_start: now,
             recorded: 0,
@@ -120,6 +135,56 @@ impl Approver {
         }
     }
 
+    /// Record that a connection from `peer` tried to log in and never did (`refusal`, the
+    /// most telling of its attempts) as `session.refused` with channel `login`: on its own
+    /// while its source address is within the budget, else counted. Called from the
+    /// connection's drop: only an admitted refusal gets a task to write it.
+    pub(crate) fn record_login_refusal(
+        self: &std::sync::Arc<Self>,
+        peer: &str,
+        refusal: &portcullis_ssh::login::Refusal,
+    ) {
+        let source = peer
+            .parse::<std::net::SocketAddr>()
+            .map(|a| a.ip().to_canonical().to_string())
+            .unwrap_or_else(|_| peer.to_string());
+        if !self
+            .refusals
+            .admit(&format!("{LOGIN_FROM}{source}"), self.now(), Instant::now())
+        {
+            return;
+        }
+        let login = capped(&refusal.user);
+        let event = AuditEvent::new(
+            "approver",
+            EventKind::SessionRefused {
+                gateway: "approver".into(),
+                client: peer.to_string(),
+                fingerprint: refusal.fingerprint.clone(),
+                channel: "login".into(),
+                destination: login.clone(),
+                message: capped(&refusal.reason.to_string()),
+            },
+        )
+        .user(login)
+        .reason(Some(refusal.reason.label().to_string()));
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let app = self.clone();
+        runtime.spawn(async move {
+            let recorded = app
+                .write(|tx| {
+                    tx.audit(event);
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = recorded {
+                tracing::error!("could not record a refused login: {e}");
+            }
+        });
+    }
+
     /// Write the refusals counted since the last call, one event per actor, in one commit.
     pub(crate) async fn record_counted_refusals(&self) {
         let counted = self.refusals.take_counted();
@@ -128,16 +193,29 @@ impl Approver {
         }
         let events: Vec<AuditEvent> = counted
             .iter()
-            .map(|(actor, count, first, last)| {
-                AuditEvent::new(
-                    actor.as_str(),
-                    EventKind::RefusedRepeatedly {
-                        count: *count,
-                        first: *first,
-                        last: *last,
-                    },
-                )
-            })
+            .map(
+                |(actor, count, first, last)| match actor.strip_prefix(LOGIN_FROM) {
+                    Some(source) => AuditEvent::new(
+                        "approver",
+                        EventKind::SessionRefusedRepeatedly {
+                            gateway: "approver".into(),
+                            client: Some(source.to_string()),
+                            count: *count,
+                            first: *first,
+                            last: *last,
+                            reasons: Vec::new(),
+                        },
+                    ),
+                    None => AuditEvent::new(
+                        actor.as_str(),
+                        EventKind::RefusedRepeatedly {
+                            count: *count,
+                            first: *first,
+                            last: *last,
+                        },
+                    ),
+                },
+            )
             .collect();
         let recorded = self
             .write(|tx| {
@@ -152,6 +230,18 @@ impl Approver {
             self.refusals.restore(counted);
         }
     }
+}
+
+/// `text`, cut at a character boundary to at most [`MAX_TEXT`] bytes, marked where cut.
+fn capped(text: &str) -> String {
+    if text.len() <= MAX_TEXT {
+        return text.to_string();
+    }
+    let mut end = MAX_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 #[cfg(test)]

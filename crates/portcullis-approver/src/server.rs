@@ -187,6 +187,7 @@ impl Drop for Connection {
         if let (None, Some(refusal)) = (&self.caller, &self.refused) {
             refusal.log(&self.peer);
             self.app.metrics.login_refused(refusal.reason.label());
+            self.app.record_login_refusal(&self.peer, refusal);
         }
     }
 }

@@ -135,6 +135,9 @@ fn envelope(asker: &Asker, words: Vec<String>) -> String {
 /// The most the gateway reads of an answer to one of its own questions.
 const ASK_MAX: usize = 1 << 20;
 
+/// Questions [`ask`] may have open at once, gateway-wide.
+static ASKING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
+
 /// Run `words` on the approver as `asker` for the gateway's own use (what a refusal should
 /// say), not for a user to read: its stdout if it exits 0 within `limit` and writes at most
 /// [`ASK_MAX`] bytes, else `None`, and the caller says what it can without it. Drains the
@@ -148,16 +151,16 @@ pub(crate) async fn ask(
     if !gw.link().is_up() {
         return None;
     }
+    // A few at once for the whole gateway, never waited for: these questions come from
+    // refusals, which a user can make as fast as they like, and must not crowd out the
+    // commands users relay on the same connection.
+    let _turn = ASKING.try_acquire().ok()?;
     let line = envelope(asker, words.iter().map(|w| w.to_string()).collect());
     let run = async {
         let conn = gw.link().commands().get(gw).await.ok()?;
-        let mut channel = match conn.exec(&line).await {
-            Ok(c) => c,
-            Err(_) => {
-                gw.link().commands().drop_conn(&conn).await;
-                return None;
-            }
-        };
+        // A channel refused (the approver's places taken) is no reason to drop the
+        // connection others' commands share; a dead one is found by the next relayed command.
+        let mut channel = conn.exec(&line).await.ok()?;
         let (mut out, mut status) = (Vec::new(), None);
         let answer = loop {
             match channel.wait().await {

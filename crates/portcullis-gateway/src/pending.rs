@@ -34,7 +34,7 @@ pub(crate) async fn refusal(gw: &GatewayState, who: &Holder, denial: &Denial) ->
     };
     let asker = Asker {
         user: who.user.clone(),
-        fingerprint: who.fingerprint.clone(),
+        fingerprint: who.proof(),
         reach: reach.clone(),
         pty: false,
     };

@@ -3,7 +3,11 @@
 //! a forwarding-only target, the connection's channel limit, …) is reported to the approver
 //! through the spool, so that it survives an approver restart like session reports do.
 //!
-//! Bounded: each key (the user; for the refused logins to come, the source address) gets
+//! Refused logins too (a connection that tried keys and never got in: one refusal, the most
+//! telling, see `portcullis_ssh::login`), with `channel = "login"`, counted per source
+//! address.
+//!
+//! Bounded: each key (the user; for refused logins, the source address) gets
 //! [`PER_WINDOW`] reports one by one per [`WINDOW`]; past that its refusals are only counted,
 //! and the counts are spooled as one report per key every [`FLUSH_EVERY`] ([`run`]). A user
 //! opening thousands of refused channels a minute so costs the spool and the log at most
@@ -55,11 +59,10 @@ struct Counted {
     reasons: Vec<(String, u64)>,
 }
 
-/// Whose refusals a count is: a user's channels, or (to come) a source's logins.
+/// Whose refusals a count is: a user's channels, or a source address's logins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Key {
     User,
-    #[allow(dead_code)] // For the refused logins to come, counted per source address.
     Source,
 }
 
@@ -218,6 +221,46 @@ pub(crate) async fn run(gw: Arc<GatewayState>) {
         tick.tick().await;
         flush(&gw).await;
     }
+}
+
+/// Report that a connection from `peer` tried to log in and never did (`refusal`, the most
+/// telling of its attempts): on its own while its source address is within the budget, else
+/// counted. Called from the connection's drop, so the spooling runs on a task of its own;
+/// only admitted refusals get one, at most [`PER_WINDOW`] per source and window.
+pub(crate) fn login(
+    gw: &std::sync::Arc<GatewayState>,
+    peer: std::net::SocketAddr,
+    refusal: &portcullis_ssh::login::Refusal,
+) {
+    let at = gw.now();
+    let reason = refusal.reason.label();
+    let source = peer.ip().to_canonical().to_string();
+    if !gw
+        .refusals()
+        .admit(Key::Source, &source, reason, at, Instant::now())
+    {
+        return;
+    }
+    let report = SessionReport::Refused(Refusal {
+        at,
+        user: capped(&refusal.user),
+        client: peer.to_string(),
+        fingerprint: refusal.fingerprint.clone(),
+        channel: "login".into(),
+        target: None,
+        destination: capped(&refusal.user),
+        reason: reason.to_string(),
+        message: capped(&refusal.reason.to_string()),
+    });
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let gw = gw.clone();
+    runtime.spawn(async move {
+        if let Err(e) = spool::submit(&gw, &report).await {
+            tracing::error!("cannot record a refused login from {peer}: {e}");
+        }
+    });
 }
 
 #[cfg(test)]

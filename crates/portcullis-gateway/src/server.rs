@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_core::keys;
-use portcullis_core::user_ca::{self, Binding};
+use portcullis_core::user_ca;
 use portcullis_ssh::certificate;
 use portcullis_ssh::login::{self, Reason, Refusal};
 use portcullis_ssh::server::{Busy, ConnState};
@@ -120,6 +120,7 @@ impl Drop for UserConnection {
         if let (None, Some(refusal)) = (&self.holder, &self.refused) {
             refusal.log(self.peer);
             self.gw.metrics().login_refused(refusal.reason.label());
+            refusals::login(&self.gw, self.peer, refusal);
         }
     }
 }
@@ -470,14 +471,9 @@ impl UserConnection {
             return session.channel_failure(id);
         };
         session.channel_success(id)?;
-        // A certificate login shows the approver its binding, which it checks like a key.
-        let proof = match Binding::parse(&who.key) {
-            Some(_) => who.key.clone(),
-            None => who.fingerprint.clone(),
-        };
         let asker = crate::command_relay::Asker {
             user: who.user.clone(),
-            fingerprint: proof,
+            fingerprint: who.proof(),
             reach: who.reach.clone(),
             pty: self.ptys.remove(&id),
         };

@@ -77,6 +77,17 @@ pub(crate) struct Holder {
     pub handle: Option<server::Handle>,
 }
 
+impl Holder {
+    /// What shows the approver, in a relayed command, that this is the user's own login: the
+    /// key's fingerprint, or a certificate login's binding (which it checks like a key).
+    pub(crate) fn proof(&self) -> String {
+        match portcullis_core::user_ca::Binding::parse(&self.key) {
+            Some(_) => self.key.clone(),
+            None => self.fingerprint.clone(),
+        }
+    }
+}
+
 /// Why a session may not open, or not go on: what the gateway denies, and what to run instead.
 /// (Not the policy's `portcullis_core::policy::Refusal`, which is why the approver refuses a
 /// request.)

@@ -142,8 +142,14 @@ impl Relay<'_> {
                     }
                 },
                 // After the output already on its way, not in the middle of it.
+                // The notice goes out as the pending write towards the client, like its
+                // output: a client that keeps its window shut then holds up only the notice,
+                // while this loop still watches for the cut. (Awaited here, it stopped the
+                // loop, and the session outlived its grant until the client left.)
                 () = &mut timer, if warning.armed && to_client.is_none() => {
-                    warning.fire(self.session, self.pty, cw, timer.as_mut()).await;
+                    if let Some(note) = warning.fire(self.session, self.pty, timer.as_mut()) {
+                        to_client = Some(Box::pin(cw.data_bytes(note)));
+                    }
                     Step::Go
                 }
             };
@@ -305,38 +311,37 @@ impl Warning {
         }
     }
 
-    async fn fire(
+    /// The notice to send the client now, if it is due (the timer is moved if it is not).
+    fn fire(
         &mut self,
         session: &Recorded,
         pty: bool,
-        cw: &ChannelWriteHalf<Msg>,
         timer: std::pin::Pin<&mut tokio::time::Sleep>,
-    ) {
+    ) -> Option<Vec<u8>> {
         // The session may have moved to a longer grant since the tick that armed this: warn
         // only when the warning is due now, else wait for it.
         match session.warning_due(self.warned_for) {
             Some(d) if d > WARNING_SLACK => {
                 timer.reset(tokio::time::Instant::now() + d);
-                return;
+                return None;
             }
             Some(_) => {}
             None => {
                 self.armed = false;
-                return;
+                return None;
             }
         }
         self.armed = false;
-        if let Some((grant, left)) = session.grant_left() {
-            self.warned_for = Some(grant);
-            if pty {
-                let note = format!(
-                    "\r\nportcullis: grant on {t} ends in {left} - request more: {reach} request {t} --for 1h --reason \"...\"\r\n",
-                    t = session.target.name,
-                    left = format_duration(left),
-                    reach = session.who.reach,
-                );
-                let _ = cw.data_bytes(note.into_bytes()).await;
-            }
-        }
+        let (grant, left) = session.grant_left()?;
+        self.warned_for = Some(grant);
+        pty.then(|| {
+            format!(
+                "\r\nportcullis: grant on {t} ends in {left} - request more: {reach} request {t} --for 1h --reason \"...\"\r\n",
+                t = session.target.name,
+                left = format_duration(left),
+                reach = session.who.reach,
+            )
+            .into_bytes()
+        })
     }
 }

@@ -159,7 +159,7 @@ impl ScpTap {
                         },
                         None,
                     );
-                    self.dirs.push(text(name, false));
+                    self.dirs.push(capped(&text(name, false)).to_string());
                 }
             }
             b'E' => {
@@ -172,19 +172,22 @@ impl ScpTap {
         Ok(())
     }
 
-    /// `name` under the directories the stream is in, capped.
+    /// `name` under the directories the stream is in, capped. Built only up to the cap: a
+    /// deep tree of long names must not cost a copy of all of them for every line under it.
     fn path(&self, name: &[u8]) -> String {
-        let mut path = self.dirs.join("/");
-        if !path.is_empty() {
-            path.push('/');
-        }
-        path.push_str(&text(name, false));
-        if path.len() > MAX_PATH {
-            let mut end = MAX_PATH;
-            while !path.is_char_boundary(end) {
-                end -= 1;
+        let name = text(name, false);
+        let mut path = String::new();
+        for part in self.dirs.iter().map(String::as_str).chain([name.as_str()]) {
+            if path.len() > MAX_PATH {
+                break;
             }
-            path.truncate(end);
+            if !path.is_empty() {
+                path.push('/');
+            }
+            path.push_str(capped(part));
+        }
+        if path.len() > MAX_PATH {
+            path.truncate(boundary(&path, MAX_PATH));
             path.push('…');
         }
         path
@@ -211,6 +214,20 @@ fn file_line(rest: &[u8]) -> Option<(String, u64, &[u8])> {
     }
     let size = std::str::from_utf8(size).ok()?.parse::<u64>().ok()?;
     Some((String::from_utf8_lossy(mode).into_owned(), size, name))
+}
+
+/// `part` cut to at most [`MAX_PATH`] bytes at a character boundary.
+fn capped(part: &str) -> &str {
+    &part[..boundary(part, MAX_PATH)]
+}
+
+/// The largest character boundary of `s` at or below `at`.
+fn boundary(s: &str, at: usize) -> usize {
+    let mut end = at.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
 }
 
 #[cfg(test)]
@@ -337,6 +354,30 @@ mod tests {
         let mut tap = ScpTap::for_command("scp -t /tmp").unwrap();
         tap.client_sent(b"C0644 lots name\n", &now);
         assert!(tap.abandoned);
+    }
+
+    /// A deep tree of long names that grow when read (invalid UTF-8 becomes three bytes
+    /// each): every path stays within the cap, and so does what is kept of the tree.
+    #[test]
+    fn a_deep_tree_of_long_names_keeps_paths_and_names_capped() {
+        let mut tap = ScpTap::for_command("scp -t /tmp").unwrap();
+        let name = vec![0xffu8; 4000];
+        for _ in 0..MAX_DEPTH {
+            let mut line = b"D0755 0 ".to_vec();
+            line.extend_from_slice(&name);
+            line.push(b'\n');
+            tap.client_sent(&line, &now);
+        }
+        tap.client_sent(b"C0644 0 x\n", &now);
+        assert!(!tap.abandoned);
+        assert!(tap.dirs.iter().all(|d| d.len() <= MAX_PATH));
+        for op in ops(&mut tap) {
+            let path = match op {
+                FileOp::ScpFile { path, .. } | FileOp::ScpDir { path, .. } => path,
+                other => panic!("{other:?}"),
+            };
+            assert!(path.len() <= MAX_PATH + '…'.len_utf8(), "{}", path.len());
+        }
     }
 
     proptest! {

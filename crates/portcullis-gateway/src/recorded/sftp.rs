@@ -38,9 +38,9 @@ const DATA_HEAD: usize = 1 + 4 + 4;
 /// The longest packet followed. OpenSSH's client and server both refuse over 256 KiB.
 const MAX_PACKET: u32 = 1024 * 1024;
 /// Requests waiting for the target's answer. OpenSSH's client keeps 64 in flight by default.
-const MAX_PENDING: usize = 4096;
+const MAX_PENDING: usize = 256;
 /// Files open at once.
-const MAX_HANDLES: usize = 1024;
+const MAX_HANDLES: usize = 256;
 /// The longest handle tracked (OpenSSH's are 4 bytes; the protocol allows 256).
 const MAX_HANDLE: usize = 256;
 
@@ -183,7 +183,13 @@ impl SftpTap {
                 "over {MAX_PENDING} requests waiting for an answer"
             )));
         }
-        self.pending.insert(id, p);
+        // An id still waiting for its answer, used again: which answer is whose can no longer
+        // be told, and guessing would let one operation hide behind another. Say so instead.
+        if self.pending.insert(id, p).is_some() {
+            return Err(Abandon(format!(
+                "request id {id} used again before its answer"
+            )));
+        }
         Ok(())
     }
 

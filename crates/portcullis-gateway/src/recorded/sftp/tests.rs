@@ -424,3 +424,21 @@ proptest! {
         let _ = events(&mut tap);
     }
 }
+
+/// A request id used again before its answer: which answer is whose cannot be told, so the
+/// reader says so once instead of letting the first operation go unrecorded.
+#[test]
+fn a_request_id_used_again_before_its_answer_abandons_once() {
+    let mut tap = SftpTap::default();
+    tap.client_sent(&paths(REMOVE, 5, &["/important"]), &now);
+    tap.client_sent(&paths(MKDIR, 5, &["/tmp/x"]), &now);
+    tap.target_sent(&status(5, 0), &now);
+    tap.target_sent(&status(5, 0), &now);
+    assert!(tap.abandoned);
+    let got = events(&mut tap);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        matches!(&got[0].0, FileOp::SftpAbandoned { why } if why.contains("used again")),
+        "{got:?}"
+    );
+}
