@@ -331,3 +331,62 @@ fn a_certificate_without_port_forwarding_cannot_forward() {
             .contains("cora: forward refused: the certificate lacks permit-port-forwarding")
     });
 }
+
+/// A connection to the approver kept open (a ControlMaster, say) does not outlive its
+/// certificate: revoked by serial and reloaded, the next command on it is refused.
+#[test]
+fn a_certificate_revoked_on_reload_ends_what_its_open_approver_connection_may_do() {
+    let (g, ca, _) = start();
+    let env = &g.env;
+    let key = env.key("cora");
+    sign(
+        &ca,
+        &key,
+        "cora@laptop",
+        &["-n", "cora", "-V", "-5m:+30m", "-z", "99"],
+    );
+    let secret = Arc::new(russh::keys::load_secret_key(&key, None).unwrap());
+    let text = std::fs::read_to_string(format!("{}-cert.pub", key.display())).unwrap();
+    let cert = russh::keys::Certificate::from_openssh(text.trim()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = Arc::new(portcullis_ssh::client::client_config());
+    let mut h = rt
+        .block_on(russh::client::connect(
+            config,
+            env.addr.as_str(),
+            AnyHostKey,
+        ))
+        .unwrap();
+    assert!(rt
+        .block_on(h.authenticate_openssh_cert("cora", secret, cert))
+        .unwrap()
+        .success());
+    let whoami = |h: &mut russh::client::Handle<AnyHostKey>| -> (Option<u32>, String) {
+        rt.block_on(async {
+            let mut ch = h.channel_open_session().await.unwrap();
+            ch.exec(true, "whoami").await.unwrap();
+            let (mut status, mut err) = (None, Vec::new());
+            while let Some(msg) = ch.wait().await {
+                match msg {
+                    russh::ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
+                    russh::ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                    _ => {}
+                }
+            }
+            (status, String::from_utf8_lossy(&err).into_owned())
+        })
+    };
+    assert_eq!(whoami(&mut h).0, Some(0));
+
+    let cfg = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("revoked_serials = [17]", "revoked_serials = [17, 99]");
+    std::fs::write(&env.config, cfg).unwrap();
+    env.admin("ada", &["reload"]).ok();
+    let (status, err) = whoami(&mut h);
+    assert_ne!(status, Some(0), "{err}");
+    assert!(err.contains("no longer accepted"), "{err}");
+}

@@ -347,7 +347,9 @@ impl server::Handler for Connection {
             binding.key_id
         );
         self.places = Arc::new(Semaphore::new(USER_CHANNELS));
-        self.caller = Some(Caller::connected(principal, fingerprint, self.local));
+        let mut caller = Caller::connected(principal, fingerprint, self.local);
+        caller.certificate = Some(binding);
+        self.caller = Some(caller);
         Ok(Auth::Accept)
     }
 

@@ -45,6 +45,9 @@ pub(crate) use requests::wait;
 pub(crate) struct Caller {
     pub principal: Principal,
     pub fingerprint: String,
+    /// The certificate a direct login presented, checked again before every command: a
+    /// connection kept open must not outlive its certificate's revocation.
+    pub certificate: Option<portcullis_core::user_ca::Binding>,
     /// How they reach us, as the start of an ssh command line (`ssh -p 2223 alice@10.0.0.2`),
     /// for the commands a reply suggests; `None` where that is not known.
     pub reach: Option<String>,
@@ -66,6 +69,7 @@ impl Caller {
         Caller {
             principal,
             fingerprint,
+            certificate: None,
             reach,
         }
     }
@@ -261,6 +265,7 @@ fn relayed(
         caller: Caller {
             principal: Principal::User(user.to_string()),
             fingerprint,
+            certificate: portcullis_core::user_ca::Binding::parse(key),
             // What the gateway says, or nothing: the approver's own address is no use to
             // someone who came through a gateway.
             reach,
@@ -309,6 +314,14 @@ async fn run(
         .users
         .get(name)
         .ok_or_else(|| ApproverError::Forbidden(format!("user {name} is no longer configured")))?;
+    if let Some(cert) = &asker.caller.certificate {
+        if !cert.still_valid(&catalog, name) {
+            return Err(ApproverError::Forbidden(format!(
+                "the certificate this connection logged in with (CA {}, serial {}) is no longer accepted; log in again",
+                cert.ca, cert.serial
+            )));
+        }
+    }
     let json = asker.json;
     let reply = match command {
         ControlCommand::Request(args) => {
