@@ -40,24 +40,33 @@ pub(crate) fn refuse(reason: String) -> ChannelOpenFailure {
 }
 
 impl Forward {
+    /// Say why the forward is refused (naming a pending request if there is one), and record
+    /// the refusal.
+    async fn refused(&self, denial: session::Denial, reply: russh::server::ChannelOpenHandle) {
+        let gw = &self.gw;
+        let why = crate::pending::refusal(gw, &self.who, &denial).await;
+        tracing::info!(
+            "{} {}: refused {}:{}: {why}",
+            self.who.client,
+            self.who.user,
+            self.host,
+            self.port
+        );
+        reply.reject(refuse(why.clone())).await;
+        let destination = format!("{}:{}", self.host, self.port);
+        let reason = denial.reason();
+        refusals::record(gw, &self.who, "direct-tcpip", &destination, reason, &why).await;
+    }
+
     pub async fn run(self, channel: Channel<Msg>, reply: russh::server::ChannelOpenHandle) {
         let gw = &self.gw;
         let admitted = match session::admit(gw, || self.check()).await {
             Ok(a) => a,
             Err(denial) => {
-                let why = crate::pending::refusal(gw, &self.who, &denial).await;
-                tracing::info!(
-                    "{} {}: refused {}:{}: {why}",
-                    self.who.client,
-                    self.who.user,
-                    self.host,
-                    self.port
-                );
-                reply.reject(refuse(why.clone())).await;
-                let destination = format!("{}:{}", self.host, self.port);
-                let reason = denial.reason();
-                refusals::record(gw, &self.who, "direct-tcpip", &destination, reason, &why).await;
-                return;
+                // Boxed: the refusal's path (a question to the approver, a spooled report) is
+                // larger than a running forward's, and every forward's task would otherwise
+                // be sized for it while it runs.
+                return Box::pin(self.refused(denial, reply)).await;
             }
         };
         let Admitted {

@@ -294,7 +294,9 @@ impl Recorded {
             if let Some(request) = request {
                 if let Err(denial) = self.live.check() {
                     let (who, target, why) = (&self.who, &self.target.name, denial.message());
-                    refusals::record(&self.gw, who, request, target, denial.reason(), &why).await;
+                    let record =
+                        refusals::record(&self.gw, who, request, target, denial.reason(), &why);
+                    Box::pin(record).await;
                     return Err(why);
                 }
             }

@@ -487,6 +487,24 @@ impl UserConnection {
     }
 }
 
+/// Say why a recorded login's session channel is refused, and record the refusal.
+async fn refused_recorded(
+    gw: &GatewayState,
+    who: &Holder,
+    target: &str,
+    denial: session::Denial,
+    reply: ChannelOpenHandle,
+) {
+    let why = crate::pending::refusal(gw, who, &denial).await;
+    tracing::info!(
+        "{} {}: refused a session on {target}: {why}",
+        who.client,
+        who.user
+    );
+    reply.reject(forward::refuse(why.clone())).await;
+    refusals::record(gw, who, "session", target, denial.reason(), &why).await;
+}
+
 /// A session channel of a recorded login: admitted (a grant approved a moment ago gets a moment
 /// to arrive), put on the books at once, accepted, then run.
 async fn open_recorded(
@@ -498,17 +516,8 @@ async fn open_recorded(
 ) {
     let admitted = match session::admit(&gw, || recorded::check(&gw, &who, &target)).await {
         Ok(a) => a,
-        Err(denial) => {
-            let why = crate::pending::refusal(&gw, &who, &denial).await;
-            tracing::info!(
-                "{} {}: refused a session on {target}: {why}",
-                who.client,
-                who.user
-            );
-            reply.reject(forward::refuse(why.clone())).await;
-            refusals::record(&gw, &who, "session", &target, denial.reason(), &why).await;
-            return;
-        }
+        // Boxed, as a forward's refusal: the session's task is not sized for it.
+        Err(denial) => return Box::pin(refused_recorded(&gw, &who, &target, denial, reply)).await,
     };
     let id = match gw.new_session_id().await {
         Ok(id) => id,
