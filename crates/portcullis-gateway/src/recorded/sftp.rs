@@ -51,6 +51,7 @@ const CLOSE: u8 = 4;
 const READ: u8 = 5;
 const WRITE: u8 = 6;
 const SETSTAT: u8 = 9;
+const FSETSTAT: u8 = 10;
 const REMOVE: u8 = 13;
 const MKDIR: u8 = 14;
 const RMDIR: u8 = 15;
@@ -229,6 +230,16 @@ impl SftpTap {
                 Pending::Write { handle, len }
             }
             SETSTAT => Pending::Op(FileOp::Setstat { path: r.path()? }),
+            // chmod, chown or truncate through an open file: the file's path, as SETSTAT.
+            FSETSTAT => {
+                let handle = r.handle()?;
+                let Some(file) = self.handles.get(&handle) else {
+                    return Ok(());
+                };
+                Pending::Op(FileOp::Setstat {
+                    path: file.path.clone(),
+                })
+            }
             REMOVE => Pending::Op(FileOp::Remove { path: r.path()? }),
             MKDIR => Pending::Op(FileOp::Mkdir { path: r.path()? }),
             RMDIR => Pending::Op(FileOp::Rmdir { path: r.path()? }),

@@ -442,3 +442,26 @@ fn a_request_id_used_again_before_its_answer_abandons_once() {
         "{got:?}"
     );
 }
+
+/// chmod, chown or truncate through an open file (FSETSTAT) is a setstat of that file's path,
+/// as SETSTAT by path is.
+#[test]
+fn a_setstat_through_an_open_file_names_its_path() {
+    let mut tap = SftpTap::default();
+    tap.client_sent(&open(1, "/etc/app.conf", 2), &now);
+    tap.target_sent(&handle(1, b"h1"), &now);
+    let attrs = [
+        string(b"h1"),
+        4u32.to_be_bytes().to_vec(),
+        0o600u32.to_be_bytes().to_vec(),
+    ]
+    .concat();
+    tap.client_sent(&packet(FSETSTAT, Some(2), &attrs), &now);
+    tap.target_sent(&status(2, 0), &now);
+    let got = events(&mut tap);
+    assert!(
+        got.iter()
+            .any(|e| matches!(&e.0, FileOp::Setstat { path } if path == "/etc/app.conf")),
+        "{got:?}"
+    );
+}
