@@ -46,7 +46,8 @@ impl Forward {
         let gw = &self.gw;
         let why = crate::pending::refusal(gw, &self.who, &denial).await;
         tracing::info!(
-            "{} {}: refused {}:{}: {why}",
+            // Debug-quoted: the host is the client's own text, and may hold line breaks.
+            "{} {}: refused {:?}:{}: {why:?}",
             self.who.client,
             self.who.user,
             self.host,

@@ -497,7 +497,7 @@ async fn refused_recorded(
 ) {
     let why = crate::pending::refusal(gw, who, &denial).await;
     tracing::info!(
-        "{} {}: refused a session on {target}: {why}",
+        "{} {}: refused a session on {target:?}: {why:?}",
         who.client,
         who.user
     );

@@ -195,7 +195,8 @@ impl ScpTap {
 
     fn abandon(&mut self, at: Timestamp, why: String) {
         self.abandoned = true;
-        tracing::warn!("scp stream no longer followed: {why}");
+        // Debug-quoted: `why` quotes bytes of the stream.
+        tracing::warn!("scp stream no longer followed: {why:?}");
         self.log.push(at, FileOp::ScpAbandoned { why }, None);
         self.line = Vec::new();
         self.dirs = Vec::new();

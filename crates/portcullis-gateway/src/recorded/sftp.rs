@@ -154,7 +154,8 @@ impl SftpTap {
     /// they stand, and the memory given back.
     fn abandon(&mut self, at: Timestamp, why: String) {
         self.abandoned = true;
-        tracing::warn!("sftp stream no longer followed: {why}");
+        // Debug-quoted: `why` quotes bytes of the stream.
+        tracing::warn!("sftp stream no longer followed: {why:?}");
         self.log.push(at, FileOp::SftpAbandoned { why }, None);
         self.close_all(at, "parse abandoned");
         self.pending = HashMap::new();
