@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::common;
-use crate::support::docs::{self, swap, Mark};
+use crate::support::docs::{self, swap, KillOnDrop, Mark};
 use crate::support::targets::{free_port, shared_dir, Postgres, Sshd};
 use crate::support::{keygen, request_id, Env, Out, BIN, SOON};
 
@@ -676,33 +676,7 @@ impl Reader {
 
     /// An `ssh -N -L LOCAL:…` line, left running; back once LOCAL takes connections.
     fn start_tunnel(&self, line: &str, local: u16) -> KillOnDrop {
-        let mut tunnel = KillOnDrop(
-            self.shell(&format!("exec {line}"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        let deadline = Instant::now() + SOON;
-        while std::net::TcpStream::connect(("127.0.0.1", local)).is_err() {
-            if let Some(st) = tunnel.0.try_wait().unwrap() {
-                panic!("{line} exited with {st}");
-            }
-            assert!(Instant::now() < deadline, "{line}: no forward on {local}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        tunnel
-    }
-}
-
-/// A child that is killed if the test ends first.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        docs::start_tunnel(self.shell(&format!("exec {line}")), line, local)
     }
 }
 

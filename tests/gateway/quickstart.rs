@@ -2,12 +2,13 @@
 //! too, checked through its forward), README's example lines are among them, and Ctrl-C stops
 //! it cleanly.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{docs, run, BIN, SOON};
+use crate::support::docs::{self, KillOnDrop};
+use crate::support::{run, BIN, SOON};
 
 /// A command as a user's shell runs it: this HOME (where the quickstart's profile goes),
 /// `portcullis` on PATH, and nothing from the runner's environment that picks a profile.
@@ -148,16 +149,6 @@ fn ports_as_placeholders(line: &str) -> String {
     out
 }
 
-/// A failing assertion must not leave a quickstart holding ports 2222 and 2223.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `ssh … -N -L PORT:echo-db:…` stays up: start it, send bytes through the forward to the
 /// demo's echo server, and see them come back.
 fn check_tunnel(line: &str, home: &Path) {
@@ -167,30 +158,8 @@ fn check_tunnel(line: &str, home: &Path) {
         .and_then(|rest| rest.split(':').next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no -L PORT: in {line}"));
-    let mut tunnel = KillOnDrop(
-        in_home("sh", home)
-            .arg("-c")
-            .arg(format!("exec {line}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + SOON;
-    let mut conn = loop {
-        if let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", local)) {
-            break c;
-        }
-        if let Some(st) = tunnel.0.try_wait().unwrap() {
-            panic!("{line} exited with {st}");
-        }
-        assert!(Instant::now() < deadline, "{line}: no forward on {local}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    conn.set_read_timeout(Some(SOON)).unwrap();
-    conn.write_all(b"through the tunnel").unwrap();
-    let mut back = [0u8; 18];
-    conn.read_exact(&mut back).unwrap();
-    assert_eq!(&back, b"through the tunnel", "{line}");
+    let mut sh = in_home("sh", home);
+    sh.arg("-c").arg(format!("exec {line}"));
+    let _tunnel = docs::start_tunnel(sh, line, local);
+    docs::echo_through(local, b"through the tunnel", line);
 }

@@ -3,24 +3,13 @@
 //! host, ports, key and login are replaced by this test's, and every line must succeed against
 //! the real gateway, a real sshd as `web-1` and an echo server as `pg-prod`.
 
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use super::common;
-use crate::support::docs::{fenced_after, swap};
+use crate::support::docs::{self, fenced_after, swap};
 use crate::support::targets::{free_port, shared_dir, Echo, Sshd};
-use crate::support::{run, BIN, SOON};
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::support::{run, BIN};
 
 #[test]
 fn the_documented_ssh_config_and_lines_work() {
@@ -153,33 +142,10 @@ fn tail(log: &str) -> String {
 
 /// The tunnel host stays up: start it, and send bytes through its forward to pg-prod.
 fn check_tunnel(line: &str, dir: &Path, local: u16) {
-    let mut tunnel = KillOnDrop(
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("exec {line}"))
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + SOON;
-    let mut conn = loop {
-        if let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", local)) {
-            break c;
-        }
-        if let Some(st) = tunnel.0.try_wait().unwrap() {
-            panic!("{line} exited with {st}");
-        }
-        assert!(Instant::now() < deadline, "{line}: no forward on {local}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    conn.set_read_timeout(Some(SOON)).unwrap();
-    conn.write_all(b"SELECT 1").unwrap();
-    let mut back = [0u8; 8];
-    conn.read_exact(&mut back).unwrap();
-    assert_eq!(&back, b"SELECT 1", "{line}");
+    let mut sh = Command::new("sh");
+    sh.arg("-c").arg(format!("exec {line}")).current_dir(dir);
+    let _tunnel = docs::start_tunnel(sh, line, local);
+    docs::echo_through(local, b"SELECT 1", line);
 }
 
 /// `keys known-hosts` prints the lines `ssh` looks up, with the keys `keys` prints.

@@ -156,3 +156,50 @@ pub fn session(block: &str) -> Vec<(String, Vec<String>)> {
     }
     out
 }
+
+/// A child that is killed if the test ends first.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `tunnel`, the documented `ssh -N -L LOCAL:…` `line` ready to run, and leave it
+/// running; back once LOCAL takes connections.
+pub fn start_tunnel(mut tunnel: std::process::Command, line: &str, local: u16) -> KillOnDrop {
+    use std::process::Stdio;
+    let mut tunnel = KillOnDrop(
+        tunnel
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + super::SOON;
+    while std::net::TcpStream::connect(("127.0.0.1", local)).is_err() {
+        if let Some(st) = tunnel.0.try_wait().unwrap() {
+            panic!("{line} exited with {st}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{line}: no forward on {local}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    tunnel
+}
+
+/// Send `payload` through the forward on LOCAL to an echo server and see it come back.
+pub fn echo_through(local: u16, payload: &[u8], line: &str) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();
+    conn.set_read_timeout(Some(super::SOON)).unwrap();
+    conn.write_all(payload).unwrap();
+    let mut back = vec![0u8; payload.len()];
+    conn.read_exact(&mut back).unwrap();
+    assert_eq!(back, payload, "{line}");
+}
