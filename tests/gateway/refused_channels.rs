@@ -60,7 +60,7 @@ impl Drop for LocalForward {
 }
 
 /// The `session.refused` events, as `audit log --kind session.refused` lists them.
-fn refusals(env: &Env) -> Vec<Value> {
+pub(super) fn refusals(env: &Env) -> Vec<Value> {
     let out = env.admin(
         "audrey",
         &[

@@ -6,26 +6,13 @@
 use serde_json::Value;
 
 use super::common;
+use super::refused_channels::refusals;
 use crate::support::{keygen, ssh_with_keys, Env};
 
-/// The `session.refused` events of refused logins, as the auditor lists them.
+/// The `session.refused` events of refused logins (and the counts), as the auditor lists them.
 fn login_refusals(env: &Env) -> Vec<Value> {
-    let out = env.admin(
-        "audrey",
-        &[
-            "--json",
-            "audit",
-            "log",
-            "--kind",
-            "session.refused",
-            "--limit",
-            "100000",
-        ],
-    );
-    out.ok();
-    out.stdout
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    refusals(env)
+        .into_iter()
         .filter(|e| e["channel"] == "login" || e["count"].is_u64())
         .collect()
 }
