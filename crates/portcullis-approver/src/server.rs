@@ -122,6 +122,7 @@ async fn accept(
             ptys: HashSet::new(),
             places: Arc::new(Semaphore::new(0)),
             refused: None,
+            security_key_flags: None,
         },
     )
     .await
@@ -179,6 +180,9 @@ struct Connection {
     places: Arc<Semaphore>,
     /// Why its attempts to log in were refused: logged and counted if it never logs in.
     refused: Option<portcullis_ssh::login::Refusal>,
+    /// The authenticator's flags of the FIDO signature just verified, for the login that
+    /// russh asks about next (see `login::check_touch`).
+    security_key_flags: Option<u8>,
 }
 
 impl Drop for Connection {
@@ -246,6 +250,7 @@ impl server::Handler for Connection {
         // An offer only invites a signature: identity is decided in `auth_publickey`, after
         // russh has verified it (FIELD-NOTES: Warpgate GHSA-3cjp-w4cp-m9c8).
         self.caller = None;
+        self.security_key_flags = None;
         if let Err(why) = login::check_key(offer.public_key, offer.algorithm) {
             Refusal::new(user, offer.public_key, why, false).keep(&mut self.refused);
             return Ok(Auth::reject());
@@ -269,7 +274,10 @@ impl server::Handler for Connection {
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         self.caller = None;
-        if let Err(why) = login::check_key(key.public_key, key.algorithm) {
+        let flags = self.security_key_flags.take();
+        let checked = login::check_key(key.public_key, key.algorithm)
+            .and_then(|()| login::check_touch(key.public_key, flags));
+        if let Err(why) = checked {
             Refusal::new(user, key.public_key, why, true).keep(&mut self.refused);
             return Ok(Auth::reject());
         }
@@ -318,13 +326,15 @@ impl server::Handler for Connection {
             .parse::<std::net::SocketAddr>()
             .map(|a| a.ip())
             .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+        let flags = self.security_key_flags.take();
         let checked = portcullis_ssh::certificate::check(
             certificate,
             user,
             client,
             &self.app.catalog(),
             self.app.now().secs(),
-        );
+        )
+        .and_then(|b| login::check_touch(&key, flags).map(|()| b));
         let binding = match checked {
             Ok(b) => b,
             Err(why) => {
@@ -351,6 +361,11 @@ impl server::Handler for Connection {
         caller.certificate = Some(binding);
         self.caller = Some(caller);
         Ok(Auth::Accept)
+    }
+
+    async fn auth_security_key_flags(&mut self, _user: &str, flags: u8) -> Result<(), Self::Error> {
+        self.security_key_flags = Some(flags);
+        Ok(())
     }
 
     async fn channel_open_session(

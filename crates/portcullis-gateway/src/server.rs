@@ -73,6 +73,7 @@ pub(crate) async fn serve(gw: Arc<GatewayState>) -> Result<(), GatewayError> {
                 ptys: HashSet::new(),
                 open_channels: Arc::default(),
                 refused: None,
+                security_key_flags: None,
             }
         },
     )
@@ -111,6 +112,9 @@ struct UserConnection {
     open_channels: Arc<AtomicUsize>,
     /// Why its attempts to log in were refused: logged and counted if it never logs in.
     refused: Option<Refusal>,
+    /// The authenticator's flags of the FIDO signature just verified, for the login that
+    /// russh asks about next (see `login::check_touch`).
+    security_key_flags: Option<u8>,
 }
 
 impl Drop for UserConnection {
@@ -197,6 +201,7 @@ impl server::Handler for UserConnection {
     ) -> Result<Auth, Self::Error> {
         // An offer only invites a signature; identity is decided after it verifies.
         self.holder = None;
+        self.security_key_flags = None;
         if let Err(why) = login::check_key(offer.public_key, offer.algorithm) {
             Refusal::new(user, offer.public_key, why, false).keep(&mut self.refused);
             return Ok(Auth::reject());
@@ -220,7 +225,10 @@ impl server::Handler for UserConnection {
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         self.holder = None;
-        if let Err(why) = login::check_key(key.public_key, key.algorithm) {
+        let flags = self.security_key_flags.take();
+        let checked = login::check_key(key.public_key, key.algorithm)
+            .and_then(|()| login::check_touch(key.public_key, flags));
+        if let Err(why) = checked {
             Refusal::new(user, key.public_key, why, true).keep(&mut self.refused);
             return Ok(Auth::reject());
         }
@@ -240,6 +248,7 @@ impl server::Handler for UserConnection {
         self.holder = None;
         let key = certificate::certified_key(certificate);
         let (name, _) = split_login(user);
+        let flags = self.security_key_flags.take();
         let checked = match self.gw.catalog() {
             Some(catalog) => certificate::check(
                 certificate,
@@ -249,7 +258,8 @@ impl server::Handler for UserConnection {
                 self.gw.now().secs(),
             ),
             None => Err(Reason::NoCatalog),
-        };
+        }
+        .and_then(|b| login::check_touch(&key, flags).map(|()| b));
         match checked {
             Ok(binding) => Ok(self.logged_in(user, name.to_string(), binding.to_text(), &key)),
             Err(why) => {
@@ -257,6 +267,11 @@ impl server::Handler for UserConnection {
                 Ok(Auth::reject())
             }
         }
+    }
+
+    async fn auth_security_key_flags(&mut self, _user: &str, flags: u8) -> Result<(), Self::Error> {
+        self.security_key_flags = Some(flags);
+        Ok(())
     }
 
     // Called after russh has queued the packet for the channel: a peer that sends more than

@@ -4,10 +4,11 @@
 //! certificate is refused and the [`Binding`] an accepted one leaves; the servers call
 //! [`check`] from `auth_openssh_certificate` and nowhere else (an offer is never a login).
 //!
-//! russh itself turns away, before any handler sees them, certificates outside their validity
-//! window and those whose CA signature does not verify (`server/encrypted.rs`); those refusals
-//! reach the log only as russh's own line. The same checks are made here again, on the
-//! daemon's clock, so no path depends on russh's.
+//! Published russh turns away, before any handler sees them, certificates outside their
+//! validity window and those whose CA signature does not verify, so those refusals reached
+//! the log only as russh's own line without user or key. Our servers set russh's
+//! `handler_checks_certificates` (a portcullis patch, vendor/russh/PORTCULLIS.md): both checks
+//! are made here, on the daemon's clock, and their refusals have their reasons.
 
 use std::net::IpAddr;
 

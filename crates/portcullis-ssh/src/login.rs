@@ -28,6 +28,8 @@ pub enum Reason {
     Certificate(&'static str, String),
     /// The login proved who it is, but its connection has no room (per-user cap, reserve).
     Admission(&'static str, String),
+    /// A FIDO (`sk-*`) signature made without the user touching the authenticator.
+    NoUserPresence,
 }
 
 impl Reason {
@@ -39,6 +41,7 @@ impl Reason {
             Reason::UnknownKey => "unknown_key",
             Reason::WrongUser => "wrong_user",
             Reason::UnsupportedKey(_) => "unsupported_key",
+            Reason::NoUserPresence => "no_user_presence",
             Reason::Certificate(label, _) | Reason::Admission(label, _) => label,
         }
     }
@@ -62,6 +65,10 @@ impl fmt::Display for Reason {
             Reason::UnknownKey => f.write_str("unknown key"),
             Reason::WrongUser => f.write_str("key of another user"),
             Reason::UnsupportedKey(why) => write!(f, "unsupported key kind: {why}"),
+            Reason::NoUserPresence => f.write_str(
+                "security key signed without user presence (no touch; keys made with \
+                 `-O no-touch-required` are refused, as sshd refuses them by default)",
+            ),
             Reason::Certificate(_, why) | Reason::Admission(_, why) => f.write_str(why),
         }
     }
@@ -148,6 +155,26 @@ pub fn check_key(key: &PublicKey, algorithm: &Algorithm) -> Result<(), Reason> {
     Ok(())
 }
 
+/// The user-presence bit of a FIDO authenticator's flags: the user touched the key.
+const USER_PRESENT: u8 = 0x01;
+
+/// Whether a verified signature by `key` shows the user's touch, when `key` is a FIDO
+/// (`sk-*`) key: `flags` is the authenticator's flags byte russh hands the handler just
+/// before the login is decided (`Handler::auth_security_key_flags`, a portcullis patch of
+/// russh). A FIDO signature whose flags never arrived is refused too: if a russh upgrade
+/// drops the patch, FIDO logins stop rather than stop being checked. Other keys pass.
+pub fn check_touch(key: &PublicKey, flags: Option<u8>) -> Result<(), Reason> {
+    let fido = matches!(
+        key.algorithm(),
+        Algorithm::SkEd25519 | Algorithm::SkEcdsaSha2NistP256
+    );
+    match flags {
+        _ if !fido => Ok(()),
+        Some(f) if f & USER_PRESENT != 0 => Ok(()),
+        _ => Err(Reason::NoUserPresence),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +201,22 @@ mod tests {
             "{}",
             kept.fingerprint
         );
+    }
+
+    #[test]
+    fn a_fido_signature_needs_the_users_touch() {
+        let plain = keys::parse_public_key(KEY).unwrap();
+        let fido = keys::parse_public_key(
+            "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIIqHTeOyl710m60++4POL7xdRR/gKTlHDtje+AZHBh9OAAAABHNzaDo= fido",
+        )
+        .unwrap();
+        assert_eq!(check_touch(&plain, None), Ok(()));
+        assert_eq!(check_touch(&fido, Some(0x01)), Ok(()));
+        assert_eq!(check_touch(&fido, Some(0x05)), Ok(()));
+        assert_eq!(check_touch(&fido, Some(0x04)), Err(Reason::NoUserPresence));
+        assert_eq!(check_touch(&fido, Some(0x00)), Err(Reason::NoUserPresence));
+        // No flags at all (the russh patch gone): refused, not waved through.
+        assert_eq!(check_touch(&fido, None), Err(Reason::NoUserPresence));
     }
 
     #[test]

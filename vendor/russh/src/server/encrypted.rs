@@ -113,6 +113,8 @@ impl Session {
                     buf,
                     &mut r,
                     &mut self.common.auth_user,
+                    // portcullis patch: see `Config::handler_checks_certificates`.
+                    !self.common.config.handler_checks_certificates,
                 )
                 .await?;
                 self.common.auth_attempts += 1;
@@ -921,6 +923,7 @@ impl Encrypted {
         original_packet: &[u8],
         r: &mut &[u8],
         auth_user: &mut String,
+        self_checks_certificates: bool,
     ) -> Result<(), H::Error> {
         // https://tools.ietf.org/html/rfc4252#section-5
         let user = map_err!(String::decode(r))?;
@@ -996,6 +999,7 @@ impl Encrypted {
                     auth_user,
                     &user,
                     r,
+                    self_checks_certificates,
                 )
                 .await
             } else if method == "none" {
@@ -1087,6 +1091,7 @@ impl Encrypted {
         auth_user: &mut String,
         user: &str,
         r: &mut &[u8],
+        self_checks_certificates: bool,
     ) -> Result<(), H::Error> {
         let auth_request = if let EncryptedState::WaitingAuthRequest(ref mut a) = self.state {
             a
@@ -1108,7 +1113,11 @@ impl Encrypted {
                 // Handle certificates specifically
                 let pubkey = match pk_or_cert {
                     PublicKeyOrCertificate::PublicKey { ref key, .. } => key.clone(),
-                    PublicKeyOrCertificate::Certificate(ref cert) => {
+                    PublicKeyOrCertificate::Certificate(ref cert)
+                        if self_checks_certificates =>
+                    {
+                        // portcullis patch: skipped when the handler checks certificates
+                        // itself (`Config::handler_checks_certificates`).
                         // Validate certificate expiration. The bounds are None
                         // for OpenSSH's "always valid" sentinels (PROTOCOL.certkeys),
                         // which skips the corresponding check.
@@ -1132,6 +1141,9 @@ impl Encrypted {
                         }
 
                         // Use certificate's public key for authentication
+                        PublicKey::new(cert.public_key().clone(), "")
+                    }
+                    PublicKeyOrCertificate::Certificate(ref cert) => {
                         PublicKey::new(cert.public_key().clone(), "")
                     }
                 };
@@ -1216,6 +1228,12 @@ impl Encrypted {
                             Ok(Verifier::verify(&pubkey, &buf, &sig).is_ok())
                         })? {
                             debug!("signature verified");
+                            // portcullis patch: a FIDO signature's flags byte (user present,
+                            // user verified) goes to the handler, which decides whether the
+                            // authenticator was touched; the signature covers the byte.
+                            if let Some(flags) = security_key_flags(&sig) {
+                                handler.auth_security_key_flags(user, flags).await?;
+                            }
                             let auth = match pk_or_cert {
                                 PublicKeyOrCertificate::PublicKey { ref key, .. } => {
                                     let key = VerifiedPublicKey {
@@ -1322,6 +1340,18 @@ impl Encrypted {
                 e => Err(crate::Error::from(e).into()),
             },
         }
+    }
+}
+
+/// portcullis patch: the authenticator's flags byte of a FIDO (`sk-*`) signature, which
+/// ssh-key keeps after the signature proper, before the 4-byte counter.
+fn security_key_flags(sig: &Signature) -> Option<u8> {
+    match sig.algorithm() {
+        ssh_key::Algorithm::SkEd25519 | ssh_key::Algorithm::SkEcdsaSha2NistP256 => {
+            let bytes = sig.as_bytes();
+            bytes.len().checked_sub(5).and_then(|i| bytes.get(i)).copied()
+        }
+        _ => None,
     }
 }
 

@@ -99,6 +99,12 @@ pub struct Config {
     pub keepalive_max: usize,
     /// If active, invoke `set_nodelay(true)` on client sockets; disabled by default (i.e. Nagle's algorithm is active).
     pub nodelay: bool,
+    /// portcullis patch: when true, russh does not itself refuse an OpenSSH certificate
+    /// outside its validity window or whose CA signature does not verify: the certified
+    /// key's offer and signature go through as for any key, and
+    /// [`Handler::auth_openssh_certificate`] MUST make both checks, so that the refusal is
+    /// the handler's to explain. False by default (russh's published behaviour).
+    pub handler_checks_certificates: bool,
 }
 
 impl Default for Config {
@@ -126,6 +132,7 @@ impl Default for Config {
             keepalive_interval: None,
             keepalive_max: 3,
             nodelay: false,
+            handler_checks_certificates: false,
         }
     }
 }
@@ -153,6 +160,10 @@ impl Debug for Config {
             .field("inactivity_timeout", &self.inactivity_timeout)
             .field("keepalive_interval", &self.keepalive_interval)
             .field("keepalive_max", &self.keepalive_max)
+            .field(
+                "handler_checks_certificates",
+                &self.handler_checks_certificates,
+            )
             .finish()
     }
 }
@@ -338,6 +349,20 @@ pub trait Handler: Sized {
         certificate: &Certificate,
     ) -> impl Future<Output = Result<Auth, Self::Error>> + Send {
         async { Ok(Auth::reject()) }
+    }
+
+    /// portcullis patch: a FIDO (`sk-*`) signature (of a plain key or a certificate's)
+    /// verified for `user`; `flags` is the authenticator's flags byte the signature covers
+    /// (0x01 user present, 0x04 user verified). Called just before
+    /// [`Handler::auth_publickey`] or [`Handler::auth_openssh_certificate`] for the same
+    /// attempt, which may then refuse it. The default ignores it.
+    #[allow(unused_variables)]
+    fn auth_security_key_flags(
+        &mut self,
+        user: &str,
+        flags: u8,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        async { Ok(()) }
     }
 
     /// Check authentication using the "keyboard-interactive"
