@@ -208,9 +208,11 @@ impl server::Handler for UserConnection {
         }
         Ok(match self.identify(user, offer.public_key) {
             Some(_) => Auth::Accept,
-            // The offer of a certificate shows only the key inside it (russh), so with a CA
-            // trusted every offer may be one: it is decided after the signature.
-            None if self.certificates_trusted() => Auth::Accept,
+            // A certificate is decided after its signature, whoever's key it certifies; a
+            // plain key nobody holds is refused here, before the client signs with it (stock
+            // ssh offers `id` before `id-cert.pub`). The `certificate` of an offer is our
+            // russh patch.
+            None if offer.certificate.is_some() => Auth::Accept,
             None => {
                 let why = Reason::from_label(self.why_unknown(user, offer.public_key));
                 Refusal::new(user, offer.public_key, why, false).keep(&mut self.refused);

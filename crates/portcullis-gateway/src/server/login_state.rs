@@ -47,13 +47,6 @@ impl UserConnection {
         }
     }
 
-    /// Whether any user CA is trusted (then any offer may be a certificate's).
-    pub(super) fn certificates_trusted(&self) -> bool {
-        self.gw
-            .catalog()
-            .is_some_and(|c| !c.certificates.user_cas.is_empty())
-    }
-
     /// A verified login of `name`, by its key (normalised) or by a certificate (its binding):
     /// counted against the user's cap, then held for the connection's channels.
     pub(super) fn logged_in(

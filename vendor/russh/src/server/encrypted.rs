@@ -1211,6 +1211,7 @@ impl Encrypted {
                         let offer = PublicKeyOffer {
                             public_key: &pubkey,
                             algorithm: &algorithm,
+                            certificate: offered_certificate(&pk_or_cert),
                         };
                         let auth = handler.auth_publickey_offered(user, offer).await?;
                         auth == Auth::Accept
@@ -1288,6 +1289,7 @@ impl Encrypted {
                     let offer = PublicKeyOffer {
                         public_key: &pubkey,
                         algorithm: &algorithm,
+                        certificate: offered_certificate(&pk_or_cert),
                     };
                     let auth = handler.auth_publickey_offered(user, offer).await?;
                     match auth {
@@ -1340,6 +1342,14 @@ impl Encrypted {
                 e => Err(crate::Error::from(e).into()),
             },
         }
+    }
+}
+
+/// portcullis patch: the certificate an offer is made with, if it is one.
+fn offered_certificate(pk_or_cert: &PublicKeyOrCertificate) -> Option<&Certificate> {
+    match pk_or_cert {
+        PublicKeyOrCertificate::Certificate(cert) => Some(cert),
+        PublicKeyOrCertificate::PublicKey { .. } => None,
     }
 }
 

@@ -234,6 +234,11 @@ pub struct PublicKeyOffer<'a> {
     /// signature algorithm the certificate type maps to (for example
     /// `rsa-sha2-256` for `rsa-sha2-256-cert-v01@openssh.com`).
     pub algorithm: &'a ssh_key::Algorithm,
+    /// portcullis patch: the certificate, when the offer is an OpenSSH certificate's
+    /// (`public_key` is then the key it certifies). Lets a server refuse, at the offer, a
+    /// plain key it would never accept while it waits to see certificates' signatures.
+    /// Nothing in it is verified yet: never a reason to accept.
+    pub certificate: Option<&'a Certificate>,
 }
 
 /// A public key whose ownership has been verified, passed to
