@@ -5,6 +5,7 @@
 mod bench;
 mod config;
 pub mod docs;
+pub mod fido;
 mod gateway;
 mod out;
 pub mod targets;
