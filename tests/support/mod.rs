@@ -2,6 +2,7 @@
 //! approver process; helpers to run the stock `ssh` and `portcullis` against it.
 #![allow(dead_code)]
 
+pub mod agent;
 mod bench;
 mod config;
 pub mod docs;
