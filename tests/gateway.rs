@@ -27,6 +27,8 @@ mod connection_budget;
 mod cuts;
 #[path = "gateway/docs_followed.rs"]
 mod docs_followed;
+#[path = "gateway/fido.rs"]
+mod fido;
 #[path = "gateway/file_operations.rs"]
 mod file_operations;
 #[path = "gateway/forwarding.rs"]

@@ -47,8 +47,9 @@ const ILLUSTRATIVE_BLOCKS: &[(&str, &str)] = &[
     ),
     (
         "users-key-kinds",
-        "needs the reader's own RSA and ECDSA keys; tests/gateway/key_kinds.rs logs in with each \
-         kind from files and from ssh-agent",
+        "needs the reader's own RSA and ECDSA keys and a security key; tests/gateway/key_kinds.rs \
+         logs in with each kind from files and from ssh-agent, tests/gateway/fido.rs with FIDO \
+         keys on a software token",
     ),
     (
         "users-certificates",

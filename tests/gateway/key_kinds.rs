@@ -1,8 +1,8 @@
 //! Every kind of key a stock OpenSSH client makes (#13 item 1): RSA-3072, ECDSA-256/384 and
 //! ed25519 log in through the gateway and to the approver, from key files and from ssh-agent,
 //! with the stock `ssh` and with the thin client; a client that signs only with SHA-1
-//! (`ssh-rsa`) is refused, with a log line that says so. (FIDO keys need a token: they are
-//! covered by config tests, not here.)
+//! (`ssh-rsa`) is refused, with a log line that says so. FIDO keys log in end to end in
+//! fido.rs, through a software token.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use russh::keys::PrivateKeyWithHashAlg;
 
 use super::common;
+use crate::support::agent::{ssh_via_agent, Agent};
 use crate::support::{run, ssh_with_keys, Env, Out, BIN};
 
 /// The kinds tested, as `ssh-keygen -t TYPE -b BITS`.
@@ -56,82 +57,6 @@ fn start() -> (common::GwEnv, Vec<(String, PathBuf)>) {
         )
     });
     (g, made)
-}
-
-/// `ssh-agent -a SOCK`, killed when dropped.
-struct Agent {
-    sock: PathBuf,
-    pid: String,
-}
-
-impl Agent {
-    fn start(dir: &Path) -> Agent {
-        let sock = dir.join("kinds-agent.sock");
-        let out = Command::new("ssh-agent")
-            .arg("-a")
-            .arg(&sock)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let pid = String::from_utf8_lossy(&out.stdout)
-            .split("SSH_AGENT_PID=")
-            .nth(1)
-            .and_then(|s| s.split(';').next())
-            .unwrap()
-            .to_string();
-        Agent { sock, pid }
-    }
-
-    /// Hold exactly this key.
-    fn only(&self, key: &Path) {
-        let del = Command::new("ssh-add")
-            .env("SSH_AUTH_SOCK", &self.sock)
-            .arg("-D")
-            .output();
-        assert!(del.unwrap().status.success());
-        let add = Command::new("ssh-add")
-            .env("SSH_AUTH_SOCK", &self.sock)
-            .arg(key)
-            .output()
-            .unwrap();
-        assert!(
-            add.status.success(),
-            "{}",
-            String::from_utf8_lossy(&add.stderr)
-        );
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(&self.pid).status();
-    }
-}
-
-/// `ssh … whoami` signing through the agent: only the public half is on disk where ssh looks.
-fn ssh_via_agent(port: &str, login: &str, agent: &Agent, key: &Path, dir: &Path) -> Out {
-    let public_only = dir.join("agent-only.pub");
-    std::fs::copy(key.with_extension("pub"), &public_only).unwrap();
-    let mut c = Command::new("ssh");
-    c.args(["-n", "-F", "/dev/null", "-p", port, "-i"])
-        .arg(&public_only)
-        .arg("-o")
-        .arg(format!("IdentityAgent={}", agent.sock.display()))
-        .args([
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "PreferredAuthentications=publickey",
-        ])
-        .arg(format!("{login}@127.0.0.1"))
-        .arg("whoami");
-    run(&mut c)
 }
 
 fn approver_port(env: &Env) -> String {
@@ -269,8 +194,8 @@ fn a_client_that_signs_only_with_sha1_is_refused() {
     }
 }
 
-/// `portcullis check` refuses a key portcullis could not verify, and says why; FIDO keys (no
-/// token here to log in with) are accepted and compared by key data like any other.
+/// `portcullis check` refuses a key portcullis could not verify, and says why; FIDO keys are
+/// accepted and compared by key data like any other (fido.rs logs in with them).
 #[test]
 fn check_refuses_keys_it_cannot_verify() {
     let dir = tempfile::tempdir().unwrap();

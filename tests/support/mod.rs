@@ -2,9 +2,11 @@
 //! approver process; helpers to run the stock `ssh` and `portcullis` against it.
 #![allow(dead_code)]
 
+pub mod agent;
 mod bench;
 mod config;
 pub mod docs;
+pub mod fido;
 mod gateway;
 mod out;
 pub mod targets;
