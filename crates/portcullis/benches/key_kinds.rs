@@ -92,8 +92,8 @@ fn main() {
     };
     // (label, user, ssh config): the certificate is picked up beside its key.
     // OpenSSH offers the plain key before its certificate; the plain key is nobody's, and its
-    // refusal waits out the gateway's rejection floor (300 ms) before the certificate is tried.
-    // The last row has the client offer only certificates, to show the certificate path alone.
+    // offer is refused (after the gateway's 1 ms refusal floor) before the certificate is
+    // tried. The last row has the client offer only certificates: the certificate path alone.
     let kinds = [
         ("ed25519 key", "kim", config(&ed, "ed", "")),
         ("RSA-3072 key", "kim", config(&rsa, "rsa", "")),
