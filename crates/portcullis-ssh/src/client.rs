@@ -496,7 +496,8 @@ fn load_identity(path: &std::path::Path) -> Result<russh::keys::PrivateKey, SshE
     })
 }
 
-/// A key file: signed here, or by a private ssh-agent for an RSA key (`crate::rsa_agent`).
+/// A key file: signed here, or by a private ssh-agent for an RSA or FIDO key
+/// (`crate::private_agent`).
 async fn try_file(
     handle: &mut Handle<Checker>,
     user: &str,
@@ -505,11 +506,11 @@ async fn try_file(
     let key = load_identity(path)?;
     // `FILE-cert.pub` beside the key is tried first, as ssh does.
     let cert = certificate_beside(path);
-    if key.algorithm().is_rsa() {
+    if crate::private_agent::signs(&key) {
         let public = key.public_key().clone();
         drop(key);
         // ssh-add adds the certificate beside the key along with it.
-        let agent = crate::rsa_agent::PrivateAgent::holding(path).await?;
+        let agent = crate::private_agent::PrivateAgent::holding(path).await?;
         let hash = rsa_hash(handle, &public).await;
         if let Some(cert) = cert {
             if agent

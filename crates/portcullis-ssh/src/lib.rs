@@ -11,7 +11,7 @@ pub mod client;
 pub mod keyfile;
 pub mod login;
 pub mod metrics_http;
-mod rsa_agent;
+mod private_agent;
 pub mod server;
 pub mod startups;
 

@@ -1,8 +1,13 @@
-//! RSA key files given to the thin clients (`-i`, `PORTCULLIS_IDENTITY`, `~/.ssh/id_rsa`):
-//! signed by OpenSSH's own `ssh-agent`, started privately for the one login and stopped after
-//! it, never in this process. portcullis does no RSA private-key operation anywhere: the `rsa`
-//! crate's advisory RUSTSEC-2023-0071 (a timing side channel, "Marvin") concerns exactly
-//! those, and portcullis uses the crate only to verify (see deny.toml, docs/threat-model.md).
+//! Key files given to the thin clients (`-i`, `PORTCULLIS_IDENTITY`, `~/.ssh/id_*`) that
+//! portcullis does not sign itself, signed by OpenSSH's own `ssh-agent`, started privately for
+//! the one login and stopped after it:
+//! - RSA: portcullis does no RSA private-key operation anywhere. The `rsa` crate's advisory
+//!   RUSTSEC-2023-0071 (a timing side channel, "Marvin") concerns exactly those, and portcullis
+//!   uses the crate only to verify (see deny.toml, docs/threat-model.md).
+//! - FIDO (`sk-*`): the file holds only a handle; the security key signs, reached through
+//!   OpenSSH's `ssh-sk-helper` and its provider (`SSH_SK_PROVIDER`, else the built-in one),
+//!   asking for the touch as `ssh` does.
+//!
 //! A key already in the user's ssh-agent is signed there too, so nothing changes for it.
 
 use std::path::{Path, PathBuf};
@@ -11,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use russh::client::Handle;
 use russh::keys::agent::client::AgentClient;
-use russh::keys::{HashAlg, PublicKey};
+use russh::keys::{Algorithm, HashAlg, PublicKey};
 
 use crate::client::SshError;
 
@@ -22,10 +27,20 @@ pub(crate) struct PrivateAgent {
     sock: PathBuf,
 }
 
+/// Whether a key file of this kind is signed by a private agent rather than in process.
+pub(crate) fn signs(key: &russh::keys::PrivateKey) -> bool {
+    key.algorithm().is_rsa()
+        || matches!(
+            key.algorithm(),
+            Algorithm::SkEd25519 | Algorithm::SkEcdsaSha2NistP256
+        )
+}
+
 fn missing(what: &str, e: impl std::fmt::Display) -> SshError {
     SshError::Identity(format!(
-        "RSA keys are signed by OpenSSH's ssh-agent (portcullis itself never signs with RSA), \
-         and {what} failed: {e}; load the key with `ssh-add` and leave out -i"
+        "RSA and FIDO key files are signed by OpenSSH's ssh-agent (portcullis itself never \
+         signs with RSA, and only the security key signs for a FIDO key), and {what} failed: \
+         {e}; load the key with `ssh-add` and leave out -i"
     ))
 }
 
@@ -39,10 +54,14 @@ impl PrivateAgent {
         ));
         crate::keyfile::create_private_dir(&dir).map_err(|e| missing("a private directory", e))?;
         let sock = dir.join("agent.sock");
-        let child = tokio::process::Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
-            .arg(&sock)
+        let mut command = tokio::process::Command::new("ssh-agent");
+        command.arg("-D").arg("-a").arg(&sock);
+        // ssh-agent loads only providers under the system's library directories unless told;
+        // a provider the user chose (ssh-add reads the same variable) is allowed by its path.
+        if let Some(provider) = std::env::var_os("SSH_SK_PROVIDER").filter(|p| !p.is_empty()) {
+            command.arg("-P").arg(provider);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
