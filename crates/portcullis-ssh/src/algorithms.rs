@@ -164,7 +164,8 @@ mod tests {
         for alg in SERVER_KEYS {
             let (key_alg, hash) = match alg {
                 Algorithm::Rsa { hash } => (Algorithm::Rsa { hash: None }, *hash),
-                // No security key here: FIDO keys are checked by parsing (core's keys tests).
+                // No token in process: tests/gateway/fido.rs signs with both through a software
+                // token and stock ssh, end to end.
                 Algorithm::SkEd25519 | Algorithm::SkEcdsaSha2NistP256 => continue,
                 a => (a.clone(), None),
             };
