@@ -230,6 +230,37 @@ fn a_fido_key_made_without_touch_is_refused() {
                 })
             });
         }
+        // A certificate for the same key does not make up for the missing touch.
+        let out = run(Command::new("ssh-keygen")
+            .arg("-q")
+            .arg("-s")
+            .arg(&keys.ca)
+            .args(["-I", "nora@token", "-n", "nora", "-V", "-5m:+30m"])
+            .arg(key.with_extension("pub")));
+        assert_eq!(out.code, 0, "{kind}: {}", out.stderr);
+        for (place, port) in [("gateway", env.gw_port()), ("approver", approver_port(env))] {
+            let out = ssh_sk(&port, "nora", key, &["whoami"]);
+            assert_eq!(
+                out.code, 255,
+                "{kind} certificate at the {place}: {}",
+                out.stderr
+            );
+            let log = || match place {
+                "gateway" => env.gw_log(),
+                _ => env.log(),
+            };
+            env.eventually(
+                &format!("the {place}'s refusal of {kind}'s certificate"),
+                || {
+                    log().lines().any(|l| {
+                        l.contains("login refused for \"nora\"")
+                            && l.contains("(certificate for ")
+                            && l.contains(&fp)
+                            && l.contains("user presence")
+                    })
+                },
+            );
+        }
     }
     assert!(!env.gw_log().contains("authenticated nora"));
 }

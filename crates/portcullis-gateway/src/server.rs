@@ -252,12 +252,12 @@ impl server::Handler for UserConnection {
         let (name, _) = split_login(user);
         let flags = self.security_key_flags.take();
         let checked = match self.gw.catalog() {
-            Some(catalog) => certificate::check(
+            Some(catalog) => certificate::check_with(
                 certificate,
                 name,
                 self.peer.ip(),
                 &catalog,
-                self.gw.now().secs(),
+                certificate::Clocks::now(self.gw.now().secs()),
             ),
             None => Err(Reason::NoCatalog),
         }

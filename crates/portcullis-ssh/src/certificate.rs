@@ -34,15 +34,58 @@ pub fn certified_key(cert: &Certificate) -> PublicKey {
     PublicKey::new(cert.public_key().clone(), "")
 }
 
+/// The two clocks a certificate's window is read against, in Unix seconds: the daemon's own
+/// (never behind its clock floor, which the approver's heartbeats may move ahead of this
+/// host's) and this host's wall clock. A certificate must be valid by both: not yet valid if
+/// either says so, expired if either says so.
+#[derive(Debug, Clone, Copy)]
+pub struct Clocks {
+    pub daemon: u64,
+    pub wall: u64,
+}
+
+impl Clocks {
+    /// The daemon's clock and this host's wall clock now.
+    pub fn now(daemon: u64) -> Clocks {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Clocks { daemon, wall }
+    }
+
+    fn earliest(self) -> u64 {
+        self.daemon.min(self.wall)
+    }
+
+    fn latest(self) -> u64 {
+        self.daemon.max(self.wall)
+    }
+}
+
 /// Whether `cert` logs in `user` (the user part of the login name), connecting from `client`,
-/// at `now` (Unix seconds, from the daemon's clock). The accepted certificate's binding, or
-/// the reason for the refusal.
+/// at `now` (Unix seconds, one clock for both of [`Clocks`]). The accepted certificate's
+/// binding, or the reason for the refusal.
 pub fn check(
     cert: &Certificate,
     user: &str,
     client: IpAddr,
     catalog: &Catalog,
     now: u64,
+) -> Result<Binding, Reason> {
+    let clocks = Clocks {
+        daemon: now,
+        wall: now,
+    };
+    check_with(cert, user, client, catalog, clocks)
+}
+
+/// [`check`] against both clocks, as the servers call it.
+pub fn check_with(
+    cert: &Certificate,
+    user: &str,
+    client: IpAddr,
+    catalog: &Catalog,
+    now: Clocks,
 ) -> Result<Binding, Reason> {
     let ca = signing_ca(cert, catalog)?;
     let key = certified_key(cert);
@@ -143,14 +186,16 @@ fn signing_ca<'c>(cert: &Certificate, catalog: &'c Catalog) -> Result<&'c UserCa
 
 /// Whether `now` is inside the certificate's window, and the window no longer than its CA
 /// allows.
-fn check_validity(cert: &Certificate, ca: &UserCa, now: u64) -> Result<(), Reason> {
+fn check_validity(cert: &Certificate, ca: &UserCa, clocks: Clocks) -> Result<(), Reason> {
     let (after, before) = (cert.valid_after(), cert.valid_before());
+    let now = clocks.earliest();
     if now < after {
         return Err(refuse(
             "certificate_not_yet_valid",
             format!("certificate not yet valid (valid after {after}, now {now})"),
         ));
     }
+    let now = clocks.latest();
     if now >= before {
         return Err(refuse(
             "expired_certificate",
@@ -415,6 +460,33 @@ mod tests {
             label(check(&nobody, "zed", here, &s.catalog, NOW)),
             "unknown_user"
         );
+    }
+
+    #[test]
+    fn the_window_holds_by_both_clocks() {
+        let s = setup();
+        let here = ip("127.0.0.1");
+        // The daemon's clock floor ahead of the wall clock (the approver's heartbeats), or
+        // behind it: a certificate counts as valid only where both clocks agree.
+        let ahead = Clocks {
+            daemon: NOW + 600,
+            wall: NOW,
+        };
+        let behind = Clocks {
+            daemon: NOW,
+            wall: NOW + 600,
+        };
+        let starts_between = cert(&s, &s.ca, NOW + 60, NOW + 3600, alice);
+        let ends_between = cert(&s, &s.ca, NOW - 60, NOW + 60, alice);
+        for clocks in [ahead, behind] {
+            let r = check_with(&starts_between, "alice", here, &s.catalog, clocks);
+            assert_eq!(label(r), "certificate_not_yet_valid", "{clocks:?}");
+            let r = check_with(&ends_between, "alice", here, &s.catalog, clocks);
+            assert_eq!(label(r), "expired_certificate", "{clocks:?}");
+        }
+        let both = cert(&s, &s.ca, NOW - 60, NOW + 3600, alice);
+        assert!(check_with(&both, "alice", here, &s.catalog, ahead).is_ok());
+        assert!(check_with(&both, "alice", here, &s.catalog, behind).is_ok());
     }
 
     #[test]

@@ -30,9 +30,12 @@ impl UserConnection {
             return "no_catalog";
         };
         let norm = keys::normalize(key);
+        // Scanned whether or not the user exists, so that an unknown user's refusal takes as
+        // long as a known one's (the refusal floor is only 1 ms: AUTH_REFUSAL_FLOOR).
+        let held = catalog.users.values().any(|u| u.keys.contains(&norm));
         if !catalog.users.contains_key(split_login(login).0) {
             "unknown_user"
-        } else if catalog.users.values().any(|u| u.keys.contains(&norm)) {
+        } else if held {
             "wrong_user"
         } else {
             "unknown_key"

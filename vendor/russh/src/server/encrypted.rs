@@ -1226,13 +1226,17 @@ impl Encrypted {
                             map_err!(session_id.encode(&mut *buf))?;
                             buf.extend_from_slice(sig_init_buffer);
 
-                            Ok(Verifier::verify(&pubkey, &buf, &sig).is_ok())
+                            // portcullis patch: a FIDO key's signature must carry its own
+                            // algorithm's label (ssh-key verifies the layout whatever the
+                            // label says; sshd refuses a mismatch).
+                            Ok(Verifier::verify(&pubkey, &buf, &sig).is_ok()
+                                && security_key_label_matches(&pubkey, &sig))
                         })? {
                             debug!("signature verified");
                             // portcullis patch: a FIDO signature's flags byte (user present,
                             // user verified) goes to the handler, which decides whether the
                             // authenticator was touched; the signature covers the byte.
-                            if let Some(flags) = security_key_flags(&sig) {
+                            if let Some(flags) = security_key_flags(&pubkey, &sig) {
                                 handler.auth_security_key_flags(user, flags).await?;
                             }
                             let auth = match pk_or_cert {
@@ -1353,16 +1357,28 @@ fn offered_certificate(pk_or_cert: &PublicKeyOrCertificate) -> Option<&Certifica
     }
 }
 
-/// portcullis patch: the authenticator's flags byte of a FIDO (`sk-*`) signature, which
-/// ssh-key keeps after the signature proper, before the 4-byte counter.
-fn security_key_flags(sig: &Signature) -> Option<u8> {
-    match sig.algorithm() {
-        ssh_key::Algorithm::SkEd25519 | ssh_key::Algorithm::SkEcdsaSha2NistP256 => {
-            let bytes = sig.as_bytes();
-            bytes.len().checked_sub(5).and_then(|i| bytes.get(i)).copied()
-        }
-        _ => None,
+fn is_security_key(algorithm: &ssh_key::Algorithm) -> bool {
+    matches!(
+        algorithm,
+        ssh_key::Algorithm::SkEd25519 | ssh_key::Algorithm::SkEcdsaSha2NistP256
+    )
+}
+
+/// portcullis patch: whether a signature by `key` names the key's own algorithm, when `key`
+/// is a FIDO (`sk-*`) key.
+fn security_key_label_matches(key: &PublicKey, sig: &Signature) -> bool {
+    !is_security_key(&key.algorithm()) || sig.algorithm() == key.algorithm()
+}
+
+/// portcullis patch: the authenticator's flags byte of a verified signature by a FIDO
+/// (`sk-*`) key: ssh-key verifies such a signature as signature || flags || 4-byte counter,
+/// whatever its label, so the byte is found by the key's kind, at the place verified.
+fn security_key_flags(key: &PublicKey, sig: &Signature) -> Option<u8> {
+    if !is_security_key(&key.algorithm()) {
+        return None;
     }
+    let bytes = sig.as_bytes();
+    bytes.len().checked_sub(5).and_then(|i| bytes.get(i)).copied()
 }
 
 async fn reject_auth_request(
