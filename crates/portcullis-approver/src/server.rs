@@ -203,6 +203,8 @@ impl Connection {
         let norm = keys::normalize(key);
         if !catalog.users.contains_key(login) && !catalog.gateways.contains_key(login) {
             "unknown_user"
+        } else if catalog.key_revoked(&keys::fingerprint(key)).is_some() {
+            "revoked"
         } else if catalog.users.values().any(|u| u.keys.contains(&norm))
             || catalog.gateways.values().any(|g| g.key == norm)
         {

@@ -84,7 +84,10 @@ pub fn check(
             ));
         }
     }
-    if let Some(why) = ca.revoked(cert.serial(), cert.key_id(), &key_fp) {
+    if let Some(why) = catalog
+        .certificates
+        .revoked(ca, cert.serial(), cert.key_id(), &key_fp)
+    {
         return Err(refuse("revoked", format!("revoked: {why}")));
     }
     // One key, one identity: a key listed for another user (or a gateway) does not become
@@ -448,6 +451,52 @@ mod tests {
         let mut gone = s.catalog.clone();
         gone.certificates.user_cas.clear();
         assert!(!binding.still_valid(&gone, "alice"));
+    }
+
+    /// A stolen key listed in one CA's `revoked_keys` is refused in a certificate of another
+    /// CA too, and a CA whose key another CA lists signs nothing that logs in; an open login
+    /// resting on either ends. Serials and key ids stay each CA's own.
+    #[test]
+    fn a_key_revoked_under_one_ca_is_revoked_under_every_ca() {
+        let mut s = setup();
+        let here = ip("127.0.0.1");
+        let other = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
+        s.catalog.certificates.user_cas.push(UserCa {
+            name: "other".into(),
+            key: keys::normalize(other.public_key()),
+            fingerprint: keys::fingerprint(other.public_key()),
+            revoked_serials: Default::default(),
+            revoked_key_ids: Default::default(),
+            revoked_keys: Default::default(),
+            max_validity: None,
+        });
+        let c = cert(&s, &other, NOW - 60, NOW + 60, alice);
+        let binding = check(&c, "alice", here, &s.catalog, NOW).unwrap();
+        assert_eq!(binding.ca, "other");
+        let revoke_in_corp = |fp: String| {
+            let mut cat = s.catalog.clone();
+            cat.certificates.user_cas[0].revoked_keys.insert(fp);
+            cat
+        };
+        let stolen = revoke_in_corp(keys::fingerprint(s.user.public_key()));
+        let other_ca = revoke_in_corp(keys::fingerprint(other.public_key()));
+        for cat in [&stolen, &other_ca] {
+            let refused = check(&c, "alice", here, cat, NOW).unwrap_err();
+            assert_eq!(refused.label(), "revoked");
+            assert!(refused.to_string().contains("(CA corp)"), "{refused}");
+            assert!(!binding.still_valid(cat, "alice"));
+        }
+        // Serial 17 and the key id revoked under corp are corp's: other's certificate with
+        // the same ones logs in.
+        let mut corp_numbers = s.catalog.clone();
+        corp_numbers.certificates.user_cas[0]
+            .revoked_key_ids
+            .insert("alice@laptop".into());
+        let same_numbers = cert(&s, &other, NOW - 60, NOW + 60, |b| {
+            b.valid_principal("alice").unwrap();
+            b.serial(17).unwrap();
+        });
+        assert!(check(&same_numbers, "alice", here, &corp_numbers, NOW).is_ok());
     }
 
     #[test]

@@ -13,14 +13,13 @@ use crate::session::Holder;
 
 impl UserConnection {
     /// The user a verified (or offered) key proves for this login, if any.
+    /// A key any user CA revoked is nobody's.
     pub(super) fn identify(&self, login: &str, key: &russh::keys::PublicKey) -> Option<String> {
         let catalog = self.gw.catalog()?;
         let (name, _) = split_login(login);
         let user = catalog.users.get(name)?;
-        let norm = keys::normalize(key);
-        user.keys
-            .iter()
-            .any(|k| k == &norm)
+        catalog
+            .user_holds_key(&user.name, &keys::normalize(key))
             .then(|| user.name.clone())
     }
 
@@ -32,6 +31,8 @@ impl UserConnection {
         let norm = keys::normalize(key);
         if !catalog.users.contains_key(split_login(login).0) {
             "unknown_user"
+        } else if catalog.key_revoked(&keys::fingerprint(key)).is_some() {
+            "revoked"
         } else if catalog.users.values().any(|u| u.keys.contains(&norm)) {
             "wrong_user"
         } else {
