@@ -148,13 +148,18 @@ impl Binding {
         })
     }
 
-    /// Whether `user` may still rest on this certificate under `catalog`: the user is
-    /// configured, the CA is still trusted with the same key, and nothing it names is revoked.
-    /// (Whether the certificate is still within its validity is not asked again: like sshd,
-    /// a login stands once made; the grant decides how long a session lasts.)
+    /// Whether `user` may still rest on this certificate under `catalog`: what
+    /// `portcullis_ssh::certificate::check` decided from the catalog at login, asked again of
+    /// the catalog in force. The user is configured, the CA is still trusted with the same key,
+    /// nothing it names is revoked (under any CA, for keys), and the certified key is listed for
+    /// no one else (one key, one identity: a reload that gives it to another user or a gateway
+    /// ends what this login may do). Whether the certificate is still within its validity is
+    /// not asked again: like sshd, a login stands once made; the grant decides how long a
+    /// session lasts. (Nor is the CA's `max_validity`: the binding does not carry the window.)
     pub fn still_valid(&self, catalog: &Catalog, user: &str) -> bool {
         let certificates = &catalog.certificates;
         catalog.users.contains_key(user)
+            && !catalog.key_held_by_another(user, &self.key_fingerprint)
             && certificates
                 .user_cas
                 .iter()
@@ -321,6 +326,93 @@ mod tests {
             Some("a")
         );
         assert!(cas.revoking("SHA256:fine").is_none());
+    }
+
+    /// What a certificate login rests on is re-checked against the catalog in force, as at
+    /// login: the user, the CA, revocations under any CA, and one key, one identity (a reload
+    /// that lists the certified key for someone else ends what the login may do).
+    #[test]
+    fn a_binding_holds_only_while_the_login_would_still_be_accepted() {
+        use crate::catalog::{Gateway, User};
+        use crate::keys;
+        use russh::keys::ssh_key::public::{Ed25519PublicKey, KeyData};
+        let key = |seed: u8| {
+            let pk = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key();
+            russh::keys::PublicKey::new(KeyData::Ed25519(Ed25519PublicKey(pk.to_bytes())), "")
+        };
+        let certified = key(1);
+        let mut base = Catalog::default();
+        for name in ["alice", "bob"] {
+            base.users.insert(
+                name.into(),
+                User {
+                    name: name.into(),
+                    keys: vec![],
+                    groups: Default::default(),
+                },
+            );
+        }
+        base.certificates.user_cas = vec![ca("corp", "SHA256:ca"), ca("other", "SHA256:o")];
+        let b = Binding {
+            key_fingerprint: keys::fingerprint(&certified),
+            ca_fingerprint: "SHA256:ca".into(),
+            ..binding()
+        };
+        let user = "alice";
+        assert!(b.still_valid(&base, user));
+        let changed = |f: &dyn Fn(&mut Catalog)| {
+            let mut c = base.clone();
+            f(&mut c);
+            c
+        };
+        let norm = keys::normalize(&certified);
+        let listed_for = |name: &'static str| {
+            let norm = norm.clone();
+            move |c: &mut Catalog| {
+                if let Some(u) = c.users.get_mut(name) {
+                    u.keys.push(norm.clone());
+                }
+            }
+        };
+        assert!(b.still_valid(&changed(&listed_for("alice")), user));
+        let refused: Vec<(&str, Catalog)> = vec![
+            ("listed for bob", changed(&listed_for("bob"))),
+            (
+                "a gateway's key",
+                changed(&|c| {
+                    c.gateways.insert(
+                        "gw".into(),
+                        Gateway {
+                            name: "gw".into(),
+                            key: norm.clone(),
+                        },
+                    );
+                }),
+            ),
+            (
+                "user gone",
+                changed(&|c| {
+                    c.users.remove("alice");
+                }),
+            ),
+            (
+                "CA gone",
+                changed(&|c| {
+                    c.certificates.user_cas.remove(0);
+                }),
+            ),
+            (
+                "revoked under another CA",
+                changed(&|c| {
+                    c.certificates.user_cas[1]
+                        .revoked_keys
+                        .insert(keys::fingerprint(&certified));
+                }),
+            ),
+        ];
+        for (why, catalog) in &refused {
+            assert!(!b.still_valid(catalog, user), "{why}");
+        }
     }
 
     proptest::proptest! {
