@@ -17,6 +17,8 @@ mod approver_down;
 mod authentication;
 #[path = "gateway/certificates.rs"]
 mod certificates;
+#[path = "gateway/channel_memory.rs"]
+mod channel_memory;
 #[path = "gateway/common.rs"]
 mod common;
 #[path = "gateway/compliance.rs"]

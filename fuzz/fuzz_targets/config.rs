@@ -114,6 +114,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(g.listen.parse::<SocketAddr>().is_ok());
                 assert!(!g.expiry_warning.is_zero() && !g.fail_after.is_zero());
                 assert!(g.max_channels_per_connection >= 1);
+                assert!(g.max_channel_memory_per_user >= config::MIN_CHANNEL_MEMORY_PER_USER);
                 check_limits(&g.limits);
                 for k in &g.grant_signing_keys {
                     assert!(portcullis_core::keys::parse_signing_key(k).is_ok());

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use super::common::{self, GwEnv, Tunnel};
-use crate::support::{run, Env, Out};
+use crate::support::{run, Env, Out, BIN};
 
 /// `ssh-keygen -q -t ed25519 -f PATH`.
 fn keygen(path: &Path) {
@@ -87,6 +87,26 @@ fn login_with_certificate(addr: &str, user: &str, key: &Path) -> bool {
             .await
             .unwrap()
             .success()
+    })
+}
+
+/// `whoami` on a connection held open: its exit status and standard error.
+fn whoami(
+    rt: &tokio::runtime::Runtime,
+    h: &mut russh::client::Handle<AnyHostKey>,
+) -> (Option<u32>, String) {
+    rt.block_on(async {
+        let mut ch = h.channel_open_session().await.unwrap();
+        ch.exec(true, "whoami").await.unwrap();
+        let (mut status, mut err) = (None, Vec::new());
+        while let Some(msg) = ch.wait().await {
+            match msg {
+                russh::ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
+                russh::ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                _ => {}
+            }
+        }
+        (status, String::from_utf8_lossy(&err).into_owned())
     })
 }
 
@@ -374,21 +394,7 @@ fn a_certificate_revoked_on_reload_ends_what_its_open_approver_connection_may_do
         .block_on(h.authenticate_openssh_cert("cora", secret, cert))
         .unwrap()
         .success());
-    let whoami = |h: &mut russh::client::Handle<AnyHostKey>| -> (Option<u32>, String) {
-        rt.block_on(async {
-            let mut ch = h.channel_open_session().await.unwrap();
-            ch.exec(true, "whoami").await.unwrap();
-            let (mut status, mut err) = (None, Vec::new());
-            while let Some(msg) = ch.wait().await {
-                match msg {
-                    russh::ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
-                    russh::ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
-                    _ => {}
-                }
-            }
-            (status, String::from_utf8_lossy(&err).into_owned())
-        })
-    };
+    let whoami = |h: &mut russh::client::Handle<AnyHostKey>| whoami(&rt, h);
     assert_eq!(whoami(&mut h).0, Some(0));
 
     let cfg = std::fs::read_to_string(&env.config)
@@ -399,4 +405,72 @@ fn a_certificate_revoked_on_reload_ends_what_its_open_approver_connection_may_do
     let (status, err) = whoami(&mut h);
     assert_ne!(status, Some(0), "{err}");
     assert!(err.contains("no longer accepted"), "{err}");
+}
+
+/// A key in a CA's `revoked_keys` is compromised whoever lists it: alice's own key, listed
+/// under her `keys`, is refused once corp revokes it, at both daemons, and her connection to
+/// the approver kept open across the reload runs no further command. `check` warns that her
+/// entry still lists it.
+#[test]
+fn a_plain_key_in_revoked_keys_is_refused_and_ends_its_open_approver_connection() {
+    let (g, _, _) = start();
+    let env = &g.env;
+    let key = env.key("alice");
+    let secret = russh::keys::load_secret_key(&key, None).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = Arc::new(portcullis_ssh::client::client_config());
+    let mut h = rt
+        .block_on(russh::client::connect(
+            config,
+            env.addr.as_str(),
+            AnyHostKey,
+        ))
+        .unwrap();
+    let with = russh::keys::PrivateKeyWithHashAlg::new(Arc::new(secret), None);
+    assert!(rt
+        .block_on(h.authenticate_publickey("alice", with))
+        .unwrap()
+        .success());
+    let whoami = |h: &mut russh::client::Handle<AnyHostKey>| whoami(&rt, h);
+    assert_eq!(whoami(&mut h).0, Some(0));
+
+    let fp = fingerprint(&key);
+    let cfg = std::fs::read_to_string(&env.config).unwrap().replace(
+        "revoked_serials = [17]",
+        &format!("revoked_serials = [17]\nrevoked_keys = [\"{fp}\"]"),
+    );
+    std::fs::write(&env.config, cfg).unwrap();
+    let check = run(Command::new(BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(&env.config));
+    assert_eq!(check.code, 0, "a warning, not a problem: {}", check.stderr);
+    assert!(
+        check.stderr.contains(&format!(
+            "warning: user alice lists key {fp}, which user CA corp revokes (revoked_keys)"
+        )),
+        "{}",
+        check.stderr
+    );
+    env.admin("ada", &["reload"]).ok();
+
+    let (status, err) = whoami(&mut h);
+    assert_ne!(status, Some(0), "{err}");
+    assert!(err.contains("is no longer alice's, or is revoked"), "{err}");
+    assert_ne!(approver_ssh(env, "alice", &["whoami"]).code, 0);
+    env.eventually("the catalog at the gateway", || {
+        env.gw_ssh("alice", &["whoami"]).code != 0
+    });
+    env.eventually("the refusal in the gateway log", || {
+        env.gw_log().lines().any(|l| {
+            l.contains("login refused for \"alice\"")
+                && l.contains(&fp)
+                && l.contains("revoked key")
+        })
+    });
+    // Others are not affected.
+    assert_eq!(approver_ssh(env, "dave", &["whoami"]).code, 0);
 }

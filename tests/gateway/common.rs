@@ -84,11 +84,17 @@ impl Tunnel {
 
     /// Send bytes and read the echo back.
     pub fn echo(&mut self, bytes: &[u8]) -> Vec<u8> {
-        self.stdin.as_mut().unwrap().write_all(bytes).unwrap();
-        self.stdin.as_mut().unwrap().flush().unwrap();
+        self.try_echo(bytes).unwrap()
+    }
+
+    /// [`Tunnel::echo`], or `None` if the tunnel is gone (its channel refused, say).
+    pub fn try_echo(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let stdin = self.stdin.as_mut()?;
+        stdin.write_all(bytes).ok()?;
+        stdin.flush().ok()?;
         let mut buf = vec![0u8; bytes.len()];
-        self.stdout.read_exact(&mut buf).unwrap();
-        buf
+        self.stdout.read_exact(&mut buf).ok()?;
+        Some(buf)
     }
 
     /// Wait for ssh to exit on its own (the gateway cut it); returns its exit code and stderr.

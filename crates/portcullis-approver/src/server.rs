@@ -209,8 +209,11 @@ impl Connection {
         // long as a known one's (the refusal floor is only 1 ms: AUTH_REFUSAL_FLOOR).
         let held = catalog.users.values().any(|u| u.keys.contains(&norm))
             || catalog.gateways.values().any(|g| g.key == norm);
+        let revoked = catalog.key_revoked(&keys::fingerprint(key)).is_some();
         if !catalog.users.contains_key(login) && !catalog.gateways.contains_key(login) {
             "unknown_user"
+        } else if revoked {
+            "revoked"
         } else if held {
             "wrong_user"
         } else {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::key_index::KeyIndex;
 use crate::user_ca::Certificates;
 use crate::window::Window;
 
@@ -129,6 +130,9 @@ pub struct Catalog {
     /// empty: see `crate::catalog_v1`.
     #[serde(default, skip_serializing_if = "Certificates::is_empty")]
     pub certificates: Certificates,
+    /// The listed keys' fingerprints, taken on first use (`crate::key_index`). Never encoded.
+    #[serde(skip)]
+    pub key_index: KeyIndex,
 }
 
 /// Who an authenticated SSH key belongs to.
@@ -140,19 +144,20 @@ pub enum Principal {
 
 impl Catalog {
     /// The identity a verified key proves for the login name it was offered under.
-    /// A user's key never logs in under another name.
+    /// A user's key never logs in under another name, and a key any user CA revoked logs in
+    /// as nobody ([`Catalog::holds_key`]).
     pub fn authenticate(&self, login: &str, normalized_key: &str) -> Option<Principal> {
-        if let Some(u) = self.users.get(login) {
-            if u.keys.iter().any(|k| k == normalized_key) {
-                return Some(Principal::User(u.name.clone()));
-            }
-        }
-        if let Some(g) = self.gateways.get(login) {
-            if g.key == normalized_key {
-                return Some(Principal::Gateway(g.name.clone()));
-            }
-        }
-        None
+        [
+            self.users
+                .get(login)
+                .map(|u| Principal::User(u.name.clone())),
+            self.gateways
+                .get(login)
+                .map(|g| Principal::Gateway(g.name.clone())),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|p| self.holds_key(p, normalized_key))
     }
 
     pub fn policy(&self, name: &str) -> Option<&Policy> {

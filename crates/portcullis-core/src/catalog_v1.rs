@@ -35,6 +35,7 @@ impl From<CatalogV1> for Catalog {
             targets: c.targets,
             policies: c.policies,
             certificates: Default::default(),
+            key_index: Default::default(),
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod codec;
 pub mod command;
 pub mod config;
 pub mod grant_index;
+pub mod key_index;
 pub mod keys;
 pub mod locks;
 pub mod model;

@@ -24,31 +24,12 @@ pub struct UserCa {
     pub fingerprint: String,
     pub revoked_serials: BTreeSet<u64>,
     pub revoked_key_ids: BTreeSet<String>,
-    /// `SHA256:…` fingerprints: a certificate for one of these keys, or signed by one (the CA's
-    /// own key listed here revokes everything it signed), is refused.
+    /// `SHA256:…` fingerprints of keys refused under every CA, whatever signed them, and as
+    /// plain keys: a stolen key is stolen for every CA. A CA's key listed here (its own or
+    /// another CA's list) revokes everything that CA signed. See [`Certificates::revoked`].
     pub revoked_keys: BTreeSet<String>,
     /// Certificates valid for longer than this are refused; `None`: no limit.
     pub max_validity: Option<Duration>,
-}
-
-impl UserCa {
-    /// Why a certificate with these particulars is revoked under this CA, if it is.
-    pub fn revoked(&self, serial: u64, key_id: &str, key_fingerprint: &str) -> Option<String> {
-        if self.revoked_keys.contains(&self.fingerprint) {
-            Some(format!("the key of CA {} is revoked", self.name))
-        } else if self.revoked_serials.contains(&serial) {
-            Some(format!("serial {serial} is revoked (CA {})", self.name))
-        } else if self.revoked_key_ids.contains(key_id) {
-            Some(format!("key id {key_id:?} is revoked (CA {})", self.name))
-        } else if self.revoked_keys.contains(key_fingerprint) {
-            Some(format!(
-                "key {key_fingerprint} is revoked (CA {})",
-                self.name
-            ))
-        } else {
-            None
-        }
-    }
 }
 
 /// What the catalog carries about certificates. Kept in one trailing field of [`Catalog`]
@@ -70,6 +51,38 @@ impl Certificates {
     /// The CA whose normalised key is `key`.
     pub fn ca_by_key(&self, key: &str) -> Option<&UserCa> {
         self.user_cas.iter().find(|c| c.key == key)
+    }
+
+    /// The first CA whose `revoked_keys` lists `fingerprint`.
+    pub fn revoking(&self, fingerprint: &str) -> Option<&UserCa> {
+        self.user_cas
+            .iter()
+            .find(|c| c.revoked_keys.contains(fingerprint))
+    }
+
+    /// Why a certificate signed by `ca` with these particulars is revoked, if it is. Keys are
+    /// revoked by any CA's `revoked_keys` (the certified key, or `ca`'s own); serials and key
+    /// ids only by `ca`'s own lists, since each CA numbers and names its certificates itself.
+    pub fn revoked(
+        &self,
+        ca: &UserCa,
+        serial: u64,
+        key_id: &str,
+        key_fingerprint: &str,
+    ) -> Option<String> {
+        if let Some(by) = self.revoking(&ca.fingerprint) {
+            Some(format!(
+                "the key of CA {} is revoked (CA {})",
+                ca.name, by.name
+            ))
+        } else if ca.revoked_serials.contains(&serial) {
+            Some(format!("serial {serial} is revoked (CA {})", ca.name))
+        } else if ca.revoked_key_ids.contains(key_id) {
+            Some(format!("key id {key_id:?} is revoked (CA {})", ca.name))
+        } else {
+            self.revoking(key_fingerprint)
+                .map(|by| format!("key {key_fingerprint} is revoked (CA {})", by.name))
+        }
     }
 }
 
@@ -135,19 +148,25 @@ impl Binding {
         })
     }
 
-    /// Whether `user` may still rest on this certificate under `catalog`: the user is
-    /// configured, the CA is still trusted with the same key, and nothing it names is revoked.
-    /// (Whether the certificate is still within its validity is not asked again: like sshd,
-    /// a login stands once made; the grant decides how long a session lasts.)
+    /// Whether `user` may still rest on this certificate under `catalog`: what
+    /// `portcullis_ssh::certificate::check` decided from the catalog at login, asked again of
+    /// the catalog in force. The user is configured, the CA is still trusted with the same key,
+    /// nothing it names is revoked (under any CA, for keys), and the certified key is listed for
+    /// no one else (one key, one identity: a reload that gives it to another user or a gateway
+    /// ends what this login may do). Whether the certificate is still within its validity is
+    /// not asked again: like sshd, a login stands once made; the grant decides how long a
+    /// session lasts. (Nor is the CA's `max_validity`: the binding does not carry the window.)
     pub fn still_valid(&self, catalog: &Catalog, user: &str) -> bool {
+        let certificates = &catalog.certificates;
         catalog.users.contains_key(user)
-            && catalog
-                .certificates
+            && !catalog.key_held_by_another(user, &self.key_fingerprint)
+            && certificates
                 .user_cas
                 .iter()
                 .find(|c| c.name == self.ca && c.fingerprint == self.ca_fingerprint)
                 .is_some_and(|c| {
-                    c.revoked(self.serial, &self.key_id, &self.key_fingerprint)
+                    certificates
+                        .revoked(c, self.serial, &self.key_id, &self.key_fingerprint)
                         .is_none()
                 })
     }
@@ -240,29 +259,160 @@ mod tests {
         }
     }
 
+    fn ca(name: &str, fingerprint: &str) -> UserCa {
+        UserCa {
+            name: name.into(),
+            key: format!("ssh-ed25519 {name}"),
+            fingerprint: fingerprint.into(),
+            revoked_serials: Default::default(),
+            revoked_key_ids: Default::default(),
+            revoked_keys: Default::default(),
+            max_validity: None,
+        }
+    }
+
     #[test]
     fn revocation_by_serial_key_id_key_and_the_cas_own_key() {
-        let mut ca = UserCa {
-            name: "corp".into(),
-            key: "ssh-ed25519 AAAA".into(),
-            fingerprint: "SHA256:ca".into(),
-            revoked_serials: [17].into(),
-            revoked_key_ids: ["lost-laptop".to_string()].into(),
-            revoked_keys: ["SHA256:stolen".to_string()].into(),
-            max_validity: None,
+        let mut corp = ca("corp", "SHA256:ca");
+        corp.revoked_serials.insert(17);
+        corp.revoked_key_ids.insert("lost-laptop".into());
+        corp.revoked_keys.insert("SHA256:stolen".into());
+        let mut cas = Certificates {
+            user_cas: vec![corp],
+            targets: Default::default(),
         };
-        assert!(ca.revoked(1, "ok", "SHA256:fine").is_none());
-        assert!(ca
-            .revoked(17, "ok", "SHA256:fine")
+        let corp = cas.user_cas[0].clone();
+        assert!(cas.revoked(&corp, 1, "ok", "SHA256:fine").is_none());
+        assert!(cas
+            .revoked(&corp, 17, "ok", "SHA256:fine")
             .unwrap()
             .contains("serial 17"));
-        assert!(ca.revoked(1, "lost-laptop", "SHA256:fine").is_some());
-        assert!(ca.revoked(1, "ok", "SHA256:stolen").is_some());
-        ca.revoked_keys.insert("SHA256:ca".into());
-        assert!(ca
-            .revoked(1, "ok", "SHA256:fine")
+        assert!(cas
+            .revoked(&corp, 1, "lost-laptop", "SHA256:fine")
+            .is_some());
+        assert!(cas.revoked(&corp, 1, "ok", "SHA256:stolen").is_some());
+        cas.user_cas[0].revoked_keys.insert("SHA256:ca".into());
+        assert!(cas
+            .revoked(&corp, 1, "ok", "SHA256:fine")
             .unwrap()
             .contains("CA corp"));
+    }
+
+    /// A key is compromised whatever signed it: any CA's `revoked_keys` refuses it under every
+    /// CA, a CA's key included. Serials and key ids are each CA's own.
+    #[test]
+    fn revoked_keys_hold_under_every_ca_and_serials_and_key_ids_only_under_their_own() {
+        let mut a = ca("a", "SHA256:a");
+        a.revoked_keys
+            .extend(["SHA256:stolen".to_string(), "SHA256:b".to_string()]);
+        a.revoked_serials.insert(17);
+        a.revoked_key_ids.insert("lost".into());
+        let (b, c) = (ca("b", "SHA256:b"), ca("c", "SHA256:c"));
+        let cas = Certificates {
+            user_cas: vec![a, b.clone(), c.clone()],
+            targets: Default::default(),
+        };
+        assert_eq!(
+            cas.revoked(&c, 1, "ok", "SHA256:stolen").as_deref(),
+            Some("key SHA256:stolen is revoked (CA a)")
+        );
+        assert_eq!(
+            cas.revoked(&b, 1, "ok", "SHA256:fine").as_deref(),
+            Some("the key of CA b is revoked (CA a)")
+        );
+        assert_eq!(cas.revoked(&c, 17, "lost", "SHA256:fine"), None);
+        assert_eq!(
+            cas.revoking("SHA256:stolen").map(|x| x.name.as_str()),
+            Some("a")
+        );
+        assert!(cas.revoking("SHA256:fine").is_none());
+    }
+
+    /// What a certificate login rests on is re-checked against the catalog in force, as at
+    /// login: the user, the CA, revocations under any CA, and one key, one identity (a reload
+    /// that lists the certified key for someone else ends what the login may do).
+    #[test]
+    fn a_binding_holds_only_while_the_login_would_still_be_accepted() {
+        use crate::catalog::{Gateway, User};
+        use crate::keys;
+        use russh::keys::ssh_key::public::{Ed25519PublicKey, KeyData};
+        let key = |seed: u8| {
+            let pk = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key();
+            russh::keys::PublicKey::new(KeyData::Ed25519(Ed25519PublicKey(pk.to_bytes())), "")
+        };
+        let certified = key(1);
+        let mut base = Catalog::default();
+        for name in ["alice", "bob"] {
+            base.users.insert(
+                name.into(),
+                User {
+                    name: name.into(),
+                    keys: vec![],
+                    groups: Default::default(),
+                },
+            );
+        }
+        base.certificates.user_cas = vec![ca("corp", "SHA256:ca"), ca("other", "SHA256:o")];
+        let b = Binding {
+            key_fingerprint: keys::fingerprint(&certified),
+            ca_fingerprint: "SHA256:ca".into(),
+            ..binding()
+        };
+        let user = "alice";
+        assert!(b.still_valid(&base, user));
+        let changed = |f: &dyn Fn(&mut Catalog)| {
+            let mut c = base.clone();
+            f(&mut c);
+            c
+        };
+        let norm = keys::normalize(&certified);
+        let listed_for = |name: &'static str| {
+            let norm = norm.clone();
+            move |c: &mut Catalog| {
+                if let Some(u) = c.users.get_mut(name) {
+                    u.keys.push(norm.clone());
+                }
+            }
+        };
+        assert!(b.still_valid(&changed(&listed_for("alice")), user));
+        let refused: Vec<(&str, Catalog)> = vec![
+            ("listed for bob", changed(&listed_for("bob"))),
+            (
+                "a gateway's key",
+                changed(&|c| {
+                    c.gateways.insert(
+                        "gw".into(),
+                        Gateway {
+                            name: "gw".into(),
+                            key: norm.clone(),
+                        },
+                    );
+                }),
+            ),
+            (
+                "user gone",
+                changed(&|c| {
+                    c.users.remove("alice");
+                }),
+            ),
+            (
+                "CA gone",
+                changed(&|c| {
+                    c.certificates.user_cas.remove(0);
+                }),
+            ),
+            (
+                "revoked under another CA",
+                changed(&|c| {
+                    c.certificates.user_cas[1]
+                        .revoked_keys
+                        .insert(keys::fingerprint(&certified));
+                }),
+            ),
+        ];
+        for (why, catalog) in &refused {
+            assert!(!b.still_valid(catalog, user), "{why}");
+        }
     }
 
     proptest::proptest! {

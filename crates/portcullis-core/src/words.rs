@@ -68,6 +68,32 @@ pub fn bytes(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// A byte count as a configuration writes it: a whole number and a binary unit, `"128 MiB"`,
+/// `"512KiB"`, `"1 GiB"`, `"4096 B"`.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let shift = match unit.trim() {
+        "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a size such as \"128 MiB\" (units: B, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("{text:?} is not a size such as \"128 MiB\""))
+}
+
 /// Rows under a header, each column as wide as its widest value, two spaces apart; the last
 /// column is not padded (it may be long: a command a session ran). Values must already be
 /// fit for a terminal (the approver's `render::clean`). Each line ends with a newline.
@@ -150,6 +176,26 @@ mod tests {
         assert_eq!(bytes(1023), "1023 B");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn sizes_read_with_binary_units() {
+        assert_eq!(parse_bytes("128 MiB"), Ok(128 << 20));
+        assert_eq!(parse_bytes("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_bytes(" 1 GiB "), Ok(1 << 30));
+        assert_eq!(parse_bytes("4096 B"), Ok(4096));
+        for bad in [
+            "",
+            "MiB",
+            "12",
+            "1.5 MiB",
+            "-1 MiB",
+            "1 MB",
+            "1 mib",
+            "99999999999 GiB",
+        ] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::state::GatewayState;
 
 /// Pieces of the approver's answer waiting for the user (each at most one SSH packet, 32 KiB):
 /// about a megabyte before a user who does not read loses the command.
-const QUEUED_PIECES: usize = 32;
+pub(crate) const QUEUED_PIECES: usize = 32;
 
 /// Exit status of a command the user went away from (as a shell reports Ctrl-C).
 const GONE: u32 = 130;

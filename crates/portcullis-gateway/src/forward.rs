@@ -4,6 +4,8 @@
 
 mod relay;
 
+pub(crate) use relay::READ_CHUNK;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -9,6 +9,7 @@
 //! It must not decide: it holds no policy, never signs anything, and trusts nothing from the
 //! approver link that does not verify against the pinned key.
 
+mod channel_memory;
 mod command_relay;
 mod enforce;
 mod errors;

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +28,11 @@ use crate::refusals;
 use crate::session::{self, Holder, Live};
 use crate::state::GatewayState;
 
+mod channels;
 mod login_state;
+
+use crate::channel_memory::Kind;
+use channels::ChannelSlot;
 
 fn ssh_config(gw: &GatewayState) -> server::Config {
     portcullis_ssh::server::config(gw.host_key().clone(), Duration::from_secs(30))
@@ -129,35 +133,7 @@ impl Drop for UserConnection {
     }
 }
 
-/// A channel's place in its connection's budget, given back when the channel's work ends.
-struct ChannelSlot(Arc<AtomicUsize>);
-
-impl Drop for ChannelSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 impl UserConnection {
-    /// A place for one more channel, or `None` (logged, naming `what` was refused) when the
-    /// connection holds its maximum.
-    fn channel_slot(&self, what: &str) -> Option<ChannelSlot> {
-        let max = self.gw.settings().max_channels_per_connection;
-        let taken = self
-            .open_channels
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < max).then_some(n + 1)
-            });
-        if taken.is_err() {
-            tracing::info!(
-                "{}: {what} refused, the connection holds its maximum",
-                self.peer
-            );
-            return None;
-        }
-        Some(ChannelSlot(self.open_channels.clone()))
-    }
-
     /// For a recorded login, whether a request on one of its channels (pty, environment, the
     /// command) may be granted now: the same check the session's task makes at the same moment.
     fn may_use_target(&self) -> bool {
@@ -310,12 +286,16 @@ impl server::Handler for UserConnection {
                 .await;
             return Ok(());
         };
-        let Some(slot) = self.channel_slot("channel") else {
-            reply.reject(ChannelOpenFailure::ResourceShortage).await;
-            if let Mode::Recorded(target) = &self.mode {
-                self.refused_at_limit(who, "session", target.clone());
+        let (kind, target) = match &self.mode {
+            Mode::Recorded(target) => (Kind::Recorded, Some(target.clone())),
+            Mode::Commands => (Kind::Command, None),
+        };
+        let slot = match self.channel_slot(&who, kind) {
+            Ok(slot) => slot,
+            Err(why) => {
+                self.no_room(why, reply, who, "session", target).await;
+                return Ok(());
             }
-            return Ok(());
         };
         let Mode::Recorded(target) = &self.mode else {
             self.channels.insert(channel.id(), (channel, slot));
@@ -357,11 +337,14 @@ impl server::Handler for UserConnection {
                 .await;
             return Ok(());
         }
-        let Some(slot) = self.channel_slot("forward") else {
-            reply.reject(ChannelOpenFailure::ResourceShortage).await;
-            let destination = format!("{host_to_connect}:{port_to_connect}");
-            self.refused_at_limit(who, "direct-tcpip", destination);
-            return Ok(());
+        let slot = match self.channel_slot(&who, Kind::Forward) {
+            Ok(slot) => slot,
+            Err(why) => {
+                let destination = format!("{host_to_connect}:{port_to_connect}");
+                self.no_room(why, reply, who, "direct-tcpip", Some(destination))
+                    .await;
+                return Ok(());
+            }
         };
         let forward = Forward {
             gw: self.gw.clone(),
@@ -456,17 +439,6 @@ impl server::Handler for UserConnection {
 }
 
 impl UserConnection {
-    /// A channel refused because the connection holds its maximum: audited like any other
-    /// refusal, off the handler (the spool's flush must not hold up the connection).
-    fn refused_at_limit(&self, who: Holder, channel: &'static str, destination: String) {
-        let gw = self.gw.clone();
-        let max = gw.settings().max_channels_per_connection;
-        tokio::spawn(async move {
-            let message = format!("the connection holds its maximum of {max} channels");
-            refusals::record(&gw, &who, channel, &destination, "channel_limit", &message).await;
-        });
-    }
-
     /// The authenticated user, with the connection's handle, for a new channel.
     fn holder(&mut self, session: &Session) -> Option<Holder> {
         let who = self.holder.as_mut()?;

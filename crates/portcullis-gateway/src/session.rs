@@ -189,16 +189,13 @@ pub(crate) fn grant_for(gw: &GatewayState, who: &Holder, target: &str) -> Result
         })
 }
 
-/// Whether `user` still exists and still holds `key` in `catalog`.
+/// Whether `user` still exists and still holds `key` in `catalog` (no CA revoked it).
 pub(crate) fn still_valid(catalog: &Catalog, user: &str, key: &str) -> bool {
     // A certificate login: its CA still trusted, nothing it names revoked.
     if let Some(binding) = portcullis_core::user_ca::Binding::parse(key) {
         return binding.still_valid(catalog, user);
     }
-    catalog
-        .users
-        .get(user)
-        .is_some_and(|u| u.keys.iter().any(|k| k == key))
+    catalog.users.contains_key(user) && catalog.user_holds_key(user, key)
 }
 
 /// Run `check` until it passes or refuses for good. A grant approved a moment ago may still be

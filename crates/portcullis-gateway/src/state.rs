@@ -29,6 +29,7 @@ use russh::keys::{PrivateKey, PublicKey};
 use tokio::sync::futures::Notified;
 use tokio::sync::{watch, Notify};
 
+use crate::channel_memory::ChannelMemory;
 use crate::errors::GatewayError;
 use crate::link::ApproverLink;
 use crate::memory::Trimmer;
@@ -72,6 +73,8 @@ pub(crate) struct GatewayState {
     delivery: Delivery,
     /// Refusals reported one by one so far, and those only counted (see `refusals`).
     refusals: RefusalBudget,
+    /// What each user's open channels count for (`max_channel_memory_per_user`).
+    channel_memory: ChannelMemory,
 
     // What is in force, and who is woken when it changes (see `view`).
     view: RwLock<View>,
@@ -132,6 +135,10 @@ impl GatewayState {
 
     pub(crate) fn refusals(&self) -> &RefusalBudget {
         &self.refusals
+    }
+
+    pub(crate) fn channel_memory(&self) -> &ChannelMemory {
+        &self.channel_memory
     }
 
     pub(crate) fn connections(&self) -> &Arc<ServerConnections> {

@@ -187,9 +187,19 @@ pub fn client_config() -> client::Config {
         inactivity_timeout: None,
         keepalive_interval: Some(Duration::from_secs(15)),
         keepalive_max: 3,
+        channel_buffer_size: CLIENT_CHANNEL_QUEUE,
+        maximum_packet_size: crate::server::MAX_PACKET,
         ..Default::default()
     }
 }
+
+/// How many messages russh queues for one channel of an outgoing connection, as
+/// [`crate::server::CHANNEL_QUEUE`] for incoming ones: russh's client default, named here
+/// because the gateway counts it in what a recorded session can make it hold (a target writing
+/// to a client that does not read fills it: `portcullis_gateway`'s `channel_memory`).
+/// Shortening it would stall a download's target leg sooner; see docs/ARCHITECTURE.md's known
+/// gaps.
+pub const CLIENT_CHANNEL_QUEUE: usize = 100;
 
 /// The most [`ClientConnection::run_with_input`] keeps of each output stream: far more than any
 /// answer it is used for (a report's acknowledgement, a list of pending requests), and a

@@ -22,6 +22,9 @@ pub enum Reason {
     UnknownKey,
     /// A key that another user (or a gateway) holds.
     WrongUser,
+    /// A key listed in a user CA's `revoked_keys`, offered as a plain key: refused whoever
+    /// lists it (a certificate for it is refused as `Certificate("revoked", …)`).
+    RevokedKey,
     /// A kind of key portcullis cannot verify, or a SHA-1 (`ssh-rsa`) signature.
     UnsupportedKey(String),
     /// A certificate refused: the label and the reason (see `crate::certificate`).
@@ -40,6 +43,7 @@ impl Reason {
             Reason::UnknownUser => "unknown_user",
             Reason::UnknownKey => "unknown_key",
             Reason::WrongUser => "wrong_user",
+            Reason::RevokedKey => "revoked",
             Reason::UnsupportedKey(_) => "unsupported_key",
             Reason::NoUserPresence => "no_user_presence",
             Reason::Certificate(label, _) | Reason::Admission(label, _) => label,
@@ -52,6 +56,7 @@ impl Reason {
             "no_catalog" => Reason::NoCatalog,
             "unknown_user" => Reason::UnknownUser,
             "wrong_user" => Reason::WrongUser,
+            "revoked" => Reason::RevokedKey,
             _ => Reason::UnknownKey,
         }
     }
@@ -64,6 +69,7 @@ impl fmt::Display for Reason {
             Reason::UnknownUser => f.write_str("unknown user"),
             Reason::UnknownKey => f.write_str("unknown key"),
             Reason::WrongUser => f.write_str("key of another user"),
+            Reason::RevokedKey => f.write_str("revoked key (in a [[user_cas]] revoked_keys)"),
             Reason::UnsupportedKey(why) => write!(f, "unsupported key kind: {why}"),
             Reason::NoUserPresence => f.write_str(
                 "security key signed without user presence (no touch; keys made with \

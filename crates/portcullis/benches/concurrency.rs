@@ -62,13 +62,14 @@ fn main() {
     let mut env = support::Env::prepare("24h", &support::tcp_target("echo", echo.port));
     // Every session comes from 127.0.0.1 here, and one user opens them all, each on a
     // connection of its own: lift the per-source budget and handshake rate and the per-user
-    // cap (defences against exactly that) for the measurement.
+    // cap and channel memory budget (defences against exactly that) for the measurement.
     env.gateway_extra = format!(
-        "max_connections_per_source = {}\nnew_connections_per_source_burst = {}\nnew_connections_per_source_per_second = {}\nmax_connections_per_user = {}",
+        "max_connections_per_source = {}\nnew_connections_per_source_burst = {}\nnew_connections_per_source_per_second = {}\nmax_connections_per_user = {}\nmax_channel_memory_per_user = \"{} MiB\"",
         n + 100,
         n + 100,
         n + 100,
-        n + 100
+        n + 100,
+        (n + 100) * 6
     );
     env.start_approver();
     env.start_gateway();

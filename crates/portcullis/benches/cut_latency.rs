@@ -97,7 +97,11 @@ fn main() {
     let mut env = support::Env::prepare("24h", &support::tcp_target("echo", echo.port));
     env.start_approver();
     // One user holds every session, each on a connection of its own: past the per-user cap.
-    env.gateway_extra = format!("max_connections_per_user = {}", per_round * 2 + 16);
+    env.gateway_extra = format!(
+        "max_connections_per_user = {}\nmax_channel_memory_per_user = \"{} MiB\"",
+        per_round * 2 + 16,
+        (per_round * 2 + 16) * 6
+    );
     env.start_gateway();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (expiry, revoke) = rt.block_on(async {

@@ -230,13 +230,9 @@ fn relayed(
     reach: Option<String>,
     words: &[String],
 ) -> Route {
-    let key_ok = app.catalog().users.get(user).is_some_and(|u| {
-        u.keys.iter().any(|k| {
-            portcullis_core::keys::parse_public_key(k)
-                .map(|pk| portcullis_core::keys::fingerprint(&pk) == key)
-                .unwrap_or(false)
-        })
-    }) || certified_user(&app.catalog(), user, key);
+    let catalog = app.catalog();
+    let key_ok = catalog.holds_fingerprint(&Principal::User(user.to_string()), key)
+        || certified_user(&catalog, user, key);
     if !key_ok {
         let Principal::Gateway(name) = &gateway.caller.principal else {
             return Route::Refused(gateway, ApproverError::Forbidden("not a gateway".into()));
@@ -314,13 +310,23 @@ async fn run(
         .users
         .get(name)
         .ok_or_else(|| ApproverError::Forbidden(format!("user {name} is no longer configured")))?;
-    if let Some(cert) = &asker.caller.certificate {
-        if !cert.still_valid(&catalog, name) {
+    // What the login rested on is checked against the catalog in force at every command, as
+    // the gateway does at every use: a connection kept open (a ControlMaster) must not outlive
+    // a revocation or the key's removal.
+    match &asker.caller.certificate {
+        Some(cert) if !cert.still_valid(&catalog, name) => {
             return Err(ApproverError::Forbidden(format!(
                 "the certificate this connection logged in with (CA {}, serial {}) is no longer accepted; log in again",
                 cert.ca, cert.serial
             )));
         }
+        None if !catalog.holds_fingerprint(&asker.caller.principal, &asker.caller.fingerprint) => {
+            return Err(ApproverError::Forbidden(format!(
+                "the key this connection logged in with ({}) is no longer {name}'s, or is revoked; log in again",
+                asker.caller.fingerprint
+            )));
+        }
+        _ => {}
     }
     let json = asker.json;
     let reply = match command {

@@ -38,6 +38,16 @@ pub const DEFAULT_RECORD_INPUT: bool = true;
 /// connection.
 pub const DEFAULT_MAX_CHANNELS_PER_CONNECTION: usize = 64;
 
+/// `[gateway] max_channel_memory_per_user`: what one user's open channels may make the gateway
+/// hold at worst, all their connections together (`portcullis_gateway`'s `channel_memory`
+/// says what each kind of channel counts for): with the connections' own buffers, about
+/// 290 MiB for one user at the defaults.
+pub const DEFAULT_MAX_CHANNEL_MEMORY_PER_USER: u64 = 128 << 20;
+
+/// The least `max_channel_memory_per_user` accepted: room for one recorded session, the
+/// largest kind of channel, and then some.
+pub const MIN_CHANNEL_MEMORY_PER_USER: u64 = 8 << 20;
+
 /// `[[policies]] approvals`: distinct approvers needed, the requester never counted.
 pub const DEFAULT_APPROVALS: u32 = 1;
 
@@ -132,6 +142,10 @@ mod tests {
         assert_eq!(
             text("[gateway] max_channels_per_connection"),
             DEFAULT_MAX_CHANNELS_PER_CONNECTION.to_string()
+        );
+        assert_eq!(
+            crate::words::parse_bytes(&text("[gateway] max_channel_memory_per_user")),
+            Ok(DEFAULT_MAX_CHANNEL_MEMORY_PER_USER)
         );
         assert_eq!(
             text("[[policies]] approvals"),

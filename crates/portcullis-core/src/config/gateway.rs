@@ -14,7 +14,8 @@ use crate::keys;
 use super::approver::ApproverFile;
 use super::defaults::{
     DEFAULT_APPROVER_LISTEN, DEFAULT_EXPIRY_WARNING, DEFAULT_FAIL_AFTER, DEFAULT_FAIL_MODE,
-    DEFAULT_GATEWAY_LISTEN, DEFAULT_MAX_CHANNELS_PER_CONNECTION, DEFAULT_RECORD_INPUT,
+    DEFAULT_GATEWAY_LISTEN, DEFAULT_MAX_CHANNELS_PER_CONNECTION,
+    DEFAULT_MAX_CHANNEL_MEMORY_PER_USER, DEFAULT_RECORD_INPUT, MIN_CHANNEL_MEMORY_PER_USER,
 };
 use super::gateways::GatewayEntry;
 use super::limits::{self, ConnectionLimits, LimitKeys};
@@ -44,6 +45,7 @@ pub struct GatewayFile {
     pub login_grace: Option<String>,
     pub idle_timeout: Option<String>,
     pub max_channels_per_connection: Option<usize>,
+    pub max_channel_memory_per_user: Option<String>,
     pub metrics: Option<String>,
 }
 
@@ -91,6 +93,9 @@ pub struct GatewaySettings {
     pub limits: ConnectionLimits,
     /// Channels (sessions, forwards) open at once on one connection (default 64).
     pub max_channels_per_connection: usize,
+    /// Bytes one user's open channels may make the gateway hold at worst, over all their
+    /// connections (default 128 MiB): each channel counts for what its kind can hold.
+    pub max_channel_memory_per_user: u64,
     /// Where Prometheus scrapes `/metrics` (`metrics`; `None`: no metrics listener).
     pub metrics: Option<SocketAddr>,
 }
@@ -156,6 +161,17 @@ pub(super) fn validate(
     if g.max_channels_per_connection == Some(0) {
         p.push("gateway.max_channels_per_connection", "must be at least 1");
     }
+    let max_channel_memory_per_user = g
+        .max_channel_memory_per_user
+        .as_deref()
+        .and_then(|t| {
+            p.size(
+                "gateway.max_channel_memory_per_user",
+                t,
+                MIN_CHANNEL_MEMORY_PER_USER,
+            )
+        })
+        .unwrap_or(DEFAULT_MAX_CHANNEL_MEMORY_PER_USER);
     GatewaySettings {
         name: g.name.clone(),
         listen,
@@ -171,6 +187,7 @@ pub(super) fn validate(
         max_channels_per_connection: g
             .max_channels_per_connection
             .unwrap_or(DEFAULT_MAX_CHANNELS_PER_CONNECTION),
+        max_channel_memory_per_user,
         metrics: g
             .metrics
             .as_deref()

@@ -145,6 +145,7 @@ pub fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
             targets,
             policies,
             certificates,
+            key_index: Default::default(),
         },
     })
 }

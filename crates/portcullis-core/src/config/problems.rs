@@ -58,6 +58,23 @@ impl Problems {
             }
         }
     }
+    /// A size such as `"128 MiB"` (`words::parse_bytes`), at least `min` bytes.
+    pub(super) fn size(&mut self, field: &str, text: &str, min: u64) -> Option<u64> {
+        match crate::words::parse_bytes(text) {
+            Ok(n) if n < min => {
+                self.push(
+                    field,
+                    format!("must be at least {}", crate::words::bytes(min)),
+                );
+                None
+            }
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.push(field, e);
+                None
+            }
+        }
+    }
     pub(super) fn name(&mut self, field: &str, name: &str) {
         if !valid_name(name) {
             self.push(

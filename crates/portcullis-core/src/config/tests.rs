@@ -143,6 +143,33 @@ fn pending_requests_per_user_default_and_validate() {
 }
 
 #[test]
+fn channel_memory_per_user_defaults_and_validates() {
+    let gateway = |line: &str| {
+        let text = format!("{}\n[gateway]\ndata_dir = \"/tmp/g\"\n{line}\n", base());
+        parse(&text).map(|c| c.gateway.unwrap().max_channel_memory_per_user)
+    };
+    assert_eq!(gateway(""), Ok(DEFAULT_MAX_CHANNEL_MEMORY_PER_USER));
+    assert_eq!(
+        gateway("max_channel_memory_per_user = \"1 GiB\""),
+        Ok(1 << 30)
+    );
+    let e = gateway("max_channel_memory_per_user = \"1 MiB\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("gateway.max_channel_memory_per_user: must be at least 8.0 MiB"),
+        "{e}"
+    );
+    let e = gateway("max_channel_memory_per_user = \"lots\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("gateway.max_channel_memory_per_user: \"lots\" is not a size"),
+        "{e}"
+    );
+}
+
+#[test]
 fn metrics_listeners_are_off_by_default_and_validated() {
     let c = parse(&base()).unwrap();
     assert_eq!(c.approver.unwrap().metrics, None);

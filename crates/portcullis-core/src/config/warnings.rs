@@ -2,7 +2,8 @@
 //! written. A policy that needs more approvals than it has approvers, an approver group nobody
 //! is in, a requester whose own requests only they could approve (the lone admin): the file
 //! still loads, since an operator may be half-way through adding people, but nothing waiting
-//! under such a policy is ever granted.
+//! under such a policy is ever granted. And a key listed for a user or gateway that a user CA
+//! revokes: it logs in as nobody, and the file loads so that the revocation takes effect.
 //!
 //! Read from the validated [`Catalog`], with the same rule the approver counts approvals by
 //! ([`policy::may_decide`]: members of an approver group, never the requester). Must not refuse
@@ -44,6 +45,15 @@ pub enum Warning {
         /// Who may approve `requester`'s requests under it.
         others: Vec<String>,
     },
+    /// A user or gateway lists a key that a user CA's `revoked_keys` lists too: it logs in as
+    /// nobody. A warning, not a problem: refusing the file would keep the catalog of before in
+    /// force, where the stolen key still logs in, until someone also removes it from `keys`.
+    RevokedKeyListed {
+        /// `user alice` or `gateway gw-1`.
+        holder: String,
+        fingerprint: String,
+        ca: String,
+    },
 }
 
 impl fmt::Display for Warning {
@@ -82,6 +92,14 @@ impl fmt::Display for Warning {
                 groups.join(", "),
                 there_are(others),
             ),
+            Warning::RevokedKeyListed {
+                holder,
+                fingerprint,
+                ca,
+            } => write!(
+                f,
+                "{holder} lists key {fingerprint}, which user CA {ca} revokes (revoked_keys): it logs in as nobody; remove it from {holder}"
+            ),
         }
     }
 }
@@ -104,7 +122,8 @@ fn there_are(who: &[String]) -> String {
     }
 }
 
-/// Every warning about `catalog`, policy by policy in file order.
+/// Every warning about `catalog`, policy by policy in file order, then revoked keys still
+/// listed.
 pub fn warnings(catalog: &Catalog) -> Vec<Warning> {
     let mut out = Vec::new();
     for (at, p) in catalog.policies.iter().enumerate() {
@@ -112,7 +131,32 @@ pub fn warnings(catalog: &Catalog) -> Vec<Warning> {
             approval_warnings(catalog, (at, p), &mut out);
         }
     }
+    revoked_keys_listed(catalog, &mut out);
     out
+}
+
+/// Keys listed for a user or a gateway that a user CA revokes: refused at login anyway.
+fn revoked_keys_listed(catalog: &Catalog, out: &mut Vec<Warning>) {
+    let users = catalog
+        .users
+        .values()
+        .flat_map(|u| u.keys.iter().map(|k| (format!("user {}", u.name), k)));
+    let gateways = catalog
+        .gateways
+        .values()
+        .map(|g| (format!("gateway {}", g.name), &g.key));
+    for (holder, key) in users.chain(gateways) {
+        let Some(fingerprint) = catalog.listed_fingerprint(key) else {
+            continue;
+        };
+        if let Some(ca) = catalog.certificates.revoking(fingerprint) {
+            out.push(Warning::RevokedKeyListed {
+                holder,
+                fingerprint: fingerprint.to_string(),
+                ca: ca.name.clone(),
+            });
+        }
+    }
 }
 
 fn approval_warnings(catalog: &Catalog, (at, p): (usize, &Policy), out: &mut Vec<Warning>) {
@@ -336,6 +380,30 @@ mod tests {
             "[[policies]]\nname = \"none\"\nmatch = { env = \"nowhere\" }\nmax_duration = \"1h\"\napprovers = [\"admins\"]\n",
         );
         assert_eq!(texts(&c), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_listed_key_that_a_ca_revokes_is_named() {
+        let ca = key(9);
+        let alice = key(1);
+        let fp = crate::keys::fingerprint(&crate::keys::parse_public_key(&alice).unwrap());
+        let c = config(
+            &[("alice", &["dev"]), ("bob", &["dev"])],
+            &format!("[[user_cas]]\nname = \"corp\"\nkey = {ca:?}\nrevoked_keys = [{alice:?}]\n"),
+        );
+        assert_eq!(
+            warnings(&c),
+            [Warning::RevokedKeyListed {
+                holder: "user alice".into(),
+                fingerprint: fp.clone(),
+                ca: "corp".into(),
+            }]
+        );
+        assert_eq!(
+            texts(&c),
+            [format!("user alice lists key {fp}, which user CA corp revokes (revoked_keys): it logs in as nobody; remove it from user alice")]
+        );
+        assert_eq!(c.authenticate("alice", &alice), None, "and it is refused");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::session::EndReason;
 
 /// The most read from the target at once: one SSH packet's worth is 32 KiB; two let russh
 /// fill the window without a wake-up between them.
-const READ_CHUNK: usize = 64 * 1024;
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
 
 /// Bytes each way, readable while the relay runs and after it is cut.
 #[derive(Debug, Default)]

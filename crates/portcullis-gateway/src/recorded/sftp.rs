@@ -7,11 +7,18 @@
 //! It reads a copy of each direction as the relay moves it, in whatever pieces the channel
 //! delivers, and never holds more than one packet's head per direction: of a packet it keeps
 //! the first bytes it needs ([`HEAD`], less for the data of reads and writes) and counts the
-//! rest. Requests waiting for their answer ([`MAX_PENDING`]) and open handles
-//! ([`MAX_HANDLES`]) are bounded; a packet longer than [`MAX_PACKET`] (OpenSSH refuses over
+//! rest. Requests waiting for their answer ([`MAX_PENDING`](tables::MAX_PENDING)) and open
+//! handles ([`MAX_HANDLES`](tables::MAX_HANDLES)) are bounded, and so are the bytes of the
+//! paths and handles they keep ([`MAX_RETAINED`](tables::MAX_RETAINED)); a packet longer than [`MAX_PACKET`] (OpenSSH refuses over
 //! 256 KiB), a bound reached or a version other than 3 stops the parsing for the rest of the
 //! session with one `sftp.parse_abandoned` event (files open then are reported closed as they
 //! stand). Garbage never panics: every read is checked.
+//!
+//! So a session's reader holds at most: two packet heads (2 x [`HEAD`], 18 KiB), the two
+//! tables (256 entries each, under 80 bytes apiece before their text, in hash tables of up to
+//! 512 slots: about 70 KiB) and their paths and handles (256 KiB): about 350 KiB, where the
+//! counts alone let it reach 2.4 MiB. The events it produces wait in the session's `FileLog`,
+//! which the relay empties whenever 64 are waiting.
 //!
 //! Packets: `uint32 length, byte type, uint32 request-id, …` (INIT and VERSION carry a
 //! version instead of an id). Client to target: OPEN 3 (path, pflags, attrs), CLOSE 4
@@ -20,12 +27,16 @@
 //! (`posix-rename@openssh.com`, `hardlink@openssh.com`, `lsetstat@openssh.com`). Target to
 //! client: VERSION 2, STATUS 101 (code), HANDLE 102, DATA 103.
 
-use std::collections::HashMap;
-
 use portcullis_core::audit_event::FileOp;
 use portcullis_core::Timestamp;
 
 use super::files::{text, FileLog};
+
+mod tables;
+
+use tables::{OpenFile, Pending, Tables};
+#[cfg(test)]
+use tables::{MAX_HANDLES, MAX_PENDING, MAX_RETAINED};
 
 /// The most of a packet kept to read its fields: two paths of OpenSSH's PATH_MAX and then
 /// some. Longer paths are cut (and marked so).
@@ -37,10 +48,6 @@ const WRITE_HEAD: usize = 1 + 4 + 4 + MAX_HANDLE + 8 + 4;
 const DATA_HEAD: usize = 1 + 4 + 4;
 /// The longest packet followed. OpenSSH's client and server both refuse over 256 KiB.
 const MAX_PACKET: u32 = 1024 * 1024;
-/// Requests waiting for the target's answer. OpenSSH's client keeps 64 in flight by default.
-const MAX_PENDING: usize = 256;
-/// Files open at once.
-const MAX_HANDLES: usize = 256;
 /// The longest handle tracked (OpenSSH's are 4 bytes; the protocol allows 256).
 const MAX_HANDLE: usize = 256;
 
@@ -67,29 +74,10 @@ const EXTENDED: u8 = 200;
 pub(crate) struct SftpTap {
     to_target: Packets,
     to_client: Packets,
-    /// Requests sent and not yet answered, by request id.
-    pending: HashMap<u32, Pending>,
-    /// Open files by the target's handle.
-    handles: HashMap<Vec<u8>, OpenFile>,
+    /// Requests waiting for their answer, and files open.
+    tables: Tables,
     log: FileLog,
     abandoned: bool,
-}
-
-/// A request whose answer decides its event.
-#[derive(Debug)]
-enum Pending {
-    Open { path: String, flags: String },
-    Close { handle: Vec<u8> },
-    Read { handle: Vec<u8> },
-    Write { handle: Vec<u8>, len: u64 },
-    Op(FileOp),
-}
-
-#[derive(Debug)]
-struct OpenFile {
-    path: String,
-    read: u64,
-    written: u64,
 }
 
 /// Why the stream is no longer followed.
@@ -158,13 +146,13 @@ impl SftpTap {
         tracing::warn!("sftp stream no longer followed: {why:?}");
         self.log.push(at, FileOp::SftpAbandoned { why }, None);
         self.close_all(at, "parse abandoned");
-        self.pending = HashMap::new();
+        self.tables = Tables::default();
         self.to_target = Packets::default();
         self.to_client = Packets::default();
     }
 
     fn close_all(&mut self, at: Timestamp, outcome: &str) {
-        let mut open: Vec<OpenFile> = std::mem::take(&mut self.handles).into_values().collect();
+        let mut open: Vec<OpenFile> = self.tables.close_all();
         open.sort_by(|a, b| a.path.cmp(&b.path));
         for f in open {
             self.log.push(
@@ -177,22 +165,6 @@ impl SftpTap {
                 Some(outcome.to_string()),
             );
         }
-    }
-
-    fn wait_for(&mut self, id: u32, p: Pending) -> Result<(), Abandon> {
-        if self.pending.len() >= MAX_PENDING && !self.pending.contains_key(&id) {
-            return Err(Abandon(format!(
-                "over {MAX_PENDING} requests waiting for an answer"
-            )));
-        }
-        // An id still waiting for its answer, used again: which answer is whose can no longer
-        // be told, and guessing would let one operation hide behind another. Say so instead.
-        if self.pending.insert(id, p).is_some() {
-            return Err(Abandon(format!(
-                "request id {id} used again before its answer"
-            )));
-        }
-        Ok(())
     }
 
     /// A request from the client.
@@ -211,7 +183,7 @@ impl SftpTap {
             }
             CLOSE | READ => {
                 let handle = r.handle()?;
-                if !self.handles.contains_key(&handle) {
+                if !self.tables.is_open(&handle) {
                     return Ok(());
                 }
                 match kind {
@@ -221,7 +193,7 @@ impl SftpTap {
             }
             WRITE => {
                 let handle = r.handle()?;
-                if !self.handles.contains_key(&handle) {
+                if !self.tables.is_open(&handle) {
                     return Ok(());
                 }
                 let _offset = r.u64()?;
@@ -234,7 +206,7 @@ impl SftpTap {
             // chmod, chown or truncate through an open file: the file's path, as SETSTAT.
             FSETSTAT => {
                 let handle = r.handle()?;
-                let Some(file) = self.handles.get(&handle) else {
+                let Some(file) = self.tables.file(&handle) else {
                     return Ok(());
                 };
                 Pending::Op(FileOp::Setstat {
@@ -281,7 +253,7 @@ impl SftpTap {
             // Reads of the file system (stat, listings, realpath, …) change nothing.
             _ => return Ok(()),
         };
-        self.wait_for(id, pending)
+        self.tables.wait_for(id, pending)
     }
 
     /// An answer from the target.
@@ -303,35 +275,24 @@ impl SftpTap {
             return Ok(());
         }
         let id = r.u32()?;
-        let Some(pending) = self.pending.remove(&id) else {
+        let Some(pending) = self.tables.answered(id) else {
             return Ok(());
         };
         match (kind, pending) {
             (HANDLE, Pending::Open { path, flags }) => {
                 let handle = r.handle()?;
-                if self.handles.len() >= MAX_HANDLES && !self.handles.contains_key(&handle) {
-                    return Err(Abandon(format!("over {MAX_HANDLES} files open")));
-                }
-                self.log.push(
-                    now(),
-                    FileOp::Open {
-                        path: path.clone(),
-                        flags,
-                    },
-                    Some("ok".into()),
-                );
-                self.handles.insert(
-                    handle,
-                    OpenFile {
-                        path,
-                        read: 0,
-                        written: 0,
-                    },
-                );
+                let file = OpenFile {
+                    path: path.clone(),
+                    read: 0,
+                    written: 0,
+                };
+                self.tables.open(handle, file)?;
+                self.log
+                    .push(now(), FileOp::Open { path, flags }, Some("ok".into()));
             }
             (DATA, Pending::Read { handle }) => {
                 let got = u64::from(r.u32()?).min(u64::from(len).saturating_sub(9));
-                if let Some(f) = self.handles.get_mut(&handle) {
+                if let Some(f) = self.tables.file_mut(&handle) {
                     f.read += got;
                 }
             }
@@ -355,7 +316,7 @@ impl SftpTap {
             }
             Pending::Close { handle } => {
                 // Closed or not, the handle is done with.
-                if let Some(f) = self.handles.remove(&handle) {
+                if let Some(f) = self.tables.close(&handle) {
                     self.log.push(
                         now(),
                         FileOp::Close {
@@ -369,7 +330,7 @@ impl SftpTap {
             }
             Pending::Write { handle, len } => {
                 if code == 0 {
-                    if let Some(f) = self.handles.get_mut(&handle) {
+                    if let Some(f) = self.tables.file_mut(&handle) {
                         f.written += len;
                     }
                 }

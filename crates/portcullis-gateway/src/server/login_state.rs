@@ -13,14 +13,13 @@ use crate::session::Holder;
 
 impl UserConnection {
     /// The user a verified (or offered) key proves for this login, if any.
+    /// A key any user CA revoked is nobody's.
     pub(super) fn identify(&self, login: &str, key: &russh::keys::PublicKey) -> Option<String> {
         let catalog = self.gw.catalog()?;
         let (name, _) = split_login(login);
         let user = catalog.users.get(name)?;
-        let norm = keys::normalize(key);
-        user.keys
-            .iter()
-            .any(|k| k == &norm)
+        catalog
+            .user_holds_key(&user.name, &keys::normalize(key))
             .then(|| user.name.clone())
     }
 
@@ -33,8 +32,11 @@ impl UserConnection {
         // Scanned whether or not the user exists, so that an unknown user's refusal takes as
         // long as a known one's (the refusal floor is only 1 ms: AUTH_REFUSAL_FLOOR).
         let held = catalog.users.values().any(|u| u.keys.contains(&norm));
+        let revoked = catalog.key_revoked(&keys::fingerprint(key)).is_some();
         if !catalog.users.contains_key(split_login(login).0) {
             "unknown_user"
+        } else if revoked {
+            "revoked"
         } else if held {
             "wrong_user"
         } else {

@@ -179,6 +179,8 @@ impl GatewayState {
         let instance = replica.instance()?;
         let clock = floored_clock(&replica, &signing, clock)?;
         let view = view_from(&replica, &signing, clock.now())?;
+        let channel_memory =
+            crate::channel_memory::ChannelMemory::new(settings.max_channel_memory_per_user);
         Ok(Arc::new(GatewayState {
             name,
             instance,
@@ -195,6 +197,7 @@ impl GatewayState {
             link: crate::link::ApproverLink::new(),
             delivery: crate::spool::Delivery::new(),
             refusals: Default::default(),
+            channel_memory,
             view: RwLock::new(view),
             grants_changed: watch::channel(0).0,
             enforce_wake: Notify::new(),

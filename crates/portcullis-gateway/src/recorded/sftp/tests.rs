@@ -247,8 +247,8 @@ fn a_whole_session_reads_as_its_file_operations_in_pieces_of_any_size() {
         let mut tap = SftpTap::default();
         run(&mut tap, &session(), piece);
         assert_eq!(events(&mut tap), want, "pieces of {piece}");
-        assert!(tap.pending.is_empty(), "{:?}", tap.pending);
-        assert!(tap.handles.is_empty());
+        assert!(tap.tables.pending.is_empty(), "{:?}", tap.tables.pending);
+        assert!(tap.tables.handles.is_empty());
     }
     // The client's packets back to back in one piece, and no answer yet: nothing is
     // recorded before the target answers.
@@ -260,7 +260,7 @@ fn a_whole_session_reads_as_its_file_operations_in_pieces_of_any_size() {
         .collect();
     tap.client_sent(&all, &now);
     assert!(events(&mut tap).is_empty(), "no answer, no event");
-    assert!(tap.pending.len() > 10);
+    assert!(tap.tables.pending.len() > 10);
 }
 
 #[test]
@@ -308,7 +308,7 @@ fn a_huge_length_or_another_version_abandons_once_and_the_rest_is_ignored() {
         got[2].1, "parse abandoned",
         "the open file is closed as it stands"
     );
-    assert!(tap.pending.is_empty() && tap.handles.is_empty());
+    assert!(tap.tables.pending.is_empty() && tap.tables.handles.is_empty());
 
     let mut tap = SftpTap::default();
     tap.target_sent(&version(6), &now);
@@ -326,7 +326,7 @@ fn pending_requests_and_open_files_are_bounded() {
     for id in 0..=MAX_PENDING as u32 {
         tap.client_sent(&paths(MKDIR, id, &["/d"]), &now);
     }
-    assert!(tap.abandoned && tap.pending.is_empty());
+    assert!(tap.abandoned && tap.tables.pending.is_empty());
     assert_eq!(events(&mut tap).len(), 1);
 
     let mut tap = SftpTap::default();
@@ -338,6 +338,60 @@ fn pending_requests_and_open_files_are_bounded() {
     let got = events(&mut tap);
     // Every open, the abandonment, and each of them closed as it stood.
     assert_eq!(got.len(), 2 * MAX_HANDLES + 1);
+}
+
+/// Paths are kept up to 1 KiB of the stream, 3 KiB once made text when none of it is UTF-8:
+/// the bytes of the paths waiting and open are bounded as well as their number, and given
+/// back as answers come.
+#[test]
+fn the_bytes_of_paths_waiting_and_open_are_bounded() {
+    // Two paths of the longest kept, not UTF-8: about 6 KiB a rename.
+    let long = [0xffu8; 2 * super::super::files::MAX_PATH];
+    let rename = |id: u32| {
+        let body = [string(&long), string(&long)].concat();
+        packet(RENAME, Some(id), &body)
+    };
+    let per_rename = 2 * text(&long, false).len();
+    let fits = MAX_RETAINED / per_rename;
+    assert!(fits < MAX_PENDING, "the bytes bind before the count");
+
+    // Answered as they come: the budget is given back, and nothing is abandoned.
+    let mut tap = SftpTap::default();
+    for id in 0..(2 * fits) as u32 {
+        tap.client_sent(&rename(id), &now);
+        tap.target_sent(&status(id, 0), &now);
+    }
+    assert!(!tap.abandoned && tap.tables.retained == 0);
+    assert_eq!(events(&mut tap).len(), 2 * fits);
+
+    // Left waiting: the request past the budget abandons, with its event.
+    let mut tap = SftpTap::default();
+    for id in 0..=fits as u32 {
+        tap.client_sent(&rename(id), &now);
+    }
+    assert!(tap.abandoned && tap.tables.pending.is_empty());
+    let got = events(&mut tap);
+    assert_eq!(got.len(), 1);
+    assert!(
+        matches!(&got[0].0, FileOp::SftpAbandoned { why } if why.contains("bytes")),
+        "{got:?}"
+    );
+
+    // Files left open with long paths: the same.
+    let open_long = |id: u32| {
+        let body = [string(&long), 1u32.to_be_bytes().to_vec(), vec![0; 4]].concat();
+        packet(OPEN, Some(id), &body)
+    };
+    let mut tap = SftpTap::default();
+    let mut id = 0u32;
+    while !tap.abandoned {
+        assert!((id as usize) < MAX_HANDLES, "never abandoned");
+        tap.client_sent(&open_long(id), &now);
+        tap.target_sent(&handle(id, &id.to_be_bytes()), &now);
+        assert!(tap.tables.retained <= MAX_RETAINED);
+        id += 1;
+    }
+    assert!(tap.tables.handles.is_empty() && tap.tables.retained == 0);
 }
 
 #[test]
@@ -367,7 +421,7 @@ fn long_paths_are_kept_cut_and_the_data_of_writes_is_not_kept() {
     tap.client_sent(&write(3, b"h", &vec![7; 200_000]), &now);
     assert!(tap.to_target.head.capacity() <= before.max(HEAD));
     tap.target_sent(&status(3, 0), &now);
-    assert_eq!(tap.handles[b"h".as_slice()].written, 200_000);
+    assert_eq!(tap.tables.handles[b"h".as_slice()].written, 200_000);
 }
 
 #[test]
@@ -380,7 +434,7 @@ fn a_write_claiming_more_data_than_its_packet_counts_what_the_packet_holds() {
     lying[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
     tap.client_sent(&lying, &now);
     tap.target_sent(&status(2, 0), &now);
-    assert_eq!(tap.handles[b"h".as_slice()].written, 3);
+    assert_eq!(tap.tables.handles[b"h".as_slice()].written, 3);
 }
 
 proptest! {
@@ -400,8 +454,8 @@ proptest! {
             }
         }
         tap.finish(now());
-        prop_assert!(tap.pending.len() <= MAX_PENDING);
-        prop_assert!(tap.handles.is_empty());
+        prop_assert!(tap.tables.pending.len() <= MAX_PENDING);
+        prop_assert!(tap.tables.handles.is_empty());
         prop_assert!(tap.to_target.head.len() <= HEAD && tap.to_client.head.len() <= HEAD);
         let _ = events(&mut tap);
     }
