@@ -474,3 +474,35 @@ fn a_plain_key_in_revoked_keys_is_refused_and_ends_its_open_approver_connection(
     // Others are not affected.
     assert_eq!(approver_ssh(env, "dave", &["whoami"]).code, 0);
 }
+
+/// A gateway's key revoked on reload (a stolen gateway key) ends what the gateway's open
+/// connections may do at the approver: its watch stream stops at the reload, and it cannot
+/// log in again. Before, the stream went on sending every change to the revoked key.
+#[test]
+fn a_gateway_key_revoked_on_reload_ends_its_watch_stream() {
+    let (g, _, _) = start();
+    let env = &g.env;
+    // The gateway follows the stream: alice's grant reaches it.
+    let out = env.gw_ssh("alice", &["request", "echo", "--for", "10m"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let gw_key = env.path().join("gateway/client_key");
+    let fp = fingerprint(&gw_key);
+    let cfg = std::fs::read_to_string(&env.config).unwrap().replace(
+        "revoked_serials = [17]",
+        &format!("revoked_serials = [17]\nrevoked_keys = [\"{fp}\"]"),
+    );
+    std::fs::write(&env.config, cfg).unwrap();
+    env.admin("ada", &["reload"]).ok();
+    env.eventually("the approver ending the stream", || {
+        env.log().lines().any(|l| {
+            l.contains("ending gateway gw-1's watch stream")
+                && l.contains(&fp)
+                && l.contains("no longer its, or is revoked")
+        })
+    });
+    env.eventually("the gateway's new login refused", || {
+        env.log().lines().any(|l| {
+            l.contains("login refused for \"gw-1\"") && l.contains(&fp) && l.contains("revoked")
+        })
+    });
+}

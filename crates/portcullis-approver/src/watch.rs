@@ -55,6 +55,13 @@ pub(crate) async fn stream(
     let mut last = greet(app, &from, newest, write).await?;
     loop {
         changes.borrow_and_update();
+        // Nothing more for a gateway whose key a reload took away (each reload wakes us).
+        if let Err(e) =
+            commands::gateway_still_holds(&app.catalog(), &from.gateway, &from.fingerprint)
+        {
+            tracing::warn!("ending gateway {}'s watch stream: {e}", from.gateway);
+            return Err(e);
+        }
         let batch = app.store.changes_after(last, WATCH_BATCH)?;
         let full = batch.len() == WATCH_BATCH;
         for (rev, change) in batch {

@@ -85,6 +85,9 @@ pub(crate) struct WatchFrom {
     /// SHA-256 (hex) of the change it applied at `since`.
     pub after: Option<String>,
     pub max_grant: u64,
+    /// The key the gateway logged in with: the stream ends once the catalog no longer
+    /// gives it to this gateway (removed, replaced or revoked on reload).
+    pub fingerprint: String,
 }
 
 /// What the server should do with a command.
@@ -162,6 +165,20 @@ pub(crate) async fn execute(app: &Arc<Approver>, caller: &Caller, line: &str) ->
     }
 }
 
+/// Whether the key gateway `name` logged in with is still its, and not revoked.
+pub(crate) fn gateway_still_holds(
+    catalog: &portcullis_core::catalog::Catalog,
+    name: &str,
+    fingerprint: &str,
+) -> Result<(), ApproverError> {
+    if catalog.holds_fingerprint(&Principal::Gateway(name.to_string()), fingerprint) {
+        return Ok(());
+    }
+    Err(ApproverError::Forbidden(format!(
+        "the key gateway {name} logged in with ({fingerprint}) is no longer its, or is revoked"
+    )))
+}
+
 /// Parse `line`, check which identity may run it, and unwrap a gateway's relay envelope.
 fn route(app: &Approver, caller: &Caller, line: &str) -> Route {
     if let Principal::User(user) = &caller.principal {
@@ -186,6 +203,11 @@ fn route(app: &Approver, caller: &Caller, line: &str) -> Route {
     let Principal::Gateway(gateway) = &caller.principal else {
         return Route::Run(asker, parsed.command);
     };
+    // As for users at every command: a gateway's connection must not outlive its key's
+    // removal or revocation (a stolen gateway key, revoked on reload).
+    if let Err(e) = gateway_still_holds(&app.catalog(), gateway, &caller.fingerprint) {
+        return Route::Refused(asker, e);
+    }
     match parsed.command {
         ControlCommand::Watch {
             since,
@@ -198,6 +220,7 @@ fn route(app: &Approver, caller: &Caller, line: &str) -> Route {
             epoch,
             after,
             max_grant: max_grant.unwrap_or(0),
+            fingerprint: caller.fingerprint.clone(),
         })),
         ControlCommand::Report { seq, instance } => {
             Route::Answered(Outcome::Report { seq, instance })
