@@ -44,7 +44,11 @@ fn catalog() -> &'static Catalog {
 
 fn check(cert: &Certificate) {
     let c = catalog();
-    for now in [cert.valid_after(), cert.valid_before().saturating_sub(1), 1_800_000_000] {
+    for now in [
+        cert.valid_after(),
+        cert.valid_before().saturating_sub(1),
+        1_800_000_000,
+    ] {
         for user in ["alice", "bob", ""] {
             let client = "127.0.0.1".parse().expect("an address");
             if let Ok(b) = portcullis_ssh::certificate::check(cert, user, client, c, now) {

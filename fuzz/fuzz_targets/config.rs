@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use libfuzzer_sys::fuzz_target;
 use portcullis_core::catalog::{TargetKind, BUILTIN_GROUPS};
 use portcullis_core::config::{self, valid_name, ConnectionLimits};
-use portcullis_core::{Catalog, Timestamp};
 use portcullis_core::stream::{Change, ChangeBody, SignedChange};
+use portcullis_core::{Catalog, Timestamp};
 
 fn check_limits(l: &ConnectionLimits) {
     assert!(l.max_connections >= 1 && l.max_connections_per_source >= 1);

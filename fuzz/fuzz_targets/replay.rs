@@ -27,5 +27,8 @@ fuzz_target!(|data: &[u8]| {
             assert!(pause <= cap, "{pause:?} over the idle limit {cap:?}");
         }
     }
-    assert!(events <= lines.saturating_sub(1), "{events} events from {lines} lines");
+    assert!(
+        events <= lines.saturating_sub(1),
+        "{events} events from {lines} lines"
+    );
 });
