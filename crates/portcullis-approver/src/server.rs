@@ -375,6 +375,28 @@ impl server::Handler for Connection {
         Ok(())
     }
 
+    // As at the gateway: russh has queued the packet for the channel by now, and a peer that
+    // sends more than the packet size we advertised is cut, so no channel queue holds more
+    // than `CHANNEL_QUEUE` packets of at most `MAX_PACKET` bytes.
+    async fn data(
+        &mut self,
+        _channel: ChannelId,
+        data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        portcullis_ssh::server::check_channel_data(data.len())
+    }
+
+    async fn extended_data(
+        &mut self,
+        _channel: ChannelId,
+        _code: u32,
+        data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        portcullis_ssh::server::check_channel_data(data.len())
+    }
+
     async fn channel_open_session(
         &mut self,
         channel: Channel<Msg>,

@@ -554,3 +554,17 @@ async fn idle_out(state: &ConnState) -> Duration {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_data_over_the_advertised_packet_size_is_refused() {
+        assert!(check_channel_data(MAX_PACKET as usize).is_ok());
+        assert!(matches!(
+            check_channel_data(MAX_PACKET as usize + 1),
+            Err(russh::Error::PacketSize(n)) if n == MAX_PACKET as usize + 1
+        ));
+    }
+}
