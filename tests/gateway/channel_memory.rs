@@ -55,3 +55,64 @@ fn a_users_channels_past_their_memory_budget_are_refused_with_the_reason() {
     }
     assert_eq!(dave.close(), 0);
 }
+
+struct AnyHostKey;
+
+impl russh::client::Handler for AnyHostKey {
+    type Error = russh::Error;
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+/// A session channel closed before it asked for anything (sftp refused on a plain login, a
+/// client library's health check) gives its part of the budget back at once. Before, it kept
+/// it until the whole connection ended: on a connection kept open (a ControlMaster), five
+/// such channels used up 8 MiB and every channel the user opened anywhere was refused.
+#[test]
+fn a_session_channel_closed_unused_gives_its_memory_back() {
+    let g = common::start_tuned(|_| String::new(), "max_channel_memory_per_user = \"8 MiB\"");
+    let env = &g.env;
+    let secret = russh::keys::load_secret_key(env.key("alice"), None).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = env.gw_addr.clone();
+    let ran = rt.block_on(async move {
+        let config = std::sync::Arc::new(portcullis_ssh::client::client_config());
+        let mut h = russh::client::connect(config, addr.as_str(), AnyHostKey)
+            .await
+            .unwrap();
+        let key = russh::keys::PrivateKeyWithHashAlg::new(std::sync::Arc::new(secret), None);
+        assert!(h
+            .authenticate_publickey("alice", key)
+            .await
+            .unwrap()
+            .success());
+        // Each counts for a command channel (1.6 MiB): ten of them are twice the budget.
+        for i in 0..10 {
+            let ch = h
+                .channel_open_session()
+                .await
+                .unwrap_or_else(|e| panic!("channel {i} refused: {e}"));
+            ch.close().await.unwrap();
+        }
+        let mut ch = h.channel_open_session().await.unwrap();
+        ch.exec(true, "whoami").await.unwrap();
+        let mut out = Vec::new();
+        while let Some(msg) = ch.wait().await {
+            match msg {
+                russh::ChannelMsg::Data { data } => out.extend_from_slice(&data),
+                russh::ChannelMsg::ExitStatus { exit_status } => return (exit_status, out),
+                _ => {}
+            }
+        }
+        (255, out)
+    });
+    assert_eq!(ran.0, 0, "{}", String::from_utf8_lossy(&ran.1));
+    assert!(String::from_utf8_lossy(&ran.1).contains("alice"));
+}

@@ -252,6 +252,19 @@ impl server::Handler for UserConnection {
         Ok(())
     }
 
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // Closed before it asked for a command (sftp refused on a plain login, a client's
+        // health check): its slot, and its part of the user's channel memory, come back now.
+        // A started one gives them back when its task ends.
+        self.channels.remove(&channel);
+        self.ptys.remove(&channel);
+        Ok(())
+    }
+
     // Called after russh has queued the packet for the channel: a peer that sends more than
     // the packet size we advertised is cut here, so no channel queue holds more than
     // `CHANNEL_QUEUE` packets of at most `MAX_PACKET` bytes (portcullis_ssh::server).
