@@ -139,3 +139,35 @@ fn ssh_j_to_a_real_sshd() {
     out.ok();
     assert_eq!(out.stdout.trim(), "reached");
 }
+
+/// A client that goes away ends its forward at once, even when the target never says another
+/// word: the session ends (and its grant and channel memory are freed) now, not when the grant
+/// expires. Before, the relay waited for the target's side too.
+#[test]
+fn a_forward_whose_client_is_gone_ends_though_the_target_stays_silent() {
+    // Takes connections and holds them: never reads, never writes, never closes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming() {
+            held.push(c);
+        }
+    });
+    let g = common::start_with(|_| crate::support::tcp_target("silent", port));
+    let env = &g.env;
+    grant(env, "alice", "silent", "1h");
+    let mut t = Tunnel::open(env, "alice", &format!("silent:{port}"));
+    env.eventually("the forward's start", || {
+        env.audit_events()
+            .iter()
+            .any(|e| e["event"] == "session.started" && e["target"] == "silent")
+    });
+    t.child.kill().unwrap();
+    let _ = t.child.wait();
+    env.eventually("the forward's end", || {
+        env.audit_events()
+            .iter()
+            .any(|e| e["event"] == "session.ended" && e["target"] == "silent")
+    });
+}

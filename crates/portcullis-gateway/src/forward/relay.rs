@@ -33,8 +33,11 @@ pub(crate) struct Counters {
     pub to_client: AtomicU64,
 }
 
-/// Relay until both sides are done, the client closes the channel, or `cut` says why not.
-/// The streams are dropped (closed) on return; telling the client why is the caller's.
+/// Relay until both sides are done, the client closes the channel (or its connection is
+/// gone), or `cut` says why not. The streams are dropped (closed) on return; telling the
+/// client why is the caller's. Once the client has closed, nobody reads what the target might
+/// still send: a target that stays silent must not keep the session (its grant, its part of
+/// the user's channel memory) alive until the grant ends.
 pub(crate) async fn run(
     channel: Channel<Msg>,
     target: TcpStream,
@@ -47,10 +50,25 @@ pub(crate) async fn run(
     let (from_client, to_client) = channel.split();
     let (from_target, to_target) = target.into_split();
     let both = async {
-        tokio::join!(
-            client_to_target(from_client, to_target, &counters),
-            target_to_client(from_target, &to_client, &counters),
-        )
+        let client = client_to_target(from_client, to_target, &counters);
+        let target = target_to_client(from_target, &to_client, &counters);
+        tokio::pin!(client, target);
+        tokio::select! {
+            end = &mut client => match end {
+                ClientEnd::Closed => {}
+                // The target stopped taking data; what it still sends goes to the client.
+                ClientEnd::TargetGone => target.await,
+                // A half-close: the answer goes on until the target ends it, or until the
+                // client closes after all.
+                ClientEnd::Eof(mut rest) => tokio::select! {
+                    () = &mut target => {}
+                    () = closed(&mut rest) => {}
+                },
+            },
+            () = &mut target => {
+                client.await;
+            }
+        }
     };
     tokio::select! {
         _ = both => EndReason::Closed,
@@ -61,28 +79,53 @@ pub(crate) async fn run(
     }
 }
 
+/// How the client's side of a relay ended.
+enum ClientEnd {
+    /// The client closed the channel, or its connection is gone: nobody reads any more.
+    Closed,
+    /// The client sent EOF (a half-close) and may still read the target's answer; the rest
+    /// of its channel, to see it close.
+    Eof(ChannelReadHalf),
+    /// Writing to the target failed; the client may still read what the target sends.
+    TargetGone,
+}
+
 /// The client's data, as russh hands it over, written to the target; its EOF becomes the
 /// target's.
 async fn client_to_target(
     mut from_client: ChannelReadHalf,
     mut to_target: OwnedWriteHalf,
     counters: &Counters,
-) {
+) -> ClientEnd {
     while let Some(msg) = from_client.wait().await {
         match msg {
             ChannelMsg::Data { data } => {
                 if to_target.write_all(&data).await.is_err() {
-                    return;
+                    return ClientEnd::TargetGone;
                 }
                 counters
                     .to_target
                     .fetch_add(data.len() as u64, Ordering::Relaxed);
             }
-            ChannelMsg::Eof | ChannelMsg::Close => break,
+            ChannelMsg::Eof => {
+                let _ = to_target.shutdown().await;
+                return ClientEnd::Eof(from_client);
+            }
+            ChannelMsg::Close => break,
             _ => {}
         }
     }
     let _ = to_target.shutdown().await;
+    ClientEnd::Closed
+}
+
+/// Resolves when the client closes the channel or its connection is gone.
+async fn closed(from_client: &mut ChannelReadHalf) {
+    while let Some(msg) = from_client.wait().await {
+        if matches!(msg, ChannelMsg::Close) {
+            return;
+        }
+    }
 }
 
 /// The target's data, read only when there is some, handed to russh (which waits for window);
