@@ -506,3 +506,33 @@ fn a_gateway_key_revoked_on_reload_ends_its_watch_stream() {
         })
     });
 }
+
+/// Stock ssh offers the plain key before its certificate. With a CA trusted, the plain key
+/// nobody holds is refused at its offer (our russh patch 3 tells a certificate's offer from a
+/// plain key's), so ssh never signs with it; before, every offer was accepted and the plain
+/// key was refused only after its signature. The certificate logs in either way.
+#[test]
+fn a_plain_key_nobody_holds_is_refused_at_its_offer_though_a_ca_is_trusted() {
+    let (g, ca, _) = start();
+    let env = &g.env;
+    let key = env.path().join("stranger_key");
+    keygen(&key);
+    sign(&ca, &key, "cora@laptop", &["-n", "cora", "-V", "-5m:+30m"]);
+    let out = crate::support::ssh_with_keys(&env.gw_port(), "cora", &[&key], &[], &["whoami"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let accepted: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("Server accepts key:"))
+        .collect();
+    assert!(
+        accepted.iter().any(|l| l.contains("ED25519-CERT")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        accepted.iter().all(|l| l.contains("-CERT")),
+        "the plain key's offer was accepted: {}",
+        out.stderr
+    );
+}
