@@ -202,5 +202,7 @@ fn an_unknown_user_is_refused_no_faster_than_a_known_one() {
     // stopped short.
     let floor = portcullis_ssh::server::AUTH_REFUSAL_FLOOR.as_secs_f64();
     assert!(known >= floor && unknown >= floor, "{known} {unknown}");
-    assert!((known - unknown).abs() < 0.05, "{known} {unknown}");
+    // Generous for a loaded machine, and still far below the 300 ms an early answer saved
+    // when the floor was that long.
+    assert!((known - unknown).abs() < 0.02, "{known} {unknown}");
 }

@@ -131,7 +131,8 @@ mod tests {
     }
 
     // Made with `ssh-keygen -t …`: one of each kind a stock client makes. The FIDO keys are
-    // ssh-keygen keys rewrapped with the `ssh:` application (no token here to make real ones).
+    // ssh-keygen keys rewrapped with the `ssh:` application (real FIDO keys, made on a
+    // software token, are in tests/gateway/fido.rs).
     const RSA_3072: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABgQC/YwOFUfpsA6hdmW10Bn2seM41O019NHbs2iK4IesMw8c8QM1bQA82gMrEmpCOBjGkVXvYyTj8o92HR119+knDYtOlaxL/CY1llnG+SoAY2wuRueD/kn3udWbG1nz/m4G2OTqk7I0zVlnlK3pY03lw0oFKN6FndHYeML46zJeXByXbArMl99ib1binVNB2KoCbvN8v55CXeTiKt7BwQLr+tVtPhGUvSsdzd/9IMnr3z+3nB7Ys6YGWTeBvYBQzC1+R70hOX4xowyp6qwZkDeH/ir0z+gC8MKbGQSjqpBsSfk18FrQC9hr2IYt4CeAXNQQuuX5/K/S4jCalbjT4CHXp3vTsWcYU1TcXug94EUzblY42rJ3Z2sYVRzRfsM3GC3FBOgh1V5mF/TU3G+exCDio0prtYWTXzJpodDdR+fOSjh0u1uX/roe0XcwZ6JQVPKYzd4e9iW58CT9NinBLKcMACayo61Amyxmj4tLkPgsuhSXDGOTCX0pe+Fi63QG2gmU= rsa";
     const ECDSA_384: &str = "ecdsa-sha2-nistp384 AAAAE2VjZHNhLXNoYTItbmlzdHAzODQAAAAIbmlzdHAzODQAAABhBKVk0FEs6BSsJaGZVblqdBkyyNc7IVtzMM1JZzP9corFEDjGN1DDutJHTR/jr9N73WeoxlXljiPGGD6oVuoSA1xLuU/LH/oPfxfYfw81J+CmmW8LeZd0szChY5JfOXmJqA== p384";
     const SK_ED25519: &str = "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIIqHTeOyl710m60++4POL7xdRR/gKTlHDtje+AZHBh9OAAAABHNzaDo= fido";

@@ -2,13 +2,15 @@
 //! russh has verified (it proved the client holds the certified key) logs `user` in, under the
 //! `[[user_cas]]` of the catalog, as sshd decides with `TrustedUserCAKeys`. Owns every reason a
 //! certificate is refused and the [`Binding`] an accepted one leaves; the servers call
-//! [`check`] from `auth_openssh_certificate` and nowhere else (an offer is never a login).
+//! [`check_with`] from `auth_openssh_certificate` and nowhere else (an offer is never a
+//! login).
 //!
 //! Published russh turns away, before any handler sees them, certificates outside their
 //! validity window and those whose CA signature does not verify, so those refusals reached
 //! the log only as russh's own line without user or key. Our servers set russh's
 //! `handler_checks_certificates` (a portcullis patch, vendor/russh/PORTCULLIS.md): both checks
-//! are made here, on the daemon's clock, and their refusals have their reasons.
+//! are made here, on the daemon's clock and this host's wall clock both ([`Clocks`]), and
+//! their refusals have their reasons.
 
 use std::net::IpAddr;
 

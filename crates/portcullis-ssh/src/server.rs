@@ -52,7 +52,7 @@ pub fn check_channel_data(len: usize) -> Result<(), russh::Error> {
 /// so that timing tells nothing; a floor a hundred times that work does it, and a client
 /// trying keys in turn pays almost nothing. OpenSSH's is of the same order (5-9 ms per user).
 /// It was 300 ms, and stock ssh, which offers the plain key of `-i id` before `id-cert.pub`,
-/// waited that long on every certificate login (6.6x an ed25519 login; 1.08x at 1 ms with
+/// waited that long on every certificate login (6.5x an ed25519 login; 1.08x at 1 ms with
 /// plain keys refused at their offer: `bench/run --only key_kinds`). Keys are not guessed;
 /// online attempts are bounded by `max_auth_attempts` per connection and the handshake rate
 /// per source instead.
@@ -60,8 +60,9 @@ pub const AUTH_REFUSAL_FLOOR: Duration = Duration::from_millis(1);
 
 /// Public-key authentication only; the "none" probe OpenSSH sends first answered at once and
 /// real rejections after [`AUTH_REFUSAL_FLOOR`]; certificates checked by our handlers alone
-/// (validity window and CA signature included, so a refusal's log line can say why); the algorithms of [`crate::algorithms`] (no SHA-1, no small DH
-/// groups, encrypt-then-MAC only, no compression); no inactivity timeout (long `wait`s and idle
+/// (validity window and CA signature included, so a refusal's log line can say why); the
+/// algorithms of [`crate::algorithms`] (no SHA-1, no small DH groups, encrypt-then-MAC only,
+/// no compression); no inactivity timeout (long `wait`s and idle
 /// forwards are normal) but keepalives that find dead peers; `nodelay` for interactive
 /// latency; a short queue per channel ([`CHANNEL_QUEUE`]).
 pub fn config(host_key: PrivateKey, keepalive: Duration) -> russh::server::Config {

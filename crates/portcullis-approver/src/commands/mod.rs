@@ -345,7 +345,7 @@ async fn run(
         }
         None if !catalog.holds_fingerprint(&asker.caller.principal, &asker.caller.fingerprint) => {
             return Err(ApproverError::Forbidden(format!(
-                "the key this connection logged in with ({}) is no longer {name}'s, or is revoked; log in again",
+                "the key this login rests on ({}) is no longer {name}'s, or is revoked; log in again",
                 asker.caller.fingerprint
             )));
         }

@@ -1,5 +1,6 @@
-//! Moving bytes between a forwarded channel and its target, counted, until both sides are done
-//! or the session is cut.
+//! Moving bytes between a forwarded channel and its target, counted, until the client closes
+//! the channel (or its connection is gone), both sides are done, or the session is cut; after
+//! a client's EOF the target's answer still goes through.
 //!
 //! An idle session holds no buffer: the client's data arrives in the buffers russh already
 //! made for it and is written straight to the target, and a buffer for the target's data is

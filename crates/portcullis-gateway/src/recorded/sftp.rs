@@ -9,8 +9,8 @@
 //! the first bytes it needs ([`HEAD`], less for the data of reads and writes) and counts the
 //! rest. Requests waiting for their answer ([`MAX_PENDING`](tables::MAX_PENDING)) and open
 //! handles ([`MAX_HANDLES`](tables::MAX_HANDLES)) are bounded, and so are the bytes of the
-//! paths and handles they keep ([`MAX_RETAINED`](tables::MAX_RETAINED)); a packet longer than [`MAX_PACKET`] (OpenSSH refuses over
-//! 256 KiB), a bound reached or a version other than 3 stops the parsing for the rest of the
+//! paths and handles they keep ([`MAX_RETAINED`](tables::MAX_RETAINED)); a packet longer
+//! than [`MAX_PACKET`] (OpenSSH refuses over 256 KiB), a bound reached or a version other than 3 stops the parsing for the rest of the
 //! session with one `sftp.parse_abandoned` event (files open then are reported closed as they
 //! stand). Garbage never panics: every read is checked.
 //!

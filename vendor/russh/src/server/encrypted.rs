@@ -1357,6 +1357,7 @@ fn offered_certificate(pk_or_cert: &PublicKeyOrCertificate) -> Option<&Certifica
     }
 }
 
+/// portcullis patch: whether keys of this algorithm are FIDO (`sk-*`) keys.
 fn is_security_key(algorithm: &ssh_key::Algorithm) -> bool {
     matches!(
         algorithm,
