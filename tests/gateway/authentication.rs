@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use russh::keys::{load_secret_key, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::keys::{load_secret_key, PrivateKeyWithHashAlg};
 
 use super::common::{self, grant};
+use crate::support::russh_client;
 use crate::support::{keygen, median, Env, Out};
 
 /// Stock ssh to the gateway with exactly these identity files and `-v`.
@@ -89,18 +90,6 @@ fn auth_attempts_are_capped() {
     );
 }
 
-struct AnyHostKey;
-
-impl russh::client::Handler for AnyHostKey {
-    type Error = russh::Error;
-    async fn check_server_key(
-        &mut self,
-        _key: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        Ok(true)
-    }
-}
-
 #[test]
 fn auth_state_resets_when_the_user_name_changes() {
     let g = common::start("");
@@ -114,10 +103,7 @@ fn auth_state_resets_when_the_user_name_changes() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let config = Arc::new(portcullis_ssh::client::client_config());
-        let mut h = russh::client::connect(config, addr.as_str(), AnyHostKey)
-            .await
-            .unwrap();
+        let mut h = russh_client::connect(&addr).await;
         let with = |k: &Arc<russh::keys::PrivateKey>| PrivateKeyWithHashAlg::new(k.clone(), None);
         // bob with alice's key: refused; then bob:echo; then alice, who succeeds as herself.
         for login in ["bob", "bob:echo"] {
@@ -172,10 +158,7 @@ fn an_unknown_user_is_refused_no_faster_than_a_known_one() {
     let (known, unknown) = rt.block_on(async move {
         let (mut known, mut unknown) = (Vec::new(), Vec::new());
         for _ in 0..2 {
-            let config = Arc::new(portcullis_ssh::client::client_config());
-            let mut h = russh::client::connect(config, addr.as_str(), AnyHostKey)
-                .await
-                .unwrap();
+            let mut h = russh_client::connect(&addr).await;
             let key = || PrivateKeyWithHashAlg::new(mallory.clone(), None);
             // The first attempt of a connection is answered without the delay (OpenSSH's
             // "none" probe): spend it.

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use super::common::{self, GwEnv, Tunnel};
+use crate::support::russh_client::{self, AnyHostKey};
 use crate::support::{run, Env, Out, BIN};
 
 /// `ssh-keygen -q -t ed25519 -f PATH`.
@@ -56,18 +57,6 @@ fn start() -> (GwEnv, PathBuf, PathBuf) {
     (g, ca, rogue)
 }
 
-struct AnyHostKey;
-
-impl russh::client::Handler for AnyHostKey {
-    type Error = russh::Error;
-    async fn check_server_key(
-        &mut self,
-        _key: &russh::keys::PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        Ok(true)
-    }
-}
-
 /// Log in with `KEY` and `KEY-cert.pub` through russh's client, which presents any
 /// certificate it is given.
 fn login_with_certificate(addr: &str, user: &str, key: &Path) -> bool {
@@ -79,10 +68,7 @@ fn login_with_certificate(addr: &str, user: &str, key: &Path) -> bool {
         .build()
         .unwrap();
     rt.block_on(async {
-        let config = Arc::new(portcullis_ssh::client::client_config());
-        let mut h = russh::client::connect(config, addr, AnyHostKey)
-            .await
-            .unwrap();
+        let mut h = russh_client::connect(addr).await;
         h.authenticate_openssh_cert(user, secret, cert)
             .await
             .unwrap()
@@ -382,14 +368,7 @@ fn a_certificate_revoked_on_reload_ends_what_its_open_approver_connection_may_do
         .enable_all()
         .build()
         .unwrap();
-    let config = Arc::new(portcullis_ssh::client::client_config());
-    let mut h = rt
-        .block_on(russh::client::connect(
-            config,
-            env.addr.as_str(),
-            AnyHostKey,
-        ))
-        .unwrap();
+    let mut h = rt.block_on(russh_client::connect(&env.addr));
     assert!(rt
         .block_on(h.authenticate_openssh_cert("cora", secret, cert))
         .unwrap()
@@ -421,14 +400,7 @@ fn a_plain_key_in_revoked_keys_is_refused_and_ends_its_open_approver_connection(
         .enable_all()
         .build()
         .unwrap();
-    let config = Arc::new(portcullis_ssh::client::client_config());
-    let mut h = rt
-        .block_on(russh::client::connect(
-            config,
-            env.addr.as_str(),
-            AnyHostKey,
-        ))
-        .unwrap();
+    let mut h = rt.block_on(russh_client::connect(&env.addr));
     let with = russh::keys::PrivateKeyWithHashAlg::new(Arc::new(secret), None);
     assert!(rt
         .block_on(h.authenticate_publickey("alice", with))

@@ -5,6 +5,7 @@
 
 use super::common::{self, grant, Tunnel};
 use super::refused_channels::refusals;
+use crate::support::russh_client;
 
 #[test]
 fn a_users_channels_past_their_memory_budget_are_refused_with_the_reason() {
@@ -56,18 +57,6 @@ fn a_users_channels_past_their_memory_budget_are_refused_with_the_reason() {
     assert_eq!(dave.close(), 0);
 }
 
-struct AnyHostKey;
-
-impl russh::client::Handler for AnyHostKey {
-    type Error = russh::Error;
-    async fn check_server_key(
-        &mut self,
-        _key: &russh::keys::PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        Ok(true)
-    }
-}
-
 /// A session channel closed before it asked for anything (sftp refused on a plain login, a
 /// client library's health check) gives its part of the budget back at once. Before, it kept
 /// it until the whole connection ended: on a connection kept open (a ControlMaster), five
@@ -83,10 +72,7 @@ fn a_session_channel_closed_unused_gives_its_memory_back() {
         .unwrap();
     let addr = env.gw_addr.clone();
     let ran = rt.block_on(async move {
-        let config = std::sync::Arc::new(portcullis_ssh::client::client_config());
-        let mut h = russh::client::connect(config, addr.as_str(), AnyHostKey)
-            .await
-            .unwrap();
+        let mut h = russh_client::connect(&addr).await;
         let key = russh::keys::PrivateKeyWithHashAlg::new(std::sync::Arc::new(secret), None);
         assert!(h
             .authenticate_publickey("alice", key)

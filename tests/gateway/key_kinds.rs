@@ -12,6 +12,7 @@ use russh::keys::PrivateKeyWithHashAlg;
 
 use super::common;
 use crate::support::agent::{ssh_via_agent, Agent};
+use crate::support::russh_client;
 use crate::support::{run, ssh_with_keys, Env, Out, BIN};
 
 /// The kinds tested, as `ssh-keygen -t TYPE -b BITS`.
@@ -119,18 +120,6 @@ fn every_key_kind_logs_in_from_files_and_from_the_agent() {
         .contains(&format!("authenticated kim ({})", fingerprint(rsa))));
 }
 
-struct AnyHostKey;
-
-impl russh::client::Handler for AnyHostKey {
-    type Error = russh::Error;
-    async fn check_server_key(
-        &mut self,
-        _key: &russh::keys::PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        Ok(true)
-    }
-}
-
 /// Sign with `ssh-rsa` (SHA-1) whatever the server lists, as no stock client does any more.
 fn login_with_sha1(addr: &str, key: &Path) -> bool {
     let key = Arc::new(russh::keys::load_secret_key(key, None).unwrap());
@@ -139,10 +128,7 @@ fn login_with_sha1(addr: &str, key: &Path) -> bool {
         .build()
         .unwrap();
     rt.block_on(async {
-        let config = Arc::new(portcullis_ssh::client::client_config());
-        let mut h = russh::client::connect(config, addr, AnyHostKey)
-            .await
-            .unwrap();
+        let mut h = russh_client::connect(addr).await;
         let r = h
             .authenticate_publickey("kim", PrivateKeyWithHashAlg::new(key, None))
             .await

@@ -9,6 +9,7 @@ pub mod docs;
 pub mod fido;
 mod gateway;
 mod out;
+pub mod russh_client;
 pub mod targets;
 
 // Each test crate and bench uses its own part of the harness.
