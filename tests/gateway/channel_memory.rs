@@ -102,3 +102,37 @@ fn a_session_channel_closed_unused_gives_its_memory_back() {
     assert_eq!(ran.0, 0, "{}", String::from_utf8_lossy(&ran.1));
     assert!(String::from_utf8_lossy(&ran.1).contains("alice"));
 }
+
+/// The same as a user meets it with the stock tools: `sftp` through a kept-open connection
+/// (ControlMaster) to a plain login, which the gateway refuses (file transfers go to a target:
+/// `alice:web-1`), six times; a command through the same master still runs.
+#[test]
+fn refused_sftp_through_a_control_master_leaves_room_for_commands() {
+    let g = common::start_tuned(|_| String::new(), "max_channel_memory_per_user = \"8 MiB\"");
+    let env = &g.env;
+    let sock = env.path().join("master.sock");
+    let control = format!("ControlPath={}", sock.display());
+    let master = env
+        .gw_command("alice", &["-M", "-N", "-f", "-o", &control])
+        .stdin(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(master.success());
+    for i in 0..6 {
+        let out = crate::support::run(
+            std::process::Command::new("sftp")
+                .arg("-F")
+                .arg(env.ssh_config("alice"))
+                .args(["-P", &env.gw_port(), "-o", &control, "-b", "/dev/null"])
+                .arg("alice@127.0.0.1"),
+        );
+        assert_ne!(out.code, 0, "sftp {i} on a plain login: {}", out.stdout);
+    }
+    let out = crate::support::run(
+        env.gw_command("alice", &["-o", &control, "whoami"])
+            .stdin(std::process::Stdio::null()),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("alice"), "{}", out.stdout);
+    let _ = crate::support::run(&mut env.gw_command("alice", &["-o", &control, "-O", "exit"]));
+}
